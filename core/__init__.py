@@ -1,0 +1,38 @@
+"""The framework's core: protocols, registry, Sequential, data and the training loop.
+
+Core knows no concrete component; the built-in ones arrive as plugins (see registry.toml).
+"""
+
+from core.errors import (
+    NNError,
+    RegistrationError,
+    SettingsError,
+    StateError,
+    UnknownComponentError,
+)
+from core.hookspecs import hookimpl, hookspec
+from core.protocols import (
+    Initializer,
+    Loss,
+    Module,
+    Optimizer,
+    Parameter,
+    decision_threshold,
+    param,
+    zero_grad,
+)
+from core.settings import TrainSettings
+from core.registry import Entry, Registry, default_registry
+from core.sequential import Sequential
+from core.assemble import build_layer, build_mlp
+from core.data import disk_dataset
+from core.training import error_rate, fit
+from core.experiment import TrainResult, train
+
+__all__ = [
+    "Entry", "Initializer", "Loss", "Module", "NNError", "Optimizer", "Parameter",
+    "RegistrationError", "Registry", "Sequential", "SettingsError", "StateError",
+    "TrainResult", "TrainSettings", "UnknownComponentError", "build_layer", "build_mlp",
+    "decision_threshold", "default_registry", "disk_dataset", "error_rate", "fit",
+    "hookimpl", "hookspec", "param", "train", "zero_grad",
+]

@@ -1,0 +1,42 @@
+"""Typed errors. Each names the bad value and what would have been accepted.
+
+The CLI turns every `NNError` into one line on stderr and exit status 2; a Python
+user catches them like any other exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class NNError(Exception):
+    """Base of every error this framework raises on purpose (bad input, bad plugin)."""
+
+
+class SettingsError(NNError, ValueError):
+    """A setting has a value outside what it accepts."""
+
+
+class UnknownComponentError(NNError, KeyError):
+    """A name that no plugin registered for that kind."""
+
+    def __init__(self, kind: str, name: str, known: list[str], see: str | None = None):
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        see = see or f"nn-cli list {kind}"
+        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        accepted = ", ".join(self.known) or "none registered"
+        super().__init__(
+            f"unknown {kind} {name!r}; {hint}registered: {accepted} (see `{see}`)"
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return self.args[0]
+
+
+class RegistrationError(NNError):
+    """A plugin registered something the registry cannot accept."""
+
+
+class StateError(NNError, RuntimeError):
+    """A method was called out of order, e.g. `backward` before `forward`."""

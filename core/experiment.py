@@ -1,0 +1,74 @@
+"""The report's experiment as one call: settings in, trained network and errors out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.assemble import build_mlp
+from core.data import disk_dataset
+from core.registry import Registry, default_registry
+from core.sequential import Sequential
+from core.settings import TrainSettings
+from core.training import error_rate, fit
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Independent random streams drawn from one seed.
+STREAMS = {"data": 0, "init": 1, "shuffle": 2}
+
+
+def generator(settings: TrainSettings, stream: str) -> torch.Generator:
+    """The seeded generator of one random stream of a run."""
+    return torch.Generator().manual_seed(settings.seed * 16 + STREAMS[stream])
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    settings: TrainSettings
+    losses: list[float]  # mean training loss of each epoch
+    train_error: float  # fraction of training points misclassified at the end
+    test_error: float  # fraction of test points misclassified at the end
+    model: Sequential = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.to_dict(),
+            "train_error": self.train_error,
+            "test_error": self.test_error,
+            "losses": self.losses,
+        }
+
+
+def train(
+    settings: TrainSettings,
+    registry: Registry | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Draw the data, build the network by name, train it and measure its errors."""
+    registry = registry or default_registry()
+    loss = registry.create("loss", settings.loss)
+    optimizer_entry = registry.get("optimizer", settings.optimizer)
+    dtype = DTYPES[settings.dtype]
+    with torch.set_grad_enabled(False):
+        data = generator(settings, "data")
+        x_train, y_train = disk_dataset(settings.n_train, data, dtype)
+        x_test, y_test = disk_dataset(settings.n_test, data, dtype)
+        model = build_mlp(
+            registry, 2, settings.hidden, 1, activation=settings.act, init=settings.init,
+            generator=generator(settings, "init"), dtype=dtype,
+        )
+        optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
+        losses = fit(
+            model, loss, optimizer, x_train, y_train, epochs=settings.epochs,
+            batch_size=settings.batch_size, generator=generator(settings, "shuffle"),
+            on_epoch=on_epoch,
+        )
+        return TrainResult(
+            settings, losses, error_rate(model, loss, x_train, y_train),
+            error_rate(model, loss, x_test, y_test), model,
+        )

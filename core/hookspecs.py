@@ -1,0 +1,46 @@
+"""The hooks a plugin implements: one per kind of component.
+
+Each hook receives a `register` callback and calls it once per component:
+
+    register(name, factory, *, summary=None, override=False)
+
+`factory(**kwargs)` builds the component; `summary` defaults to the first line of the
+factory's docstring. A plugin implements only the hooks for the kinds it provides.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "nn"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_layers(register):
+    """Register Module factories with parameters, e.g. `register("linear", Linear)`.
+
+    The assembler passes `in_features` (inferred from the layer before), and `generator`,
+    `dtype` and `init` when the factory's signature names them.
+    """
+
+
+@hookspec
+def register_activations(register):
+    """Register parameter-free Module factories, e.g. `register("tanh", Tanh)`."""
+
+
+@hookspec
+def register_losses(register):
+    """Register Loss factories, e.g. `register("mse", MSELoss)`."""
+
+
+@hookspec
+def register_initializers(register):
+    """Register Initializer factories, e.g. `register("he", HeGaussian)`."""
+
+
+@hookspec
+def register_optimizers(register):
+    """Register Optimizer factories: `factory(parameters, lr=..., **options)`."""

@@ -1,0 +1,67 @@
+"""Element-wise activations. Each caches exactly what its backward needs."""
+
+from __future__ import annotations
+
+import torch
+
+from core import Parameter, StateError, hookimpl
+
+
+class _Activation:
+    """Shared plumbing: no parameters, a cache that backward refuses to use before forward."""
+
+    cache: torch.Tensor | None = None
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def cached(self) -> torch.Tensor:
+        if self.cache is None:
+            raise StateError(f"{type(self).__name__}.backward called before forward")
+        return self.cache
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+class ReLU(_Activation):
+    """max(x, 0); the gradient at exactly 0 is taken as 0, as in PyTorch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = x > 0  # the mask
+        return x * self.cache
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output * self.cached()
+
+
+class Tanh(_Activation):
+    """Hyperbolic tangent, derivative 1 - tanh(x)^2 computed from the output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = torch.tanh(x)  # the output
+        return self.cache
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        y = self.cached()
+        return grad_output * (1 - y * y)
+
+
+class Sigmoid(_Activation):
+    """Logistic function 1 / (1 + exp(-x)), derivative s(1 - s) computed from the output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # NOTE: torch.sigmoid is stable for large |x| (no exp overflow), unlike 1/(1+exp(-x)).
+        self.cache = torch.sigmoid(x)  # the output
+        return self.cache
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        s = self.cached()
+        return grad_output * s * (1 - s)
+
+
+@hookimpl
+def register_activations(register):
+    register("relu", ReLU)
+    register("tanh", Tanh)
+    register("sigmoid", Sigmoid)

@@ -1,0 +1,126 @@
+"""Everything a user can do with nn-cli, through typer's CliRunner."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+FAST = ["--epochs", "2", "--hidden", "8,8"]
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nn-cli: error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert result.stdout == ""
+
+
+def test_help_lists_the_commands(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    assert "list" in result.stdout and "train" in result.stdout
+
+
+def test_bare_command_shows_help(run):
+    result = run()
+    assert result.exit_code == 0 and "train" in result.stdout
+
+
+def test_list_shows_every_kind_with_plugin(run):
+    result = run("list")
+    assert result.exit_code == 0
+    for kind in ["layer:", "activation:", "loss:", "initializer:", "optimizer:"]:
+        assert kind in result.stdout
+    assert "tanh" in result.stdout and "[plugins.activations]" in result.stdout
+
+
+def test_list_one_kind(run):
+    result = run("list", "loss")
+    assert result.exit_code == 0
+    assert "mse" in result.stdout and "bce" in result.stdout and "tanh" not in result.stdout
+
+
+def test_list_json(run):
+    result = run("list", "--json")
+    rows = json.loads(result.stdout)
+    assert {"kind": "activation", "name": "relu", "plugin": "plugins.activations"}.items() <= next(
+        r for r in rows if r["name"] == "relu"
+    ).items()
+    assert all(r["summary"] for r in rows)
+
+
+def test_list_unknown_kind(run):
+    assert_one_line_error(run("list", "activations"), "unknown kind 'activations'", "'activation'")
+
+
+def test_train_prints_progress_and_final_errors(run):
+    result = run("train", *FAST)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("epoch 1/2  loss ")
+    assert lines[-1].startswith("train error ") and "test error" in lines[-1]
+
+
+def test_train_json_is_one_object_with_errors_settings_and_losses(run):
+    result = run("train", "--act", "relu", "--loss", "bce", "--init", "he", "--lr", "0.05",
+                 "--batch-size", "20", "--seed", "3", "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout holds the JSON alone
+    assert 0 <= data["train_error"] <= 1 and 0 <= data["test_error"] <= 1
+    assert len(data["losses"]) == 2 and all(loss > 0 for loss in data["losses"])
+    assert data["settings"] == {
+        "act": "relu", "loss": "bce", "init": "he", "optimizer": "sgd", "hidden": [8, 8],
+        "epochs": 2, "lr": 0.05, "batch_size": 20, "seed": 3, "n_train": 1000,
+        "n_test": 1000, "dtype": "float32",
+    }
+    assert "epoch 2/2" in result.stderr  # progress still shown, on stderr
+
+
+def test_train_twice_gives_identical_json(run):
+    first = run("train", "--json", "--seed", "5", *FAST)
+    second = run("train", "--json", "--seed", "5", *FAST)
+    other = run("train", "--json", "--seed", "6", *FAST)
+    assert first.stdout == second.stdout
+    assert first.stdout != other.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "fragments"),
+    [
+        ("--act", "tnah", ["unknown activation 'tnah'", "did you mean 'tanh'", "nn-cli list activation"]),
+        ("--loss", "mes", ["unknown loss 'mes'", "'mse'", "nn-cli list loss"]),
+        ("--init", "hee", ["unknown initializer 'hee'", "'he'", "nn-cli list initializer"]),
+        ("--optimizer", "adamw", ["unknown optimizer 'adamw'", "'adam'", "nn-cli list optimizer"]),
+        ("--hidden", "25,x", ["hidden", "'25,x'", "25,25,25"]),
+        ("--hidden", "25,0", ["hidden", ">= 1"]),
+        ("--lr", "-1", ["lr", "-1", "> 0"]),
+        ("--lr", "nan", ["lr", "nan", "> 0"]),
+        ("--epochs", "0", ["epochs", "0", ">= 1"]),
+        ("--epochs", "many", ["--epochs"]),
+        ("--batch-size", "0", ["batch_size", ">= 1"]),
+        ("--seed", "-3", ["seed", "-3"]),
+        ("--dtype", "float16", ["dtype", "float16", "float32, float64"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run, option, value, fragments):
+    assert_one_line_error(run("train", option, value), *fragments)
+
+
+def test_unknown_option_is_one_line_and_exit_2(run):
+    assert_one_line_error(run("train", "--bogus"), "--bogus")

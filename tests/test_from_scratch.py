@@ -1,0 +1,64 @@
+"""The from-scratch rule: framework code uses torch only as a tensor library."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN_MODULES = ("torch.nn", "torch.autograd", "torch.optim", "torch.func")
+FRAMEWORK_FILES = sorted([*ROOT.glob("core/**/*.py"), *ROOT.glob("plugins/**/*.py"), ROOT / "cli.py"])
+
+
+def violations(source: str) -> list[str]:
+    """What in `source` breaks the rule: forbidden imports, attribute paths, requires_grad."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Attribute):
+            names = [ast.unparse(node)]
+            if node.attr in ("requires_grad", "requires_grad_", "grad_fn"):
+                found.append(f"line {node.lineno}: {node.attr}")
+        elif isinstance(node, ast.keyword) and node.arg == "requires_grad":
+            found.append(f"line {node.value.lineno}: requires_grad=")
+        for name in names:
+            if any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES):
+                found.append(f"line {node.lineno}: {name}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import torch.nn",
+        "import torch.nn.functional as F",
+        "from torch import nn",
+        "from torch import autograd",
+        "from torch.optim import SGD",
+        "import torch\nx = torch.func.grad",
+        "import torch\ny = torch.autograd.grad(a, b)",
+        "import torch\nt = torch.zeros(3, requires_grad=True)",
+        "t.requires_grad_()",
+        "t.requires_grad = True",
+    ],
+)
+def test_checker_catches_each_forbidden_use(source):
+    assert violations(source)
+
+
+def test_checker_allows_tensor_operations():
+    assert violations("import torch\nx = torch.tanh(torch.zeros(3)) @ torch.ones(3, 3)") == []
+
+
+def test_framework_files_were_found():
+    names = {p.relative_to(ROOT).as_posix() for p in FRAMEWORK_FILES}
+    assert {"cli.py", "core/registry.py", "plugins/linear.py"} <= names
+
+
+@pytest.mark.parametrize("path", FRAMEWORK_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_framework_code_uses_torch_only_as_a_tensor_library(path):
+    assert violations(path.read_text()) == []
