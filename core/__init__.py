@@ -24,7 +24,7 @@ from core.protocols import (
 from core.settings import TrainSettings
 from core.registry import Entry, Registry, default_registry
 from core.sequential import Sequential
-from core.assemble import build_layer, build_mlp
+from core.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
 from core.data import disk_dataset
 from core.training import error_rate, fit
 from core.experiment import TrainResult, train
@@ -32,7 +32,8 @@ from core.experiment import TrainResult, train
 __all__ = [
     "Entry", "Initializer", "Loss", "Module", "NNError", "Optimizer", "Parameter",
     "RegistrationError", "Registry", "Sequential", "SettingsError", "StateError",
-    "TrainResult", "TrainSettings", "UnknownComponentError", "build_layer", "build_mlp",
+    "LayerSpec", "TrainResult", "TrainSettings", "UnknownComponentError", "build_mlp",
+    "build_stack", "mlp_specs",
     "decision_threshold", "default_registry", "disk_dataset", "error_rate", "fit",
     "hookimpl", "hookspec", "param", "train", "zero_grad",
 ]

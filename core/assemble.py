@@ -1,9 +1,14 @@
-"""Building networks from registered names."""
+"""Building networks from registered names.
+
+A network is described by a list of `LayerSpec`s (kind, name, constructor arguments): the
+same description builds it, prints it, and (later) saves it.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -12,29 +17,88 @@ from core.protocols import Initializer, Module
 from core.registry import Registry
 from core.sequential import Sequential
 
+# Arguments a layer gets from its context when its factory's signature names them.
+CONTEXT_ARGS = ("in_features", "init", "generator", "dtype")
 
-def build_layer(
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One module of a network, by registered kind and name."""
+
+    kind: str  # "layer" or "activation"
+    name: str  # the registered name, e.g. "linear"
+    args: dict[str, Any] = field(default_factory=dict)  # explicit constructor arguments
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "args": dict(self.args)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerSpec:
+        return cls(d["kind"], d["name"], dict(d.get("args", {})))
+
+
+def mlp_specs(hidden: Sequence[int], out_features: int, activation: str) -> list[LayerSpec]:
+    """linear -> activation -> ... -> linear, with the given hidden widths."""
+    specs = []
+    for width in hidden:
+        specs += [LayerSpec("layer", "linear", {"out_features": width}),
+                  LayerSpec("activation", activation)]
+    return specs + [LayerSpec("layer", "linear", {"out_features": out_features})]
+
+
+def build_module(
     registry: Registry,
-    name: str,
+    spec: LayerSpec,
     in_features: int,
     *,
     init: Initializer,
     generator: torch.Generator,
     dtype: torch.dtype,
-    **kwargs: Any,
 ) -> Module:
-    """Create layer `name`, passing the context arguments its factory's signature names.
+    """Create one module, passing the context arguments its factory's signature names.
 
-    `in_features` comes from the layer before; `init`, `generator` and `dtype` from the
-    run. Explicit `kwargs` win over the context.
+    `in_features` comes from the module before; `init`, `generator` and `dtype` from the
+    run. Explicit arguments in the spec win over the context.
     """
-    entry = registry.get("layer", name)
+    entry = registry.get(spec.kind, spec.name)
     accepted = inspect.signature(entry.factory).parameters
     context = {"in_features": in_features, "init": init, "generator": generator, "dtype": dtype}
-    for key, value in context.items():
+    kwargs = dict(spec.args)
+    for key in CONTEXT_ARGS:
         if key in accepted:
-            kwargs.setdefault(key, value)
+            kwargs.setdefault(key, context[key])
     return entry.create(**kwargs)
+
+
+def output_width(module: Module, in_features: int, dtype: torch.dtype) -> int:
+    """How many features `module` produces from `in_features`, found by a probe forward."""
+    out_features = getattr(module, "out_features", None)
+    if isinstance(out_features, int):
+        return out_features
+    return module.forward(torch.zeros(1, in_features, dtype=dtype)).shape[-1]
+
+
+def build_stack(
+    registry: Registry,
+    specs: Sequence[LayerSpec],
+    in_features: int,
+    *,
+    init: str,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+) -> Sequential:
+    """A Sequential of the modules `specs` name, each layer's in-features inferred."""
+    initializer = registry.create("initializer", init)
+    for spec in specs:  # fail on a bad name before drawing any weight
+        registry.get(spec.kind, spec.name)
+    modules: list[Module] = []
+    for spec in specs:
+        module = build_module(
+            registry, spec, in_features, init=initializer, generator=generator, dtype=dtype
+        )
+        in_features = output_width(module, in_features, dtype)
+        modules.append(module)
+    return Sequential(*modules)
 
 
 def build_mlp(
@@ -49,17 +113,7 @@ def build_mlp(
     dtype: torch.dtype = torch.float32,
 ) -> Sequential:
     """linear -> activation -> ... -> linear, with the given hidden widths."""
-    initializer = registry.create("initializer", init)
-    registry.get("activation", activation)  # fail on a bad name before drawing any weight
-    modules: list[Module] = []
-    for i, width in enumerate([*hidden, out_features]):
-        modules.append(
-            build_layer(
-                registry, "linear", in_features, out_features=width,
-                init=initializer, generator=generator, dtype=dtype,
-            )
-        )
-        if i < len(hidden):
-            modules.append(registry.create("activation", activation))
-        in_features = width
-    return Sequential(*modules)
+    return build_stack(
+        registry, mlp_specs(hidden, out_features, activation), in_features,
+        init=init, generator=generator, dtype=dtype,
+    )

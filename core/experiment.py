@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from core.assemble import build_mlp
+from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.data import disk_dataset
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
@@ -33,6 +33,7 @@ class TrainResult:
     losses: list[float]  # mean training loss of each epoch
     train_error: float  # fraction of training points misclassified at the end
     test_error: float  # fraction of test points misclassified at the end
+    specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,9 +59,10 @@ def train(
         data = generator(settings, "data")
         x_train, y_train = disk_dataset(settings.n_train, data, dtype)
         x_test, y_test = disk_dataset(settings.n_test, data, dtype)
-        model = build_mlp(
-            registry, 2, settings.hidden, 1, activation=settings.act, init=settings.init,
-            generator=generator(settings, "init"), dtype=dtype,
+        specs = mlp_specs(settings.hidden, 1, settings.act)
+        model = build_stack(
+            registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
+            dtype=dtype,
         )
         optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
         losses = fit(
@@ -70,5 +72,5 @@ def train(
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, x_train, y_train),
-            error_rate(model, loss, x_test, y_test), model,
+            error_rate(model, loss, x_test, y_test), specs, model,
         )

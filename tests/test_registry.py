@@ -123,3 +123,17 @@ class _Loss:
 
     def backward(self):
         return None
+
+
+def test_layer_specs_build_the_same_network_as_build_mlp(registry):
+    from core import LayerSpec, build_mlp, build_stack, mlp_specs
+
+    specs = mlp_specs([4, 3], 1, "relu")
+    assert [s.name for s in specs] == ["linear", "relu", "linear", "relu", "linear"]
+    assert [LayerSpec.from_dict(s.to_dict()) for s in specs] == specs
+    a = build_stack(registry, specs, 2, init="he", generator=torch.Generator().manual_seed(0))
+    b = build_mlp(registry, 2, [4, 3], 1, activation="relu", init="he",
+                  generator=torch.Generator().manual_seed(0))
+    assert [m.weight.value.shape for m in a.modules[::2]] == [(2, 4), (4, 3), (3, 1)]
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p.value, q.value)
