@@ -11,6 +11,7 @@ class _Activation:
     """Shared plumbing: no parameters, a cache that backward refuses to use before forward."""
 
     cache: torch.Tensor | None = None
+    supports_runs = True  # element-wise, so a leading run dimension just comes along
 
     def parameters(self) -> list[Parameter]:
         return []

@@ -10,6 +10,10 @@ from core import Initializer, Parameter, StateError, hookimpl
 class Linear:
     """Fully connected layer y = x W + b, weights from the chosen initializer, bias zero."""
 
+    # With `runs=R` it is R independent layers, trained together: weight (R, in, out),
+    # bias (R, out), input (R, batch, in). The same lines compute both, as batched matmuls.
+    supports_runs = True
+
     def __init__(
         self,
         in_features: int,
@@ -17,24 +21,27 @@ class Linear:
         init: Initializer,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        runs: int | None = None,
     ):
         self.in_features, self.out_features = in_features, out_features
-        weight = torch.empty(in_features, out_features, dtype=dtype)  # (in, out): x @ W
-        init(weight, in_features, out_features, generator)
+        lead = () if runs is None else (runs,)
+        weight = torch.empty(*lead, in_features, out_features, dtype=dtype, device=device)
+        init(weight, in_features, out_features, generator)  # (..., in, out): x @ W
         self.weight = Parameter.of(weight, "weight")
-        self.bias = Parameter.of(torch.zeros(out_features, dtype=dtype), "bias")
+        self.bias = Parameter.of(torch.zeros(*lead, out_features, dtype=dtype, device=device), "bias")
         self.input: torch.Tensor | None = None  # cached by forward for the weight gradient
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.input = x  # (batch, in)
-        return x @ self.weight.value + self.bias.value  # (batch, out)
+        self.input = x  # (..., batch, in)
+        return x @ self.weight.value + self.bias.value.unsqueeze(-2)  # (..., batch, out)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.input is None:
             raise StateError("Linear.backward called before forward")
-        self.weight.grad += self.input.mT @ grad_output  # (in, out)
-        self.bias.grad += grad_output.sum(dim=-2)  # (out,)
-        return grad_output @ self.weight.value.mT  # (batch, in)
+        self.weight.grad += self.input.mT @ grad_output  # (..., in, out)
+        self.bias.grad += grad_output.sum(dim=-2)  # (..., out)
+        return grad_output @ self.weight.value.mT  # (..., batch, in)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]

@@ -12,14 +12,21 @@ from core import Parameter, SettingsError, hookimpl
 
 
 class _Optimizer:
+    # Element-wise updates: parameters with a leading run dimension train as one ensemble.
+    supports_runs = True
+
     def __init__(self, parameters: list[Parameter], lr: float):
         if not lr > 0:
             raise SettingsError(f"learning rate must be > 0, got {lr}")
         self.parameters, self.lr = list(parameters), lr
+        # The tensors themselves, for updates over all of them in one op (torch._foreach_*);
+        # modules update values and gradients in place and never rebind them.
+        self.values = [p.value for p in self.parameters]
+        self.grads = [p.grad for p in self.parameters]
 
     def zero_grad(self) -> None:
-        for p in self.parameters:
-            p.grad.zero_()
+        if self.grads:
+            torch._foreach_zero_(self.grads)
 
 
 class SGD(_Optimizer):
@@ -40,6 +47,10 @@ class SGD(_Optimizer):
         self.velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
 
     def step(self) -> None:
+        if not (self.weight_decay or self.momentum):  # plain SGD: one op over all tensors
+            if self.values:  # NOTE: lr * g, then subtract, rounds exactly as the loop below
+                torch._foreach_sub_(self.values, torch._foreach_mul(self.grads, self.lr))
+            return
         for i, p in enumerate(self.parameters):
             g = p.grad
             if self.weight_decay:
