@@ -90,12 +90,13 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Samples per gradient step.")] = DEFAULTS.batch_size,
     seed: Annotated[int, typer.Option(help="Seed of data, weights and shuffling.")] = DEFAULTS.seed,
     dtype: Annotated[str, typer.Option(help="float32 or float64.")] = DEFAULTS.dtype,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Train a network on the disk problem and report its train and test error."""
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype,
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
     )
     from core.experiment import train as run  # imports torch: only once there is work
     from core.progress import epoch_reporter

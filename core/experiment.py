@@ -10,6 +10,7 @@ import torch
 
 from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.data import disk_dataset
+from core.errors import SettingsError
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
 from core.settings import TrainSettings
@@ -23,6 +24,46 @@ STREAMS = {"data": 0, "init": 1, "shuffle": 2}
 def generator(settings: TrainSettings, stream: str) -> torch.Generator:
     """The seeded generator of one random stream of a run."""
     return torch.Generator().manual_seed(settings.seed * 16 + STREAMS[stream])
+
+
+def device(settings: TrainSettings) -> torch.device:
+    """The run's device; a clear error when CUDA is asked for and absent."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(
+            "device 'cuda' is not available here (torch finds no CUDA GPU); accepted: cpu"
+        )
+    return torch.device(settings.device)
+
+
+@dataclass
+class Data:
+    """A run's training and test sets: x (n, 2), y (n, 1), on the run's device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def prepare_data(settings: TrainSettings) -> Data:
+    """The data of a run, drawn from its seed on the CPU and moved to its device.
+
+    The one data pipeline: `train` and `train_ensemble` both take their data from here.
+    """
+    dtype, where = DTYPES[settings.dtype], device(settings)
+    data = generator(settings, "data")
+    x_train, y_train = disk_dataset(settings.n_train, data, dtype)
+    x_test, y_test = disk_dataset(settings.n_test, data, dtype)
+    return Data(x_train.to(where), y_train.to(where), x_test.to(where), y_test.to(where))
+
+
+def build_network(registry: Registry, settings: TrainSettings) -> Sequential:
+    """The run's network, its weights drawn from the seed's "init" stream."""
+    return build_stack(
+        registry, mlp_specs(settings.hidden, 1, settings.act), 2, init=settings.init,
+        generator=generator(settings, "init"), dtype=DTYPES[settings.dtype],
+        device=device(settings),
+    )
 
 
 @dataclass
@@ -54,23 +95,17 @@ def train(
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
-    dtype = DTYPES[settings.dtype]
     with torch.set_grad_enabled(False):
-        data = generator(settings, "data")
-        x_train, y_train = disk_dataset(settings.n_train, data, dtype)
-        x_test, y_test = disk_dataset(settings.n_test, data, dtype)
-        specs = mlp_specs(settings.hidden, 1, settings.act)
-        model = build_stack(
-            registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
-            dtype=dtype,
-        )
+        data = prepare_data(settings)
+        model = build_network(registry, settings)
         optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
         losses = fit(
-            model, loss, optimizer, x_train, y_train, epochs=settings.epochs,
+            model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs,
             batch_size=settings.batch_size, generator=generator(settings, "shuffle"),
             on_epoch=on_epoch,
         )
         return TrainResult(
-            settings, losses, error_rate(model, loss, x_train, y_train),
-            error_rate(model, loss, x_test, y_test), specs, model,
+            settings, losses, error_rate(model, loss, data.x_train, data.y_train),
+            error_rate(model, loss, data.x_test, data.y_test),
+            mlp_specs(settings.hidden, 1, settings.act), model,
         )

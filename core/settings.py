@@ -9,6 +9,7 @@ from typing import Any
 from core.errors import SettingsError
 
 DTYPE_NAMES = ("float32", "float64")
+DEVICE_NAMES = ("cpu", "cuda")
 MAX_SEED = 2**40
 
 
@@ -28,6 +29,7 @@ class TrainSettings:
     n_train: int = 1000  # training points
     n_test: int = 1000  # test points
     dtype: str = "float32"  # precision of data and weights
+    device: str = "cpu"  # where tensors live and compute: cpu or cuda (seeds draw on the CPU)
 
     def __post_init__(self) -> None:
         positive_ints = {
@@ -48,6 +50,10 @@ class TrainSettings:
         if self.dtype not in DTYPE_NAMES:
             raise SettingsError(
                 f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"
+            )
+        if self.device not in DEVICE_NAMES:
+            raise SettingsError(
+                f"device must be one of {', '.join(DEVICE_NAMES)}, got {self.device!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
