@@ -28,6 +28,7 @@ from core.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
 from core.data import disk_dataset
 from core.training import error_rate, fit
 from core.experiment import TrainResult, train
+from core.ensemble import train_ensemble
 
 __all__ = [
     "Entry", "Initializer", "Loss", "Module", "NNError", "Optimizer", "Parameter",
@@ -35,5 +36,5 @@ __all__ = [
     "LayerSpec", "TrainResult", "TrainSettings", "UnknownComponentError", "build_mlp",
     "build_stack", "mlp_specs",
     "decision_threshold", "default_registry", "disk_dataset", "error_rate", "fit",
-    "hookimpl", "hookspec", "param", "train", "zero_grad",
+    "hookimpl", "hookspec", "param", "train", "train_ensemble", "zero_grad",
 ]
