@@ -57,46 +57,45 @@ def fit_runs(
     return history.T.tolist()  # (runs, epochs)
 
 
-def epoch_order(
-    generators: Sequence[torch.Generator], n: int, runs: bool, device: torch.device
-) -> torch.Tensor:
-    """One epoch's visiting order: (n,) for one run, (runs, n) with a row per generator.
+def shuffled(
+    x: torch.Tensor, y: torch.Tensor, generators: Sequence[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x` (..., n, in) and `y` (..., n, out) in one epoch's order, as contiguous copies.
 
-    Drawn on the CPU (where the generators live, so a seed gives the same order on every
-    device), then moved.
+    One run draws `randperm(n)` from its generator; with a leading run dimension, row r is
+    ordered by `generators[r]`. The orders are drawn on the CPU, where the generators live,
+    so a seed gives the same batches on every device.
     """
+    n = x.shape[-2]
     orders = [torch.randperm(n, generator=g) for g in generators]
-    return (torch.stack(orders) if runs else orders[0]).to(device)
+    order = (torch.stack(orders) if x.dim() == 3 else orders[0]).to(x.device)  # (..., n)
+    return in_order(x, order), in_order(y, order)
 
 
 def in_order(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """`x` (..., n, f) reordered along n by `order` (..., n), as one contiguous tensor."""
-    return torch.take_along_dim(x, order.unsqueeze(-1), dim=-2)  # like x
+    index = order.unsqueeze(-1).expand(*order.shape, x.shape[-1])  # (..., n, f), a view
+    return x.gather(-2, index)  # like x
 
 
 def _fit(model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch) -> torch.Tensor:
     n = x.shape[-2]
-    starts = range(0, n, batch_size)
-    sizes = torch.tensor([min(batch_size, n - s) for s in starts], dtype=x.dtype, device=x.device)
-    if x.dim() == 3:
-        sizes = sizes.unsqueeze(-1)  # (steps, 1): broadcasts over the runs
+    runs = x.shape[:-2]  # () or (runs,)
     history = []
     for epoch in range(1, epochs + 1):
         # Reordered once per epoch, so each batch is a view: the same samples as gathering
         # x[order[start:stop]] step by step, without a gather per step.
-        order = epoch_order(generators, n, x.dim() == 3, x.device)  # (n,) or (runs, n)
-        xs, ys = in_order(x, order), in_order(y, order)  # (..., n, in), (..., n, out)
-        values = []
-        for start in starts:
+        xs, ys = shuffled(x, y, generators)  # (..., n, in), (..., n, out)
+        total = torch.zeros(runs, dtype=torch.float64, device=x.device)  # () or (runs,)
+        for start in range(0, n, batch_size):
             stop = start + batch_size
-            values.append(loss.forward(model.forward(xs[..., start:stop, :]), ys[..., start:stop, :]))
+            value = loss.forward(model.forward(xs[..., start:stop, :]), ys[..., start:stop, :])
             optimizer.zero_grad()
             model.backward(loss.backward())
             optimizer.step()
-        # NOTE: each batch's mean loss times its size, summed in float64 in step order: the
-        # same sum a running total gives, without a device sync per step.
-        weighted = (torch.stack(values) * sizes).double()  # (steps,) or (steps, runs)
-        history.append(weighted.cumsum(dim=0)[-1] / n)
+            total += value * min(batch_size, n - start)  # stays a tensor: no sync per step
+        history.append(total / n)
+        del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None:
             on_epoch(epoch, history[-1].mean().item())
     return torch.stack(history)  # (epochs,) or (epochs, runs)

@@ -39,7 +39,9 @@ class Linear:
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.input is None:
             raise StateError("Linear.backward called before forward")
-        self.weight.grad += self.input.mT @ grad_output  # (..., in, out)
+        # NOTE: the matmul adds into the gradient itself (addmm_/baddbmm_ is `+= a @ b`),
+        # so no (in, out) temporary is made at each step.
+        add_matmul_(self.weight.grad, self.input.mT, grad_output)  # (..., in, out)
         self.bias.grad += grad_output.sum(dim=-2)  # (..., out)
         return grad_output @ self.weight.value.mT  # (..., batch, in)
 
@@ -47,6 +49,14 @@ class Linear:
         return [self.weight, self.bias]
 
     __call__ = forward
+
+
+def add_matmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """out += a @ b in place, for one matrix (2-D) or a stack of them (3-D)."""
+    if out.dim() == 2:
+        out.addmm_(a, b)
+    else:
+        out.baddbmm_(a, b)
 
 
 @hookimpl

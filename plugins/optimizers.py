@@ -19,36 +19,14 @@ class _Optimizer:
         if not lr > 0:
             raise SettingsError(f"learning rate must be > 0, got {lr}")
         self.parameters, self.lr = list(parameters), lr
-        # Every gradient moves into one flat buffer, each Parameter.grad a view of it, so
-        # zero_grad is one op; `scaled` is the buffer that a plain SGD step reuses.
-        self.grad = gather_gradients(self.parameters)  # (total,)
-        self.scaled = torch.empty_like(self.grad)  # (total,)
-        self.values = [p.value for p in self.parameters]  # updated in place, one op for all
-        self.scaled_views = views_like(self.scaled, self.values)
+        # The tensors themselves, for updates over all of them in one op (torch._foreach_*):
+        # modules update values and gradients in place and never rebind them.
+        self.values = [p.value for p in self.parameters]
+        self.grads = [p.grad for p in self.parameters]
 
     def zero_grad(self) -> None:
-        self.grad.zero_()
-
-
-def gather_gradients(parameters: list[Parameter]) -> torch.Tensor:
-    """One flat tensor holding every gradient; each `Parameter.grad` becomes a view of it.
-
-    Backward adds into `Parameter.grad` in place, so the views receive the gradients.
-    """
-    if len({(p.grad.dtype, p.grad.device) for p in parameters}) > 1:
-        raise SettingsError("an optimizer's parameters must share one dtype and device")
-    if not parameters:
-        return torch.zeros(0)
-    flat = torch.cat([p.grad.reshape(-1) for p in parameters])  # (total,)
-    for p, view in zip(parameters, views_like(flat, [p.grad for p in parameters])):
-        p.grad = view
-    return flat
-
-
-def views_like(flat: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Consecutive views of `flat` shaped like `tensors`."""
-    sizes = [t.numel() for t in tensors]
-    return [part.view(t.shape) for part, t in zip(flat.split(sizes), tensors)]
+        if self.grads:
+            torch._foreach_zero_(self.grads)
 
 
 class SGD(_Optimizer):
@@ -69,10 +47,11 @@ class SGD(_Optimizer):
         self.velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
 
     def step(self) -> None:
-        if not (self.weight_decay or self.momentum):  # plain SGD: two ops for all tensors
-            # NOTE: lr * g, then subtract: rounds exactly as the loop below does.
-            torch.mul(self.grad, self.lr, out=self.scaled)
-            torch._foreach_sub_(self.values, self.scaled_views)
+        if not (self.weight_decay or self.momentum):  # plain SGD: one op for all tensors
+            # NOTE: value - lr * grad in one fused op, no temporary: the arithmetic of
+            # torch.optim.SGD's own `param.add_(grad, alpha=-lr)`.
+            if self.values:
+                torch._foreach_add_(self.values, self.grads, alpha=-self.lr)
             return
         for i, p in enumerate(self.parameters):
             g = p.grad
