@@ -277,40 +277,67 @@ def bench_ensemble(registry, device, quick: bool) -> None:
     print(f"\n(run 0's final weights, ours against torch.func's: max |difference| {gap:.1e})")
 
 
+def ours_time_to_reach(registry, settings: TrainSettings, target: float) -> tuple[int, float]:
+    """Train the default run epoch by epoch; (epochs, training seconds) until its test error
+    is at most `target` (the checks are not timed)."""
+    from core import error_rate
+
+    data = prepare_data(settings)
+    model = build_network(registry, settings)
+    loss = registry.create("loss", settings.loss)
+    sgd = registry.create("optimizer", settings.optimizer, parameters=model.parameters(),
+                          lr=settings.lr)
+    shuffle_gen, spent = generator(settings, "shuffle"), 0.0
+    for epoch in range(1, settings.epochs + 1):  # one epoch per call draws the same orders
+        spent += timed(lambda: fit(model, loss, sgd, data.x_train, data.y_train, epochs=1,
+                                   batch_size=settings.batch_size, generator=shuffle_gen),
+                       torch.device(settings.device))
+        if error_rate(model, loss, data.x_test, data.y_test) <= target:
+            return epoch, spent
+    return settings.epochs, spent
+
+
 def bench_sklearn(registry, quick: bool) -> None:
     try:
         from sklearn.neural_network import MLPClassifier
+        from threadpoolctl import threadpool_limits
     except ImportError:
         print("\n(sklearn section skipped: pip install -e '.[bench]')")
         return
     import warnings
 
+    torch.set_num_threads(1)
     settings = TrainSettings()
     start = time.perf_counter()
     result = train(settings, registry)
     ours_time = time.perf_counter() - start
     target = result.test_error
+    ours_epochs, ours_reach = ours_time_to_reach(registry, settings, target)
     data = prepare_data(settings)
     x_train, y_train = data.x_train.cpu().numpy(), data.y_train.cpu().numpy().ravel()
     x_test, y_test = data.x_test.cpu().numpy(), data.y_test.cpu().numpy().ravel()
-    print(f"\n### The default single run against scikit-learn ({torch.get_num_threads()} threads)\n")
-    print(f"ours: `nn-cli train` defaults (tanh, MSE, SGD lr 0.1, batch 10, 100 epochs, seed 0), "
-          f"whole run: test error {target:.2%} in {ours_time:.2f} s\n")
-    print("| scikit-learn MLPClassifier (25,25,25), tanh | epochs to reach "
-          f"{target:.2%} | training seconds | ours faster by |")
+    print("\n### Time to a test error: the default run against scikit-learn (1 thread each)\n")
+    print(f"Target: the test error of `nn-cli train` with its defaults (tanh, MSE, SGD lr 0.1, "
+          f"batch 10, 100 epochs, seed 0): {target:.2%}; that whole run (data, build, "
+          f"training, errors) took {ours_time:.2f} s. Each side trains epoch by epoch on the "
+          f"same 1000 points and stops at the first epoch whose test error (not timed) is at "
+          f"most the target.\n")
+    print("| side | epochs to reach it | training seconds | ours faster by |")
     print("|---|---:|---:|---:|")
+    print(f"| ours, the default run | {ours_epochs} | {ours_reach:.2f} | 1.00x |")
     configs = {
-        "solver sgd, lr 0.1, batch 10, no momentum, alpha 0 (our settings)": dict(
-            solver="sgd", learning_rate_init=0.1, batch_size=10, momentum=0.0,
-            nesterovs_momentum=False, alpha=0.0),
-        "defaults (adam, lr 0.001, batch 200, alpha 1e-4)": dict(),
+        "MLPClassifier (25,25,25) tanh, our settings: sgd lr 0.1, batch 10, no momentum, "
+        "alpha 0": dict(solver="sgd", learning_rate_init=0.1, batch_size=10, momentum=0.0,
+                        nesterovs_momentum=False, alpha=0.0),
+        "MLPClassifier (25,25,25) tanh, its defaults: adam lr 0.001, batch 200, alpha 1e-4":
+            dict(),
     }
     max_epochs = 100 if quick else 2000
     for name, options in configs.items():
         clf = MLPClassifier(hidden_layer_sizes=(25, 25, 25), activation="tanh", random_state=0,
                             **options)
         spent, reached = 0.0, None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
             for epoch in range(1, max_epochs + 1):
                 start = time.perf_counter()
@@ -320,7 +347,7 @@ def bench_sklearn(registry, quick: bool) -> None:
                     reached = epoch
                     break
         epochs_text = str(reached) if reached else f"not in {max_epochs}"
-        print(f"| {name} | {epochs_text} | {spent:.2f} | {spent / ours_time:.2f}x |", flush=True)
+        print(f"| {name} | {epochs_text} | {spent:.2f} | {spent / ours_reach:.2f}x |", flush=True)
 
 
 def main() -> None:

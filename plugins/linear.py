@@ -34,7 +34,7 @@ class Linear:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.input = x  # (..., batch, in)
-        return x @ self.weight.value + self.bias.value.unsqueeze(-2)  # (..., batch, out)
+        return bias_plus_matmul(self.bias.value, x, self.weight.value)  # (..., batch, out)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.input is None:
@@ -49,6 +49,13 @@ class Linear:
         return [self.weight, self.bias]
 
     __call__ = forward
+
+
+def bias_plus_matmul(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """bias + a @ b as one fused op (addmm/baddbmm), for one matrix or a stack of them."""
+    if a.dim() == 2:
+        return torch.addmm(bias, a, b)  # bias (out,) broadcasts over the batch
+    return torch.baddbmm(bias.unsqueeze(-2), a, b)  # bias (runs, 1, out)
 
 
 def add_matmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
