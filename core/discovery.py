@@ -31,7 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import NNError, PluginError, SettingsError
-from core.registry import PluginRecord, Registry, _last_line, builtin_manifest, default_registry, read_manifest
+from core.registry import (
+    PluginRecord, Registry, builtin_manifest, default_registry, error_line, read_manifest,
+)
 
 ENTRY_POINT_GROUP = "nn_scratch"
 DISABLE_AUTOLOAD_ENV = "NN_DISABLE_PLUGIN_AUTOLOAD"
@@ -138,7 +140,7 @@ class _Loader:
             self._fail(record, e)
 
     def _fail(self, record: PluginRecord, error: Exception, what: str = "") -> None:
-        detail = str(error) if isinstance(error, NNError) else _last_line(error)
+        detail = str(error) if isinstance(error, NNError) else error_line(error)
         prefix = f"plugin {record.name!r}: "
         record.error = what + (detail[len(prefix):] if detail.startswith(prefix) else detail)
         self.registry.records[record.name] = record
@@ -178,7 +180,9 @@ def _import_file(path: Path, name: str) -> object:
     """Import a `.py` file as a module named after it (it need not be on sys.path)."""
     if not path.is_file():
         raise FileNotFoundError(f"no such plugin file: {path}")
-    module_name = f"nn_scratch_plugin_{name}" if name == path.stem else f"nn_scratch_plugin_{abs(hash(name))}"
+    # A name of its own, so that it never shadows (or is shadowed by) an installed module.
+    suffix = name if name == path.stem else f"{path.stem}_{abs(hash(name))}"
+    module_name = f"nn_scratch_plugin_{suffix}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look modules up there

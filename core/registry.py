@@ -122,7 +122,7 @@ class Registry:
                             raise
                         except Exception as e:
                             raise PluginError(
-                                f"plugin {name!r}: hook {hook_name} raised {_last_line(e)}"
+                                f"plugin {name!r}: hook {hook_name} raised {error_line(e)}"
                             ) from e
         except BaseException:
             self.plugin_manager.unregister(name=name)
@@ -212,7 +212,7 @@ class Registry:
         return [self._entries[k][n] for k in kinds for n in self.names(k)]
 
 
-def _last_line(error: BaseException) -> str:
+def error_line(error: BaseException) -> str:
     """`ValueError: bad alpha`: the last line of how Python would print the error."""
     return traceback.format_exception_only(error)[-1].strip()
 
