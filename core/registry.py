@@ -11,7 +11,10 @@ Finding plugins (entry points, a user's registry.toml, `--plugin`) is `core.disc
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import functools
 import inspect
+import re
 import tomllib
 import traceback
 from collections.abc import Callable
@@ -47,16 +50,51 @@ REQUIRED_METHODS = {
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered component."""
+    """One registered component.
+
+    `target` is the factory itself, or a "module:attr" path to it that is imported the
+    first time `factory` is read (when the component is built or described), so that a
+    plugin with heavy dependencies can be listed without importing them.
+    """
 
     kind: str  # one of KINDS
     name: str  # what users type: `--act tanh`
-    factory: Callable[..., Any]  # builds the component from keyword arguments
+    target: Callable[..., Any] | str  # the factory, or "module:attr" naming it
     plugin: str  # name of the plugin that registered it
     summary: str  # one line for `nn-cli list`
 
+    @functools.cached_property
+    def factory(self) -> Callable[..., Any]:
+        """Builds the component from keyword arguments (imported now if registered by path)."""
+        if not isinstance(self.target, str):
+            return self.target
+        module_name, _, attr = self.target.partition(":")
+        try:
+            factory = functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))
+        except Exception as e:
+            raise PluginError(
+                f"plugin {self.plugin!r}: {self.kind} {self.name!r} could not be loaded from "
+                f"{self.target!r}: {error_line(e)}"
+            ) from None
+        missing = missing_methods(self.kind, factory)
+        if missing:
+            raise RegistrationError(
+                f"plugin {self.plugin!r} registered {self.kind} {self.name!r} ({self.target}) "
+                f"without method {', '.join(missing)} required of every {self.kind}"
+            )
+        return factory
+
     def create(self, **kwargs: Any) -> Any:
         return self.factory(**kwargs)
+
+
+def missing_methods(kind: str, factory: Any) -> list[str]:
+    """The methods of its kind's protocol that `factory` lacks (a plain function may initialize)."""
+    missing = [m for m in REQUIRED_METHODS[kind] if not callable(getattr(factory, m, None))]
+    return [] if kind == "initializer" and callable(factory) else missing
+
+
+_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 
 
 @dataclass
@@ -160,11 +198,19 @@ class Registry:
         record: PluginRecord | None = None,
     ) -> Callable[..., None]:
         def register(
-            name: str, factory: Callable[..., Any], *, summary: str | None = None,
+            name: str, factory: Callable[..., Any] | str, *, summary: str | None = None,
             override: bool = False,
         ) -> None:
-            missing = [m for m in REQUIRED_METHODS[kind] if not callable(getattr(factory, m, None))]
-            if missing and not (kind == "initializer" and callable(factory)):
+            if isinstance(factory, str):  # "module:attr": checked when first imported
+                if not _TARGET.match(factory) or not summary:
+                    raise RegistrationError(
+                        f"plugin {plugin!r} registered {kind} {name!r} as {factory!r}: a factory "
+                        f"given by path must be 'module:attr' and come with summary='...'"
+                    )
+                missing = []
+            else:
+                missing = missing_methods(kind, factory)
+            if missing:
                 raise RegistrationError(
                     f"plugin {plugin!r} registered {kind} {name!r} without method "
                     f"{', '.join(missing)} required of every {kind}"
@@ -248,7 +294,15 @@ def read_manifest(path: Path) -> list[str]:
 def default_registry() -> Registry:
     """A registry holding the built-in plugins that `registry.toml` lists."""
     registry = Registry()
-    manifest = builtin_manifest()
-    for module_name in read_manifest(manifest):
-        registry.add_module(module_name, PluginRecord(module_name, "builtin", "nn-scratch"))
+    version = _own_version()
+    for module_name in read_manifest(builtin_manifest()):
+        record = PluginRecord(module_name, "builtin", "nn-scratch", "nn-scratch", version)
+        registry.add_module(module_name, record)
     return registry
+
+
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("nn-scratch")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout never installed
+        return None

@@ -339,3 +339,40 @@ def test_listing_commands_never_import_torch(args):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().endswith("torch absent"), done.stderr
+
+
+def test_a_factory_given_by_path_is_imported_only_when_built(run, tmp_path, monkeypatch):
+    (tmp_path / "heavy_cube.py").write_text(GOOD)  # stands for a module with heavy imports
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "heavy_cube", raising=False)
+    path = write(tmp_path, "light", """
+        from core import hookimpl
+
+        @hookimpl
+        def register_activations(register):
+            register("lazy_cube", "heavy_cube:Cube", summary="x ** 3, imported when built.")
+            register("missing", "no_such_heavy_module:Thing", summary="never importable.")
+    """)
+    listed = run("list", "activation", "-p", path)
+    assert "lazy_cube  x ** 3, imported when built." in listed.stdout
+    assert "heavy_cube" not in sys.modules
+    result = run("train", "--act", "lazy_cube", "--lr", "0.01", "-p", path, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "heavy_cube" in sys.modules
+    broken = run("train", "--act", "missing", "-p", path, *FAST)
+    assert broken.exit_code == 2
+    assert "activation 'missing' could not be loaded from 'no_such_heavy_module:Thing'" in broken.stderr
+    assert "ModuleNotFoundError" in broken.stderr
+
+
+def test_a_factory_path_needs_module_attr_and_a_summary(tmp_path):
+    path = write(tmp_path, "no_summary", """
+        from core import hookimpl
+
+        @hookimpl
+        def register_activations(register):
+            register("x", "heavy:Thing")
+    """)
+    errors = []
+    load_registry([str(path)], on_error=errors.append)
+    assert "must be 'module:attr' and come with summary=" in errors[0].error
