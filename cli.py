@@ -127,7 +127,8 @@ def list_components(
             typer.echo(("" if current is None else "\n") + f"{e.kind}:")
             current = e.kind
         record = registry.records.get(e.plugin)
-        where = "" if record is None or record.source == "builtin" else f", {record.source} {record.origin}"
+        builtin = record is None or record.source == "builtin"
+        where = "" if builtin else f", {record.source} {record.origin}"
         typer.echo(f"  {e.name:<{width}}  {e.summary}  [{e.plugin}{where}]")
 
 
@@ -158,7 +159,8 @@ def list_plugins(
 def info(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A registered component's name.")],
-    kind: Annotated[Optional[str], typer.Option(help="Its kind, when several kinds use the name.")] = None,
+    kind: Annotated[Optional[str], typer.Option(
+        help="Its kind, when several kinds use the name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
@@ -173,7 +175,8 @@ def info(
         return
     typer.echo(f"{data['kind']} {data['name']}: {data['summary']}")
     typer.echo(f"  {data['signature']}")
-    typer.echo(f"  factory {data['factory']}, plugin {data['plugin']} ({data['source']} {data['origin']})")
+    where = f"{data['source']} {data['origin']}"
+    typer.echo(f"  factory {data['factory']}, plugin {data['plugin']} ({where})")
     typer.echo("parameters:")
     for p in data["parameters"]:
         kind_text = f": {p['annotation']}" if p["annotation"] else ""

@@ -20,13 +20,16 @@ class LazyModule:
 
     def __init__(self, name: str):
         self.__name = name
+        self.__copied = False
 
     def __getattr__(self, attr: str) -> Any:  # only called for names not yet copied in
         module: ModuleType = importlib.import_module(self.__name)
-        # Copy the module's names onto this object once, so that later reads are plain
-        # attribute lookups with no call in between (they sit on the training step's path).
-        self.__dict__.update(vars(module))
-        return getattr(module, attr)
+        if not self.__copied:
+            # Copy the module's names onto this object once, so that later reads are plain
+            # attribute lookups with no call in between (they sit on the training step's path).
+            self.__dict__.update(vars(module))
+            self.__copied = True
+        return getattr(module, attr)  # names the module itself creates lazily come through here
 
     def __repr__(self) -> str:
         return f"<lazy module {self.__name!r}>"

@@ -17,7 +17,7 @@ import inspect
 import re
 import tomllib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from core import hookspecs
-from core.errors import PluginError, RegistrationError, UnknownComponentError
+from core.errors import PluginError, RegistrationError, SettingsError, UnknownComponentError
 
 # kind -> the hook that registers it
 HOOKS = {
@@ -246,6 +246,19 @@ class Registry:
             return self._of_kind(kind)[name]
         except KeyError:
             raise UnknownComponentError(kind, name, list(self._entries[kind])) from None
+
+    def find(self, name: str, kinds: Sequence[str] = KINDS, *, hint: str = "") -> Entry:
+        """The entry called `name` in whichever of `kinds` has it; an error if none or several do."""
+        found = [kind for kind in kinds if name in self._of_kind(kind)]
+        if len(found) > 1:
+            raise SettingsError(
+                f"{name!r} names a component of several kinds: {', '.join(found)}; {hint}"
+            )
+        if not found:
+            known = sorted({n for kind in kinds for n in self._of_kind(kind)})
+            what = "component" if set(kinds) == set(KINDS) else " or ".join(kinds)
+            raise UnknownComponentError(what, name, known, see="nn-cli list")
+        return self._entries[found[0]][name]
 
     def create(self, kind: str, name: str, **kwargs: Any) -> Any:
         return self.get(kind, name).create(**kwargs)

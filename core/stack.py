@@ -18,7 +18,7 @@ import inspect
 import re
 from typing import TYPE_CHECKING, Any
 
-from core.errors import SettingsError, UnknownComponentError
+from core.errors import SettingsError
 
 if TYPE_CHECKING:
     from core.assemble import LayerSpec
@@ -78,23 +78,10 @@ def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:
 
     specs = []
     for name, args in parse_layer_text(text):
-        kind = _kind_of(registry, name)
-        entry = registry.get(kind, name)
-        specs.append(LayerSpec(kind, name, _checked_args(kind, name, entry.factory, args)))
+        entry = registry.find(name, STACK_KINDS, hint="rename one of them")
+        args = _checked_args(entry.kind, name, entry.factory, args)
+        specs.append(LayerSpec(entry.kind, name, args))
     return specs
-
-
-def _kind_of(registry: Registry, name: str) -> str:
-    kinds = [kind for kind in STACK_KINDS if name in registry.names(kind)]
-    if len(kinds) > 1:
-        raise SettingsError(
-            f"{name!r} is registered both as a layer and as an activation; rename one "
-            f"(see `nn-cli info {name} --kind layer`)"
-        )
-    if not kinds:
-        known = [n for kind in STACK_KINDS for n in registry.names(kind)]
-        raise UnknownComponentError("layer or activation", name, known, see="nn-cli list")
-    return kinds[0]
 
 
 def constructor_parameters(factory: Any) -> dict[str, inspect.Parameter]:

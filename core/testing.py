@@ -75,7 +75,8 @@ def check_module(
                 f"input {tuple(x.shape)} but gradient {tuple(grad_in.shape)}")
         _close(grad_in, expected_grads["input"], label, f"input gradient vs autograd (batch {batch})")
         for i, p in enumerate(params):
-            _close(p.grad, expected_grads[i], label, f"{_pname(p)} gradient vs autograd (batch {batch})")
+            check = f"{_pname(p)} gradient vs autograd (batch {batch})"
+            _close(p.grad, expected_grads[i], label, check)
     if params:  # a second backward adds to the first; zero_grad clears both
         once = [p.grad.clone() for p in params]
         module.forward(x)

@@ -376,3 +376,13 @@ def test_a_factory_path_needs_module_attr_and_a_summary(tmp_path):
     errors = []
     load_registry([str(path)], on_error=errors.append)
     assert "must be 'module:attr' and come with summary=" in errors[0].error
+
+
+def test_lazy_module_imports_on_first_attribute_and_then_reads_directly(monkeypatch):
+    from core.lazy import LazyModule
+
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    lazy = LazyModule("colorsys")
+    assert "colorsys" not in sys.modules
+    assert lazy.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
+    assert "colorsys" in sys.modules and "rgb_to_hsv" in vars(lazy)  # copied: no call next time
