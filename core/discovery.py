@@ -77,7 +77,7 @@ def load_registry(
 
 def _user_manifest(registry_file: str | Path | None, cwd: Path) -> Path | None:
     if registry_file is not None:
-        path = Path(registry_file)
+        path = cwd / registry_file  # an absolute path stays as it is
         if not path.is_file():
             raise SettingsError(f"registry file {str(registry_file)!r} does not exist; "
                                 f"give the path of a registry.toml")

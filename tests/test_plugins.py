@@ -386,3 +386,18 @@ def test_lazy_module_imports_on_first_attribute_and_then_reads_directly(monkeypa
     assert "colorsys" not in sys.modules
     assert lazy.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)
     assert "colorsys" in sys.modules and "rgb_to_hsv" in vars(lazy)  # copied: no call next time
+
+
+def test_a_broken_entry_in_a_users_registry_toml_is_reported_with_that_file(run, tmp_path):
+    write(tmp_path, "hook_raises", BROKEN["hook_raises"][0])
+    write(tmp_path, "extra_bits", GOOD)
+    toml = tmp_path / "registry.toml"
+    toml.write_text('[plugins]\nmodules = ["hook_raises.py", "extra_bits"]\n')
+    result = run("--registry", toml, "train", "--act", "cube", "--lr", "0.01", *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("nn-cli: warning") == 1
+    assert f"plugin 'hook_raises' (registry.toml {toml}) not loaded: hook register_losses " \
+           "raised ValueError: boom in the hook; skipped" in result.stderr
+    toml.write_text("[plugins\n")
+    broken = run("--registry", toml, "list")
+    assert broken.exit_code == 0 and "TOMLDecodeError" in broken.stderr and "tanh" in broken.stdout
