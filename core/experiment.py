@@ -13,8 +13,8 @@ from core.data import disk_dataset
 from core.errors import SettingsError
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
-from core.stack import parse_layers
 from core.settings import TrainSettings
+from core.stack import parse_layers
 from core.training import error_rate, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
