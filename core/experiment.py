@@ -10,9 +10,11 @@ import torch
 
 from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.data import disk_dataset
+from core.errors import SettingsError
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
 from core.settings import TrainSettings
+from core.stack import parse_layers
 from core.training import error_rate, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -45,6 +47,16 @@ class TrainResult:
         }
 
 
+def check_single_output(model: Sequential, dtype: torch.dtype) -> None:
+    """The disk problem has one output: a stack ending wider than that is a settings error."""
+    width = model.forward(torch.zeros(1, 2, dtype=dtype)).shape[-1]
+    if width != 1:
+        raise SettingsError(
+            f"layers must end with one output feature for this task, got {width}; "
+            f"end the stack with linear:out_features=1"
+        )
+
+
 def train(
     settings: TrainSettings,
     registry: Registry | None = None,
@@ -59,11 +71,16 @@ def train(
         data = generator(settings, "data")
         x_train, y_train = disk_dataset(settings.n_train, data, dtype)
         x_test, y_test = disk_dataset(settings.n_test, data, dtype)
-        specs = mlp_specs(settings.hidden, 1, settings.act)
+        if settings.layers:  # the whole stack by name; checked before any weight is drawn
+            specs = parse_layers(settings.layers, registry)
+        else:
+            specs = mlp_specs(settings.hidden, 1, settings.act)
         model = build_stack(
             registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
             dtype=dtype,
         )
+        if settings.layers:
+            check_single_output(model, dtype)
         optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
         losses = fit(
             model, loss, optimizer, x_train, y_train, epochs=settings.epochs,
