@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -54,19 +55,69 @@ app = typer.Typer(
 )
 
 
+# Plugin options, accepted before the command (`nn-cli --plugin x.py train`) and by each
+# command that uses the registry (`nn-cli train --plugin x.py`); both places add up.
+PluginOpt = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", "-p", metavar="MODULE_OR_PATH",
+    help="Load this plugin module or .py file too (repeatable).")]
+RegistryOpt = Annotated[Optional[Path], typer.Option(
+    "--registry", metavar="PATH",
+    help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+
+
+@app.callback()
+def plugin_options(
+    ctx: typer.Context,
+    plugin: PluginOpt = None,
+    registry: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """A from-scratch neural-network framework: every backward written by hand.
+
+    Plugins: built-ins, then installed packages (entry points `nn_scratch`; off with
+    NN_DISABLE_PLUGIN_AUTOLOAD=1), then ./registry.toml or --registry, then --plugin.
+    """
+    ctx.obj = {"plugins": list(plugin or []), "registry": registry, "strict": strict_plugins}
+
+
+def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
+    """The registry for this command: every plugin found, failures reported once each."""
+    from core.discovery import describe_failure, load_registry
+
+    top = ctx.find_root().obj or {}
+
+    def warn(record: Any) -> None:
+        typer.echo(f"nn-cli: warning: {describe_failure(record)}; skipped", err=True)
+
+    return load_registry(
+        [*top.get("plugins", []), *(plugin or [])],
+        registry if registry is not None else top.get("registry"),
+        strict=strict or top.get("strict", False),
+        on_error=warn,
+    )
+
+
 @app.command("list")
 def list_components(
+    ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
 ) -> None:
     """List every registered component by kind, with its summary and plugin."""
-    from core.registry import default_registry
-
-    registry = default_registry()
+    registry = load(ctx, plugin, registry_file, strict_plugins)
     entries = registry.entries(kind)
     if as_json:
-        rows = [{"kind": e.kind, "name": e.name, "summary": e.summary, "plugin": e.plugin}
-                for e in entries]
+        rows = []
+        for e in entries:
+            record = registry.records.get(e.plugin)
+            rows.append({"kind": e.kind, "name": e.name, "summary": e.summary, "plugin": e.plugin,
+                         "source": record.source if record else None,
+                         "origin": record.origin if record else None})
         typer.echo(json.dumps(rows, indent=2))
         return
     width = max((len(e.name) for e in entries), default=0)
@@ -75,11 +126,72 @@ def list_components(
         if e.kind != current:
             typer.echo(("" if current is None else "\n") + f"{e.kind}:")
             current = e.kind
-        typer.echo(f"  {e.name:<{width}}  {e.summary}  [{e.plugin}]")
+        record = registry.records.get(e.plugin)
+        builtin = record is None or record.source == "builtin"
+        where = "" if builtin else f", {record.source} {record.origin}"
+        typer.echo(f"  {e.name:<{width}}  {e.summary}  [{e.plugin}{where}]")
+
+
+@app.command("plugins")
+def list_plugins(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Every plugin: where it came from, what it registered, or why it failed."""
+    records = list(load(ctx, plugin, registry_file, strict_plugins).records.values())
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    for r in records:
+        version = f" {r.version}" if r.version and r.distribution else ""
+        where = r.distribution + version if r.distribution else (r.path or r.origin)
+        typer.echo(f"{r.name}  [{r.source}]  {where}")
+        if r.error:
+            typer.echo(f"  FAILED: {r.error}")
+        else:
+            typer.echo(f"  registered: {', '.join(r.components) or 'nothing'}")
+
+
+@app.command("info")
+def info(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A registered component's name.")],
+    kind: Annotated[Optional[str], typer.Option(
+        help="Its kind, when several kinds use the name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """A component's signature, parameters and defaults, documentation and plugin."""
+    from core.info import component_info
+
+    data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"{data['kind']} {data['name']}: {data['summary']}")
+    typer.echo(f"  {data['signature']}")
+    where = f"{data['source']} {data['origin']}"
+    typer.echo(f"  factory {data['factory']}, plugin {data['plugin']} ({where})")
+    typer.echo("parameters:")
+    for p in data["parameters"]:
+        kind_text = f": {p['annotation']}" if p["annotation"] else ""
+        default = "required" if p["required"] else f"default {p['default']}"
+        filled = f"; filled in: {p['filled_by']}" if p["filled_by"] else ""
+        typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
+    if not data["parameters"]:
+        typer.echo("  none")
+    if data["doc"]:
+        typer.echo("\n" + data["doc"])
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     act: Annotated[str, typer.Option(help="Activation between layers (`nn-cli list activation`).")] = DEFAULTS.act,
     loss: Annotated[str, typer.Option(help="Loss (`nn-cli list loss`).")] = DEFAULTS.loss,
     init: Annotated[str, typer.Option(help="Weight initializer (`nn-cli list initializer`).")] = DEFAULTS.init,
@@ -92,18 +204,26 @@ def train(
     dtype: Annotated[str, typer.Option(help="float32 or float64.")] = DEFAULTS.dtype,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    layers: Annotated[Optional[str], typer.Option(
+        help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
+             "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
 ) -> None:
     """Train a network on the disk problem and report its train and test error."""
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
+        layers=layers,
     )
+    registry = load(ctx, plugin, registry_file, strict_plugins)
     from core.experiment import train as run  # imports torch: only once there is work
     from core.progress import epoch_reporter
 
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-        result = run(settings, on_epoch=on_epoch)
+        result = run(settings, registry, on_epoch=on_epoch)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:

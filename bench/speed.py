@@ -12,9 +12,10 @@ ratio compares figures measured in the same run (the machine may be shared and n
 Sections:
   step      time per training step and peak memory, batch 1, 10, 100, 1000; one thread and
             the default thread count on the CPU; and on CUDA when present
-  ensemble  the 30-run experiment (batch 10): ours as one batched ensemble, ours one run at a
-            time, 30 sequential torch.nn runs, and torch.func's vmap ensemble (stacked
-            parameters, vmap over grad) of the same 30 models on the same batches
+  ensemble  the 30-run experiment (batch 10; one thread on the CPU): ours as one batched
+            ensemble, ours one run at a time, 30 sequential torch.nn runs, and torch.func's
+            vmap ensemble (stacked parameters, vmap over grad) of the same 30 models on the
+            same batches
   sklearn   the default single run (`nn-cli train`) against scikit-learn's MLPClassifier of
             the same shape, trained until it reaches the same test error
             (needs scikit-learn: pip install -e '.[bench]')
@@ -149,7 +150,7 @@ def peak_bytes(fn: Callable[[], object], device) -> int:
 
 def bench_step(registry, device, threads: int, quick: bool) -> None:
     torch.set_num_threads(threads)
-    target_steps, repeats = (60, 3) if quick else (400, 9)
+    target_steps, repeats = (60, 3) if quick else (400, 9) if threads == 1 else (200, 5)
     x, y = disk_dataset(N, torch.Generator().manual_seed(0))
     x, y = x.to(device), y.to(device)
     where = f"{device.type}" + (f", {threads} thread{'s' * (threads > 1)}" if device.type == "cpu" else "")
@@ -374,10 +375,9 @@ def main() -> None:
             for threads in ([1, default_threads] if name == "cpu" else [default_threads]):
                 bench_step(registry, device, threads, args.quick)
             torch.set_num_threads(default_threads)
-        if "ensemble" in sections:
-            for threads in ([1, default_threads] if name == "cpu" else [default_threads]):
-                torch.set_num_threads(threads)
-                bench_ensemble(registry, device, args.quick)
+        if "ensemble" in sections:  # one thread on the CPU: the figure a shared box can give
+            torch.set_num_threads(1 if name == "cpu" else default_threads)
+            bench_ensemble(registry, device, args.quick)
             torch.set_num_threads(default_threads)
     if "sklearn" in sections:
         bench_sklearn(registry, args.quick)

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from core.assemble import build_stack, mlp_specs
+from core.assemble import build_stack
 from core.experiment import (
-    DTYPES, TrainResult, build_network, device, generator, prepare_data, train,
+    DTYPES, TrainResult, build_network, device, generator, network_specs, prepare_data, train,
 )
 from core.registry import Registry, default_registry
 from core.settings import TrainSettings
@@ -27,7 +27,7 @@ from core.training import error_rates, fit_runs
 
 def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
     """Whether every component these settings name declares `supports_runs = True`."""
-    named = [(spec.kind, spec.name) for spec in mlp_specs(settings.hidden, 1, settings.act)]
+    named = [(spec.kind, spec.name) for spec in network_specs(registry, settings)]
     named += [("loss", settings.loss), ("optimizer", settings.optimizer)]
     return all(getattr(registry.get(kind, name).factory, "supports_runs", False)
                for kind, name in named)
@@ -65,8 +65,8 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
 
     # Each run's network is built alone, drawing its weights from its own seed; the
     # ensemble starts from those weights stacked, and hands the trained ones back.
-    singles = [build_network(registry, run) for run in runs]
-    specs = mlp_specs(settings.hidden, 1, settings.act)
+    specs = network_specs(registry, settings)
+    singles = [build_network(registry, run, specs) for run in runs]
     ensemble = build_stack(
         registry, specs, 2, init=settings.init,
         generator=torch.Generator().manual_seed(0),  # overwritten just below

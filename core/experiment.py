@@ -14,6 +14,7 @@ from core.errors import SettingsError
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
 from core.settings import TrainSettings
+from core.stack import parse_layers
 from core.training import error_rate, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -57,13 +58,26 @@ def prepare_data(settings: TrainSettings) -> Data:
     return Data(x_train.to(where), y_train.to(where), x_test.to(where), y_test.to(where))
 
 
-def build_network(registry: Registry, settings: TrainSettings) -> Sequential:
+def network_specs(registry: Registry, settings: TrainSettings) -> list[LayerSpec]:
+    """The run's network by registered names: `settings.layers` when given, else the MLP."""
+    if settings.layers:  # the whole stack by name; checked before any weight is drawn
+        return parse_layers(settings.layers, registry)
+    return mlp_specs(settings.hidden, 1, settings.act)
+
+
+def build_network(
+    registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None
+) -> Sequential:
     """The run's network, its weights drawn from the seed's "init" stream."""
-    return build_stack(
-        registry, mlp_specs(settings.hidden, 1, settings.act), 2, init=settings.init,
-        generator=generator(settings, "init"), dtype=DTYPES[settings.dtype],
-        device=device(settings),
+    specs = network_specs(registry, settings) if specs is None else specs
+    dtype, where = DTYPES[settings.dtype], device(settings)
+    model = build_stack(
+        registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
+        dtype=dtype, device=where,
     )
+    if settings.layers:
+        check_single_output(model, dtype, where)
+    return model
 
 
 @dataclass
@@ -86,6 +100,18 @@ class TrainResult:
         }
 
 
+def check_single_output(
+    model: Sequential, dtype: torch.dtype, where: torch.device | str = "cpu"
+) -> None:
+    """The disk problem has one output: a stack ending wider than that is a settings error."""
+    width = model.forward(torch.zeros(1, 2, dtype=dtype, device=where)).shape[-1]
+    if width != 1:
+        raise SettingsError(
+            f"layers must end with one output feature for this task, got {width}; "
+            f"end the stack with linear:out_features=1"
+        )
+
+
 def train(
     settings: TrainSettings,
     registry: Registry | None = None,
@@ -97,7 +123,8 @@ def train(
     optimizer_entry = registry.get("optimizer", settings.optimizer)
     with torch.set_grad_enabled(False):
         data = prepare_data(settings)
-        model = build_network(registry, settings)
+        specs = network_specs(registry, settings)
+        model = build_network(registry, settings, specs)
         optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
         losses = fit(
             model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs,
@@ -106,6 +133,5 @@ def train(
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, data.x_train, data.y_train),
-            error_rate(model, loss, data.x_test, data.y_test),
-            mlp_specs(settings.hidden, 1, settings.act), model,
+            error_rate(model, loss, data.x_test, data.y_test), specs, model,
         )

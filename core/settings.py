@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import SettingsError
+from core.stack import EXAMPLE, parse_layer_text
 
 DTYPE_NAMES = ("float32", "float64")
 DEVICE_NAMES = ("cpu", "cuda")
@@ -29,6 +30,9 @@ class TrainSettings:
     n_train: int = 1000  # training points
     n_test: int = 1000  # test points
     dtype: str = "float32"  # precision of data and weights
+    # The whole network by registered names, e.g. "linear:out=25,tanh,linear:out=1"
+    # (core.stack); when given it replaces act and hidden.
+    layers: str | None = None
     device: str = "cpu"  # where tensors live and compute: cpu or cuda (seeds draw on the CPU)
 
     def __post_init__(self) -> None:
@@ -55,6 +59,10 @@ class TrainSettings:
             raise SettingsError(
                 f"device must be one of {', '.join(DEVICE_NAMES)}, got {self.device!r}"
             )
+        if self.layers is not None:
+            if not isinstance(self.layers, str):
+                raise SettingsError(f"layers must be a string such as {EXAMPLE!r}, got {self.layers!r}")
+            parse_layer_text(self.layers)  # the syntax now; names once a registry is at hand
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

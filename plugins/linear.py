@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from core import Initializer, Parameter, StateError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class Linear:
@@ -20,7 +19,7 @@ class Linear:
         out_features: int,
         init: Initializer,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,  # None: torch's default dtype (float32)
         device: torch.device | str = "cpu",
         runs: int | None = None,
     ):

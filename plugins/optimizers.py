@@ -6,9 +6,8 @@ same network trained with either ends with the same weights.
 
 from __future__ import annotations
 
-import torch
-
 from core import Parameter, SettingsError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class _Optimizer:

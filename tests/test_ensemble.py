@@ -119,3 +119,12 @@ def test_fit_losses_are_the_running_total_of_batch_losses(registry):
             total += value * len(batch)
         expected.append(total.item() / 33)
     assert history == expected  # bit for bit
+
+
+def test_a_stack_given_by_layers_trains_as_an_ensemble_too(registry):
+    settings = dataclasses.replace(SMALL, layers="linear:out=6,tanh,linear:out=4,relu,linear:out=1")
+    assert supports_runs(registry, settings)
+    together = train_ensemble(settings, [0, 3], registry)
+    alone = [train(dataclasses.replace(settings, seed=s), registry) for s in [0, 3]]
+    assert [spec.name for spec in together[0].specs] == ["linear", "tanh", "linear", "relu", "linear"]
+    assert_runs_match(together, alone, rtol=1e-11)
