@@ -248,7 +248,8 @@ def bench_ensemble(registry, device, quick: bool) -> None:
     seeds = list(range(runs_n))
     runs = [dataclasses.replace(settings, seed=s) for s in seeds]
     data = [prepare_data(run) for run in runs]
-    print(f"\n### The {runs_n}-run experiment ({device.type}, {torch.get_num_threads()} threads, "
+    threads = torch.get_num_threads()
+    print(f"\n### The {runs_n}-run experiment ({device.type}, {threads} thread{'s' * (threads > 1)}, "
           f"batch 10, {epochs} epoch{'s' * (epochs > 1)} of 100 steps per run; "
           f"all sides scale with the epochs)\n")
     sides = {
