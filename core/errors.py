@@ -40,3 +40,11 @@ class RegistrationError(NNError):
 
 class StateError(NNError, RuntimeError):
     """A method was called out of order, e.g. `backward` before `forward`."""
+
+
+class ModelFileError(NNError, ValueError):
+    """A file that cannot be loaded as a model or checkpoint: names the file and the reason."""
+
+
+class DivergenceError(NNError, ArithmeticError):
+    """Training produced a NaN or infinite loss or weight; says at which epoch."""
