@@ -4,6 +4,8 @@ Core knows no concrete component; the built-in ones arrive as plugins (see regis
 """
 
 from core.errors import (
+    DivergenceError,
+    ModelFileError,
     NNError,
     RegistrationError,
     SettingsError,
@@ -28,6 +30,8 @@ from core.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
 from core.data import disk_dataset
 from core.training import error_rate, fit
 from core.experiment import TrainResult, train
+from core.model_file import LoadedModel, load_model, save_model
+from core.checkpoint import Checkpointing, read_checkpoint
 
 __all__ = [
     "Entry", "Initializer", "Loss", "Module", "NNError", "Optimizer", "Parameter",
@@ -36,4 +40,6 @@ __all__ = [
     "build_stack", "mlp_specs",
     "decision_threshold", "default_registry", "disk_dataset", "error_rate", "fit",
     "hookimpl", "hookspec", "param", "train", "zero_grad",
+    "Checkpointing", "DivergenceError", "LoadedModel", "ModelFileError", "load_model",
+    "read_checkpoint", "save_model",
 ]

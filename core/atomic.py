@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -60,6 +61,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files of writes to `path` that never finished (their process was killed)."""
+    path = Path(path)
+    # mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix.
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> None:
+    """Remove what a killed writer of `path` left; call before a run starts writing it."""
+    for temp in temp_files(path):
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
 
 
 def fsync_directory(directory: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from core.assemble import LayerSpec
-from core.atomic import atomic_write_bytes, check_writable
+from core.atomic import atomic_write_bytes, check_writable, remove_stale_temp_files
 from core.errors import DivergenceError, NNError, SettingsError
 from core.model_file import (
     ModelFile,
@@ -51,6 +51,11 @@ class Checkpointing:
 
     path: Path  # one file, replaced atomically at each checkpoint
     every: int  # epochs between checkpoints (>= 1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # accept a str too
+        if not isinstance(self.every, int) or self.every < 1:
+            raise SettingsError(f"checkpoint every must be an integer >= 1, got {self.every!r}")
 
 
 def checkpoint_plan(
@@ -79,6 +84,8 @@ def checkpoint_plan(
             )
         saved = Path(save)
         checkpoint = str(saved.with_name(f"{saved.stem}.ckpt{saved.suffix or '.safetensors'}"))
+    if save is not None and Path(checkpoint).resolve() == Path(save).resolve():
+        raise SettingsError(f"--checkpoint and --save name the same file {save!r}; give two files")
     return Checkpointing(check_writable(checkpoint), every or 1)
 
 
@@ -208,6 +215,7 @@ class AfterEpoch:
     ):
         if checkpointing is not None:
             optimizer_state(run.optimizer, run.settings.optimizer)  # fail before epoch 1
+            remove_stale_temp_files(checkpointing.path)  # what a SIGKILLed writer left
         self.run, self.checkpointing, self.on_epoch = run, checkpointing, on_epoch
         self.losses = list(resumed.losses) if resumed else []
         # Epoch of the newest good checkpoint on disk: the resumed one, if it is ours.

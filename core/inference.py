@@ -13,10 +13,10 @@ import torch
 from core.atomic import atomic_write_text, check_writable
 from core.data import disk_dataset
 from core.errors import SettingsError
-from core.model_file import load_model
+from core.model_file import LoadedModel, load_model
 from core.registry import Registry
 from core.settings import MAX_SEED
-from core.tabular import format_predictions, output_format, read_table
+from core.tabular import Table, TableError, format_predictions, output_format, read_table
 
 # Fresh test sets draw from stream 15 of a seed, which no training run uses (0-2 today).
 EVALUATE_STREAM = 15
@@ -39,11 +39,21 @@ def predict_file(
         check_writable(output)
     loaded = load_model(model_path, registry)
     table = read_table(input_path)
+    check_width(table, loaded, input_path)
     prediction = loaded.predict(table.features)
     text = format_predictions(prediction.scores, prediction.classes, fmt)
     if output is not None:
         atomic_write_text(output, text)
     return text
+
+
+def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike) -> None:
+    width = table.features.shape[1]
+    if width != loaded.in_features:
+        raise TableError(
+            f"{input_path}: rows have {width} features; the model {loaded.path} takes "
+            f"{loaded.in_features}"
+        )
 
 
 @dataclass
@@ -68,6 +78,7 @@ def evaluate_model(
     loaded = load_model(model_path, registry)
     if input_path is not None:
         table = read_table(input_path, labels_required=True)
+        check_width(table, loaded, input_path)
         return Evaluation(loaded.error_rate(table.features, table.labels), len(table.labels),
                           str(input_path))
     if n < 1:

@@ -208,7 +208,7 @@ def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> Mode
         tensors = load(data)  # parses with safetensors; never unpickles; tensors on the CPU
     except (SafetensorError, ValueError, RuntimeError, OverflowError) as e:
         raise ModelFileError(
-            f"{shown}: not a model file (not a complete safetensors file: {_first_line(e)})"
+            f"{shown}: not a model file, or a truncated one (safetensors: {_first_line(e)})"
         ) from None
     # The JSON header follows an 8-byte little-endian length; safetensors just checked both.
     length = int.from_bytes(data[:8], "little")

@@ -1,7 +1,7 @@
 """Rows of features in, predictions out: CSV (with or without a header) or JSON.
 
 Input files
-  CSV   one row per line. The first line is a header when any of its fields is not a
+  CSV   one row per line. The first line is a header when none of its fields is a
         number; then a column named "label" holds the labels and the others, in order,
         the features. Without a header every column is a feature, except that when labels
         are required (`nn-cli evaluate`) the last column is the label.
@@ -102,7 +102,7 @@ def _csv_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[f
     if not lines:
         return [], None
     header = None
-    if not all(_is_number(field) for field in lines[0]):
+    if not any(_is_number(field) for field in lines[0]):
         header, lines = [field.strip() for field in lines[0]], lines[1:]
     if header is not None:
         label_index = header.index(LABEL) if LABEL in header else None
