@@ -101,30 +101,22 @@ def train(
     resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
 ) -> None:
     """Train a network on the disk problem and report its train and test error."""
-    from core.atomic import check_writable
-
+    settings = TrainSettings(
+        act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype,
+    )
     if resume is not None:
-        # The checkpoint fixes the run: a setting given beside --resume would be ignored.
-        given = [name for name in SETTING_OPTIONS
-                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
-        if given:
-            raise SettingsError(
-                f"--resume continues the checkpoint's run with its own settings; drop "
-                f"{', '.join('--' + n.replace('_', '-') for n in given)}"
-            )
-    else:
-        settings = TrainSettings(
-            act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
-            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype,
-        )
+        _refuse_settings_beside_resume(ctx)
     if save is not None:
+        from core.atomic import check_writable
+
         check_writable(save)  # fail now, not after training
-    from core.checkpoint import checkpoint_plan, read_checkpoint  # imports torch
-    from core.experiment import train as run
+    from core.experiment import train as run  # imports torch: only once there is work
+    from core.checkpoint import checkpoint_plan, read_checkpoint
     from core.progress import epoch_reporter
 
     state = read_checkpoint(resume) if resume is not None else None
-    settings = state.settings if state is not None else settings
+    settings = state.settings if state is not None else settings  # a resumed run's own
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
@@ -137,6 +129,17 @@ def train(
         typer.echo(json.dumps(result.to_dict()))
     else:
         typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
+
+
+def _refuse_settings_beside_resume(ctx: typer.Context) -> None:
+    """The checkpoint fixes the run: a setting given beside --resume would be ignored."""
+    given = [name for name in SETTING_OPTIONS
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    if given:
+        raise SettingsError(
+            f"--resume continues the checkpoint's run with its own settings; drop "
+            f"{', '.join('--' + n.replace('_', '-') for n in given)}"
+        )
 
 
 @app.command()

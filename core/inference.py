@@ -87,4 +87,4 @@ def evaluate_model(
         raise SettingsError(f"seed must be an integer in [0, {MAX_SEED}), got {seed}")
     generator = torch.Generator().manual_seed(seed * 16 + EVALUATE_STREAM)
     x, y = disk_dataset(n, generator, loaded.dtype)
-    return Evaluation(loaded.error_rate(x, y), n, f"disk task, {n} fresh points, seed {seed}")
+    return Evaluation(loaded.error_rate(x, y), n, f"fresh points of the disk task, seed {seed}")

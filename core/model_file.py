@@ -75,10 +75,10 @@ def plugin_provenance(plugin: str) -> tuple[str | None, str | None]:
     if dists:
         return dists[0], importlib.metadata.version(dists[0])
     # An editable install lists no top-level packages: a plugin module that lives in this
-    # framework's own tree ships with it.
+    # framework's own plugins/ folder ships with it.
     module_file = getattr(sys.modules.get(plugin), "__file__", None)
-    framework_root = Path(__file__).resolve().parent.parent
-    if module_file and Path(module_file).resolve().is_relative_to(framework_root):
+    builtin_plugins = Path(__file__).resolve().parent.parent / "plugins"
+    if module_file and Path(module_file).resolve().is_relative_to(builtin_plugins):
         return DISTRIBUTION, framework_version()
     return None, None
 
@@ -172,7 +172,8 @@ def save_model(
 
 
 def _in_features(result: TrainResult) -> int:
-    return int(getattr(result, "in_features", 2))  # the disk task has 2 features
+    """Input width: the first module's `in_features` (Linear's), else the disk task's 2."""
+    return int(getattr(result.model.modules[0], "in_features", 2))
 
 
 # -- decoding --------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def rebuild(file: ModelFile, registry: Registry) -> Sequential:
             registry, specs, h["in_features"], init=h["init"],
             generator=torch.Generator().manual_seed(0), dtype=DTYPES[h["dtype"]],
         )
-    except (NNError, TypeError, ValueError, RuntimeError) as e:
+    except (NNError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
         raise file.fail(f"cannot rebuild the architecture: {_first_line(e)}") from None
     load_weights(file, model)
     return model

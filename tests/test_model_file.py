@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from cli import app
+from test_cli import assert_one_line_error
 from core import NNError, TrainSettings, default_registry, hookimpl, train
 from core.atomic import atomic_write_bytes, temp_files
 from core.errors import ModelFileError
@@ -264,13 +265,7 @@ def test_bad_file_is_one_line_and_exit_2(tmp_path, saved, case):
     rows = tmp_path / "rows.csv"
     rows.write_text("0.5,0.5\n")
     for command in (["predict", str(path), "--input", str(rows)], ["evaluate", str(path)]):
-        result = CliRunner().invoke(app, command, catch_exceptions=False)
-        assert result.exit_code == 2, result.output
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("nn-cli: error: "), result.stderr
-        assert result.stdout == "" and "Traceback" not in result.output
-        for fragment in fragments:
-            assert fragment in lines[0], (fragment, lines[0])
+        assert_one_line_error(CliRunner().invoke(app, command, catch_exceptions=False), *fragments)
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):

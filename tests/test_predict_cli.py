@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
+from test_cli import assert_one_line_error
 from core import TrainSettings, disk_dataset, train
 from core.atomic import temp_files
 from core.inference import EVALUATE_STREAM
@@ -18,15 +19,6 @@ POINTS = [[0.5, 0.5], [0.0, 0.0], [0.9, 0.1], [0.25, 0.75]]
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nn-cli: error: "), result.stderr
-    assert result.stdout == "" and "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.fixture(scope="module")
