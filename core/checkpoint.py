@@ -163,11 +163,12 @@ class Checkpoint:
         state: dict[str, Any] = dict(file.header["training"]["optimizer_numbers"])
         state |= {k.removeprefix("optimizer."): t for k, t in file.tensors.items()
                   if k.startswith("optimizer.")}
+        load_state_dict = getattr(optimizer, "load_state_dict", None)
+        if not callable(load_state_dict):
+            raise file.fail(f"optimizer {self.settings.optimizer!r} has no load_state_dict()")
         try:
-            optimizer.load_state_dict(state)
-        except AttributeError:
-            raise file.fail(f"optimizer {self.settings.optimizer!r} has no load_state_dict()") from None
-        except NNError as e:
+            load_state_dict(state)
+        except (NNError, KeyError, TypeError, ValueError, RuntimeError) as e:
             raise file.fail(f"optimizer state does not fit: {e}") from None
         for name, gen in generators.items():
             state_tensor = file.tensors.get(f"rng.{name}")

@@ -13,7 +13,7 @@ import types
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from cli import app
@@ -127,6 +127,17 @@ def test_resume_refuses_other_settings_and_model_files(tmp_path):
     result = train(settings, checkpoint=Checkpointing(path, 1))
     with pytest.raises(SettingsError, match="settings differ"):
         train(TrainSettings(epochs=3, **SMALL), resume=read_checkpoint(path))
+    truncated = tmp_path / "t.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-64])
+    result_cli = invoke("train", "--resume", truncated)
+    assert result_cli.exit_code == 2 and "t.safetensors: not a model file" in result_cli.stderr
+    tensors = load_file(path)
+    tensors["optimizer.velocity.0"] = torch.zeros(3)  # plain SGD keeps no velocity
+    header = read_checkpoint(path).file.header
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, bad, metadata={"nn_scratch": json.dumps(header)})
+    with pytest.raises(ModelFileError, match="optimizer state does not fit.*shape"):
+        train(settings, resume=read_checkpoint(bad))
     model = save_model(tmp_path / "m.safetensors", result)
     with pytest.raises(ModelFileError, match="is a 'model' file; expected a 'checkpoint'"):
         read_checkpoint(model)
