@@ -13,10 +13,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from core.errors import NNError
+from core.errors import NNError, SettingsError
 from core.settings import TrainSettings, parse_widths
 
 DEFAULTS = TrainSettings()
+# `nn-cli train` options that make up TrainSettings (refused beside --resume).
+SETTING_OPTIONS = ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                   "seed", "dtype", "layers")
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -210,6 +213,10 @@ def train(
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
+    save: Annotated[Optional[str], typer.Option(help="Write the trained model to this file (safetensors).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint file (default: beside --save).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every K epochs.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
 ) -> None:
     """Train a network on the disk problem and report its train and test error."""
     settings = TrainSettings(
@@ -218,16 +225,84 @@ def train(
         layers=layers,
     )
     registry = load(ctx, plugin, registry_file, strict_plugins)
+    if resume is not None:
+        _refuse_settings_beside_resume(ctx)
+    if save is not None:
+        from core.atomic import check_writable
+
+        check_writable(save)  # fail now, not after training
     from core.experiment import train as run  # imports torch: only once there is work
+    from core.checkpoint import checkpoint_plan, read_checkpoint
     from core.progress import epoch_reporter
 
+    state = read_checkpoint(resume, registry) if resume is not None else None
+    settings = state.settings if state is not None else settings  # a resumed run's own
+    plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-        result = run(settings, registry, on_epoch=on_epoch)
+        result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
+    if save is not None:
+        from core.model_file import save_model
+
+        save_model(save, result, registry=registry)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:
         typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
+
+
+def _refuse_settings_beside_resume(ctx: typer.Context) -> None:
+    """The checkpoint fixes the run: a setting given beside --resume would be ignored."""
+    given = [name for name in SETTING_OPTIONS
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    if given:
+        raise SettingsError(
+            f"--resume continues the checkpoint's run with its own settings; drop "
+            f"{', '.join('--' + n.replace('_', '-') for n in given)}"
+        )
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
+    output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Predict the score and class of every row of a file with a saved model."""
+    from core.inference import predict_file
+
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    text = predict_file(model, input, output=output, fmt=fmt, registry=registry)
+    if output is None:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    input: Annotated[Optional[str], typer.Option("--input", help="CSV or JSON rows with a label column; default: fresh points.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
+    n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Report a saved model's error on fresh points of the disk task or on a labelled file."""
+    from core.inference import evaluate_model
+
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        typer.echo(f"error {result.error:.2%} on {result.n} points ({result.source})")
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 _WHERE = {
     "NNError": "core.errors",
     "PluginError": "core.errors",
+    "DivergenceError": "core.errors",
+    "ModelFileError": "core.errors",
     "RegistrationError": "core.errors",
     "SettingsError": "core.errors",
     "StateError": "core.errors",
@@ -45,6 +47,11 @@ _WHERE = {
     "fit": "core.training",
     "TrainResult": "core.experiment",
     "train": "core.experiment",
+    "LoadedModel": "core.model_file",
+    "load_model": "core.model_file",
+    "save_model": "core.model_file",
+    "Checkpointing": "core.checkpoint",
+    "read_checkpoint": "core.checkpoint",
     "train_ensemble": "core.ensemble",
 }
 
@@ -68,9 +75,12 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.data import disk_dataset
     from core.discovery import load_registry
     from core.errors import (
-        NNError, PluginError, RegistrationError, SettingsError, StateError, UnknownComponentError,
+        DivergenceError, ModelFileError, NNError, PluginError, RegistrationError, SettingsError,
+        StateError, UnknownComponentError,
     )
+    from core.checkpoint import Checkpointing, read_checkpoint
     from core.ensemble import train_ensemble
+    from core.model_file import LoadedModel, load_model, save_model
     from core.experiment import TrainResult, train
     from core.hookspecs import hookimpl, hookspec
     from core.protocols import (

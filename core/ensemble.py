@@ -12,11 +12,13 @@ of the settings does not, the runs are trained one at a time, with the same resu
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from core.assemble import build_stack
+from core.errors import DivergenceError
 from core.experiment import (
     DTYPES, TrainResult, build_network, device, generator, network_specs, prepare_data, train,
 )
@@ -78,10 +80,16 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         p.value.copy_(torch.stack([params[j].value for params in per_run]))  # (runs, ...)
 
     optimizer = optimizer_entry.create(parameters=stacked, lr=settings.lr)
+
+    def after_epoch(epoch: int, loss: float) -> None:
+        check_finite(runs, stacked, epoch, loss)
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+
     losses = fit_runs(
         ensemble, loss, optimizer, x_train, y_train, epochs=settings.epochs,
         batch_size=settings.batch_size,
-        generators=[generator(run, "shuffle") for run in runs], on_epoch=on_epoch,
+        generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
     )
     train_errors = error_rates(ensemble, loss, x_train, y_train).tolist()  # (runs,)
     test_errors = error_rates(ensemble, loss, x_test, y_test).tolist()  # (runs,)
@@ -92,3 +100,18 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         TrainResult(run, losses[i], train_errors[i], test_errors[i], specs, singles[i])
         for i, run in enumerate(runs)
     ]
+
+
+def check_finite(runs: list[TrainSettings], stacked: list, epoch: int, loss: float) -> None:
+    """Stop as `train` would when a run diverges: its loss or a weight is not finite."""
+    finite = torch.stack([p.value.flatten(1).isfinite().all(dim=1) for p in stacked])  # (params, runs)
+    bad = [run.seed for run, ok in zip(runs, finite.all(dim=0).tolist()) if not ok]
+    if math.isfinite(loss) and not bad:
+        return
+    what = f"the mean loss is {loss}" if not math.isfinite(loss) else "a weight is not finite"
+    seeds = f" (seed {', '.join(map(str, bad))})" if bad else ""
+    lr = runs[0].lr
+    raise DivergenceError(
+        f"training diverged at epoch {epoch}{seeds}: {what}; lower the learning rate "
+        f"(now {lr:g}), e.g. --lr {lr / 10:g}"
+    )

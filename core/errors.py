@@ -47,3 +47,11 @@ class PluginError(NNError):
 
     Outside strict mode the loader reports it and carries on without that plugin.
     """
+
+
+class ModelFileError(NNError, ValueError):
+    """A file that cannot be loaded as a model or checkpoint: names the file and the reason."""
+
+
+class DivergenceError(NNError, ArithmeticError):
+    """Training produced a NaN or infinite loss or weight; says at which epoch."""

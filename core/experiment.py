@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from core.assemble import LayerSpec, build_stack, mlp_specs
+from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data import disk_dataset
 from core.errors import SettingsError
 from core.registry import Registry, default_registry
@@ -116,8 +117,19 @@ def train(
     settings: TrainSettings,
     registry: Registry | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    *,
+    checkpoint: Checkpointing | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainResult:
-    """Draw the data, build the network by name, train it and measure its errors."""
+    """Draw the data, build the network by name, train it and measure its errors.
+
+    A loss or weight that stops being finite raises DivergenceError. With `checkpoint`,
+    the run's state is written every `checkpoint.every` epochs; with `resume` (from
+    `core.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
+    goes on from it and ends exactly as the uninterrupted run.
+    """
+    if resume is not None and resume.settings != settings:
+        raise SettingsError("resume: the checkpoint's settings differ from the run's")
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
@@ -126,10 +138,13 @@ def train(
         specs = network_specs(registry, settings)
         model = build_network(registry, settings, specs)
         optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
-        losses = fit(
-            model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs,
-            batch_size=settings.batch_size, generator=generator(settings, "shuffle"),
-            on_epoch=on_epoch,
+        shuffle = generator(settings, "shuffle")
+        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry)
+        done = resume.restore(specs, model, optimizer, run.generators) if resume else []
+        after_epoch = AfterEpoch(run, checkpoint, on_epoch, resumed=resume)
+        losses = done + fit(
+            model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs - len(done),
+            batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, data.x_train, data.y_train),

@@ -92,7 +92,9 @@ class Optimizer(Protocol):
     """Updates parameters from their accumulated gradients.
 
     Built by `factory(parameters, lr=..., **options)`. `step()` applies one update;
-    `zero_grad()` clears the gradients before the next backward.
+    `zero_grad()` clears the gradients before the next backward. Optionally,
+    `state_dict()` returns its state as a plain dict of tensors and numbers and
+    `load_state_dict(state)` restores it; checkpoints (`--checkpoint-every`) need both.
     """
 
     def step(self) -> None: ...

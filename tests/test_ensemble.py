@@ -128,3 +128,15 @@ def test_a_stack_given_by_layers_trains_as_an_ensemble_too(registry):
     alone = [train(dataclasses.replace(settings, seed=s), registry) for s in [0, 3]]
     assert [spec.name for spec in together[0].specs] == ["linear", "tanh", "linear", "relu", "linear"]
     assert_runs_match(together, alone, rtol=1e-11)
+
+
+def test_a_diverging_run_stops_the_ensemble_as_it_stops_train(registry):
+    from core import DivergenceError
+
+    settings = dataclasses.replace(SMALL, lr=1e6, dtype="float32")
+    with pytest.raises(DivergenceError) as alone:
+        train(settings, registry)
+    with pytest.raises(DivergenceError) as together:
+        train_ensemble(settings, [settings.seed, 1], registry)
+    assert "diverged at epoch 1" in str(alone.value) and "diverged at epoch 1" in str(together.value)
+    assert "--lr 100000" in str(together.value)
