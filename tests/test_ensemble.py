@@ -33,7 +33,7 @@ def test_batched_runs_give_each_seed_its_own_run(registry, act, loss, optimizer,
     together = train_ensemble(settings, SEEDS, registry)
     alone = [train(dataclasses.replace(settings, seed=s), registry) for s in SEEDS]
     # NOTE: a batched matmul (bmm) may sum in another order than the single run's mm, so
-    # the weights agree to rounding (float64, ~1e-15 after these steps), not bit for bit.
+    # the weights agree to rounding, not bit for bit.
     assert_runs_match(together, alone, rtol=1e-11)
     # and the runs really differ from one another, so matching each means something
     assert together[0].losses != together[1].losses
