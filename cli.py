@@ -205,6 +205,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Samples per gradient step.")] = DEFAULTS.batch_size,
     seed: Annotated[int, typer.Option(help="Seed of data, weights and shuffling.")] = DEFAULTS.seed,
     dtype: Annotated[str, typer.Option(help="float32 or float64.")] = DEFAULTS.dtype,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
@@ -220,7 +221,8 @@ def train(
     """Train a network on the disk problem and report its train and test error."""
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, layers=layers,
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
+        layers=layers,
     )
     registry = load(ctx, plugin, registry_file, strict_plugins)
     if resume is not None:

@@ -52,6 +52,7 @@ _WHERE = {
     "save_model": "core.model_file",
     "Checkpointing": "core.checkpoint",
     "read_checkpoint": "core.checkpoint",
+    "train_ensemble": "core.ensemble",
 }
 
 __all__ = sorted(_WHERE)
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
         StateError, UnknownComponentError,
     )
     from core.checkpoint import Checkpointing, read_checkpoint
+    from core.ensemble import train_ensemble
     from core.model_file import LoadedModel, load_model, save_model
     from core.experiment import TrainResult, train
     from core.hookspecs import hookimpl, hookspec

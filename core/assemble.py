@@ -18,7 +18,7 @@ from core.registry import Registry
 from core.sequential import Sequential
 
 # Arguments a layer gets from its context when its factory's signature names them.
-CONTEXT_ARGS = ("in_features", "init", "generator", "dtype")
+CONTEXT_ARGS = ("in_features", "init", "generator", "dtype", "device", "runs")
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,18 @@ def build_module(
     init: Initializer,
     generator: torch.Generator,
     dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    runs: int | None = None,
 ) -> Module:
     """Create one module, passing the context arguments its factory's signature names.
 
-    `in_features` comes from the module before; `init`, `generator` and `dtype` from the
-    run. Explicit arguments in the spec win over the context.
+    `in_features` comes from the module before; `init`, `generator`, `dtype`, `device`
+    and `runs` from the run. Explicit arguments in the spec win over the context.
     """
     entry = registry.get(spec.kind, spec.name)
     accepted = inspect.signature(entry.factory).parameters
-    context = {"in_features": in_features, "init": init, "generator": generator, "dtype": dtype}
+    context = {"in_features": in_features, "init": init, "generator": generator, "dtype": dtype,
+               "device": device, "runs": runs}
     kwargs = dict(spec.args)
     if isinstance(kwargs.get("init"), str):  # `linear:init=he` in a stack text: a name
         kwargs["init"] = registry.create("initializer", kwargs["init"])
@@ -72,12 +75,17 @@ def build_module(
     return entry.create(**kwargs)
 
 
-def output_width(module: Module, in_features: int, dtype: torch.dtype) -> int:
+def output_width(
+    module: Module, in_features: int, dtype: torch.dtype, device: torch.device | str = "cpu",
+    runs: int | None = None,
+) -> int:
     """How many features `module` produces from `in_features`, found by a probe forward."""
     out_features = getattr(module, "out_features", None)
     if isinstance(out_features, int):
         return out_features
-    return module.forward(torch.zeros(1, in_features, dtype=dtype)).shape[-1]
+    lead = () if runs is None else (runs,)
+    probe = torch.zeros(*lead, 1, in_features, dtype=dtype, device=device)  # (..., 1, in)
+    return module.forward(probe).shape[-1]
 
 
 def build_stack(
@@ -88,17 +96,24 @@ def build_stack(
     init: str,
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    runs: int | None = None,
 ) -> Sequential:
-    """A Sequential of the modules `specs` name, each layer's in-features inferred."""
+    """A Sequential of the modules `specs` name, each layer's in-features inferred.
+
+    With `runs=R` every module must support runs (`supports_runs = True`): it is built as
+    R independent copies with a leading run dimension (see core/ensemble.py).
+    """
     initializer = registry.create("initializer", init)
     for spec in specs:  # fail on a bad name before drawing any weight
         registry.get(spec.kind, spec.name)
     modules: list[Module] = []
     for spec in specs:
         module = build_module(
-            registry, spec, in_features, init=initializer, generator=generator, dtype=dtype
+            registry, spec, in_features, init=initializer, generator=generator, dtype=dtype,
+            device=device, runs=runs,
         )
-        in_features = output_width(module, in_features, dtype)
+        in_features = output_width(module, in_features, dtype, device, runs)
         modules.append(module)
     return Sequential(*modules)
 
@@ -113,9 +128,10 @@ def build_mlp(
     init: str,
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> Sequential:
     """linear -> activation -> ... -> linear, with the given hidden widths."""
     return build_stack(
         registry, mlp_specs(hidden, out_features, activation), in_features,
-        init=init, generator=generator, dtype=dtype,
+        init=init, generator=generator, dtype=dtype, device=device,
     )

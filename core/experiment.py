@@ -28,6 +28,59 @@ def generator(settings: TrainSettings, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(settings.seed * 16 + STREAMS[stream])
 
 
+def device(settings: TrainSettings) -> torch.device:
+    """The run's device; a clear error when CUDA is asked for and absent."""
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise SettingsError(
+            "device 'cuda' is not available here (torch finds no CUDA GPU); accepted: cpu"
+        )
+    return torch.device(settings.device)
+
+
+@dataclass
+class Data:
+    """A run's training and test sets: x (n, 2), y (n, 1), on the run's device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def prepare_data(settings: TrainSettings) -> Data:
+    """The data of a run, drawn from its seed on the CPU and moved to its device.
+
+    The one data pipeline: `train` and `train_ensemble` both take their data from here.
+    """
+    dtype, where = DTYPES[settings.dtype], device(settings)
+    data = generator(settings, "data")
+    x_train, y_train = disk_dataset(settings.n_train, data, dtype)
+    x_test, y_test = disk_dataset(settings.n_test, data, dtype)
+    return Data(x_train.to(where), y_train.to(where), x_test.to(where), y_test.to(where))
+
+
+def network_specs(registry: Registry, settings: TrainSettings) -> list[LayerSpec]:
+    """The run's network by registered names: `settings.layers` when given, else the MLP."""
+    if settings.layers:  # the whole stack by name; checked before any weight is drawn
+        return parse_layers(settings.layers, registry)
+    return mlp_specs(settings.hidden, 1, settings.act)
+
+
+def build_network(
+    registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None
+) -> Sequential:
+    """The run's network, its weights drawn from the seed's "init" stream."""
+    specs = network_specs(registry, settings) if specs is None else specs
+    dtype, where = DTYPES[settings.dtype], device(settings)
+    model = build_stack(
+        registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
+        dtype=dtype, device=where,
+    )
+    if settings.layers:
+        check_single_output(model, dtype, where)
+    return model
+
+
 @dataclass
 class TrainResult:
     """What a run produced."""
@@ -48,9 +101,11 @@ class TrainResult:
         }
 
 
-def check_single_output(model: Sequential, dtype: torch.dtype) -> None:
+def check_single_output(
+    model: Sequential, dtype: torch.dtype, where: torch.device | str = "cpu"
+) -> None:
     """The disk problem has one output: a stack ending wider than that is a settings error."""
-    width = model.forward(torch.zeros(1, 2, dtype=dtype)).shape[-1]
+    width = model.forward(torch.zeros(1, 2, dtype=dtype, device=where)).shape[-1]
     if width != 1:
         raise SettingsError(
             f"layers must end with one output feature for this task, got {width}; "
@@ -78,31 +133,20 @@ def train(
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
-    dtype = DTYPES[settings.dtype]
     with torch.set_grad_enabled(False):
-        data = generator(settings, "data")
-        x_train, y_train = disk_dataset(settings.n_train, data, dtype)
-        x_test, y_test = disk_dataset(settings.n_test, data, dtype)
-        if settings.layers:  # the whole stack by name; checked before any weight is drawn
-            specs = parse_layers(settings.layers, registry)
-        else:
-            specs = mlp_specs(settings.hidden, 1, settings.act)
-        model = build_stack(
-            registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
-            dtype=dtype,
-        )
-        if settings.layers:
-            check_single_output(model, dtype)
+        data = prepare_data(settings)
+        specs = network_specs(registry, settings)
+        model = build_network(registry, settings, specs)
         optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
         shuffle = generator(settings, "shuffle")
         run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry)
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         after_epoch = AfterEpoch(run, checkpoint, on_epoch, resumed=resume)
         losses = done + fit(
-            model, loss, optimizer, x_train, y_train, epochs=settings.epochs - len(done),
+            model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs - len(done),
             batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
         )
         return TrainResult(
-            settings, losses, error_rate(model, loss, x_train, y_train),
-            error_rate(model, loss, x_test, y_test), specs, model,
+            settings, losses, error_rate(model, loss, data.x_train, data.y_train),
+            error_rate(model, loss, data.x_test, data.y_test), specs, model,
         )

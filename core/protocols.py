@@ -47,7 +47,8 @@ class Module(Protocol):
 class Loss(Protocol):
     """A scalar objective on the network's output.
 
-    `forward(prediction, target)` returns a 0-dim tensor, averaged over the batch.
+    `forward(prediction, target)` returns a 0-dim tensor, averaged over the batch (with a
+    leading run dimension, a loss that declares `supports_runs` returns one mean per run).
     `backward()` returns d loss / d prediction for the last `forward`.
     A loss may set `decision_threshold` (default 0.5): the output value above which a
     prediction counts as class 1 (0.0 for losses that take logits).

@@ -10,6 +10,7 @@ from core.errors import SettingsError
 from core.stack import EXAMPLE, parse_layer_text
 
 DTYPE_NAMES = ("float32", "float64")
+DEVICE_NAMES = ("cpu", "cuda")
 MAX_SEED = 2**40
 
 
@@ -32,6 +33,7 @@ class TrainSettings:
     # The whole network by registered names, e.g. "linear:out=25,tanh,linear:out=1"
     # (core.stack); when given it replaces act and hidden.
     layers: str | None = None
+    device: str = "cpu"  # where tensors live and compute: cpu or cuda (seeds draw on the CPU)
 
     def __post_init__(self) -> None:
         positive_ints = {
@@ -52,6 +54,10 @@ class TrainSettings:
         if self.dtype not in DTYPE_NAMES:
             raise SettingsError(
                 f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"
+            )
+        if self.device not in DEVICE_NAMES:
+            raise SettingsError(
+                f"device must be one of {', '.join(DEVICE_NAMES)}, got {self.device!r}"
             )
         if self.layers is not None:
             if not isinstance(self.layers, str):

@@ -1,11 +1,12 @@
 """The training loop: mini-batch gradient descent with seeded shuffling.
 
-Usable directly from Python; the CLI calls nothing else.
+Usable directly from Python; the CLI calls nothing else. The same loop trains one network
+or an ensemble of networks with a leading run dimension (see core/ensemble.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -30,29 +31,83 @@ def fit(
     `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch.
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
-        return _fit(model, loss, optimizer, x, y, epochs, batch_size, generator, on_epoch)
+        history = _fit(model, loss, optimizer, x, y, epochs, batch_size, [generator], on_epoch)
+    return history.tolist()  # (epochs,)
 
 
-def _fit(model, loss, optimizer, x, y, epochs, batch_size, generator, on_epoch) -> list[float]:
-    n = x.shape[0]
+def fit_runs(
+    model: Module,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    generators: Sequence[torch.Generator],
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[list[float]]:
+    """`fit` for an ensemble: `x` (runs, n, in), `y` (runs, n, out), one generator per run.
+
+    Run i visits its own samples in the order `generators[i]` draws, exactly as `fit` would;
+    returns each run's per-epoch losses. `on_epoch` receives the mean loss over runs.
+    """
+    with torch.set_grad_enabled(False):
+        history = _fit(model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch)
+    return history.T.tolist()  # (runs, epochs)
+
+
+def shuffled(
+    x: torch.Tensor, y: torch.Tensor, generators: Sequence[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x` (..., n, in) and `y` (..., n, out) in one epoch's order, as contiguous copies.
+
+    One run draws `randperm(n)` from its generator; with a leading run dimension, row r is
+    ordered by `generators[r]`. The orders are drawn on the CPU, where the generators live,
+    so a seed gives the same batches on every device.
+    """
+    n = x.shape[-2]
+    orders = [torch.randperm(n, generator=g) for g in generators]
+    order = (torch.stack(orders) if x.dim() == 3 else orders[0]).to(x.device)  # (..., n)
+    return in_order(x, order), in_order(y, order)
+
+
+def in_order(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """`x` (..., n, f) reordered along n by `order` (..., n), as one contiguous tensor."""
+    index = order.unsqueeze(-1).expand(*order.shape, x.shape[-1])  # (..., n, f), a view
+    return x.gather(-2, index)  # like x
+
+
+def _fit(model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch) -> torch.Tensor:
+    n = x.shape[-2]
+    runs = x.shape[:-2]  # () or (runs,)
     history = []
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(n, generator=generator)
-        total = torch.zeros((), dtype=torch.float64)
+        # Reordered once per epoch, so each batch is a view: the same samples as gathering
+        # x[order[start:stop]] step by step, without a gather per step.
+        xs, ys = shuffled(x, y, generators)  # (..., n, in), (..., n, out)
+        total = torch.zeros(runs, dtype=torch.float64, device=x.device)  # () or (runs,)
         for start in range(0, n, batch_size):
-            batch = order[start : start + batch_size]
-            value = loss.forward(model.forward(x[batch]), y[batch])
+            stop = start + batch_size
+            value = loss.forward(model.forward(xs[..., start:stop, :]), ys[..., start:stop, :])
             optimizer.zero_grad()
             model.backward(loss.backward())
             optimizer.step()
-            total += value * len(batch)  # stays a tensor: no sync per step
-        history.append(total.item() / n)
+            total += value * min(batch_size, n - start)  # stays a tensor: no sync per step
+        history.append(total / n)
+        del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None:
-            on_epoch(epoch, history[-1])
-    return history
+            on_epoch(epoch, history[-1].mean().item())
+    return torch.stack(history)  # (epochs,) or (epochs, runs)
+
+
+def error_rates(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fraction of points whose predicted class differs from the 0/1 label, per run."""
+    with torch.set_grad_enabled(False):
+        predicted = model.forward(x) > decision_threshold(loss)  # (..., n, 1)
+        return (predicted != (y > 0.5)).double().mean(dim=(-2, -1))  # () or (runs,)
 
 
 def error_rate(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of points whose predicted class differs from the 0/1 label."""
-    predicted = model.forward(x) > decision_threshold(loss)  # (n, 1)
-    return (predicted != (y > 0.5)).double().mean().item()
+    return error_rates(model, loss, x, y).item()

@@ -9,6 +9,10 @@ from core.lazy import torch  # imported on first use: listing plugins stays fast
 class Linear:
     """Fully connected layer y = x W + b, weights from the chosen initializer, bias zero."""
 
+    # With `runs=R` it is R independent layers, trained together: weight (R, in, out),
+    # bias (R, out), input (R, batch, in). The same lines compute both, as batched matmuls.
+    supports_runs = True
+
     def __init__(
         self,
         in_features: int,
@@ -16,29 +20,49 @@ class Linear:
         init: Initializer,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,  # None: torch's default dtype (float32)
+        device: torch.device | str = "cpu",
+        runs: int | None = None,
     ):
         self.in_features, self.out_features = in_features, out_features
-        weight = torch.empty(in_features, out_features, dtype=dtype)  # (in, out): x @ W
-        init(weight, in_features, out_features, generator)
+        lead = () if runs is None else (runs,)
+        weight = torch.empty(*lead, in_features, out_features, dtype=dtype, device=device)
+        init(weight, in_features, out_features, generator)  # (..., in, out): x @ W
         self.weight = Parameter.of(weight, "weight")
-        self.bias = Parameter.of(torch.zeros(out_features, dtype=dtype), "bias")
+        self.bias = Parameter.of(torch.zeros(*lead, out_features, dtype=dtype, device=device), "bias")
         self.input: torch.Tensor | None = None  # cached by forward for the weight gradient
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.input = x  # (batch, in)
-        return x @ self.weight.value + self.bias.value  # (batch, out)
+        self.input = x  # (..., batch, in)
+        return bias_plus_matmul(self.bias.value, x, self.weight.value)  # (..., batch, out)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.input is None:
             raise StateError("Linear.backward called before forward")
-        self.weight.grad += self.input.mT @ grad_output  # (in, out)
-        self.bias.grad += grad_output.sum(dim=-2)  # (out,)
-        return grad_output @ self.weight.value.mT  # (batch, in)
+        # NOTE: the matmul adds into the gradient itself (addmm_/baddbmm_ is `+= a @ b`),
+        # so no (in, out) temporary is made at each step.
+        add_matmul_(self.weight.grad, self.input.mT, grad_output)  # (..., in, out)
+        self.bias.grad += grad_output.sum(dim=-2)  # (..., out)
+        return grad_output @ self.weight.value.mT  # (..., batch, in)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
     __call__ = forward
+
+
+def bias_plus_matmul(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """bias + a @ b as one fused op (addmm/baddbmm), for one matrix or a stack of them."""
+    if a.dim() == 2:
+        return torch.addmm(bias, a, b)  # bias (out,) broadcasts over the batch
+    return torch.baddbmm(bias.unsqueeze(-2), a, b)  # bias (runs, 1, out)
+
+
+def add_matmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """out += a @ b in place, for one matrix (2-D) or a stack of them (3-D)."""
+    if out.dim() == 2:
+        out.addmm_(a, b)
+    else:
+        out.baddbmm_(a, b)
 
 
 @hookimpl

@@ -1,4 +1,8 @@
-"""Losses on the network's raw output, averaged over every element of the batch."""
+"""Losses on the network's raw output, averaged over every element of the batch.
+
+A prediction may carry a leading run dimension, (runs, batch, out): each run then gets its
+own mean, over its batch, and its own gradient, exactly as if trained alone.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,35 @@ from core import StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
+def batch_elements(prediction: torch.Tensor) -> int:
+    """How many elements one run's mean is over: batch * out."""
+    return prediction.shape[-2] * prediction.shape[-1]
+
+
 class MSELoss:
     """Mean squared error between output and 0/1 target; class 1 above 0.5."""
 
     decision_threshold = 0.5
+    supports_runs = True
 
     def __init__(self) -> None:
         self.diff: torch.Tensor | None = None
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         self.diff = prediction - target  # (batch, out)
-        return (self.diff * self.diff).mean()
+        return (self.diff * self.diff).mean(dim=(-2, -1))  # () or (runs,)
 
     def backward(self) -> torch.Tensor:
         if self.diff is None:
             raise StateError("MSELoss.backward called before forward")
-        return self.diff * (2.0 / self.diff.numel())
+        return self.diff * (2.0 / batch_elements(self.diff))
 
 
 class BCEWithLogitsLoss:
     """Binary cross-entropy on the logit (stable for any logit); class 1 above 0."""
 
     decision_threshold = 0.0
+    supports_runs = True
 
     def __init__(self) -> None:
         self.logit: torch.Tensor | None = None
@@ -40,12 +51,12 @@ class BCEWithLogitsLoss:
         per_element = prediction.clamp(min=0) - prediction * target + torch.log1p(
             torch.exp(-prediction.abs())
         )
-        return per_element.mean()
+        return per_element.mean(dim=(-2, -1))  # () or (runs,)
 
     def backward(self) -> torch.Tensor:
         if self.logit is None or self.target is None:
             raise StateError("BCEWithLogitsLoss.backward called before forward")
-        return (torch.sigmoid(self.logit) - self.target) / self.logit.numel()
+        return (torch.sigmoid(self.logit) - self.target) / batch_elements(self.logit)
 
 
 @hookimpl

@@ -11,14 +11,21 @@ from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class _Optimizer:
+    # Element-wise updates: parameters with a leading run dimension train as one ensemble.
+    supports_runs = True
+
     def __init__(self, parameters: list[Parameter], lr: float):
         if not lr > 0:
             raise SettingsError(f"learning rate must be > 0, got {lr}")
         self.parameters, self.lr = list(parameters), lr
+        # The tensors themselves, for updates over all of them in one op (torch._foreach_*):
+        # modules update values and gradients in place and never rebind them.
+        self.values = [p.value for p in self.parameters]
+        self.grads = [p.grad for p in self.parameters]
 
     def zero_grad(self) -> None:
-        for p in self.parameters:
-            p.grad.zero_()
+        if self.grads:
+            torch._foreach_zero_(self.grads)
 
 
 class SGD(_Optimizer):
@@ -39,6 +46,12 @@ class SGD(_Optimizer):
         self.velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
 
     def step(self) -> None:
+        if not (self.weight_decay or self.momentum):  # plain SGD: one op for all tensors
+            # NOTE: value - lr * grad in one fused op, no temporary: the arithmetic of
+            # torch.optim.SGD's own `param.add_(grad, alpha=-lr)`.
+            if self.values:
+                torch._foreach_add_(self.values, self.grads, alpha=-self.lr)
+            return
         for i, p in enumerate(self.parameters):
             g = p.grad
             if self.weight_decay:

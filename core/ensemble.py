@@ -1,0 +1,117 @@
+"""Many runs at once: N networks trained together as one batched ensemble.
+
+Every parameter gets a leading run dimension and every matmul becomes a batched one, so N
+small networks cost about as many Python-level operations as one. Run i is exactly
+`train(replace(settings, seed=seeds[i]))`: its own data, initial weights and batch order,
+all drawn from its own seed. A component joins the ensemble by declaring
+`supports_runs = True` (and, for a layer, accepting `runs: int`, giving each parameter a
+leading run dimension in the order of its single-run `parameters()`); when any component
+of the settings does not, the runs are trained one at a time, with the same results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from core.assemble import build_stack
+from core.errors import DivergenceError
+from core.experiment import (
+    DTYPES, TrainResult, build_network, device, generator, network_specs, prepare_data, train,
+)
+from core.registry import Registry, default_registry
+from core.settings import TrainSettings
+from core.training import error_rates, fit_runs
+
+
+def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
+    """Whether every component these settings name declares `supports_runs = True`."""
+    named = [(spec.kind, spec.name) for spec in network_specs(registry, settings)]
+    named += [("loss", settings.loss), ("optimizer", settings.optimizer)]
+    return all(getattr(registry.get(kind, name).factory, "supports_runs", False)
+               for kind, name in named)
+
+
+def train_ensemble(
+    settings: TrainSettings,
+    seeds: Sequence[int],
+    registry: Registry | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[TrainResult]:
+    """Train one run per seed, together where the components allow; results in seed order.
+
+    `on_epoch(epoch, loss)` follows each epoch with the mean loss over the runs (when the
+    runs go one at a time, it follows each epoch of each run, as in `train`).
+    """
+    registry = registry or default_registry()
+    runs = [dataclasses.replace(settings, seed=seed) for seed in seeds]
+    if not runs:
+        return []
+    if not supports_runs(registry, settings):
+        return [train(run, registry, on_epoch) for run in runs]
+    with torch.set_grad_enabled(False):
+        return _train_together(registry, settings, runs, on_epoch)
+
+
+def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
+    loss = registry.create("loss", settings.loss)
+    optimizer_entry = registry.get("optimizer", settings.optimizer)
+    data = [prepare_data(run) for run in runs]
+    x_train = torch.stack([d.x_train for d in data])  # (runs, n_train, 2)
+    y_train = torch.stack([d.y_train for d in data])  # (runs, n_train, 1)
+    x_test = torch.stack([d.x_test for d in data])  # (runs, n_test, 2)
+    y_test = torch.stack([d.y_test for d in data])  # (runs, n_test, 1)
+
+    # Each run's network is built alone, drawing its weights from its own seed; the
+    # ensemble starts from those weights stacked, and hands the trained ones back.
+    specs = network_specs(registry, settings)
+    singles = [build_network(registry, run, specs) for run in runs]
+    ensemble = build_stack(
+        registry, specs, 2, init=settings.init,
+        generator=torch.Generator().manual_seed(0),  # overwritten just below
+        dtype=DTYPES[settings.dtype], device=device(settings), runs=len(runs),
+    )
+    stacked = ensemble.parameters()
+    per_run = [model.parameters() for model in singles]
+    for j, p in enumerate(stacked):
+        p.value.copy_(torch.stack([params[j].value for params in per_run]))  # (runs, ...)
+
+    optimizer = optimizer_entry.create(parameters=stacked, lr=settings.lr)
+
+    def after_epoch(epoch: int, loss: float) -> None:
+        check_finite(runs, stacked, epoch, loss)
+        if on_epoch is not None:
+            on_epoch(epoch, loss)
+
+    losses = fit_runs(
+        ensemble, loss, optimizer, x_train, y_train, epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
+    )
+    train_errors = error_rates(ensemble, loss, x_train, y_train).tolist()  # (runs,)
+    test_errors = error_rates(ensemble, loss, x_test, y_test).tolist()  # (runs,)
+    for j, p in enumerate(stacked):
+        for i, params in enumerate(per_run):
+            params[j].value.copy_(p.value[i])
+    return [
+        TrainResult(run, losses[i], train_errors[i], test_errors[i], specs, singles[i])
+        for i, run in enumerate(runs)
+    ]
+
+
+def check_finite(runs: list[TrainSettings], stacked: list, epoch: int, loss: float) -> None:
+    """Stop as `train` would when a run diverges: its loss or a weight is not finite."""
+    finite = torch.stack([p.value.flatten(1).isfinite().all(dim=1) for p in stacked])  # (params, runs)
+    bad = [run.seed for run, ok in zip(runs, finite.all(dim=0).tolist()) if not ok]
+    if math.isfinite(loss) and not bad:
+        return
+    what = f"the mean loss is {loss}" if not math.isfinite(loss) else "a weight is not finite"
+    seeds = f" (seed {', '.join(map(str, bad))})" if bad else ""
+    lr = runs[0].lr
+    raise DivergenceError(
+        f"training diverged at epoch {epoch}{seeds}: {what}; lower the learning rate "
+        f"(now {lr:g}), e.g. --lr {lr / 10:g}"
+    )
