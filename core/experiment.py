@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 import torch
 
 from core.assemble import LayerSpec, build_stack, mlp_specs
+from core import preprocess
 from core.data import disk_dataset
-from core.registry import Registry, default_registry
+from core.errors import SettingsError
+from core.registry import Entry, Registry, default_registry
+from core.schedule import SCHEDULES
 from core.sequential import Sequential
 from core.settings import TrainSettings
 from core.training import error_rate, fit
@@ -18,6 +22,8 @@ from core.training import error_rate, fit
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Independent random streams drawn from one seed.
 STREAMS = {"data": 0, "init": 1, "shuffle": 2}
+# settings.preprocess -> the function fitting that step on the training inputs
+PREPROCESSORS = {"standardize": preprocess.fit_standardize, "none": lambda x: dict(preprocess.IDENTITY)}
 
 
 def generator(settings: TrainSettings, stream: str) -> torch.Generator:
@@ -35,6 +41,8 @@ class TrainResult:
     test_error: float  # fraction of test points misclassified at the end
     specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
+    # the input step fitted on the training inputs; `core.preprocess.apply` replays it
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(preprocess.IDENTITY))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,7 +50,38 @@ class TrainResult:
             "train_error": self.train_error,
             "test_error": self.test_error,
             "losses": self.losses,
+            "preprocessing": self.preprocessing,
         }
+
+
+def datasets(settings: TrainSettings) -> tuple[torch.Tensor, ...]:
+    """The run's raw (unpreprocessed) x_train, y_train, x_test, y_test, drawn from its seed."""
+    data = generator(settings, "data")
+    x_train, y_train = disk_dataset(settings.n_train, data, DTYPES[settings.dtype])
+    x_test, y_test = disk_dataset(settings.n_test, data, DTYPES[settings.dtype])
+    return x_train, y_train, x_test, y_test
+
+
+def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
+    """Every extra optimizer option must be a keyword its factory accepts."""
+    accepted = [
+        name for name, p in inspect.signature(entry.factory).parameters.items()
+        if name not in ("parameters", "lr") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    for key, _ in settings.optimizer_args:
+        if key not in accepted:
+            raise SettingsError(
+                f"optimizer {entry.name!r} has no option {key!r}; "
+                f"accepted: {', '.join(accepted) or 'none'}"
+            )
+
+
+def check(settings: TrainSettings, registry: Registry) -> None:
+    """Fail on any name or optimizer option the registry cannot build, before any work."""
+    for kind, name in (("loss", settings.loss), ("activation", settings.act),
+                       ("initializer", settings.init)):
+        registry.get(kind, name)
+    check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
 
 
 def train(
@@ -54,23 +93,28 @@ def train(
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
+    check_optimizer_args(optimizer_entry, settings)
     dtype = DTYPES[settings.dtype]
     with torch.set_grad_enabled(False):
-        data = generator(settings, "data")
-        x_train, y_train = disk_dataset(settings.n_train, data, dtype)
-        x_test, y_test = disk_dataset(settings.n_test, data, dtype)
+        x_train, y_train, x_test, y_test = datasets(settings)
+        # Statistics from the training inputs only, then the same map for both sets.
+        preprocessing = PREPROCESSORS[settings.preprocess](x_train)
+        x_train, x_test = preprocess.apply(preprocessing, x_train), preprocess.apply(preprocessing, x_test)
         specs = mlp_specs(settings.hidden, 1, settings.act)
         model = build_stack(
             registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
             dtype=dtype,
         )
-        optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
+        optimizer = optimizer_entry.create(
+            parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
+        )
+        schedule = SCHEDULES[settings.schedule]
         losses = fit(
             model, loss, optimizer, x_train, y_train, epochs=settings.epochs,
             batch_size=settings.batch_size, generator=generator(settings, "shuffle"),
-            on_epoch=on_epoch,
+            on_epoch=on_epoch, lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, x_train, y_train),
-            error_rate(model, loss, x_test, y_test), specs, model,
+            error_rate(model, loss, x_test, y_test), specs, model, preprocessing,
         )

@@ -23,20 +23,24 @@ def fit(
     batch_size: int,
     generator: torch.Generator,
     on_epoch: Callable[[int, float], None] | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
     Each epoch visits the samples in an order drawn from `generator`, in batches of
     `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch.
+    `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
-        return _fit(model, loss, optimizer, x, y, epochs, batch_size, generator, on_epoch)
+        return _fit(model, loss, optimizer, x, y, epochs, batch_size, generator, on_epoch, lr_at)
 
 
-def _fit(model, loss, optimizer, x, y, epochs, batch_size, generator, on_epoch) -> list[float]:
+def _fit(model, loss, optimizer, x, y, epochs, batch_size, generator, on_epoch, lr_at=None) -> list[float]:
     n = x.shape[0]
     history = []
     for epoch in range(1, epochs + 1):
+        if lr_at is not None:
+            optimizer.lr = lr_at(epoch)
         order = torch.randperm(n, generator=generator)
         total = torch.zeros((), dtype=torch.float64)
         for start in range(0, n, batch_size):
