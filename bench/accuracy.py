@@ -31,6 +31,7 @@ def main() -> None:
     configs = args.config or ["tanh:mse", "relu:mse", "tanh:bce"]
     registry = default_registry()
     torch.set_grad_enabled(False)
+    torch.set_num_threads(1)  # as nn-cli does: tiny tensors, extra threads only spin
     print(f"defaults: {TrainSettings().to_dict()}")
     print(f"{'config':<10} {'runs':>5} {'mean test error':>16} {'std':>7} {'min':>7} {'max':>7} {'s/run':>7}")
     for config in configs:

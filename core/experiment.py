@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from core.assemble import LayerSpec, build_stack, mlp_specs
 from core import preprocess
+from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.data import disk_dataset
 from core.errors import SettingsError
 from core.registry import Entry, Registry, default_registry

@@ -91,7 +91,8 @@ class Optimizer(Protocol):
     """Updates parameters from their accumulated gradients.
 
     Built by `factory(parameters, lr=..., **options)`. `step()` applies one update;
-    `zero_grad()` clears the gradients before the next backward.
+    `zero_grad()` clears the gradients before the next backward. The training loop may
+    set the `lr` attribute before an epoch (a learning-rate schedule), so `step()` reads it.
     """
 
     def step(self) -> None: ...
