@@ -38,10 +38,10 @@ def _figure(**kwargs):
 def describe(settings) -> str:
     """The settings every configuration shares, for a figure's title."""
     o = settings.optimizer + "".join(f" {k}={v}" for k, v in settings.optimizer_args)
-    return (
+    return (  # two lines, so the title fits the figure
         f"{'-'.join(map(str, (2, *settings.hidden, 1)))} net, {settings.init} init, {o}, "
-        f"lr {settings.lr:g} ({settings.schedule}), batch {settings.batch_size}, "
-        f"{settings.epochs} epochs, inputs: {settings.preprocess}"
+        f"lr {settings.lr:g} ({settings.schedule})\nbatch {settings.batch_size}, "
+        f"{settings.epochs} epochs, inputs: {settings.preprocess}, {settings.dtype}"
     )
 
 
@@ -56,7 +56,10 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
         low = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]  # the log axis needs > 0
         ax.fill_between(epochs, low, [m + s for m, s in zip(mean, std)],
                         color=line.get_color(), alpha=0.2, linewidth=0)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training loss (log scale)")
     ax.set_title(title or "Training loss, mean over runs ± 1 std", fontsize=10)
@@ -106,7 +109,7 @@ def points_figure(
             ax.contour(*_boundary_grid(result, registry), levels=[0.0], colors="tab:orange",
                        linewidths=1.2, linestyles="--")
             ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel="x1", ylabel="x2")
-            ax.set_title(f"{name}, seed {result.settings.seed}: "
+            ax.set_title(f"{name}\nseed {result.settings.seed}: "
                          f"{int(wrong.sum())} wrong ({result.test_error:.1%})", fontsize=8)
         for ax in row[len(multirun.results):]:
             ax.set_axis_off()
@@ -135,6 +138,6 @@ def write_figures(
     }
     paths = []
     for name, fig in figures.items():
-        fig.savefig(directory / name, dpi=110)
+        fig.savefig(directory / name, dpi=110 if name == "loss.png" else 80)
         paths.append(directory / name)
     return paths
