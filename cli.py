@@ -1,4 +1,5 @@
-"""`nn-cli`: list the registered components and train a network assembled from their names.
+"""`nn-cli`: list the registered components, train networks assembled from their names
+(once or `--runs` times), and compare configurations.
 
 The CLI is thin: it parses options into `TrainSettings`, and everything else happens in
 `core`, which a Python user calls the same way.
