@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
-from core.errors import NNError
+from core.errors import NNError, SettingsError
 from core.settings import TrainSettings, parse_optimizer_args, parse_widths
 
 DEFAULTS = TrainSettings()
+# `nn-cli train` options that make up TrainSettings (refused beside --resume).
+SETTING_OPTIONS = ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                   "seed", "dtype", "layers", "opt", "schedule", "preprocess")
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -55,19 +59,69 @@ app = typer.Typer(
 )
 
 
+# Plugin options, accepted before the command (`nn-cli --plugin x.py train`) and by each
+# command that uses the registry (`nn-cli train --plugin x.py`); both places add up.
+PluginOpt = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", "-p", metavar="MODULE_OR_PATH",
+    help="Load this plugin module or .py file too (repeatable).")]
+RegistryOpt = Annotated[Optional[Path], typer.Option(
+    "--registry", metavar="PATH",
+    help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+
+
+@app.callback()
+def plugin_options(
+    ctx: typer.Context,
+    plugin: PluginOpt = None,
+    registry: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """A from-scratch neural-network framework: every backward written by hand.
+
+    Plugins: built-ins, then installed packages (entry points `nn_scratch`; off with
+    NN_DISABLE_PLUGIN_AUTOLOAD=1), then ./registry.toml or --registry, then --plugin.
+    """
+    ctx.obj = {"plugins": list(plugin or []), "registry": registry, "strict": strict_plugins}
+
+
+def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
+    """The registry for this command: every plugin found, failures reported once each."""
+    from core.discovery import describe_failure, load_registry
+
+    top = ctx.find_root().obj or {}
+
+    def warn(record: Any) -> None:
+        typer.echo(f"nn-cli: warning: {describe_failure(record)}; skipped", err=True)
+
+    return load_registry(
+        [*top.get("plugins", []), *(plugin or [])],
+        registry if registry is not None else top.get("registry"),
+        strict=strict or top.get("strict", False),
+        on_error=warn,
+    )
+
+
 @app.command("list")
 def list_components(
+    ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
 ) -> None:
     """List every registered component by kind, with its summary and plugin."""
-    from core.registry import default_registry
-
-    registry = default_registry()
+    registry = load(ctx, plugin, registry_file, strict_plugins)
     entries = registry.entries(kind)
     if as_json:
-        rows = [{"kind": e.kind, "name": e.name, "summary": e.summary, "plugin": e.plugin}
-                for e in entries]
+        rows = []
+        for e in entries:
+            record = registry.records.get(e.plugin)
+            rows.append({"kind": e.kind, "name": e.name, "summary": e.summary, "plugin": e.plugin,
+                         "source": record.source if record else None,
+                         "origin": record.origin if record else None})
         typer.echo(json.dumps(rows, indent=2))
         return
     width = max((len(e.name) for e in entries), default=0)
@@ -76,11 +130,72 @@ def list_components(
         if e.kind != current:
             typer.echo(("" if current is None else "\n") + f"{e.kind}:")
             current = e.kind
-        typer.echo(f"  {e.name:<{width}}  {e.summary}  [{e.plugin}]")
+        record = registry.records.get(e.plugin)
+        builtin = record is None or record.source == "builtin"
+        where = "" if builtin else f", {record.source} {record.origin}"
+        typer.echo(f"  {e.name:<{width}}  {e.summary}  [{e.plugin}{where}]")
+
+
+@app.command("plugins")
+def list_plugins(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Every plugin: where it came from, what it registered, or why it failed."""
+    records = list(load(ctx, plugin, registry_file, strict_plugins).records.values())
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    for r in records:
+        version = f" {r.version}" if r.version and r.distribution else ""
+        where = r.distribution + version if r.distribution else (r.path or r.origin)
+        typer.echo(f"{r.name}  [{r.source}]  {where}")
+        if r.error:
+            typer.echo(f"  FAILED: {r.error}")
+        else:
+            typer.echo(f"  registered: {', '.join(r.components) or 'nothing'}")
+
+
+@app.command("info")
+def info(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A registered component's name.")],
+    kind: Annotated[Optional[str], typer.Option(
+        help="Its kind, when several kinds use the name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """A component's signature, parameters and defaults, documentation and plugin."""
+    from core.info import component_info
+
+    data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"{data['kind']} {data['name']}: {data['summary']}")
+    typer.echo(f"  {data['signature']}")
+    where = f"{data['source']} {data['origin']}"
+    typer.echo(f"  factory {data['factory']}, plugin {data['plugin']} ({where})")
+    typer.echo("parameters:")
+    for p in data["parameters"]:
+        kind_text = f": {p['annotation']}" if p["annotation"] else ""
+        default = "required" if p["required"] else f"default {p['default']}"
+        filled = f"; filled in: {p['filled_by']}" if p["filled_by"] else ""
+        typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
+    if not data["parameters"]:
+        typer.echo("  none")
+    if data["doc"]:
+        typer.echo("\n" + data["doc"])
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     act: Annotated[str, typer.Option(help="Activation between layers (`nn-cli list activation`).")] = DEFAULTS.act,
     loss: Annotated[str, typer.Option(help="Loss (`nn-cli list loss`).")] = DEFAULTS.loss,
     init: Annotated[str, typer.Option(help="Weight initializer (`nn-cli list initializer`).")] = DEFAULTS.init,
@@ -97,39 +212,68 @@ def train(
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    layers: Annotated[Optional[str], typer.Option(
+        help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
+             "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+    save: Annotated[Optional[str], typer.Option(help="Write the trained model to this file (safetensors).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint file (default: beside --save).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every K epochs.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
 ) -> None:
     """Train a network on the disk problem and report its train and test error."""
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype,
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, layers=layers,
         preprocess=preprocess, schedule=schedule, optimizer_args=parse_optimizer_args(opt),
     )
     _check_outputs(runs, plot, None)
-    from core.compare import label
-    from core.experiment import check  # imports torch: only once there is work
-    from core.multirun import run_many
+    if runs > 1 and any(v is not None for v in (save, checkpoint, checkpoint_every, resume)):
+        raise SettingsError(
+            f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
+            f"and --resume work on one run: drop them or --runs"
+        )
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    if resume is not None:
+        _refuse_settings_beside_resume(ctx)
+    if save is not None:
+        from core.atomic import check_writable
+
+        check_writable(save)  # fail now, not after training
+    from core.experiment import check, train as run  # imports torch: only once there is work
+    from core.checkpoint import checkpoint_plan, read_checkpoint
+    from core.multirun import MultiRunResult, run_many
     from core.progress import epoch_reporter, runs_reporter
-    from core.registry import default_registry
 
     _one_thread()
-    registry = default_registry()
+    state = read_checkpoint(resume, registry) if resume is not None else None
+    settings = state.settings if state is not None else settings  # a resumed run's own
     check(settings, registry)
+    plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     if runs == 1:
         with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-            result = run_many(settings, 1, registry, on_epoch=lambda _, e, v: on_epoch(e, v))
+            result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
+        many = MultiRunResult(settings, [result])
     else:
         with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
-            result = run_many(settings, runs, registry, progress.on_epoch, progress.on_run)
+            many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run)
+    if save is not None:
+        from core.model_file import save_model
+
+        save_model(save, result, registry=registry)
     if plot is not None:
-        _write_figures(plot, [(label(settings, ["act", "loss"]), result)], registry, as_json)
+        from core.compare import label
+
+        _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
     if as_json:
-        typer.echo(json.dumps(result.results[0].to_dict() if runs == 1 else result.to_dict()))
+        typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
     elif runs == 1:
-        only = result.results[0]
-        typer.echo(f"train error {only.train_error:.2%}   test error {only.test_error:.2%}")
+        typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
     else:
-        s = result.summary()
+        s = many.summary()
         typer.echo(
             f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
             f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
@@ -150,15 +294,15 @@ def _one_thread() -> None:
 
 
 def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
-    from core.errors import SettingsError
-    from core.paths import check_output_dir, check_output_file
+    from core.atomic import check_writable
+    from core.paths import check_output_dir
 
     if runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
     if plot is not None:
         check_output_dir(plot, "--plot")
     if csv_path is not None:
-        check_output_file(csv_path, "--csv")
+        check_writable(csv_path)
 
 
 def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
@@ -175,6 +319,7 @@ def _many(kind, help_text: str):
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     act: _many(str, "Activation.") = None,
     loss: _many(str, "Loss.") = None,
     init: _many(str, "Weight initializer.") = None,
@@ -192,6 +337,10 @@ def compare(
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
 ) -> None:
     """Train every combination of the given values `--runs` times; print mean ± std."""
     given = {
@@ -199,6 +348,7 @@ def compare(
         "optimizer_args": opt and [parse_optimizer_args(o) for o in opt],
         "hidden": hidden and [parse_widths(h) for h in hidden], "epochs": epochs, "lr": lr,
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
+        "layers": layers,
     }
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
@@ -208,10 +358,9 @@ def compare(
     configs = configurations(base, variations)  # checks every value before any work
     from core.compare import compare as run_compare
     from core.progress import runs_reporter
-    from core.registry import default_registry
 
     _one_thread()
-    registry = default_registry()
+    registry = load(ctx, plugin, registry_file, strict_plugins)
     longest = max(c.epochs for c in configs)
     with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
 
@@ -228,6 +377,60 @@ def compare(
         typer.echo(json.dumps(comparison.to_dict()))
     else:
         typer.echo(comparison.table())
+
+
+def _refuse_settings_beside_resume(ctx: typer.Context) -> None:
+    """The checkpoint fixes the run: a setting given beside --resume would be ignored."""
+    given = [name for name in SETTING_OPTIONS
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    if given:
+        raise SettingsError(
+            f"--resume continues the checkpoint's run with its own settings; drop "
+            f"{', '.join('--' + n.replace('_', '-') for n in given)}"
+        )
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
+    output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Predict the score and class of every row of a file with a saved model."""
+    from core.inference import predict_file
+
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    text = predict_file(model, input, output=output, fmt=fmt, registry=registry)
+    if output is None:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    input: Annotated[Optional[str], typer.Option("--input", help="CSV or JSON rows with a label column; default: fresh points.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
+    n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Report a saved model's error on fresh points of the disk task or on a labelled file."""
+    from core.inference import evaluate_model
+
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        typer.echo(f"error {result.error:.2%} on {result.n} points ({result.source})")
 
 
 def main() -> None:

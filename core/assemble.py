@@ -64,6 +64,8 @@ def build_module(
     accepted = inspect.signature(entry.factory).parameters
     context = {"in_features": in_features, "init": init, "generator": generator, "dtype": dtype}
     kwargs = dict(spec.args)
+    if isinstance(kwargs.get("init"), str):  # `linear:init=he` in a stack text: a name
+        kwargs["init"] = registry.create("initializer", kwargs["init"])
     for key in CONTEXT_ARGS:
         if key in accepted:
             kwargs.setdefault(key, context[key])

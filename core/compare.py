@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from core.atomic import atomic_write_text
 from core.errors import SettingsError
 from core.experiment import check
 from core.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
@@ -85,12 +87,14 @@ class Comparison:
         }
 
     def write_csv(self, path: Path) -> None:
+        """The table as CSV, written atomically (never half a file)."""
         rows = self.rows()
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _cell(v) for k, v in row.items()})
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        atomic_write_text(path, text.getvalue())
 
     def table(self) -> str:
         """Mean ± sample std of the errors (percent) and of the final training loss."""

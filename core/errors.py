@@ -40,3 +40,18 @@ class RegistrationError(NNError):
 
 class StateError(NNError, RuntimeError):
     """A method was called out of order, e.g. `backward` before `forward`."""
+
+
+class PluginError(NNError):
+    """A plugin could not be loaded: its import failed, its hook raised, or it was refused.
+
+    Outside strict mode the loader reports it and carries on without that plugin.
+    """
+
+
+class ModelFileError(NNError, ValueError):
+    """A file that cannot be loaded as a model or checkpoint: names the file and the reason."""
+
+
+class DivergenceError(NNError, ArithmeticError):
+    """Training produced a NaN or infinite loss or weight; says at which epoch."""

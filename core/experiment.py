@@ -11,12 +11,14 @@ import torch
 
 from core import preprocess
 from core.assemble import LayerSpec, build_stack, mlp_specs
+from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data import disk_dataset
 from core.errors import SettingsError
 from core.registry import Entry, Registry, default_registry
 from core.schedule import SCHEDULES
 from core.sequential import Sequential
 from core.settings import TrainSettings
+from core.stack import parse_layers
 from core.training import error_rate, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -78,18 +80,41 @@ def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
 
 def check(settings: TrainSettings, registry: Registry) -> None:
     """Fail on any name or optimizer option the registry cannot build, before any work."""
-    for kind, name in (("loss", settings.loss), ("activation", settings.act),
-                       ("initializer", settings.init)):
+    names = [("loss", settings.loss), ("initializer", settings.init)]
+    if not settings.layers:
+        names.append(("activation", settings.act))
+    for kind, name in names:
         registry.get(kind, name)
     check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
+
+
+def check_single_output(model: Sequential, dtype: torch.dtype) -> None:
+    """The disk problem has one output: a stack ending wider than that is a settings error."""
+    width = model.forward(torch.zeros(1, 2, dtype=dtype)).shape[-1]
+    if width != 1:
+        raise SettingsError(
+            f"layers must end with one output feature for this task, got {width}; "
+            f"end the stack with linear:out_features=1"
+        )
 
 
 def train(
     settings: TrainSettings,
     registry: Registry | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    *,
+    checkpoint: Checkpointing | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainResult:
-    """Draw the data, build the network by name, train it and measure its errors."""
+    """Draw the data, build the network by name, train it and measure its errors.
+
+    A loss or weight that stops being finite raises DivergenceError. With `checkpoint`,
+    the run's state is written every `checkpoint.every` epochs; with `resume` (from
+    `core.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
+    goes on from it and ends exactly as the uninterrupted run.
+    """
+    if resume is not None and resume.settings != settings:
+        raise SettingsError("resume: the checkpoint's settings differ from the run's")
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
@@ -100,19 +125,30 @@ def train(
         # Statistics from the training inputs only, then the same map for both sets.
         preprocessing = PREPROCESSORS[settings.preprocess](x_train)
         x_train, x_test = preprocess.apply(preprocessing, x_train), preprocess.apply(preprocessing, x_test)
-        specs = mlp_specs(settings.hidden, 1, settings.act)
+        if settings.layers:  # the whole stack by name; checked before any weight is drawn
+            specs = parse_layers(settings.layers, registry)
+        else:
+            specs = mlp_specs(settings.hidden, 1, settings.act)
         model = build_stack(
             registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
             dtype=dtype,
         )
+        if settings.layers:
+            check_single_output(model, dtype)
         optimizer = optimizer_entry.create(
             parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
         )
+        shuffle = generator(settings, "shuffle")
+        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
+                       preprocessing=preprocessing)
+        done = resume.restore(specs, model, optimizer, run.generators) if resume else []
+        after_epoch = AfterEpoch(run, checkpoint, on_epoch, resumed=resume)
         schedule = SCHEDULES[settings.schedule]
-        losses = fit(
-            model, loss, optimizer, x_train, y_train, epochs=settings.epochs,
-            batch_size=settings.batch_size, generator=generator(settings, "shuffle"),
-            on_epoch=on_epoch, lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
+        losses = done + fit(
+            model, loss, optimizer, x_train, y_train, epochs=settings.epochs - len(done),
+            batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
+            # fit counts its epochs from 1; the schedule counts from the run's first
+            lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, x_train, y_train),

@@ -11,12 +11,14 @@ Each function returns the `matplotlib.figure.Figure` (for tests and notebooks);
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from core import preprocess
+from core.atomic import atomic_write_bytes
 from core.data import CENTER, RADIUS
 from core.experiment import TrainResult, datasets
 from core.multirun import MultiRunResult
@@ -138,6 +140,7 @@ def write_figures(
     }
     paths = []
     for name, fig in figures.items():
-        fig.savefig(directory / name, dpi=110 if name == "loss.png" else 80)
-        paths.append(directory / name)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110 if name == "loss.png" else 80)
+        paths.append(atomic_write_bytes(directory / name, png.getvalue()))  # never half a PNG
     return paths

@@ -5,7 +5,9 @@ Each hook receives a `register` callback and calls it once per component:
     register(name, factory, *, summary=None, override=False)
 
 `factory(**kwargs)` builds the component; `summary` defaults to the first line of the
-factory's docstring. A plugin implements only the hooks for the kinds it provides.
+factory's docstring. `factory` may instead be a "module:attr" path, with a `summary`: the
+module is then imported only when the component is built or described (`nn-cli info`),
+never for `nn-cli list`. A plugin implements only the hooks for the kinds it provides.
 """
 
 from __future__ import annotations

@@ -91,8 +91,11 @@ class Optimizer(Protocol):
     """Updates parameters from their accumulated gradients.
 
     Built by `factory(parameters, lr=..., **options)`. `step()` applies one update;
-    `zero_grad()` clears the gradients before the next backward. The training loop may
-    set the `lr` attribute before an epoch (a learning-rate schedule), so `step()` reads it.
+    `zero_grad()` clears the gradients before the next backward. Optionally,
+    `state_dict()` returns its state as a plain dict of tensors and numbers and
+    `load_state_dict(state)` restores it; checkpoints (`--checkpoint-every`) need both.
+    The training loop may set the `lr` attribute before an epoch (a learning-rate
+    schedule), so `step()` reads it.
     """
 
     def step(self) -> None: ...

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import SettingsError
+from core.stack import EXAMPLE, parse_layer_text
 
 DTYPE_NAMES = ("float32", "float64")
 MAX_SEED = 2**40
@@ -32,6 +33,9 @@ class TrainSettings:
     n_train: int = 1000  # training points
     n_test: int = 1000  # test points
     dtype: str = "float32"  # precision of data and weights
+    # The whole network by registered names, e.g. "linear:out=25,tanh,linear:out=1"
+    # (core.stack); when given it replaces act and hidden.
+    layers: str | None = None
     preprocess: str = "standardize"  # input step fitted on the training inputs: standardize, none
     schedule: str = "cosine"  # learning rate over the epochs: cosine (decays to 0), constant
     optimizer_args: OptimizerArgs = ()  # extra optimizer options, e.g. (("momentum", 0.9),)
@@ -58,6 +62,10 @@ class TrainSettings:
             raise SettingsError(
                 f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"
             )
+        if self.layers is not None:
+            if not isinstance(self.layers, str):
+                raise SettingsError(f"layers must be a string such as {EXAMPLE!r}, got {self.layers!r}")
+            parse_layer_text(self.layers)  # the syntax now; names once a registry is at hand
         for name, value, accepted in (
             ("preprocess", self.preprocess, PREPROCESS_NAMES),
             ("schedule", self.schedule, SCHEDULE_NAMES),

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from core import hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class _Gaussian:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from core import Initializer, Parameter, StateError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class Linear:
@@ -16,7 +15,7 @@ class Linear:
         out_features: int,
         init: Initializer,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,  # None: torch's default dtype (float32)
     ):
         self.in_features, self.out_features = in_features, out_features
         weight = torch.empty(in_features, out_features, dtype=dtype)  # (in, out): x @ W

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from core import StateError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class MSELoss:

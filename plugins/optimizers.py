@@ -6,9 +6,8 @@ same network trained with either ends with the same weights.
 
 from __future__ import annotations
 
-import torch
-
-from core import Parameter, SettingsError, hookimpl
+from core import Parameter, SettingsError, StateError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
 class _Optimizer:
@@ -53,6 +52,16 @@ class SGD(_Optimizer):
                 g = g + self.momentum * v if self.nesterov else v
             p.value.sub_(self.lr * g)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The velocity buffers started so far, as "velocity.{i}" (i: parameter index)."""
+        return {f"velocity.{i}": v for i, v in enumerate(self.velocity) if v is not None}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.velocity = [None] * len(self.parameters)
+        for key, value in state.items():
+            i = _index(key, "velocity", self.parameters, value)
+            self.velocity[i] = value.to(self.parameters[i].value).clone()
+
 
 class Adam(_Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction and optional L2 weight decay."""
@@ -84,6 +93,44 @@ class Adam(_Optimizer):
             s.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
             denominator = (s.sqrt() / correction2_sqrt).add_(self.eps)
             p.value.addcdiv_(m, denominator, value=-self.lr / correction1)
+
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """The step count and both moments, as "mean.{i}" and "square.{i}"."""
+        state: dict[str, torch.Tensor | int] = {"steps": self.steps}
+        for i, (m, s) in enumerate(zip(self.mean, self.square)):
+            state[f"mean.{i}"], state[f"square.{i}"] = m, s
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        expected = {"steps"} | {f"{b}.{i}" for b in ("mean", "square") for i in range(len(self.mean))}
+        if state.keys() != expected:
+            raise StateError(f"Adam state needs keys {sorted(expected)}, got {sorted(state)}")
+        steps = state["steps"]
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise StateError(f"Adam state 'steps' must be an integer >= 0, got {steps!r}")
+        for key, value in state.items():
+            if key != "steps":
+                buffer, _ = key.split(".")
+                i = _index(key, buffer, self.parameters, value)
+                getattr(self, buffer)[i].copy_(value)
+        self.steps = steps
+
+
+def _index(key: str, buffer: str, parameters: list[Parameter], value: object) -> int:
+    """i of "{buffer}.{i}", checked against the parameters: their count and shapes."""
+    prefix, _, index = key.partition(".")
+    if prefix != buffer or not index.isdigit() or int(index) >= len(parameters):
+        raise StateError(
+            f"unexpected optimizer state {key!r}; expected {buffer}.0 .. {buffer}.{len(parameters) - 1}"
+        )
+    i = int(index)
+    if not isinstance(value, torch.Tensor) or value.shape != parameters[i].value.shape:
+        shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise StateError(
+            f"optimizer state {key!r} has shape {shape}; parameter {i} has "
+            f"{list(parameters[i].value.shape)}"
+        )
+    return i
 
 
 @hookimpl

@@ -89,10 +89,10 @@ def test_train_json_is_one_object_with_errors_settings_and_losses(run):
     assert data["settings"] == {
         "act": "relu", "loss": "bce", "init": "he", "optimizer": "sgd", "hidden": [8, 8],
         "epochs": 2, "lr": 0.05, "batch_size": 20, "seed": 3, "n_train": 1000,
-        "n_test": 1000, "dtype": "float32", "preprocess": "none", "schedule": "constant",
-        "optimizer_args": {"momentum": 0.9, "nesterov": True},
+        "n_test": 1000, "dtype": "float32", "layers": None, "preprocess": "none",
+        "schedule": "constant", "optimizer_args": {"momentum": 0.9, "nesterov": True},
     }
-    assert data["preprocessing"] == {"kind": "identity"}
+    assert data["preprocessing"] == {}
     assert "epoch 2/2" in result.stderr  # progress still shown, on stderr
 
 

@@ -1,0 +1,103 @@
+"""Atomic file writes: a reader, or a crash, sees the old file or the new one, never half of one.
+
+The bytes go to a temporary file in the target's own directory (so the rename stays on one
+file system), are flushed and fsynced, then `os.replace`d over the target, and the directory
+is fsynced so the rename itself survives a power cut. On any error the temporary file is
+removed and the previous target is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from core.errors import NNError
+
+TEMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" beside the target
+
+
+class WriteError(NNError, OSError):
+    """A file could not be written: names the path and the reason."""
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail now, before any long work, if `path` cannot be written later."""
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        raise WriteError(f"cannot write {str(path)!r}: directory {str(directory)!r} does not exist")
+    if path.is_dir():
+        raise WriteError(f"cannot write {str(path)!r}: it is a directory; give a file name")
+    if not os.access(directory, os.W_OK):
+        raise WriteError(f"cannot write {str(path)!r}: directory {str(directory)!r} is not writable")
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Replace `path` with `data` atomically; returns the path."""
+    path = check_writable(path)
+    directory = path.parent
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the mode an ordinary open() would have.
+        os.chmod(temp, _mode_for(path))
+        os.replace(temp, path)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        if isinstance(e, OSError):
+            raise WriteError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+        raise
+    fsync_directory(directory)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files of writes to `path` that never finished (their process was killed)."""
+    path = Path(path)
+    # mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix.
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> None:
+    """Remove what a killed writer of `path` left; call before a run starts writing it."""
+    for temp in temp_files(path):
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777  # keep the mode of the file being replaced
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -1,0 +1,451 @@
+"""Model files: a trained network in one safetensors file that rebuilds it by registered names.
+
+Tensors: the weights, named "modules.{i}.{Parameter.name}" (module i of the Sequential).
+Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds JSON:
+
+    format             "nn-scratch"
+    format_version     1; a reader refuses a version above the one it knows
+    kind               "model" or "checkpoint" (a checkpoint is a model plus training state)
+    framework_version  version of the nn-scratch distribution that wrote it
+    in_features        input width of the first module
+    dtype              "float32" or "float64"
+    architecture       [LayerSpec.to_dict(), ...], rebuilt with core.assemble.build_stack
+    init               the initializer build_stack needs (its draws are then overwritten)
+    loss               loss name; its decision_threshold turns a score into a class
+    settings           TrainSettings.to_dict() of the run
+    preprocessing      {} or {"standardize": {"mean": [...], "std": [...]}}, applied to
+                       inputs before the network (see `apply_preprocessing`)
+    components         [{kind, name, plugin, distribution, version}]: what loading needs
+
+Loading reads the bytes once, parses them with safetensors (never pickle) and the header
+with json, maps every tensor to the CPU, and checks names, shapes and dtypes exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.metadata
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+
+from core import preprocess
+from core.assemble import LayerSpec, build_stack
+from core.atomic import atomic_write_bytes
+from core.errors import ModelFileError, NNError
+from core.protocols import Loss, decision_threshold
+from core.registry import Registry, default_registry
+from core.sequential import Sequential
+from core.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from core.experiment import TrainResult
+
+FORMAT = "nn-scratch"
+FORMAT_VERSION = 1
+METADATA_KEY = "nn_scratch"
+DISTRIBUTION = "nn-scratch"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+HEADER_LIMIT = 100_000_000  # safetensors' own cap on the JSON header
+
+
+# -- provenance ------------------------------------------------------------------------
+
+
+def framework_version() -> str:
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # running from a bare checkout
+        return "0+unknown"
+
+
+@functools.cache
+def _distributions_of_top_level() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def plugin_provenance(plugin: str) -> tuple[str | None, str | None]:
+    """(distribution, version) that provides the plugin module `plugin`, when one does."""
+    dists = _distributions_of_top_level().get(plugin.partition(".")[0])
+    if dists:
+        return dists[0], importlib.metadata.version(dists[0])
+    # An editable install lists no top-level packages: a plugin module that lives in this
+    # framework's own plugins/ folder ships with it.
+    module_file = getattr(sys.modules.get(plugin), "__file__", None)
+    builtin_plugins = Path(__file__).resolve().parent.parent / "plugins"
+    if module_file and Path(module_file).resolve().is_relative_to(builtin_plugins):
+        return DISTRIBUTION, framework_version()
+    return None, None
+
+
+def component_records(registry: Registry, needed: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Who provides each (kind, name) in `needed`, with versions, for the file's header."""
+    records, seen = [], set()
+    for kind, name in needed:
+        if (kind, name) in seen:
+            continue
+        seen.add((kind, name))
+        entry = registry.get(kind, name)
+        distribution, version = plugin_provenance(entry.plugin)
+        records.append({"kind": kind, "name": name, "plugin": entry.plugin,
+                        "distribution": distribution, "version": version})
+    return records
+
+
+# -- encoding --------------------------------------------------------------------------
+
+
+def parameter_names(model: Sequential) -> list[tuple[str, Any]]:
+    """("modules.{i}.{name}", Parameter) for every parameter, in order.
+
+    A module whose parameters lack distinct names gets them numbered instead.
+    """
+    named = []
+    for i, module in enumerate(model.modules):
+        params = module.parameters()
+        names = [p.name for p in params]
+        if len(set(names)) != len(names) or not all(names):
+            names = [str(j) for j in range(len(params))]
+        named += [(f"modules.{i}.{name}", p) for name, p in zip(names, params)]
+    return named
+
+
+def model_tensors(model: Sequential) -> dict[str, torch.Tensor]:
+    # On the CPU and contiguous, as safetensors needs; a CUDA model saves the same bytes.
+    return {name: p.value.cpu().contiguous() for name, p in parameter_names(model)}
+
+
+def model_header(
+    *,
+    specs: list[LayerSpec],
+    settings: TrainSettings,
+    in_features: int,
+    registry: Registry,
+    preprocessing: dict[str, Any] | None = None,
+    kind: str = "model",
+) -> dict[str, Any]:
+    """The JSON header describing a network built from `specs` by a run with `settings`."""
+    needed = [(s.kind, s.name) for s in specs]
+    needed += [("loss", settings.loss), ("initializer", settings.init)]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "framework_version": framework_version(),
+        "in_features": in_features,
+        "dtype": settings.dtype,
+        "architecture": [s.to_dict() for s in specs],
+        "init": settings.init,
+        "loss": settings.loss,
+        "settings": settings.to_dict(),
+        "preprocessing": preprocessing or {},
+        "components": component_records(registry, needed),
+    }
+
+
+def encode(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors, metadata={METADATA_KEY: json.dumps(header, allow_nan=False)})
+
+
+def save_model(
+    path: str | os.PathLike, result: TrainResult, *, registry: Registry | None = None
+) -> Path:
+    """Write the network of a `TrainResult` to `path` (safetensors), atomically.
+
+    `registry` is the one the run used (default: the built-in one); it says which plugin
+    provides each component. The result's `preprocessing` (a dict, when the run has one)
+    is saved and applied again by `LoadedModel.predict`.
+    """
+    registry = registry or default_registry()
+    header = model_header(
+        specs=result.specs, settings=result.settings, in_features=_in_features(result),
+        registry=registry, preprocessing=getattr(result, "preprocessing", None),
+    )
+    return atomic_write_bytes(path, encode(model_tensors(result.model), header))
+
+
+def _in_features(result: TrainResult) -> int:
+    """Input width: the first module's `in_features` (Linear's), else the disk task's 2."""
+    return int(getattr(result.model.modules[0], "in_features", 2))
+
+
+# -- decoding --------------------------------------------------------------------------
+
+
+@dataclass
+class ModelFile:
+    """A parsed, checked file: its JSON header and its tensors (on the CPU)."""
+
+    path: str
+    header: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def fail(self, reason: str) -> ModelFileError:
+        return ModelFileError(f"{self.path}: {reason}")
+
+
+def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> ModelFile:
+    """Parse `path`: a safetensors file with an nn-scratch header of a known version.
+
+    Every failure (missing, truncated, random bytes, a pickle, a foreign safetensors file,
+    a newer format) is a ModelFileError naming the file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    shown = str(path)
+    try:
+        data = Path(path).read_bytes()  # read once: a concurrent atomic replace cannot mix two files
+    except OSError as e:
+        raise ModelFileError(f"cannot read {shown!r}: {e.strerror or e}") from None
+    try:
+        tensors = load(data)  # parses with safetensors; never unpickles; tensors on the CPU
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as e:
+        raise ModelFileError(
+            f"{shown}: not a model file, or a truncated one (safetensors: {_first_line(e)})"
+        ) from None
+    # The JSON header follows an 8-byte little-endian length; safetensors just checked both.
+    length = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8 : 8 + min(length, HEADER_LIMIT)]).get("__metadata__") or {}
+    if METADATA_KEY not in metadata:
+        raise ModelFileError(
+            f"{shown}: a safetensors file, but not an nn-scratch model (no {METADATA_KEY!r} metadata)"
+        )
+    try:
+        header = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{shown}: the {METADATA_KEY!r} metadata is not valid JSON") from None
+    file = ModelFile(shown, header, tensors)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise file.fail(f"not an nn-scratch model (format {_get(header, 'format')!r})")
+    version = header.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise file.fail(f"bad format_version {version!r}; expected an integer >= 1")
+    if version > FORMAT_VERSION:
+        raise file.fail(
+            f"format version {version} was written by nn-scratch "
+            f"{header.get('framework_version', '?')}; this nn-scratch ({framework_version()}) "
+            f"reads format versions up to {FORMAT_VERSION}: upgrade nn-scratch"
+        )
+    if kind is not None and header.get("kind") != kind:
+        raise file.fail(f"is a {header.get('kind')!r} file; expected a {kind!r} file")
+    _check_header(file)
+    return file
+
+
+def _check_header(file: ModelFile) -> None:
+    h = file.header
+    expected_types = {
+        "kind": str, "in_features": int, "dtype": str, "architecture": list, "init": str,
+        "loss": str, "settings": dict, "preprocessing": dict, "components": list,
+    }
+    for key, kind in expected_types.items():
+        if not isinstance(h.get(key), kind):
+            raise file.fail(f"header field {key!r} missing or not a {kind.__name__}")
+    if h["dtype"] not in DTYPES:
+        raise file.fail(f"dtype {h['dtype']!r} unknown; accepted: {', '.join(DTYPES)}")
+    for spec in h["architecture"]:
+        if not (isinstance(spec, dict) and isinstance(spec.get("kind"), str)
+                and isinstance(spec.get("name"), str) and isinstance(spec.get("args", {}), dict)):
+            raise file.fail(f"architecture entry {spec!r} is not {{kind, name, args}}")
+    check_preprocessing(h["preprocessing"], file)
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_components(file: ModelFile, registry: Registry, extra: list[tuple[str, str]] = ()) -> None:
+    """Every component the file needs is registered, or an error naming it and its plugin."""
+    h = file.header
+    provided = {(c.get("kind"), c.get("name")): c for c in h["components"] if isinstance(c, dict)}
+    needed = [(s["kind"], s["name"]) for s in h["architecture"]]
+    needed += [("loss", h["loss"]), ("initializer", h["init"]), *extra]
+    loaded_plugins = {e.plugin for e in registry.entries()}
+    for kind, name in needed:
+        try:
+            registry.get(kind, name)
+            continue
+        except NNError:
+            pass
+        record = provided.get((kind, name), {})
+        plugin = record.get("plugin")
+        if plugin is None:
+            raise file.fail(f"needs {kind} {name!r}, which no installed plugin registers")
+        version = f" {record['version']}" if record.get("version") else ""
+        distribution = record.get("distribution")
+        source = f" (distribution {distribution}{version})" if distribution else ""
+        if plugin in loaded_plugins:
+            raise file.fail(
+                f"needs {kind} {name!r} from plugin {plugin!r}{source}; that plugin is "
+                f"installed but registers no {kind} {name!r} (see `nn-cli list {kind}`)"
+            )
+        raise file.fail(
+            f"needs {kind} {name!r} from plugin {plugin!r}{source}, which is not installed"
+        )
+
+
+def rebuild(file: ModelFile, registry: Registry) -> Sequential:
+    """The network the file describes, with its saved weights (names and shapes checked)."""
+    h = file.header
+    check_components(file, registry)
+    specs = [LayerSpec.from_dict(s) for s in h["architecture"]]
+    try:
+        model = build_stack(
+            registry, specs, h["in_features"], init=h["init"],
+            generator=torch.Generator().manual_seed(0), dtype=DTYPES[h["dtype"]],
+        )
+    except (NNError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
+        raise file.fail(f"cannot rebuild the architecture: {_first_line(e)}") from None
+    load_weights(file, model)
+    return model
+
+
+def load_weights(file: ModelFile, model: Sequential) -> None:
+    """Overwrite the model's parameters with the file's "modules.*" tensors, exactly."""
+    expected = dict(parameter_names(model))
+    saved = {k: t for k, t in file.tensors.items() if k.startswith("modules.")}
+    for name in sorted(saved.keys() - expected.keys()):
+        raise file.fail(f"unexpected tensor {name!r}; the architecture has {', '.join(expected)}")
+    for name, p in expected.items():
+        if name not in saved:
+            raise file.fail(f"missing tensor {name!r} of shape {list(p.value.shape)}")
+        tensor = saved[name]
+        if tensor.shape != p.value.shape:
+            raise file.fail(
+                f"tensor {name!r} has shape {list(tensor.shape)}; "
+                f"the architecture needs {list(p.value.shape)}"
+            )
+        if tensor.dtype != p.value.dtype:
+            raise file.fail(f"tensor {name!r} is {tensor.dtype}; the model is {p.value.dtype}")
+        p.value.copy_(tensor)
+
+
+def settings_from_dict(d: dict[str, Any], *, strict: bool, file: ModelFile) -> TrainSettings:
+    """TrainSettings from a header; fields this version lacks fail if `strict`, else drop."""
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    unknown = sorted(d.keys() - known)
+    if unknown and strict:
+        raise file.fail(f"settings {', '.join(unknown)} unknown to this nn-scratch")
+    values = {k: v for k, v in d.items() if k in known}
+    if isinstance(values.get("hidden"), list):
+        values["hidden"] = tuple(values["hidden"])
+    try:
+        return TrainSettings(**values)
+    except (NNError, TypeError) as e:
+        raise file.fail(f"bad settings: {_first_line(e)}") from None
+
+
+# -- preprocessing ---------------------------------------------------------------------
+
+PREPROCESSING_STEPS = ("standardize",)
+
+
+def check_preprocessing(preprocessing: dict[str, Any], file: ModelFile) -> None:
+    for step, args in preprocessing.items():
+        if step not in PREPROCESSING_STEPS:
+            raise file.fail(
+                f"unknown preprocessing step {step!r}; this nn-scratch knows "
+                f"{', '.join(PREPROCESSING_STEPS)}"
+            )
+        if step == "standardize":
+            ok = isinstance(args, dict) and all(
+                isinstance(args.get(k), list) and len(args[k]) == file.header["in_features"]
+                and all(isinstance(v, (int, float)) for v in args[k]) for k in ("mean", "std")
+            )
+            if not ok or not all(v > 0 for v in args["std"]):
+                raise file.fail("preprocessing 'standardize' needs mean and std lists "
+                                "of in_features numbers, std > 0")
+
+
+def apply_preprocessing(preprocessing: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+    """The input transform saved with the model: identity for {}, (x - mean) / std.
+
+    The same function training applied to its train and test inputs (core.preprocess).
+    """
+    return preprocess.apply(preprocessing, x)
+
+
+# -- the loaded model ------------------------------------------------------------------
+
+
+class Prediction(NamedTuple):
+    scores: torch.Tensor  # (n, outputs): the network's raw output
+    classes: torch.Tensor  # (n, outputs): 1 where the score is above the loss's threshold
+
+
+@dataclass
+class LoadedModel:
+    """A network read back from a model file, ready to predict on the CPU."""
+
+    model: Sequential = field(repr=False)
+    loss: Loss = field(repr=False)  # decides the class through its decision_threshold
+    settings: TrainSettings  # the run that trained it
+    header: dict[str, Any] = field(repr=False)  # everything the file's metadata holds
+    path: str = ""
+
+    @property
+    def in_features(self) -> int:
+        return self.header["in_features"]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.header["dtype"]]
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.header["preprocessing"]
+
+    def check_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ModelFileError(
+                f"inputs have shape {list(x.shape)}; the model takes rows of "
+                f"{self.in_features} features"
+            )
+        return x.to(self.dtype)
+
+    def predict(self, x: torch.Tensor) -> Prediction:
+        """Scores and classes for the rows of `x`, shape (n, in_features)."""
+        x = apply_preprocessing(self.preprocessing, self.check_inputs(x))
+        with torch.set_grad_enabled(False):
+            scores = self.model.forward(x)  # (n, outputs)
+        return Prediction(scores, (scores > decision_threshold(self.loss)).long())
+
+    def error_rate(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Fraction of rows whose predicted class differs from the 0/1 label `y` (n, 1)."""
+        classes = self.predict(x).classes  # (n, 1)
+        return (classes != (y.reshape(classes.shape) > 0.5)).double().mean().item()
+
+
+def load_model(path: str | os.PathLike, registry: Registry | None = None) -> LoadedModel:
+    """Read a model (or checkpoint) file and rebuild its network by registered names.
+
+    Never unpickles: the weights are parsed by safetensors, the rest is JSON. Every problem
+    with the file is a ModelFileError naming it; a component that no registered plugin
+    provides is named with the plugin (and version) that the file says provided it.
+    """
+    registry = registry or default_registry()
+    file = read_model_file(path)
+    if file.header["kind"] not in ("model", "checkpoint"):
+        raise file.fail(f"unknown kind {file.header['kind']!r}; expected 'model' or 'checkpoint'")
+    model = rebuild(file, registry)
+    if file.header["kind"] == "model":
+        extra = sorted(k for k in file.tensors if not k.startswith("modules."))
+        if extra:
+            raise file.fail(f"unexpected tensor {extra[0]!r} in a model file")
+    settings = settings_from_dict(file.header["settings"], strict=False, file=file)
+    loss = registry.create("loss", file.header["loss"])
+    return LoadedModel(model, loss, settings, file.header, file.path)

@@ -1,0 +1,128 @@
+"""A network written as text: `linear:out=25,tanh,my_layer:alpha=0.2,linear:out=1`.
+
+Components are separated by commas; each is a registered layer or activation name,
+followed by `:key=value` constructor arguments. Values read as int, float, bool
+(`true`/`false`) or else str. A key may be shortened to a unique prefix of the factory's
+parameter (`out` for `out_features`). `in_features`, `generator` and `dtype` come from the
+context (the layer before, the run) and may not be given; `init=NAME` picks another
+registered initializer for that layer.
+
+`parse_layer_text` checks the syntax only (no registry, so settings can check it early);
+`parse_layers` also checks every name and key against the registry and the factories'
+signatures, and returns the `LayerSpec` list that `core.assemble.build_stack` builds.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import TYPE_CHECKING, Any
+
+from core.errors import SettingsError
+
+if TYPE_CHECKING:
+    from core.assemble import LayerSpec
+    from core.registry import Registry
+
+STACK_KINDS = ("layer", "activation")
+INFERRED = ("in_features", "generator", "dtype")  # filled in by the assembler, never typed
+EXAMPLE = "linear:out=25,tanh,linear:out=1"
+_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
+_KEY = re.compile(r"[A-Za-z_]\w*\Z")
+
+
+def parse_value(text: str) -> int | float | bool | str:
+    """'3' -> 3, '0.2' -> 0.2, '1e-3' -> 0.001, 'true' -> True, anything else stays a str."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks."""
+    if not text.strip():
+        raise SettingsError(f"layers must name at least one component, such as {EXAMPLE!r}")
+    items = []
+    for position, item in enumerate(text.split(","), start=1):
+        name, *pairs = [part.strip() for part in item.split(":")]
+        if not _NAME.match(name):
+            raise SettingsError(
+                f"layers item {position} ({item.strip()!r}) must start with a component name; "
+                f"write name:key=value,... such as {EXAMPLE!r}"
+            )
+        args: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not _KEY.match(key) or not value:
+                raise SettingsError(
+                    f"layers item {position} ({item.strip()!r}): {pair!r} is not key=value; "
+                    f"write name:key=value, such as 'linear:out=25'"
+                )
+            if key in args:
+                raise SettingsError(f"layers item {position} ({item.strip()!r}) gives {key!r} twice")
+            args[key] = parse_value(value)
+        items.append((name, args))
+    return items
+
+
+def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:
+    """The checked specs of a stack text: names resolved, keys matched to signatures."""
+    from core.assemble import LayerSpec
+
+    specs = []
+    for name, args in parse_layer_text(text):
+        entry = registry.find(name, STACK_KINDS, hint="rename one of them")
+        args = _checked_args(entry.kind, name, entry.factory, args)
+        specs.append(LayerSpec(entry.kind, name, args))
+    return specs
+
+
+def constructor_parameters(factory: Any) -> dict[str, inspect.Parameter]:
+    """The keyword parameters a factory accepts (its __init__'s, for a class)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: accept what is given
+        return {}
+    return {
+        n: p for n, p in parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.VAR_KEYWORD)
+    }
+
+
+def _checked_args(kind: str, name: str, factory: Any, args: dict[str, Any]) -> dict[str, Any]:
+    parameters = constructor_parameters(factory)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    settable = [n for n, p in parameters.items() if n not in INFERRED and p.kind != p.VAR_KEYWORD]
+    accepted = ", ".join(settable) or "none"
+    checked: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in INFERRED:
+            raise SettingsError(
+                f"{kind} {name!r}: {key} is filled in by the assembler, not given in layers"
+            )
+        matches = [key] if key in settable else [n for n in settable if n.startswith(key)]
+        if len(matches) != 1 and not takes_any:
+            what = "is ambiguous" if matches else "is not an argument"
+            raise SettingsError(
+                f"{kind} {name!r}: {key!r} {what}; its arguments are {accepted} "
+                f"(see `nn-cli info {name}`)"
+            )
+        checked[matches[0] if len(matches) == 1 else key] = value
+    missing = [
+        n for n, p in parameters.items()
+        if p.default is p.empty and p.kind != p.VAR_KEYWORD
+        and n not in INFERRED and n != "init" and n not in checked
+    ]
+    if missing:
+        raise SettingsError(
+            f"{kind} {name!r} needs {', '.join(missing)}; write e.g. "
+            f"{name}:{missing[0]}=... (its arguments are {accepted})"
+        )
+    return checked

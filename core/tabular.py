@@ -1,0 +1,166 @@
+"""Rows of features in, predictions out: CSV (with or without a header) or JSON.
+
+Input files
+  CSV   one row per line. The first line is a header when none of its fields is a
+        number; then a column named "label" holds the labels and the others, in order,
+        the features. Without a header every column is a feature, except that when labels
+        are required (`nn-cli evaluate`) the last column is the label.
+  JSON  a list of rows: lists of numbers (the last one the label when labels are
+        required), or objects whose "label" key is the label and whose other keys, in the
+        first object's order, are the features.
+A file is JSON when its name ends in .json or its text starts with "["; otherwise CSV.
+
+Output: one row per input row with its score and class, as CSV (header "score,class") or
+JSON (a list of {"score": ..., "class": ...}); scores are written with Python's repr, which
+reads back to the same double bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import NNError
+
+LABEL = "label"
+FORMATS = ("csv", "json")
+
+
+class TableError(NNError, ValueError):
+    """An input file that is not rows of numbers: names the file, the row and the value."""
+
+
+@dataclass
+class Table:
+    features: torch.Tensor  # (n, features) float64
+    labels: torch.Tensor | None  # (n, 1) float64 of 0/1, when the file has them
+
+
+def read_table(path: str | os.PathLike, *, labels_required: bool = False) -> Table:
+    """Read features (and labels, when present or required) from a CSV or JSON file."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
+    if shown.lower().endswith(".json") or text.lstrip().startswith("["):
+        rows, label_index = _json_rows(shown, text, labels_required)
+    else:
+        rows, label_index = _csv_rows(shown, text, labels_required)
+    if not rows:
+        raise TableError(f"{shown}: no rows of features")
+    width = len(rows[0])
+    for i, row in enumerate(rows, 1):
+        if len(row) != width:
+            raise TableError(f"{shown}: row {i} has {len(row)} values; row 1 has {width}")
+    if labels_required and label_index is None:
+        raise TableError(f"{shown}: no labels; add a 'label' column (or key)")
+    if label_index is not None and width < 2:
+        raise TableError(f"{shown}: rows need at least one feature besides the label")
+    data = torch.tensor(rows, dtype=torch.float64)  # (n, columns)
+    if label_index is None:
+        return Table(data, None)
+    keep = [j for j in range(width) if j != label_index]
+    labels = data[:, label_index : label_index + 1]  # (n, 1)
+    bad = ((labels != 0) & (labels != 1)).nonzero()
+    if len(bad):
+        row = int(bad[0, 0]) + 1
+        raise TableError(f"{shown}: row {row} has label {labels[row - 1, 0].item()!r}; labels are 0 or 1")
+    return Table(data[:, keep], labels)
+
+
+def _number(shown: str, row: int, column: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a finite number")
+    return number
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _csv_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[float]], int | None]:
+    lines = [row for row in csv.reader(io.StringIO(text)) if row and any(f.strip() for f in row)]
+    if not lines:
+        return [], None
+    header = None
+    if not any(_is_number(field) for field in lines[0]):
+        header, lines = [field.strip() for field in lines[0]], lines[1:]
+    if header is not None:
+        label_index = header.index(LABEL) if LABEL in header else None
+        names = header
+    else:
+        label_index = len(lines[0]) - 1 if labels_required and lines else None
+        names = [f"column {j + 1}" for j in range(max((len(r) for r in lines), default=0))]
+    first = 2 if header is not None else 1
+    rows = [
+        [_number(shown, i, names[j] if j < len(names) else f"column {j + 1}", field)
+         for j, field in enumerate(row)]
+        for i, row in enumerate(lines, first)
+    ]
+    return rows, label_index
+
+
+def _json_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[float]], int | None]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TableError(f"{shown}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(data, list):
+        raise TableError(f"{shown}: JSON must be a list of rows (lists or objects)")
+    if not data:
+        return [], None
+    if isinstance(data[0], dict):
+        keys = list(data[0])
+        for i, row in enumerate(data, 1):
+            if not isinstance(row, dict) or set(row) != set(keys):
+                raise TableError(f"{shown}: row {i} does not have the keys of row 1 ({', '.join(keys)})")
+        rows = [[_number(shown, i, k, row[k]) for k in keys] for i, row in enumerate(data, 1)]
+        return rows, keys.index(LABEL) if LABEL in keys else None
+    rows = []
+    for i, row in enumerate(data, 1):
+        if not isinstance(row, list):
+            raise TableError(f"{shown}: row {i} is not a list of numbers")
+        rows.append([_number(shown, i, f"value {j + 1}", v) for j, v in enumerate(row)])
+    return rows, len(rows[0]) - 1 if labels_required else None
+
+
+def output_format(fmt: str | None, output: str | None) -> str:
+    """The --format given, else the --output file's extension, else CSV."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise TableError(f"format {fmt!r} unknown; accepted: {', '.join(FORMATS)}")
+        return fmt
+    return "json" if output and output.lower().endswith(".json") else "csv"
+
+
+def format_predictions(scores: torch.Tensor, classes: torch.Tensor, fmt: str) -> str:
+    """Scores (n, k) and classes (n, k) as text; columns score/class, or score_j/class_j."""
+    k = scores.shape[1]
+    names = ["score", "class"] if k == 1 else [f"{c}_{j}" for c in ("score", "class") for j in range(k)]
+    rows = [
+        [*(float(s) for s in score_row), *(int(c) for c in class_row)]
+        for score_row, class_row in zip(scores.tolist(), classes.tolist())
+    ]
+    if fmt == "json":
+        return json.dumps([dict(zip(names, row)) for row in rows]) + "\n"
+    lines = [",".join(names)] + [",".join(repr(v) for v in row) for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,236 @@
+"""The authoring kit: checks a plugin author runs from their own pytest suite.
+
+    from core.testing import check_module, check_loss, check_initializer
+
+    def test_my_layer():
+        check_module(MyLayer, alpha=0.2)        # a factory and its arguments
+        check_module("my_layer")                # or a registered name
+
+Each check builds the component in float64, runs its hand-written backward and compares
+it with torch.autograd run over the component's own forward, on random inputs of several
+batch sizes; then it checks that parameter gradients accumulate until `zero_grad`, that
+parameters and their gradients have matching shapes, and that a seed gives the same
+component twice. A failure raises `CheckFailed` (an AssertionError) naming the check and
+by how much it missed.
+
+NOTE: this file is test tooling, not framework code: it uses torch.autograd as the oracle,
+which is why tests/test_from_scratch.py exempts exactly this file, and why no other
+framework file may import it (a test enforces both).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from core.protocols import Parameter, zero_grad
+
+BATCH_SIZES = (1, 3, 8)
+TOLERANCE = {torch.float64: (1e-9, 1e-11), torch.float32: (1e-4, 1e-5)}  # (rtol, atol)
+
+
+class CheckFailed(AssertionError):
+    """A kit check failed; the message names the check and by how much."""
+
+
+def check_module(
+    factory_or_name: Callable[..., Any] | str,
+    *,
+    in_features: int = 4,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    registry: Any = None,
+    seed: int = 0,
+    **args: Any,
+) -> None:
+    """Check a layer or activation: backward against autograd, accumulation, shapes, seeds.
+
+    `args` are passed to the factory; `in_features`, `init`, `generator` and `dtype` are
+    passed too when its signature names them, as the assembler does (and `out_features=3`
+    unless given).
+    """
+    factory, label = _resolve(factory_or_name, ("layer", "activation"), registry)
+    module = _build_module(factory, in_features, seed, args)
+    params = module.parameters()
+    for p in params:
+        _expect(tuple(p.grad.shape) == tuple(p.value.shape), label, "parameter shapes",
+                f"{_pname(p)} has value {tuple(p.value.shape)} but grad {tuple(p.grad.shape)}")
+        _expect(p.grad.dtype == p.value.dtype, label, "parameter shapes",
+                f"{_pname(p)} has value {p.value.dtype} but grad {p.grad.dtype}")
+    dtype = params[0].value.dtype if params else torch.float64
+    generator = torch.Generator().manual_seed(seed + 1)
+    for batch in batch_sizes:
+        x = torch.randn(batch, in_features, generator=generator, dtype=dtype)  # (batch, in)
+        zero_grad(module)
+        expected_out, expected_grads = _autograd(module, params, x, generator)
+        upstream = expected_grads.pop("upstream")
+        out = module.forward(x)
+        _expect(out.shape[0] == batch, label, "output shape",
+                f"batch {batch} in, {tuple(out.shape)} out: the first dimension must stay the batch")
+        _close(out, expected_out, label, f"forward is deterministic (batch {batch})")
+        grad_in = module.backward(upstream)
+        _expect(tuple(grad_in.shape) == tuple(x.shape), label, "input gradient shape",
+                f"input {tuple(x.shape)} but gradient {tuple(grad_in.shape)}")
+        _close(grad_in, expected_grads["input"], label, f"input gradient vs autograd (batch {batch})")
+        for i, p in enumerate(params):
+            check = f"{_pname(p)} gradient vs autograd (batch {batch})"
+            _close(p.grad, expected_grads[i], label, check)
+    if params:  # a second backward adds to the first; zero_grad clears both
+        once = [p.grad.clone() for p in params]
+        module.forward(x)
+        module.backward(upstream)
+        for p, g in zip(params, once):
+            _close(p.grad, 2 * g, label, f"{_pname(p)} gradient accumulates over two backwards")
+        zero_grad(module)
+        for p in params:
+            _expect(not p.grad.any(), label, "zero_grad",
+                    f"{_pname(p)} gradient is {p.grad.abs().max().item():.3g} after zero_grad, not 0")
+    again = _build_module(factory, in_features, seed, args)
+    for p, q in zip(params, again.parameters(), strict=True):
+        _expect(torch.equal(p.value, q.value), label, "determinism under a seed",
+                f"{_pname(p)} differs between two builds with seed {seed}: max "
+                f"{(p.value - q.value).abs().max().item():.3g}")
+
+
+def check_loss(
+    factory_or_name: Callable[..., Any] | str,
+    *,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    out_features: Sequence[int] = (1, 3),
+    registry: Any = None,
+    seed: int = 0,
+    **args: Any,
+) -> None:
+    """Check a loss: a 0-dim value, and backward against autograd on 0/1 targets."""
+    factory, label = _resolve(factory_or_name, ("loss",), registry)
+    loss = factory(**args)
+    generator = torch.Generator().manual_seed(seed)
+    for batch in batch_sizes:
+        for width in out_features:
+            where = f"batch {batch}, {width} outputs"
+            prediction = torch.randn(batch, width, generator=generator, dtype=torch.float64) * 2
+            target = (torch.rand(batch, width, generator=generator, dtype=torch.float64) > 0.5).double()
+            leaf = prediction.clone().requires_grad_(True)
+            with torch.enable_grad():
+                expected = loss.forward(leaf, target)
+                _expect(expected.dim() == 0, label, "scalar value",
+                        f"forward returned shape {tuple(expected.shape)} ({where}), not a 0-dim tensor")
+                (expected_grad,) = torch.autograd.grad(expected, leaf)
+            value = loss.forward(prediction, target)
+            _close(value, expected.detach(), label, f"forward is deterministic ({where})")
+            _close(loss.backward(), expected_grad, label, f"prediction gradient vs autograd ({where})")
+
+
+def check_initializer(
+    factory_or_name: Callable[..., Any] | str,
+    *,
+    shapes: Sequence[tuple[int, int]] = ((2, 25), (25, 25), (25, 1)),
+    registry: Any = None,
+    seed: int = 0,
+    **args: Any,
+) -> None:
+    """Check an initializer: it fills every element with a finite number, the same under a seed."""
+    factory, label = _resolve(factory_or_name, ("initializer",), registry)
+    init = factory(**args)
+    for fan_in, fan_out in shapes:
+        for dtype in (torch.float32, torch.float64):
+            weights = []
+            for _ in range(2):
+                weight = torch.full((fan_in, fan_out), float("nan"), dtype=dtype)
+                init(weight, fan_in, fan_out, torch.Generator().manual_seed(seed))
+                where = f"({fan_in}, {fan_out}) {dtype}"
+                _expect(tuple(weight.shape) == (fan_in, fan_out) and weight.dtype == dtype,
+                        label, "shape", f"{where} became {tuple(weight.shape)} {weight.dtype}")
+                bad = (~torch.isfinite(weight)).sum().item()
+                _expect(bad == 0, label, "finiteness",
+                        f"{bad} of {weight.numel()} elements of {where} are not finite (or not filled)")
+                weights.append(weight)
+            _expect(torch.equal(*weights), label, "determinism under a seed",
+                    f"{where}: two fills with seed {seed} differ by up to "
+                    f"{(weights[0] - weights[1]).abs().max().item():.3g}")
+
+
+# -- helpers -------------------------------------------------------------------------
+def _resolve(factory_or_name: Any, kinds: tuple[str, ...], registry: Any) -> tuple[Any, str]:
+    if not isinstance(factory_or_name, str):
+        return factory_or_name, getattr(factory_or_name, "__name__", repr(factory_or_name))
+    if registry is None:
+        from core.discovery import load_registry
+
+        registry = load_registry()
+    for kind in kinds:
+        if factory_or_name in registry.names(kind):
+            return registry.get(kind, factory_or_name).factory, factory_or_name
+    return registry.get(kinds[0], factory_or_name).factory, factory_or_name  # raises, listing names
+
+
+def _gaussian(weight: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator) -> None:
+    """The kit's own initializer, so a layer is checked without any registered one."""
+    weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype) / fan_in**0.5)
+
+
+def _build_module(factory: Any, in_features: int, seed: int, args: dict[str, Any]) -> Any:
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    context = {"in_features": in_features, "out_features": 3, "init": _gaussian,
+               "generator": torch.Generator().manual_seed(seed), "dtype": torch.float64}
+    kwargs = dict(args)
+    for key, value in context.items():
+        if key in accepted:
+            kwargs.setdefault(key, value)
+    return factory(**kwargs)
+
+
+def _autograd(module: Any, params: list[Parameter], x: torch.Tensor, generator: torch.Generator):
+    """Output and gradients (input, each parameter) of the module's own forward, by autograd."""
+    leaf = x.clone().requires_grad_(True)
+    originals = [p.value for p in params]
+    try:
+        with torch.enable_grad():
+            for p in params:  # differentiate with respect to a leaf copy of each parameter
+                p.value = p.value.detach().clone().requires_grad_(True)
+            out = module.forward(leaf)
+            upstream = torch.randn(out.shape, generator=generator, dtype=out.dtype)
+            grads = torch.autograd.grad(out, [leaf, *(p.value for p in params)], upstream,
+                                        allow_unused=True)
+    finally:
+        for p, value in zip(params, originals):
+            p.value = value
+    result: dict[Any, torch.Tensor] = {"upstream": upstream, "input": _or_zeros(grads[0], leaf)}
+    for i, (g, value) in enumerate(zip(grads[1:], originals)):
+        result[i] = _or_zeros(g, value)
+    return out.detach(), result
+
+
+def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _pname(p: Parameter) -> str:
+    return p.name or "a parameter"
+
+
+def _expect(ok: bool, label: str, check: str, detail: str) -> None:
+    if not ok:
+        raise CheckFailed(f"{label}: check failed: {check}: {detail}")
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, label: str, check: str) -> None:
+    _expect(tuple(actual.shape) == tuple(expected.shape), label, check,
+            f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    rtol, atol = TOLERANCE.get(expected.dtype, TOLERANCE[torch.float32])
+    error = (actual.to(expected.dtype) - expected).abs()  # same shape as expected
+    allowed = atol + rtol * expected.abs()
+    if not bool((error <= allowed).all()):
+        worst = int((error - allowed).argmax())
+        scale = expected.abs().max().item()
+        raise CheckFailed(
+            f"{label}: check failed: {check}: off by up to {error.max().item():.3g} "
+            f"(largest reference value {scale:.3g}, so {error.max().item() / max(scale, 1e-300):.3g} "
+            f"relative; allowed {atol:g} + {rtol:g} x |reference|); at flat index {worst}: "
+            f"got {actual.flatten()[worst].item():.6g}, autograd {expected.flatten()[worst].item():.6g}"
+        )
