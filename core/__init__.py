@@ -52,6 +52,9 @@ _WHERE = {
     "save_model": "core.model_file",
     "Checkpointing": "core.checkpoint",
     "read_checkpoint": "core.checkpoint",
+    "MultiRunResult": "core.multirun",
+    "run_many": "core.multirun",
+    "Comparison": "core.compare",
 }
 
 __all__ = sorted(_WHERE)
@@ -89,3 +92,5 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.settings import TrainSettings
     from core.stack import parse_layers
     from core.training import error_rate, fit
+    from core.multirun import MultiRunResult, run_many
+    from core.compare import Comparison

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from test_cli import assert_one_line_error
 from core import TrainSettings
 from core.compare import configurations, label
 
@@ -17,15 +18,6 @@ FAST = ["--epochs", "2", "--hidden", "6"]
 def run():
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nn-cli: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert result.stdout == ""
 
 
 def test_runs_json_holds_each_run_and_the_statistics(run):
@@ -138,7 +130,7 @@ def test_configurations_and_labels():
          ["'sgd' has no option 'beta1'"]),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(run, args, fragments, tmp_path):
+def test_bad_input_is_one_line_and_exit_2(run, args, fragments):
     assert_one_line_error(run(*args), *fragments)
 
 
