@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,7 @@ def compare(
     registry: Registry | None = None,
     on_epoch: EpochCallback | None = None,
     on_run: RunCallback | None = None,
-    on_configuration: Any = None,
+    on_configuration: Callable[[int, str], None] | None = None,
 ) -> Comparison:
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...).
 
