@@ -53,6 +53,9 @@ _WHERE = {
     "Checkpointing": "core.checkpoint",
     "read_checkpoint": "core.checkpoint",
     "train_ensemble": "core.ensemble",
+    "MultiRunResult": "core.multirun",
+    "run_many": "core.multirun",
+    "Comparison": "core.compare",
 }
 
 __all__ = sorted(_WHERE)
@@ -91,3 +94,5 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.settings import TrainSettings
     from core.stack import parse_layers
     from core.training import error_rate, fit
+    from core.multirun import MultiRunResult, run_many
+    from core.compare import Comparison

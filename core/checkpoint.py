@@ -43,6 +43,7 @@ from core.protocols import Optimizer
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
 from core.settings import TrainSettings
+from core.training import divergence
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,9 @@ class AfterEpoch:
         on_epoch: Callable[[int, float], None] | None,
         *,
         resumed: Checkpoint | None = None,
+        initial_loss: float | None = None,
     ):
+        self.initial_loss = initial_loss  # the untrained network's loss: see divergence()
         if checkpointing is not None:
             optimizer_state(run.optimizer, run.settings.optimizer)  # fail before epoch 1
             remove_stale_temp_files(checkpointing.path)  # what a SIGKILLed writer left
@@ -227,10 +230,10 @@ class AfterEpoch:
     def __call__(self, _: int, loss: float) -> None:
         self.losses.append(loss)
         epoch = len(self.losses)
-        if not math.isfinite(loss) or not all(
-            bool(torch.isfinite(p.value).all()) for p in self.run.model.parameters()
-        ):
-            raise self.divergence(epoch, loss)
+        finite = all(bool(torch.isfinite(p.value).all()) for p in self.run.model.parameters())
+        why = divergence(loss, finite, self.initial_loss)
+        if why is not None:
+            raise self.divergence(epoch, why)
         plan = self.checkpointing
         if plan is not None and epoch % plan.every == 0:
             save_checkpoint(plan.path, self.run, self.losses, plan.every)
@@ -238,9 +241,8 @@ class AfterEpoch:
         if self.on_epoch is not None:
             self.on_epoch(epoch, loss)
 
-    def divergence(self, epoch: int, loss: float) -> DivergenceError:
+    def divergence(self, epoch: int, what: str) -> DivergenceError:
         lr = self.run.settings.lr
-        what = f"the mean loss is {loss}" if not math.isfinite(loss) else "a weight is not finite"
         kept = (
             f"; the last good checkpoint (epoch {self.last_checkpoint}) is kept in "
             f"{self.checkpointing.path}"

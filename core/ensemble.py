@@ -12,7 +12,6 @@ of the settings does not, the runs are trained one at a time, with the same resu
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,8 +22,9 @@ from core.experiment import (
     DTYPES, TrainResult, build_network, device, generator, network_specs, prepare_data, train,
 )
 from core.registry import Registry, default_registry
+from core.schedule import SCHEDULES
 from core.settings import TrainSettings
-from core.training import error_rates, fit_runs
+from core.training import divergence, error_rates, fit_runs
 
 
 def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
@@ -79,10 +79,15 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     for j, p in enumerate(stacked):
         p.value.copy_(torch.stack([params[j].value for params in per_run]))  # (runs, ...)
 
-    optimizer = optimizer_entry.create(parameters=stacked, lr=settings.lr)
+    optimizer = optimizer_entry.create(
+        parameters=stacked, lr=settings.lr, **dict(settings.optimizer_args)
+    )
+    schedule = SCHEDULES[settings.schedule]
+
+    initial_loss = loss.forward(ensemble.forward(x_train), y_train).mean().item()  # (runs,) -> mean
 
     def after_epoch(epoch: int, loss: float) -> None:
-        check_finite(runs, stacked, epoch, loss)
+        check_finite(runs, stacked, epoch, loss, initial_loss)
         if on_epoch is not None:
             on_epoch(epoch, loss)
 
@@ -90,6 +95,7 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         ensemble, loss, optimizer, x_train, y_train, epochs=settings.epochs,
         batch_size=settings.batch_size,
         generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
+        lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
     )
     train_errors = error_rates(ensemble, loss, x_train, y_train).tolist()  # (runs,)
     test_errors = error_rates(ensemble, loss, x_test, y_test).tolist()  # (runs,)
@@ -97,18 +103,22 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         for i, params in enumerate(per_run):
             params[j].value.copy_(p.value[i])
     return [
-        TrainResult(run, losses[i], train_errors[i], test_errors[i], specs, singles[i])
+        TrainResult(
+            run, losses[i], train_errors[i], test_errors[i], specs, singles[i], data[i].preprocessing
+        )
         for i, run in enumerate(runs)
     ]
 
 
-def check_finite(runs: list[TrainSettings], stacked: list, epoch: int, loss: float) -> None:
-    """Stop as `train` would when a run diverges: its loss or a weight is not finite."""
+def check_finite(
+    runs: list[TrainSettings], stacked: list, epoch: int, loss: float, initial_loss: float
+) -> None:
+    """Stop as `train` would when a run diverges (core.training.divergence)."""
     finite = torch.stack([p.value.flatten(1).isfinite().all(dim=1) for p in stacked])  # (params, runs)
     bad = [run.seed for run, ok in zip(runs, finite.all(dim=0).tolist()) if not ok]
-    if math.isfinite(loss) and not bad:
+    what = divergence(loss, not bad, initial_loss)
+    if what is None:
         return
-    what = f"the mean loss is {loss}" if not math.isfinite(loss) else "a weight is not finite"
     seeds = f" (seed {', '.join(map(str, bad))})" if bad else ""
     lr = runs[0].lr
     raise DivergenceError(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from core import preprocess
 from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data import disk_dataset
 from core.errors import SettingsError
-from core.registry import Registry, default_registry
+from core.registry import Entry, Registry, default_registry
+from core.schedule import SCHEDULES
 from core.sequential import Sequential
 from core.settings import TrainSettings
 from core.stack import parse_layers
@@ -21,6 +24,8 @@ from core.training import error_rate, fit
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Independent random streams drawn from one seed.
 STREAMS = {"data": 0, "init": 1, "shuffle": 2}
+# settings.preprocess -> the function fitting that step on the training inputs
+PREPROCESSORS = {"standardize": preprocess.fit_standardize, "none": lambda x: dict(preprocess.IDENTITY)}
 
 
 def generator(settings: TrainSettings, stream: str) -> torch.Generator:
@@ -39,24 +44,38 @@ def device(settings: TrainSettings) -> torch.device:
 
 @dataclass
 class Data:
-    """A run's training and test sets: x (n, 2), y (n, 1), on the run's device."""
+    """A run's training and test sets, preprocessed: x (n, 2), y (n, 1), on the run's device."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    preprocessing: dict[str, Any]  # fitted on the raw training inputs; preprocess.apply replays it
 
 
-def prepare_data(settings: TrainSettings) -> Data:
-    """The data of a run, drawn from its seed on the CPU and moved to its device.
-
-    The one data pipeline: `train` and `train_ensemble` both take their data from here.
-    """
-    dtype, where = DTYPES[settings.dtype], device(settings)
+def datasets(settings: TrainSettings) -> tuple[torch.Tensor, ...]:
+    """The run's raw x_train, y_train, x_test, y_test, drawn from its seed on the CPU."""
+    dtype = DTYPES[settings.dtype]
     data = generator(settings, "data")
     x_train, y_train = disk_dataset(settings.n_train, data, dtype)
     x_test, y_test = disk_dataset(settings.n_test, data, dtype)
-    return Data(x_train.to(where), y_train.to(where), x_test.to(where), y_test.to(where))
+    return x_train, y_train, x_test, y_test
+
+
+def prepare_data(settings: TrainSettings) -> Data:
+    """The data of a run: drawn from its seed, preprocessed, moved to its device.
+
+    The one data pipeline: `train` and `train_ensemble` both take their data from here.
+    The preprocessing statistics come from the training inputs only and the same map is
+    applied to both sets.
+    """
+    where = device(settings)
+    x_train, y_train, x_test, y_test = datasets(settings)
+    preprocessing = PREPROCESSORS[settings.preprocess](x_train)
+    x_train, x_test = preprocess.apply(preprocessing, x_train), preprocess.apply(preprocessing, x_test)
+    return Data(
+        x_train.to(where), y_train.to(where), x_test.to(where), y_test.to(where), preprocessing
+    )
 
 
 def network_specs(registry: Registry, settings: TrainSettings) -> list[LayerSpec]:
@@ -91,6 +110,8 @@ class TrainResult:
     test_error: float  # fraction of test points misclassified at the end
     specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
+    # the input step fitted on the training inputs; `core.preprocess.apply` replays it
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(preprocess.IDENTITY))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +119,32 @@ class TrainResult:
             "train_error": self.train_error,
             "test_error": self.test_error,
             "losses": self.losses,
+            "preprocessing": self.preprocessing,
         }
+
+
+def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
+    """Every extra optimizer option must be a keyword its factory accepts."""
+    accepted = [
+        name for name, p in inspect.signature(entry.factory).parameters.items()
+        if name not in ("parameters", "lr") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    for key, _ in settings.optimizer_args:
+        if key not in accepted:
+            raise SettingsError(
+                f"optimizer {entry.name!r} has no option {key!r}; "
+                f"accepted: {', '.join(accepted) or 'none'}"
+            )
+
+
+def check(settings: TrainSettings, registry: Registry) -> None:
+    """Fail on any name or optimizer option the registry cannot build, before any work."""
+    names = [("loss", settings.loss), ("initializer", settings.init)]
+    if not settings.layers:
+        names.append(("activation", settings.act))
+    for kind, name in names:
+        registry.get(kind, name)
+    check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
 
 
 def check_single_output(
@@ -133,20 +179,30 @@ def train(
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
+    check_optimizer_args(optimizer_entry, settings)
     with torch.set_grad_enabled(False):
         data = prepare_data(settings)
         specs = network_specs(registry, settings)
         model = build_network(registry, settings, specs)
-        optimizer = optimizer_entry.create(parameters=model.parameters(), lr=settings.lr)
+        optimizer = optimizer_entry.create(
+            parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
+        )
         shuffle = generator(settings, "shuffle")
-        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry)
+        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
+                       preprocessing=data.preprocessing)
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
-        after_epoch = AfterEpoch(run, checkpoint, on_epoch, resumed=resume)
+        initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
+        after_epoch = AfterEpoch(
+            run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
+        )
+        schedule = SCHEDULES[settings.schedule]
         losses = done + fit(
             model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs - len(done),
             batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
+            # fit counts its epochs from 1; the schedule counts from the run's first
+            lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, data.x_train, data.y_train),
-            error_rate(model, loss, data.x_test, data.y_test), specs, model,
+            error_rate(model, loss, data.x_test, data.y_test), specs, model, data.preprocessing,
         )

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from core import preprocess
 from core.assemble import LayerSpec, build_stack
 from core.atomic import atomic_write_bytes
 from core.errors import ModelFileError, NNError
@@ -373,14 +374,9 @@ def check_preprocessing(preprocessing: dict[str, Any], file: ModelFile) -> None:
 def apply_preprocessing(preprocessing: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
     """The input transform saved with the model: identity for {}, (x - mean) / std.
 
-    MERGE NOTE: once core.preprocess (issue 4) lands, this is where its `apply` plugs in.
+    The same function training applied to its train and test inputs (core.preprocess).
     """
-    standardize = preprocessing.get("standardize")
-    if standardize:
-        mean = x.new_tensor(standardize["mean"])  # (features,)
-        std = x.new_tensor(standardize["std"])  # (features,)
-        x = (x - mean) / std  # (n, features)
-    return x
+    return preprocess.apply(preprocessing, x)
 
 
 # -- the loaded model ------------------------------------------------------------------

@@ -32,3 +32,54 @@ def epoch_reporter(epochs: int, *, to_stderr: bool) -> Iterator[Callable[[int, f
             progress.update(task, completed=epoch, loss=f"{loss:.6f}")
 
         yield live
+
+
+class RunProgress:
+    """Callbacks for many runs: `on_epoch(run, epoch, loss)` and `on_run(run, result)`.
+
+    `label` names the configuration being run and `offset` counts the runs of the
+    configurations before it, so one display covers a whole comparison.
+    """
+
+    def __init__(self, total_runs: int, epochs: int, stream, progress=None):
+        self.total_runs, self.epochs, self.stream, self.progress = total_runs, epochs, stream, progress
+        self.label, self.offset = "", 0
+        if progress is not None:
+            self.runs_task = progress.add_task("runs", total=total_runs, what="runs", loss="-")
+            self.epochs_task = progress.add_task("epochs", total=epochs, what="epochs", loss="-")
+
+    def on_epoch(self, run: int, epoch: int, loss: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.epochs_task, completed=epoch, loss=f"{loss:.6f}")
+
+    def on_run(self, run: int, result) -> None:
+        done = self.offset + run + 1
+        if self.progress is not None:
+            self.progress.update(self.runs_task, completed=done, what=f"runs {self.label}".rstrip())
+            return
+        label = f"{self.label}  " if self.label else ""
+        print(
+            f"{label}run {done}/{self.total_runs}  seed {result.settings.seed}  "
+            f"train error {result.train_error:.2%}  test error {result.test_error:.2%}  "
+            f"final loss {result.losses[-1]:.6f}",
+            file=self.stream, flush=True,
+        )
+
+
+@contextmanager
+def runs_reporter(total_runs: int, epochs: int, *, to_stderr: bool) -> Iterator[RunProgress]:
+    """Two live bars (runs, epochs of the current run) on a terminal; else a line per run."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    if not stream.isatty():
+        yield RunProgress(total_runs, epochs, stream)
+        return
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=stream), transient=False) as progress:
+        yield RunProgress(total_runs, epochs, stream, progress)

@@ -95,6 +95,8 @@ class Optimizer(Protocol):
     `zero_grad()` clears the gradients before the next backward. Optionally,
     `state_dict()` returns its state as a plain dict of tensors and numbers and
     `load_state_dict(state)` restores it; checkpoints (`--checkpoint-every`) need both.
+    The training loop may set the `lr` attribute before an epoch (a learning-rate
+    schedule), so `step()` reads it.
     """
 
     def step(self) -> None: ...

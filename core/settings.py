@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,6 +13,9 @@ from core.stack import EXAMPLE, parse_layer_text
 DTYPE_NAMES = ("float32", "float64")
 DEVICE_NAMES = ("cpu", "cuda")
 MAX_SEED = 2**40
+PREPROCESS_NAMES = ("standardize", "none")  # see core/preprocess.py
+SCHEDULE_NAMES = ("cosine", "constant")  # see core/schedule.py
+OptimizerArgs = tuple[tuple[str, bool | int | float], ...]
 
 
 @dataclass(frozen=True)
@@ -21,10 +25,10 @@ class TrainSettings:
     act: str = "tanh"  # activation after each hidden layer
     loss: str = "mse"  # loss on the network's single output
     init: str = "xavier"  # weight initializer of every linear layer
-    optimizer: str = "sgd"  # optimizer updating the parameters
+    optimizer: str = "adam"  # optimizer updating the parameters
     hidden: tuple[int, ...] = (25, 25, 25)  # hidden layer widths
     epochs: int = 100  # passes over the training set
-    lr: float = 0.1  # learning rate
+    lr: float = 0.01  # learning rate (the schedule's starting value)
     batch_size: int = 10  # samples per gradient step
     seed: int = 0  # draws the data, the weights and the shuffling
     n_train: int = 1000  # training points
@@ -34,8 +38,13 @@ class TrainSettings:
     # (core.stack); when given it replaces act and hidden.
     layers: str | None = None
     device: str = "cpu"  # where tensors live and compute: cpu or cuda (seeds draw on the CPU)
+    preprocess: str = "standardize"  # input step fitted on the training inputs: standardize, none
+    schedule: str = "cosine"  # learning rate over the epochs: cosine (decays to 0), constant
+    optimizer_args: OptimizerArgs = ()  # extra optimizer options, e.g. (("momentum", 0.9),)
 
     def __post_init__(self) -> None:
+        if isinstance(self.optimizer_args, Mapping):  # accept a dict; store it hashable, sorted
+            object.__setattr__(self, "optimizer_args", tuple(sorted(self.optimizer_args.items())))
         positive_ints = {
             "epochs": self.epochs, "batch_size": self.batch_size,
             "n_train": self.n_train, "n_test": self.n_test,
@@ -63,10 +72,23 @@ class TrainSettings:
             if not isinstance(self.layers, str):
                 raise SettingsError(f"layers must be a string such as {EXAMPLE!r}, got {self.layers!r}")
             parse_layer_text(self.layers)  # the syntax now; names once a registry is at hand
+        for name, value, accepted in (
+            ("preprocess", self.preprocess, PREPROCESS_NAMES),
+            ("schedule", self.schedule, SCHEDULE_NAMES),
+        ):
+            if value not in accepted:
+                raise SettingsError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
+        for pair in self.optimizer_args:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+                    and isinstance(pair[1], (bool, int, float))):
+                raise SettingsError(
+                    f"optimizer_args must map option names to numbers or booleans, got {pair!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["optimizer_args"] = dict(self.optimizer_args)
         return d
 
 
@@ -83,3 +105,30 @@ def parse_widths(text: str) -> tuple[int, ...]:
             f"hidden must be comma-separated integer widths such as 25,25,25, got {text!r}"
         ) from None
     return widths
+
+
+def parse_optimizer_args(text: str) -> OptimizerArgs:
+    """'momentum=0.9,nesterov=true' -> (("momentum", 0.9), ("nesterov", True)); '' -> ()."""
+    pairs: dict[str, bool | int | float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        value = _parse_value(raw.strip())
+        if not sep or not key.strip() or value is None:
+            raise SettingsError(
+                f"optimizer options must be KEY=VALUE pairs with a number or true/false, "
+                f"comma-separated, such as momentum=0.9,nesterov=true; got {text!r}"
+            )
+        pairs[key.strip()] = value
+    return tuple(sorted(pairs.items()))
+
+
+def _parse_value(raw: str) -> bool | int | float | None:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            continue
+        return value if math.isfinite(value) else None
+    return None

@@ -6,11 +6,30 @@ or an ensemble of networks with a leading run dimension (see core/ensemble.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from core.protocols import Loss, Module, Optimizer, decision_threshold
+
+
+# A mean epoch loss this many times the untrained network's counts as divergence even while
+# finite: e.g. Adam at --lr 1e6 grows weights to ~1e8 and the loss to ~1e13, never to NaN.
+DIVERGENCE_FACTOR = 1e4
+
+
+def divergence(loss: float, weights_finite: bool, initial_loss: float | None) -> str | None:
+    """Why an epoch counts as diverged (loss or weights not finite, or the loss exploded
+    past DIVERGENCE_FACTOR times `initial_loss`), or None if it does not."""
+    if not math.isfinite(loss):
+        return f"the mean loss is {loss}"
+    if not weights_finite:
+        return "a weight is not finite"
+    if initial_loss is not None and loss > DIVERGENCE_FACTOR * max(initial_loss, 1e-12):
+        return (f"the mean loss {loss:.3g} is over {DIVERGENCE_FACTOR:g} times the untrained "
+                f"network's {initial_loss:.3g}")
+    return None
 
 
 def fit(
@@ -24,14 +43,18 @@ def fit(
     batch_size: int,
     generator: torch.Generator,
     on_epoch: Callable[[int, float], None] | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
     Each epoch visits the samples in an order drawn from `generator`, in batches of
     `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch.
+    `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
-        history = _fit(model, loss, optimizer, x, y, epochs, batch_size, [generator], on_epoch)
+        history = _fit(
+            model, loss, optimizer, x, y, epochs, batch_size, [generator], on_epoch, lr_at
+        )
     return history.tolist()  # (epochs,)
 
 
@@ -46,6 +69,7 @@ def fit_runs(
     batch_size: int,
     generators: Sequence[torch.Generator],
     on_epoch: Callable[[int, float], None] | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> list[list[float]]:
     """`fit` for an ensemble: `x` (runs, n, in), `y` (runs, n, out), one generator per run.
 
@@ -53,7 +77,9 @@ def fit_runs(
     returns each run's per-epoch losses. `on_epoch` receives the mean loss over runs.
     """
     with torch.set_grad_enabled(False):
-        history = _fit(model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch)
+        history = _fit(
+            model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at
+        )
     return history.T.tolist()  # (runs, epochs)
 
 
@@ -78,11 +104,15 @@ def in_order(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return x.gather(-2, index)  # like x
 
 
-def _fit(model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch) -> torch.Tensor:
+def _fit(
+    model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None
+) -> torch.Tensor:
     n = x.shape[-2]
     runs = x.shape[:-2]  # () or (runs,)
     history = []
     for epoch in range(1, epochs + 1):
+        if lr_at is not None:
+            optimizer.lr = lr_at(epoch)
         # Reordered once per epoch, so each batch is a view: the same samples as gathering
         # x[order[start:stop]] step by step, without a gather per step.
         xs, ys = shuffled(x, y, generators)  # (..., n, in), (..., n, out)

@@ -124,10 +124,10 @@ def test_checkpoint_holds_optimizer_and_generator_state(tmp_path):
 
 def test_resume_refuses_other_settings_and_model_files(tmp_path):
     path = tmp_path / "c.safetensors"
-    settings = TrainSettings(epochs=2, **SMALL)
+    settings = TrainSettings(epochs=2, optimizer="sgd", **SMALL)
     result = train(settings, checkpoint=Checkpointing(path, 1))
     with pytest.raises(SettingsError, match="settings differ"):
-        train(TrainSettings(epochs=3, **SMALL), resume=read_checkpoint(path))
+        train(TrainSettings(epochs=3, optimizer="sgd", **SMALL), resume=read_checkpoint(path))
     truncated = tmp_path / "t.safetensors"
     truncated.write_bytes(path.read_bytes()[:-64])
     result_cli = invoke("train", "--resume", truncated)
@@ -197,7 +197,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         register_optimizers=hookimpl(lambda register: register("poisoned", PoisonedSGD))
     ), name="poison")
     path = tmp_path / "c.safetensors"
-    settings = TrainSettings(epochs=6, optimizer="poisoned", batch_size=10, **SMALL)
+    settings = TrainSettings(epochs=6, optimizer="poisoned", lr=0.1, batch_size=10, **SMALL)
     with pytest.raises(DivergenceError) as caught:
         train(settings, registry, checkpoint=Checkpointing(path, 1))
     message = str(caught.value)
@@ -209,7 +209,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_cli_divergence_is_one_line_with_epoch_and_lower_lr(tmp_path):
     save = tmp_path / "m.safetensors"
-    result = invoke("train", "--lr", "1e6", "--epochs", "5", "--hidden", "8,8", "--json", "--save", save)
+    result = invoke("train", "--optimizer", "sgd", "--schedule", "constant", "--lr", "1e6",
+                    "--epochs", "5", "--hidden", "8,8", "--json", "--save", save)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("nn-cli: error: training diverged at epoch 1")
@@ -315,3 +316,30 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path, one_thr
     assert model.read_bytes() == reference.read_bytes()
     assert temp_files(checkpoint) == [] and temp_files(model) == []
     assert kills == 3 and max(seen) == EPOCHS and seen == sorted(seen), seed
+
+
+def test_default_optimizer_at_a_huge_learning_rate_stops_though_the_loss_stays_finite():
+    """Adam at --lr 1e6 never reaches NaN (its steps are normalised) but the loss explodes
+    to ~1e13: that too stops with the message, for one run and for an ensemble."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    for extra in ([], ["--runs", "2"]):
+        result = CliRunner().invoke(app, ["train", "--lr", "1e6", "--epochs", "3", *extra])
+        assert result.exit_code == 2, result.output
+        assert "training diverged at epoch 1" in result.stderr
+        assert "times the untrained network's" in result.stderr and "--lr 100000" in result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_divergence_rule():
+    from core.training import DIVERGENCE_FACTOR, divergence
+
+    assert divergence(0.5, True, 0.7) is None
+    assert divergence(0.7 * DIVERGENCE_FACTOR * 0.99, True, 0.7) is None
+    assert "times the untrained" in divergence(0.7 * DIVERGENCE_FACTOR * 1.01, True, 0.7)
+    assert divergence(float("nan"), True, 0.7) == "the mean loss is nan"
+    assert divergence(float("inf"), True, None) == "the mean loss is inf"
+    assert divergence(0.5, False, 0.7) == "a weight is not finite"
+    assert divergence(1e30, True, None) is None  # no reference: only non-finite counts

@@ -79,7 +79,9 @@ def test_train_prints_progress_and_final_errors(run):
 
 def test_train_json_is_one_object_with_errors_settings_and_losses(run):
     result = run("train", "--act", "relu", "--loss", "bce", "--init", "he", "--lr", "0.05",
-                 "--batch-size", "20", "--seed", "3", "--json", *FAST)
+                 "--batch-size", "20", "--seed", "3", "--optimizer", "sgd",
+                 "--opt", "momentum=0.9,nesterov=true", "--preprocess", "none",
+                 "--schedule", "constant", "--json", *FAST)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # stdout holds the JSON alone
     assert 0 <= data["train_error"] <= 1 and 0 <= data["test_error"] <= 1
@@ -87,8 +89,10 @@ def test_train_json_is_one_object_with_errors_settings_and_losses(run):
     assert data["settings"] == {
         "act": "relu", "loss": "bce", "init": "he", "optimizer": "sgd", "hidden": [8, 8],
         "epochs": 2, "lr": 0.05, "batch_size": 20, "seed": 3, "n_train": 1000,
-        "n_test": 1000, "dtype": "float32", "layers": None, "device": "cpu",
+        "n_test": 1000, "dtype": "float32", "layers": None, "device": "cpu", "preprocess": "none",
+        "schedule": "constant", "optimizer_args": {"momentum": 0.9, "nesterov": True},
     }
+    assert data["preprocessing"] == {}
     assert "epoch 2/2" in result.stderr  # progress still shown, on stderr
 
 

@@ -133,7 +133,7 @@ def test_a_stack_given_by_layers_trains_as_an_ensemble_too(registry):
 def test_a_diverging_run_stops_the_ensemble_as_it_stops_train(registry):
     from core import DivergenceError
 
-    settings = dataclasses.replace(SMALL, lr=1e6, dtype="float32")
+    settings = dataclasses.replace(SMALL, optimizer="sgd", lr=1e6, dtype="float32")
     with pytest.raises(DivergenceError) as alone:
         train(settings, registry)
     with pytest.raises(DivergenceError) as together:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cli import app
 from test_cli import assert_one_line_error
 from core import NNError, TrainSettings, default_registry, hookimpl, train
+from core import preprocess
 from core.atomic import atomic_write_bytes, temp_files
 from core.errors import ModelFileError
 from core.model_file import (
@@ -59,7 +60,7 @@ def rewrite(path, dest, *, header=None, tensors=None):
 def test_round_trip_predicts_bit_for_bit(saved, trained):
     x = torch.rand(300, 2, generator=torch.Generator().manual_seed(9))
     loaded = load_model(saved)
-    expected = trained.model.forward(x)  # (300, 1)
+    expected = trained.model.forward(preprocess.apply(trained.preprocessing, x))  # (300, 1)
     prediction = loaded.predict(x)
     assert torch.equal(prediction.scores, expected)
     assert torch.equal(prediction.classes, (expected > 0.5).long())
@@ -73,7 +74,8 @@ def test_file_holds_architecture_settings_versions_and_plugins(saved, trained):
     assert header["format_version"] == FORMAT_VERSION and header["kind"] == "model"
     assert header["architecture"] == [s.to_dict() for s in trained.specs]
     assert header["settings"] == SMALL.to_dict() and header["loss"] == "mse"
-    assert header["framework_version"] and header["preprocessing"] == {}
+    assert header["framework_version"] and header["preprocessing"] == trained.preprocessing
+    assert set(header["preprocessing"]) == {"standardize"}  # the default input step, saved
     plugins = {(c["kind"], c["name"]): c["plugin"] for c in header["components"]}
     assert plugins == {
         ("layer", "linear"): "plugins.linear", ("activation", "tanh"): "plugins.activations",
@@ -91,7 +93,7 @@ def test_bce_model_classifies_with_its_loss_threshold(tmp_path):
     x = torch.rand(50, 2, generator=torch.Generator().manual_seed(1))
     scores, classes = loaded.predict(x)
     assert torch.equal(classes, (scores > 0.0).long())
-    assert torch.equal(scores, result.model.forward(x))
+    assert torch.equal(scores, result.model.forward(preprocess.apply(result.preprocessing, x)))
 
 
 def test_standardize_preprocessing_is_applied_before_the_network():

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from cli import app
 from test_cli import assert_one_line_error
 from core import TrainSettings, disk_dataset, train
+from core import preprocess
 from core.atomic import temp_files
 from core.inference import EVALUATE_STREAM
 from core.model_file import load_model
@@ -37,7 +38,8 @@ def expected_rows(model):
 def test_train_save_writes_the_trained_network(model):
     result = train(TrainSettings(hidden=(8, 8), epochs=2, seed=3))
     x = torch.tensor(POINTS)
-    assert torch.equal(load_model(model).predict(x).scores, result.model.forward(x))
+    assert torch.equal(load_model(model).predict(x).scores,
+                       result.model.forward(preprocess.apply(result.preprocessing, x)))
     assert temp_files(model) == []
 
 

@@ -1,0 +1,145 @@
+"""nn-cli train --runs / --plot and nn-cli compare, through typer's CliRunner."""
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from test_cli import assert_one_line_error
+from core import TrainSettings
+from core.compare import configurations, label
+
+FAST = ["--epochs", "2", "--hidden", "6"]
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_runs_json_holds_each_run_and_the_statistics(run):
+    result = run("train", "--runs", "3", "--seed", "4", "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [r["seed"] for r in data["runs"]] == [4, 5, 6]
+    for key in ["test_error_mean", "test_error_std", "train_error_mean", "train_error_std",
+                "loss_mean", "loss_std", "final_loss_mean", "final_loss_std"]:
+        assert key in data
+    assert len(data["loss_mean"]) == 2 and data["std"] == "sample (n - 1)"
+    assert "run 3/3  seed 6" in result.stderr  # progress on stderr, one line per run
+
+
+def test_run_i_equals_the_single_run_with_seed_plus_i(run):
+    # float64: the batched ensemble and the single run then agree to ~1e-15 (see test_ensemble)
+    f64 = ["--dtype", "float64", *FAST]
+    many = json.loads(run("train", "--runs", "2", "--seed", "4", "--json", *f64).stdout)
+    alone = json.loads(run("train", "--seed", "5", "--json", *f64).stdout)
+    second = many["runs"][1]
+    assert second["seed"] == 5
+    assert (second["train_error"], second["test_error"]) == (alone["train_error"], alone["test_error"])
+    assert second["losses"] == pytest.approx(alone["losses"], rel=1e-11)
+
+
+def test_runs_json_is_identical_twice(run):
+    first = run("train", "--runs", "2", "--json", *FAST)
+    assert first.stdout == run("train", "--runs", "2", "--json", *FAST).stdout
+
+
+def test_runs_text_prints_a_line_per_run_and_mean_and_std(run):
+    result = run("train", "--runs", "2", *FAST)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("run 1/2  seed 0  train error")
+    assert lines[-1].startswith("2 runs (seeds 0-1), mean ± std:") and "test error" in lines[-1]
+
+
+def test_train_plot_writes_both_figures(run, tmp_path):
+    result = run("train", "--runs", "2", "--plot", str(tmp_path / "figs"), "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)  # the "wrote ..." lines went to stderr
+    for name in ["loss.png", "test_points.png"]:
+        assert (tmp_path / "figs" / name).read_bytes()[:4] == b"\x89PNG"
+        assert f"wrote {tmp_path / 'figs' / name}" in result.stderr
+
+
+def test_compare_runs_the_cartesian_product(run, tmp_path):
+    out = tmp_path / "table.csv"
+    result = run("compare", "--act", "tanh", "--act", "relu", "--loss", "mse", "--loss", "bce",
+                 "--runs", "2", "--csv", str(out), "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["varied"] == ["act", "loss"]
+    labels = [c["label"] for c in data["configurations"]]
+    assert labels == ["act=tanh loss=mse", "act=tanh loss=bce", "act=relu loss=mse",
+                      "act=relu loss=bce"]
+    assert all(len(c["runs"]) == 2 and c["settings"]["epochs"] == 2 for c in data["configurations"])
+    rows = list(csv.DictReader(out.open()))
+    assert [r["label"] for r in rows] == labels
+    for row, config in zip(rows, data["configurations"]):
+        assert float(row["test_error_mean"]) == config["test_error_mean"]
+        assert float(row["final_loss_std"]) == config["final_loss_std"]
+        assert row["runs"] == "2" and row["act"] == config["settings"]["act"]
+
+
+def test_compare_configuration_equals_train_runs(run):
+    compared = json.loads(run("compare", "--act", "tanh", "--act", "relu", "--runs", "2",
+                              "--json", *FAST).stdout)
+    trained = json.loads(run("train", "--act", "relu", "--runs", "2", "--json", *FAST).stdout)
+    relu = compared["configurations"][1]
+    assert relu["runs"] == trained["runs"] and relu["settings"] == trained["settings"]
+
+
+def test_compare_prints_a_table_of_mean_and_std(run):
+    result = run("compare", "--lr", "0.01", "--lr", "0.02", "--runs", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    table = result.stdout.strip().splitlines()[-3:]
+    assert table[0].split() == ["configuration", "runs", "train", "error", "test", "error",
+                                "final", "loss"]
+    assert table[1].startswith("lr=0.01") and table[2].startswith("lr=0.02")
+    assert table[1].count("±") == 3
+
+
+def test_compare_varies_optimizer_options_and_writes_plots(run, tmp_path):
+    result = run("compare", "--optimizer", "sgd", "--opt", "", "--opt", "momentum=0.9",
+                 "--plot", str(tmp_path), *FAST)
+    assert result.exit_code == 0, result.output
+    assert "optimizer_args=- " in result.stdout and "optimizer_args=momentum=0.9 " in result.stdout
+    assert (tmp_path / "loss.png").exists() and (tmp_path / "test_points.png").exists()
+
+
+def test_configurations_and_labels():
+    configs = configurations(TrainSettings(), {"act": ["tanh", "relu"], "hidden": [(3,), (4, 4)]})
+    assert [(c.act, c.hidden) for c in configs] == [
+        ("tanh", (3,)), ("tanh", (4, 4)), ("relu", (3,)), ("relu", (4, 4))]
+    assert label(configs[1], ["act", "hidden"]) == "act=tanh hidden=4,4"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["train", "--runs", "0"], ["runs", ">= 1"]),
+        (["train", "--opt", "momentum"], ["KEY=VALUE", "'momentum'"]),
+        (["train", "--opt", "momentum=0.9"], ["'adam' has no option 'momentum'", "beta1"]),
+        (["train", "--preprocess", "pca"], ["preprocess", "'pca'", "standardize, none"]),
+        (["train", "--schedule", "step"], ["schedule", "'step'", "cosine, constant"]),
+        (["train", "--plot", "cli.py/figs"], ["--plot", "is a file"]),
+        (["train", "--runs", "2", "--save", "m.safetensors"], ["--runs 2", "--save", "one run"]),
+        (["train", "--resume", "x.safetensors", "--opt", "momentum=0.9"], ["--resume", "--opt"]),
+        (["compare", "--act", "tanh", "--act", "tnah"], ["unknown activation 'tnah'"]),
+        (["compare", "--csv", "no/such/folder/t.csv"], ["'no/such/folder/t.csv'", "does not exist"]),
+        (["compare", "--runs", "0"], ["runs", ">= 1"]),
+        (["compare", "--lr", "0"], ["lr", "> 0"]),
+        (["compare", "--optimizer", "adam", "--optimizer", "sgd", "--opt", "beta1=0.8"],
+         ["'sgd' has no option 'beta1'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run, args, fragments):
+    assert_one_line_error(run(*args), *fragments)
+
+
+def test_compare_checks_every_configuration_before_training(run):
+    # the bad value is the second configuration's; no run of the first may start
+    result = run("compare", "--act", "tanh", "--act", "tnah", "--runs", "2", *FAST)
+    assert "run 1/" not in result.output

@@ -1,0 +1,76 @@
+"""The figures show what the JSON says, and are written as PNGs that open."""
+
+import json
+
+import matplotlib.image
+import pytest
+
+from core import TrainSettings
+from core.compare import compare
+from core.data import RADIUS
+from core.figures import loss_figure, points_figure, write_figures
+
+SMALL = TrainSettings(hidden=(6,), epochs=4, n_train=200, n_test=150)
+
+
+@pytest.fixture(scope="module")
+def comparison(registry):
+    return compare(SMALL, {"act": ["tanh", "relu"]}, 2, registry)
+
+
+@pytest.fixture(scope="module")
+def curves(comparison):
+    return list(zip(comparison.labels, comparison.results))
+
+
+def test_loss_lines_are_the_json_means_on_a_log_axis(comparison, curves):
+    data = json.loads(json.dumps(comparison.to_dict()))  # what --json prints
+    fig = loss_figure(curves, "title")
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    assert ax.get_xlabel() == "epoch" and "loss" in ax.get_ylabel()
+    assert ax.get_title() == "title"
+    lines = ax.get_lines()
+    assert len(lines) == 2
+    for line, config in zip(lines, data["configurations"]):
+        assert list(line.get_xdata()) == [1, 2, 3, 4]
+        assert list(line.get_ydata()) == config["loss_mean"]
+        assert line.get_label().startswith(config["label"])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["act=tanh (mean of 2 runs)", "act=relu (mean of 2 runs)"]
+
+
+def test_loss_band_spans_one_std(comparison, curves):
+    fig = loss_figure(curves)
+    band = fig.axes[0].collections[0]  # the first configuration's fill_between
+    ys = band.get_paths()[0].vertices[:, 1]
+    mean, sd = comparison.results[0].loss_mean, comparison.results[0].loss_std
+    assert max(ys) == pytest.approx(max(m + s for m, s in zip(mean, sd)), rel=1e-12)
+
+
+def test_points_show_each_runs_mistakes_circle_and_boundary(comparison, curves, registry):
+    fig = points_figure(curves, registry, runs_shown=2)
+    axes = fig.axes
+    assert len(axes) == 4  # 2 configurations x 2 runs
+    for ax, result in zip(axes, [r for m in comparison.results for r in m.results]):
+        correct, wrong = ax.collections[0], ax.collections[1]
+        n_wrong = round(result.test_error * SMALL.n_test)
+        assert len(wrong.get_offsets()) == n_wrong
+        assert len(correct.get_offsets()) == SMALL.n_test - n_wrong
+        (circle,) = ax.patches
+        assert circle.get_radius() == pytest.approx(RADIUS)
+        assert len(ax.collections) == 3  # correct, wrong, decision boundary contour
+        assert f"seed {result.settings.seed}" in ax.get_title()
+        assert ax.get_xlabel() == "x1" and ax.get_ylabel() == "x2"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "true circle (area 1/2)" in legend and "network's decision boundary" in legend
+    assert "Test points" in fig._suptitle.get_text()
+
+
+def test_write_figures_saves_pngs_that_open(curves, registry, tmp_path):
+    paths = write_figures(tmp_path / "new" / "folder", curves, registry)
+    assert [p.name for p in paths] == ["loss.png", "test_points.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = matplotlib.image.imread(path)
+        assert image.shape[0] > 200 and image.shape[1] > 200
