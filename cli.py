@@ -334,6 +334,7 @@ def compare(
     batch_size: _many(int, "Samples per gradient step.") = None,
     preprocess: _many(str, "Input step: standardize or none.") = None,
     dtype: _many(str, "float32 or float64.") = None,
+    device: _many(str, "cpu or cuda.") = None,
     seed: Annotated[int, typer.Option(help="First seed of every configuration's runs.")] = DEFAULTS.seed,
     runs: Annotated[int, typer.Option(help="Models trained per configuration.")] = 1,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
@@ -350,7 +351,7 @@ def compare(
         "optimizer_args": opt and [parse_optimizer_args(o) for o in opt],
         "hidden": hidden and [parse_widths(h) for h in hidden], "epochs": epochs, "lr": lr,
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
-        "layers": layers,
+        "device": device, "layers": layers,
     }
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)

@@ -19,7 +19,8 @@ import torch
 from core.assemble import build_stack
 from core.errors import DivergenceError
 from core.experiment import (
-    DTYPES, TrainResult, build_network, device, generator, network_specs, prepare_data, train,
+    DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
+    prepare_data, train,
 )
 from core.registry import Registry, default_registry
 from core.schedule import SCHEDULES
@@ -59,6 +60,7 @@ def train_ensemble(
 def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
+    check_optimizer_args(optimizer_entry, settings)
     data = [prepare_data(run) for run in runs]
     x_train = torch.stack([d.x_train for d in data])  # (runs, n_train, 2)
     y_train = torch.stack([d.y_train for d in data])  # (runs, n_train, 1)
@@ -84,12 +86,12 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     )
     schedule = SCHEDULES[settings.schedule]
 
-    initial_loss = loss.forward(ensemble.forward(x_train), y_train).mean().item()  # (runs,) -> mean
+    initial_losses = loss.forward(ensemble.forward(x_train), y_train).tolist()  # (runs,)
 
-    def after_epoch(epoch: int, loss: float) -> None:
-        check_finite(runs, stacked, epoch, loss, initial_loss)
+    def after_epoch(epoch: int, run_losses: list[float]) -> None:
+        check_runs(runs, stacked, epoch, run_losses, initial_losses)
         if on_epoch is not None:
-            on_epoch(epoch, loss)
+            on_epoch(epoch, sum(run_losses) / len(run_losses))
 
     losses = fit_runs(
         ensemble, loss, optimizer, x_train, y_train, epochs=settings.epochs,
@@ -110,16 +112,21 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     ]
 
 
-def check_finite(
-    runs: list[TrainSettings], stacked: list, epoch: int, loss: float, initial_loss: float
+def check_runs(
+    runs: list[TrainSettings], stacked: list, epoch: int, losses: list[float],
+    initial_losses: list[float],
 ) -> None:
-    """Stop as `train` would when a run diverges (core.training.divergence)."""
+    """Stop as `train` would when any run diverges (core.training.divergence), naming it."""
     finite = torch.stack([p.value.flatten(1).isfinite().all(dim=1) for p in stacked])  # (params, runs)
-    bad = [run.seed for run, ok in zip(runs, finite.all(dim=0).tolist()) if not ok]
-    what = divergence(loss, not bad, initial_loss)
-    if what is None:
+    reasons = [
+        (run.seed, divergence(loss, ok, initial))
+        for run, loss, ok, initial in zip(runs, losses, finite.all(dim=0).tolist(), initial_losses)
+    ]
+    bad = [seed for seed, why in reasons if why is not None]
+    if not bad:
         return
-    seeds = f" (seed {', '.join(map(str, bad))})" if bad else ""
+    what = next(why for _, why in reasons if why is not None)
+    seeds = f" (seed {', '.join(map(str, bad))})"
     lr = runs[0].lr
     raise DivergenceError(
         f"training diverged at epoch {epoch}{seeds}: {what}; lower the learning rate "

@@ -145,6 +145,10 @@ def check(settings: TrainSettings, registry: Registry) -> None:
     for kind, name in names:
         registry.get(kind, name)
     check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
+    device(settings)
+    if settings.layers:  # names, arguments and the single output: a small network is cheap
+        with torch.set_grad_enabled(False):
+            build_network(registry, settings)
 
 
 def check_single_output(
@@ -190,8 +194,9 @@ def train(
         shuffle = generator(settings, "shuffle")
         run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
                        preprocessing=data.preprocessing)
-        done = resume.restore(specs, model, optimizer, run.generators) if resume else []
+        # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
+        done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         after_epoch = AfterEpoch(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
         )

@@ -37,13 +37,24 @@ def _figure(**kwargs):
     return fig
 
 
-def describe(settings) -> str:
-    """The settings every configuration shares, for a figure's title."""
-    o = settings.optimizer + "".join(f" {k}={v}" for k, v in settings.optimizer_args)
+def describe(configurations) -> str:
+    """The settings all `configurations` share, for a figure's title; what varies between
+    them (and so stands in each label) shows as "varies"."""
+    first = configurations[0]
+
+    def shared(field: str, text: str) -> str:
+        same = all(getattr(c, field) == getattr(first, field) for c in configurations)
+        return text if same else f"{field} varies"
+
+    net = first.layers if first.layers else "-".join(map(str, (2, *first.hidden, 1))) + " net"
+    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
     return (  # two lines, so the title fits the figure
-        f"{'-'.join(map(str, (2, *settings.hidden, 1)))} net, {settings.init} init, {o}, "
-        f"lr {settings.lr:g} ({settings.schedule})\nbatch {settings.batch_size}, "
-        f"{settings.epochs} epochs, inputs: {settings.preprocess}, {settings.dtype}"
+        f"{shared('layers', shared('hidden', net))}, {shared('init', first.init + ' init')}, "
+        f"{shared('optimizer', shared('optimizer_args', o))}, "
+        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)})\n"
+        f"{shared('batch_size', f'batch {first.batch_size}')}, "
+        f"{shared('epochs', f'{first.epochs} epochs')}, "
+        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}"
     )
 
 
@@ -73,9 +84,15 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
 def classify(result: TrainResult, x: torch.Tensor, registry: Registry) -> torch.Tensor:
     """The trained network's class (bool, (n,)) for raw inputs `x` (n, 2)."""
     threshold = decision_threshold(registry.create("loss", result.settings.loss))
+    return (_outputs(result, x)[:, 0] > threshold).cpu()
+
+
+def _outputs(result: TrainResult, x: torch.Tensor) -> torch.Tensor:
+    """The trained network's outputs (n, 1) for raw inputs `x` (n, 2), on the CPU."""
+    weight = result.model.parameters()[0].value  # the network's dtype and device
+    x = preprocess.apply(result.preprocessing, x.to(weight.device, weight.dtype))
     with torch.set_grad_enabled(False):
-        out = result.model.forward(preprocess.apply(result.preprocessing, x))  # (n, 1)
-    return out[:, 0] > threshold
+        return result.model.forward(x).cpu()  # (n, 1)
 
 
 def _boundary_grid(result: TrainResult, registry: Registry):
@@ -84,9 +101,7 @@ def _boundary_grid(result: TrainResult, registry: Registry):
     axis = torch.linspace(0, 1, GRID, dtype=torch.float64)
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # (GRID, GRID) each
     points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # (GRID^2, 2)
-    points = points.to(result.model.parameters()[0].value.dtype)
-    with torch.set_grad_enabled(False):
-        out = result.model.forward(preprocess.apply(result.preprocessing, points))  # (GRID^2, 1)
+    out = _outputs(result, points)  # (GRID^2, 1)
     return xx.numpy(), yy.numpy(), (out[:, 0].double() - threshold).reshape(GRID, GRID).numpy()
 
 
@@ -122,7 +137,7 @@ def points_figure(
         Line2D([], [], color="tab:orange", linestyle="--", label="network's decision boundary"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
-    fig.suptitle("Test points of the first runs\n" + describe(rows[0][1].settings), fontsize=9)
+    fig.suptitle("Test points of the first runs\n" + describe([r.settings for _, r in rows]), fontsize=9)
     return fig
 
 
@@ -133,7 +148,7 @@ def write_figures(
     """Save `loss.png` and `test_points.png` in `directory` (created if missing)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    shared = describe(curves[0][1].settings)
+    shared = describe([r.settings for _, r in curves])
     figures = {
         "loss.png": loss_figure(curves, f"Training loss, mean over runs ± 1 std\n{shared}"),
         "test_points.png": points_figure(curves, registry, runs_shown),

@@ -242,10 +242,11 @@ class Registry:
         return self._entries[kind]
 
     def get(self, kind: str, name: str) -> Entry:
+        entries = self._of_kind(kind)  # an unknown kind is its own error
         try:
-            return self._of_kind(kind)[name]
+            return entries[name]
         except KeyError:
-            raise UnknownComponentError(kind, name, list(self._entries[kind])) from None
+            raise UnknownComponentError(kind, name, list(entries)) from None
 
     def find(self, name: str, kinds: Sequence[str] = KINDS, *, hint: str = "") -> Entry:
         """The entry called `name` in whichever of `kinds` has it; an error if none or several do."""

@@ -52,8 +52,9 @@ def fit(
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
+        each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, [generator], on_epoch, lr_at
+            model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at
         )
     return history.tolist()  # (epochs,)
 
@@ -68,17 +69,18 @@ def fit_runs(
     epochs: int,
     batch_size: int,
     generators: Sequence[torch.Generator],
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, list[float]], None] | None = None,
     lr_at: Callable[[int], float] | None = None,
 ) -> list[list[float]]:
     """`fit` for an ensemble: `x` (runs, n, in), `y` (runs, n, out), one generator per run.
 
     Run i visits its own samples in the order `generators[i]` draws, exactly as `fit` would;
-    returns each run's per-epoch losses. `on_epoch` receives the mean loss over runs.
+    returns each run's per-epoch losses. `on_epoch(epoch, losses)` gets each run's loss.
     """
+    each_epoch = None if on_epoch is None else (lambda e, losses: on_epoch(e, losses.tolist()))
     with torch.set_grad_enabled(False):
         history = _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at
+            model, loss, optimizer, x, y, epochs, batch_size, generators, each_epoch, lr_at
         )
     return history.T.tolist()  # (runs, epochs)
 
@@ -127,7 +129,9 @@ def _fit(
         history.append(total / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None:
-            on_epoch(epoch, history[-1].mean().item())
+            on_epoch(epoch, history[-1])  # () or (runs,)
+    if not history:  # zero epochs, e.g. resuming a run whose last epoch was checkpointed
+        return torch.zeros((0, *runs), dtype=torch.float64)
     return torch.stack(history)  # (epochs,) or (epochs, runs)
 
 

@@ -343,3 +343,18 @@ def test_divergence_rule():
     assert divergence(float("inf"), True, None) == "the mean loss is inf"
     assert divergence(0.5, False, 0.7) == "a weight is not finite"
     assert divergence(1e30, True, None) is None  # no reference: only non-finite counts
+
+
+def test_resuming_a_checkpoint_of_the_last_epoch_just_reports_the_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    model = tmp_path / "m.safetensors"
+    first = runner.invoke(app, ["train", "--epochs", "2", "--hidden", "4", "--save", str(model),
+                                "--checkpoint-every", "1", "--json"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["train", "--resume", str(tmp_path / "m.ckpt.safetensors"), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["losses"] == json.loads(first.stdout)["losses"]

@@ -143,3 +143,10 @@ def test_compare_checks_every_configuration_before_training(run):
     # the bad value is the second configuration's; no run of the first may start
     result = run("compare", "--act", "tanh", "--act", "tnah", "--runs", "2", *FAST)
     assert "run 1/" not in result.output
+
+
+def test_compare_checks_every_layers_stack_before_training_any(run):
+    result = run("compare", "--layers", "linear:out=4,tanh,linear:out=1",
+                 "--layers", "linear:out=2", "--epochs", "1")
+    assert_one_line_error(result, "one output feature")
+    assert "run 1/" not in result.output  # nothing trained before the error

@@ -140,3 +140,25 @@ def test_a_diverging_run_stops_the_ensemble_as_it_stops_train(registry):
         train_ensemble(settings, [settings.seed, 1], registry)
     assert "diverged at epoch 1" in str(alone.value) and "diverged at epoch 1" in str(together.value)
     assert "--lr 100000" in str(together.value)
+
+
+def test_one_exploding_run_stops_the_ensemble_naming_its_seed():
+    """The 1e4x rule is applied per run, so one run is not diluted by the others' losses."""
+    from core import DivergenceError
+    from core.ensemble import check_runs
+
+    runs = [dataclasses.replace(SMALL, seed=s) for s in (4, 9)]
+    weights = [torch.ones(2, 3, 3)]  # (runs, ...) all finite
+    check_runs(runs, [types_parameter(weights[0])], 1, [0.5, 0.6], [0.7, 0.7])  # fine
+    with pytest.raises(DivergenceError, match=r"epoch 2 \(seed 9\): the mean loss 1e\+05"):
+        check_runs(runs, [types_parameter(weights[0])], 2, [0.5, 1e5], [0.7, 0.7])
+    nan_weight = torch.ones(2, 3, 3)
+    nan_weight[0, 1, 1] = float("nan")
+    with pytest.raises(DivergenceError, match=r"\(seed 4\): a weight is not finite"):
+        check_runs(runs, [types_parameter(nan_weight)], 3, [0.5, 0.6], [0.7, 0.7])
+
+
+def types_parameter(value):
+    from core import Parameter
+
+    return Parameter.of(value)

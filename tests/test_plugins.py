@@ -401,3 +401,16 @@ def test_a_broken_entry_in_a_users_registry_toml_is_reported_with_that_file(run,
     toml.write_text("[plugins\n")
     broken = run("--registry", toml, "list")
     assert broken.exit_code == 0 and "TOMLDecodeError" in broken.stderr and "tanh" in broken.stdout
+
+
+def test_info_with_an_unknown_kind_is_one_line():
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["info", "linear", "--kind", "nosuch"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "nn-cli: error: unknown kind 'nosuch'; registered: activation, initializer, layer, "
+        "loss, optimizer (see `nn-cli list`)"
+    )
