@@ -1,7 +1,7 @@
 """Optimizers. They, not the layers, update the parameters.
 
-The update rules follow torch.optim's documented algorithms step for step, so that the
-same network trained with either ends with the same weights.
+The update rules follow PyTorch's documented SGD and Adam algorithms step for step, so
+that the same network trained with either ends with the same weights.
 """
 
 from __future__ import annotations

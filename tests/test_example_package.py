@@ -21,7 +21,7 @@ def extras(monkeypatch):
 
 
 def test_example_components_pass_the_kit(extras):
-    from core.testing import check_module
+    from nn_testing import check_module
     from nn_scratch_extras import PReLU, Swish
 
     check_module(PReLU, alpha=0.1)

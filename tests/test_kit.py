@@ -1,10 +1,10 @@
-"""The authoring kit (core.testing) passes every built-in and catches planted mistakes."""
+"""The authoring kit (nn_testing) passes every built-in and catches planted mistakes."""
 
 import pytest
 import torch
 
 from core.registry import default_registry
-from core.testing import CheckFailed, check_initializer, check_loss, check_module
+from nn_testing import CheckFailed, check_initializer, check_loss, check_module
 from plugins.activations import Tanh
 from plugins.linear import Linear
 from plugins.losses import MSELoss

@@ -3,7 +3,7 @@
 import pytest
 
 from core import TrainSettings, load_registry, train
-from core.testing import check_module
+from nn_testing import check_module
 from nn_scratch_extras import PReLU, Swish
 
 

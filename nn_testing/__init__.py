@@ -1,6 +1,6 @@
 """The authoring kit: checks a plugin author runs from their own pytest suite.
 
-    from core.testing import check_module, check_loss, check_initializer
+    from nn_testing import check_module, check_loss, check_initializer
 
     def test_my_layer():
         check_module(MyLayer, alpha=0.2)        # a factory and its arguments
@@ -13,9 +13,9 @@ parameters and their gradients have matching shapes, and that a seed gives the s
 component twice. A failure raises `CheckFailed` (an AssertionError) naming the check and
 by how much it missed.
 
-NOTE: this file is test tooling, not framework code: it uses torch.autograd as the oracle,
-which is why tests/test_from_scratch.py exempts exactly this file, and why no other
-framework file may import it (a test enforces both).
+NOTE: this package is test tooling, not framework code: it uses torch.autograd as the
+oracle, so it lives outside core/ and plugins/, and no framework file may import it
+(tests/test_from_scratch.py enforces that).
 """
 
 from __future__ import annotations
