@@ -43,7 +43,7 @@ from core.protocols import Optimizer
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
 from core.settings import TrainSettings
-from core.training import divergence
+from core.training import divergence, divergence_error
 
 
 @dataclass(frozen=True)
@@ -248,8 +248,5 @@ class AfterEpoch:
             f"{self.checkpointing.path}"
             if self.checkpointing is not None and self.last_checkpoint is not None else ""
         )
-        return DivergenceError(
-            f"training diverged at epoch {epoch}: {what}; lower the learning rate "
-            f"(now {lr:g}), e.g. --lr {lr / 10:g}{kept}"
-        )
+        return divergence_error(epoch, what, lr, kept=kept)
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 from core.assemble import build_stack
-from core.errors import DivergenceError
 from core.experiment import (
     DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
     prepare_data, train,
@@ -25,7 +24,7 @@ from core.experiment import (
 from core.registry import Registry, default_registry
 from core.schedule import SCHEDULES
 from core.settings import TrainSettings
-from core.training import divergence, error_rates, fit_runs
+from core.training import divergence, divergence_error, error_rates, fit_runs
 
 
 def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
@@ -126,9 +125,4 @@ def check_runs(
     if not bad:
         return
     what = next(why for _, why in reasons if why is not None)
-    seeds = f" (seed {', '.join(map(str, bad))})"
-    lr = runs[0].lr
-    raise DivergenceError(
-        f"training diverged at epoch {epoch}{seeds}: {what}; lower the learning rate "
-        f"(now {lr:g}), e.g. --lr {lr / 10:g}"
-    )
+    raise divergence_error(epoch, what, runs[0].lr, where=f" (seed {', '.join(map(str, bad))})")

@@ -12,7 +12,7 @@ import torch
 from core import preprocess
 from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
-from core.data import disk_dataset
+from core.data import DTYPES, disk_dataset
 from core.errors import SettingsError
 from core.registry import Entry, Registry, default_registry
 from core.schedule import SCHEDULES
@@ -21,7 +21,6 @@ from core.settings import TrainSettings
 from core.stack import parse_layers
 from core.training import error_rate, fit
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Independent random streams drawn from one seed.
 STREAMS = {"data": 0, "init": 1, "shuffle": 2}
 # settings.preprocess -> the function fitting that step on the training inputs

@@ -14,7 +14,7 @@ Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds 
     loss               loss name; its decision_threshold turns a score into a class
     settings           TrainSettings.to_dict() of the run
     preprocessing      {} or {"standardize": {"mean": [...], "std": [...]}}, applied to
-                       inputs before the network (see `apply_preprocessing`)
+                       inputs before the network (see `core.preprocess.apply`)
     components         [{kind, name, plugin, distribution, version}]: what loading needs
 
 Loading reads the bytes once, parses them with safetensors (never pickle) and the header
@@ -38,6 +38,7 @@ import torch
 from core import preprocess
 from core.assemble import LayerSpec, build_stack
 from core.atomic import atomic_write_bytes
+from core.data import DTYPES
 from core.errors import ModelFileError, NNError
 from core.protocols import Loss, decision_threshold
 from core.registry import Registry, default_registry
@@ -51,7 +52,6 @@ FORMAT = "nn-scratch"
 FORMAT_VERSION = 1
 METADATA_KEY = "nn_scratch"
 DISTRIBUTION = "nn-scratch"
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 HEADER_LIMIT = 100_000_000  # safetensors' own cap on the JSON header
 
 
@@ -351,15 +351,12 @@ def settings_from_dict(d: dict[str, Any], *, strict: bool, file: ModelFile) -> T
 
 # -- preprocessing ---------------------------------------------------------------------
 
-PREPROCESSING_STEPS = ("standardize",)
-
-
 def check_preprocessing(preprocessing: dict[str, Any], file: ModelFile) -> None:
     for step, args in preprocessing.items():
-        if step not in PREPROCESSING_STEPS:
+        if step not in preprocess.STEPS:
             raise file.fail(
                 f"unknown preprocessing step {step!r}; this nn-scratch knows "
-                f"{', '.join(PREPROCESSING_STEPS)}"
+                f"{', '.join(preprocess.STEPS)}"
             )
         if step == "standardize":
             ok = isinstance(args, dict) and all(
@@ -369,14 +366,6 @@ def check_preprocessing(preprocessing: dict[str, Any], file: ModelFile) -> None:
             if not ok or not all(v > 0 for v in args["std"]):
                 raise file.fail("preprocessing 'standardize' needs mean and std lists "
                                 "of in_features numbers, std > 0")
-
-
-def apply_preprocessing(preprocessing: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
-    """The input transform saved with the model: identity for {}, (x - mean) / std.
-
-    The same function training applied to its train and test inputs (core.preprocess).
-    """
-    return preprocess.apply(preprocessing, x)
 
 
 # -- the loaded model ------------------------------------------------------------------
@@ -419,7 +408,7 @@ class LoadedModel:
 
     def predict(self, x: torch.Tensor) -> Prediction:
         """Scores and classes for the rows of `x`, shape (n, in_features)."""
-        x = apply_preprocessing(self.preprocessing, self.check_inputs(x))
+        x = preprocess.apply(self.preprocessing, self.check_inputs(x))
         with torch.set_grad_enabled(False):
             scores = self.model.forward(x)  # (n, outputs)
         return Prediction(scores, (scores > decision_threshold(self.loss)).long())

@@ -89,9 +89,9 @@ class Entry:
 
 
 def missing_methods(kind: str, factory: Any) -> list[str]:
-    """The methods of its kind's protocol that `factory` lacks (a plain function may initialize)."""
-    missing = [m for m in REQUIRED_METHODS[kind] if not callable(getattr(factory, m, None))]
-    return [] if kind == "initializer" and callable(factory) else missing
+    """The methods of its kind's protocol that `factory` lacks (any callable has `__call__`,
+    so a plain function may initialize)."""
+    return [m for m in REQUIRED_METHODS[kind] if not callable(getattr(factory, m, None))]
 
 
 _TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from core.errors import DivergenceError
 from core.protocols import Loss, Module, Optimizer, decision_threshold
 
 
@@ -30,6 +31,16 @@ def divergence(loss: float, weights_finite: bool, initial_loss: float | None) ->
         return (f"the mean loss {loss:.3g} is over {DIVERGENCE_FACTOR:g} times the untrained "
                 f"network's {initial_loss:.3g}")
     return None
+
+
+def divergence_error(
+    epoch: int, what: str, lr: float, *, where: str = "", kept: str = ""
+) -> DivergenceError:
+    """The one message a diverged run stops with: when, why, and a lower rate to try."""
+    return DivergenceError(
+        f"training diverged at epoch {epoch}{where}: {what}; lower the learning rate "
+        f"(now {lr:g}), e.g. --lr {lr / 10:g}{kept}"
+    )
 
 
 def fit(

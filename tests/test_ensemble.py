@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from core import Registry, TrainSettings, default_registry, hookimpl, train
+from core import Registry, TrainSettings, hookimpl, train
 from core.ensemble import supports_runs, train_ensemble
 from core.registry import read_manifest, builtin_manifest
 

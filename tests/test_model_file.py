@@ -20,7 +20,6 @@ from core.errors import ModelFileError
 from core.model_file import (
     FORMAT_VERSION,
     METADATA_KEY,
-    apply_preprocessing,
     load_model,
     parameter_names,
     save_model,
@@ -98,9 +97,9 @@ def test_bce_model_classifies_with_its_loss_threshold(tmp_path):
 
 def test_standardize_preprocessing_is_applied_before_the_network():
     x = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
-    out = apply_preprocessing({"standardize": {"mean": [1.0, 2.0], "std": [2.0, 4.0]}}, x)
+    out = preprocess.apply({"standardize": {"mean": [1.0, 2.0], "std": [2.0, 4.0]}}, x)
     assert torch.equal(out, torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
-    assert apply_preprocessing({}, x) is x
+    assert preprocess.apply({}, x) is x
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
