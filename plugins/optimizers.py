@@ -7,6 +7,7 @@ that the same network trained with either ends with the same weights.
 from __future__ import annotations
 
 from core import Parameter, SettingsError, StateError, hookimpl
+from core.flat import pack, unpack
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
@@ -18,14 +19,28 @@ class _Optimizer:
         if not lr > 0:
             raise SettingsError(f"learning rate must be > 0, got {lr}")
         self.parameters, self.lr = list(parameters), lr
-        # The tensors themselves, for updates over all of them in one op (torch._foreach_*):
-        # modules update values and gradients in place and never rebind them.
-        self.values = [p.value for p in self.parameters]
-        self.grads = [p.grad for p in self.parameters]
+        values = [p.value for p in self.parameters]
+        grads = [p.grad for p in self.parameters]
+        # Every value in one buffer and every gradient in another (core.flat), so that each
+        # update below is one op over all parameters. Where they can't share a buffer (mixed
+        # dtypes), the same torch._foreach_* ops run over the tensors one by one.
+        flat_values = pack(values)
+        flat_grads = None if flat_values is None else pack(grads)
+        self.packed = flat_grads is not None
+        self.values, self.grads = ([flat_values], [flat_grads]) if self.packed else (values, grads)
 
     def zero_grad(self) -> None:
         if self.grads:
             torch._foreach_zero_(self.grads)
+
+    def per_parameter(self, buffers: list[torch.Tensor]) -> list[torch.Tensor]:
+        """State kept like `self.values` (maybe packed), as one tensor per parameter (views)."""
+        return unpack(buffers[0], [p.value for p in self.parameters]) if self.packed else buffers
+
+    def like_values(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One tensor per parameter, kept like `self.values` (packed into one if they are)."""
+        tensors = [t.to(p.value).clone() for t, p in zip(tensors, self.parameters)]
+        return [torch.cat([t.reshape(-1) for t in tensors])] if self.packed else tensors
 
 
 class SGD(_Optimizer):
@@ -43,37 +58,44 @@ class SGD(_Optimizer):
         if nesterov and momentum <= 0:
             raise SettingsError(f"nesterov needs momentum > 0, got momentum={momentum}")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
-        self.velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
+        self.velocity: list[torch.Tensor] | None = None  # like self.values, from the first step
 
     def step(self) -> None:
-        if not (self.weight_decay or self.momentum):  # plain SGD: one op for all tensors
-            # NOTE: value - lr * grad in one fused op, no temporary: the arithmetic of
-            # torch.optim.SGD's own `param.add_(grad, alpha=-lr)`.
-            if self.values:
-                torch._foreach_add_(self.values, self.grads, alpha=-self.lr)
+        if not self.values:
             return
-        for i, p in enumerate(self.parameters):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.value
-            if self.momentum:
-                v = self.velocity[i]
-                if v is None:  # the first step starts the velocity at the gradient itself
-                    v = self.velocity[i] = g.clone()
-                else:
-                    v.mul_(self.momentum).add_(g)
-                g = g + self.momentum * v if self.nesterov else v
-            p.value.sub_(self.lr * g)
+        grads = self.grads
+        if self.weight_decay:  # g + wd * w, as torch.optim.SGD adds it
+            grads = torch._foreach_add(grads, self.values, alpha=self.weight_decay)
+        if self.momentum:
+            if self.velocity is None:  # the first step starts the velocity at the gradient
+                self.velocity = [g.clone() for g in grads]
+            else:
+                torch._foreach_mul_(self.velocity, self.momentum)
+                torch._foreach_add_(self.velocity, grads)
+            if self.nesterov:  # g + momentum * v
+                grads = torch._foreach_add(grads, self.velocity, alpha=self.momentum)
+            else:
+                grads = self.velocity
+        # NOTE: value - lr * g in one fused op, no temporary: the arithmetic of
+        # torch.optim.SGD's own `param.add_(grad, alpha=-lr)`.
+        torch._foreach_add_(self.values, grads, alpha=-self.lr)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The velocity buffers started so far, as "velocity.{i}" (i: parameter index)."""
-        return {f"velocity.{i}": v for i, v in enumerate(self.velocity) if v is not None}
+        """The velocities once started (at the first step), as "velocity.{i}" (i: parameter)."""
+        if self.velocity is None:
+            return {}
+        return {f"velocity.{i}": v for i, v in enumerate(self.per_parameter(self.velocity))}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.velocity = [None] * len(self.parameters)
+        velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
         for key, value in state.items():
-            i = _index(key, "velocity", self.parameters, value)
-            self.velocity[i] = value.to(self.parameters[i].value).clone()
+            velocity[_index(key, "velocity", self.parameters, value)] = value
+        if state and None in velocity:  # all start at the first step, or none has
+            raise StateError(
+                f"SGD state needs every velocity.0 .. velocity.{len(velocity) - 1} or none, "
+                f"got {sorted(state)}"
+            )
+        self.velocity = self.like_values(velocity) if state else None
 
 
 class Adam(_Optimizer):
@@ -91,41 +113,51 @@ class Adam(_Optimizer):
         super().__init__(parameters, lr)
         self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
         self.steps = 0
-        self.mean = [torch.zeros_like(p.value) for p in self.parameters]
-        self.square = [torch.zeros_like(p.value) for p in self.parameters]
+        self.mean = [torch.zeros_like(v) for v in self.values]  # first moment, like values
+        self.square = [torch.zeros_like(v) for v in self.values]  # second moment
 
     def step(self) -> None:
+        if not self.values:
+            return
         self.steps += 1
         correction1 = 1 - self.beta1**self.steps
         correction2_sqrt = (1 - self.beta2**self.steps) ** 0.5
-        for p, m, s in zip(self.parameters, self.mean, self.square):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.value
-            m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-            s.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denominator = (s.sqrt() / correction2_sqrt).add_(self.eps)
-            p.value.addcdiv_(m, denominator, value=-self.lr / correction1)
+        grads = self.grads
+        if self.weight_decay:  # L2: g + wd * w
+            grads = torch._foreach_add(grads, self.values, alpha=self.weight_decay)
+        # m = beta1 m + (1 - beta1) g;  s = beta2 s + (1 - beta2) g^2
+        torch._foreach_mul_(self.mean, self.beta1)
+        torch._foreach_add_(self.mean, grads, alpha=1 - self.beta1)
+        torch._foreach_mul_(self.square, self.beta2)
+        torch._foreach_addcmul_(self.square, grads, grads, value=1 - self.beta2)
+        # w -= lr / c1 * m / (sqrt(s) / sqrt(c2) + eps), as torch.optim.Adam computes it
+        denominator = torch._foreach_sqrt(self.square)
+        torch._foreach_div_(denominator, correction2_sqrt)
+        torch._foreach_add_(denominator, self.eps)
+        torch._foreach_addcdiv_(self.values, self.mean, denominator, value=-self.lr / correction1)
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
-        """The step count and both moments, as "mean.{i}" and "square.{i}"."""
+        """The step count and both moments, as "mean.{i}" and "square.{i}" (i: parameter)."""
         state: dict[str, torch.Tensor | int] = {"steps": self.steps}
-        for i, (m, s) in enumerate(zip(self.mean, self.square)):
+        moments = zip(self.per_parameter(self.mean), self.per_parameter(self.square))
+        for i, (m, s) in enumerate(moments):
             state[f"mean.{i}"], state[f"square.{i}"] = m, s
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
-        expected = {"steps"} | {f"{b}.{i}" for b in ("mean", "square") for i in range(len(self.mean))}
+        n = len(self.parameters)
+        expected = {"steps"} | {f"{b}.{i}" for b in ("mean", "square") for i in range(n)}
         if state.keys() != expected:
             raise StateError(f"Adam state needs keys {sorted(expected)}, got {sorted(state)}")
         steps = state["steps"]
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise StateError(f"Adam state 'steps' must be an integer >= 0, got {steps!r}")
-        for key, value in state.items():
-            if key != "steps":
-                buffer, _ = key.split(".")
-                i = _index(key, buffer, self.parameters, value)
-                getattr(self, buffer)[i].copy_(value)
+        loaded = {}
+        for buffer in ("mean", "square"):
+            loaded[buffer] = [state[f"{buffer}.{i}"] for i in range(n)]
+            for i, value in enumerate(loaded[buffer]):
+                _index(f"{buffer}.{i}", buffer, self.parameters, value)  # checks the shape
+        self.mean, self.square = self.like_values(loaded["mean"]), self.like_values(loaded["square"])
         self.steps = steps
 
 

@@ -91,6 +91,9 @@ def test_optimizer_state_of_the_wrong_shape_is_refused():
     params = [Parameter.of(torch.zeros(3))]
     with pytest.raises(StateError, match=r"shape \[4\]"):
         SGD(params, momentum=0.9).load_state_dict({"velocity.0": torch.zeros(4)})
+    two = params + [Parameter.of(torch.zeros(2))]
+    with pytest.raises(StateError, match="every velocity.0 .. velocity.1 or none"):
+        SGD(two, momentum=0.9).load_state_dict({"velocity.0": torch.zeros(3)})
     with pytest.raises(StateError, match="needs keys"):
         Adam(params).load_state_dict({"steps": 1})
 
@@ -114,7 +117,8 @@ def test_resume_ends_bit_identical_to_the_uninterrupted_run(tmp_path, optimizer)
 
 def test_checkpoint_holds_optimizer_and_generator_state(tmp_path):
     path = tmp_path / "c.safetensors"
-    train(TrainSettings(epochs=2, optimizer="adam", **SMALL), checkpoint=Checkpointing(path, 1))
+    train(TrainSettings(epochs=2, optimizer="adam", batch_size=10, **SMALL),
+          checkpoint=Checkpointing(path, 1))
     tensors = load_file(path)
     assert tensors["rng.shuffle"].dtype == torch.uint8
     assert {"optimizer.mean.0", "optimizer.square.5"} <= tensors.keys()

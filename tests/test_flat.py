@@ -1,0 +1,79 @@
+"""core.flat: parameters moved into one buffer keep their identity, shape and values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core import Parameter
+from core.flat import pack, unpack
+from plugins.optimizers import SGD, Adam
+
+
+def tensors():
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(2, 3, generator=g), torch.randn(3, generator=g), torch.randn(3, 1, generator=g).mT]
+
+
+def test_pack_moves_each_tensor_into_one_buffer_in_place():
+    ts = tensors()
+    objects, before = [id(t) for t in ts], [t.clone() for t in ts]
+    flat = pack(ts)
+    assert flat.shape == (6 + 3 + 3,)
+    assert [id(t) for t in ts] == objects  # the same tensor objects, which modules hold
+    for t, b in zip(ts, before):
+        assert t.shape == b.shape and torch.equal(t, b)
+    flat.add_(1.0)  # one op on the buffer is seen through every tensor
+    for t, b in zip(ts, before):
+        assert torch.equal(t, b + 1.0)
+    assert [torch.equal(u, t) for u, t in zip(unpack(flat, ts), ts)] == [True] * 3
+
+
+def test_packed_tensors_are_reused_not_moved_again():
+    ts = tensors()
+    flat = pack(ts)
+    again = pack(ts)
+    assert again.data_ptr() == flat.data_ptr() and again.shape == flat.shape
+
+
+@pytest.mark.parametrize("case", ["mixed dtypes", "repeated", "empty"])
+def test_pack_refuses_what_cannot_share_a_buffer_and_touches_nothing(case):
+    ts = {"mixed dtypes": [torch.zeros(2), torch.zeros(2, dtype=torch.float64)],
+          "repeated": [torch.zeros(2)] * 2, "empty": []}[case]
+    pointers = [t.data_ptr() for t in ts]
+    assert pack(ts) is None
+    assert [t.data_ptr() for t in ts] == pointers
+
+
+@pytest.mark.parametrize("optimizer, options", [
+    (SGD, {}), (SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    (Adam, {"weight_decay": 0.01}),
+])
+def test_an_optimizer_over_packed_or_separate_parameters_gives_the_same_weights(optimizer, options):
+    """Packed (one dtype) and unpacked (mixed dtypes: one float32 tensor alongside) take
+    the same steps element by element, so the float64 weights end bit for bit equal."""
+    def make(extra):
+        g = torch.Generator().manual_seed(1)
+        params = [Parameter.of(torch.randn(4, 3, generator=g, dtype=torch.float64)),
+                  Parameter.of(torch.randn(3, generator=g, dtype=torch.float64))]
+        return params + ([Parameter.of(torch.zeros(2))] if extra else [])
+
+    packed, separate = make(extra=False), make(extra=True)
+    opt_packed, opt_separate = optimizer(packed, lr=0.1, **options), optimizer(separate, lr=0.1, **options)
+    assert opt_packed.packed and not opt_separate.packed
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        for opt, params in ((opt_packed, packed), (opt_separate, separate)):
+            opt.zero_grad()
+        grads = [torch.randn(p.value.shape, generator=g, dtype=torch.float64) for p in packed]
+        for params in (packed, separate):
+            for p, grad in zip(params, grads):
+                p.grad += grad
+        opt_packed.step()
+        opt_separate.step()
+    for a, b in zip(packed, separate):
+        assert torch.equal(a.value, b.value)
+    state_packed, state_separate = opt_packed.state_dict(), opt_separate.state_dict()
+    for key, value in state_packed.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, state_separate[key]), key
