@@ -69,6 +69,10 @@ RegistryOpt = Annotated[Optional[Path], typer.Option(
     help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+OneAtATimeOpt = Annotated[bool, typer.Option(
+    "--one-at-a-time",
+    help="Train the runs one after another, each bit for bit its seed's single run, instead "
+         "of together as one batched ensemble (faster; equal to rounding).")]
 
 
 @app.callback()
@@ -211,6 +215,7 @@ def train(
     dtype: Annotated[str, typer.Option(help="float32 or float64.")] = DEFAULTS.dtype,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
+    one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
@@ -261,7 +266,8 @@ def train(
         many = MultiRunResult(settings, [result])
     else:
         with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
-            many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run)
+            many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                            together=not one_at_a_time)
     if save is not None:
         from core.model_file import save_model
 
@@ -337,6 +343,7 @@ def compare(
     device: _many(str, "cpu or cuda.") = None,
     seed: Annotated[int, typer.Option(help="First seed of every configuration's runs.")] = DEFAULTS.seed,
     runs: Annotated[int, typer.Option(help="Models trained per configuration.")] = 1,
+    one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -371,7 +378,7 @@ def compare(
             progress.label, progress.offset = name, index * runs
 
         comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration)
+                                 progress.on_run, next_configuration, together=not one_at_a_time)
     if plot is not None:
         _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
     if csv_path is not None:

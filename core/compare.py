@@ -134,8 +134,10 @@ def compare(
     on_epoch: EpochCallback | None = None,
     on_run: RunCallback | None = None,
     on_configuration: Callable[[int, str], None] | None = None,
+    together: bool = True,
 ) -> Comparison:
-    """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...).
+    """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
+    `run_many` does (`together`: as one batched ensemble where the components allow).
 
     Every configuration is checked before the first is trained, so a bad value fails fast.
     `on_configuration(index, label)` precedes each configuration's runs.
@@ -149,5 +151,5 @@ def compare(
     for index, settings in enumerate(configs):
         if on_configuration is not None:
             on_configuration(index, label(settings, varied))
-        results.append(run_many(settings, runs, registry, on_epoch, on_run))
+        results.append(run_many(settings, runs, registry, on_epoch, on_run, together))
     return Comparison(varied, results)

@@ -1,8 +1,9 @@
 """Many runs of one configuration: seeds seed, seed+1, ..., and their statistics.
 
 Run i of `run_many(settings, n)` is `train(replace(settings, seed=settings.seed + i))`: its
-seed draws its data, its weights and its shuffling, so any run can be replayed alone (to
-rounding, when the runs trained together as a batched ensemble).
+seed draws its data, its weights and its shuffling, so any run can be replayed alone: bit for bit when the runs went one at a time
+(`together=False`), to rounding when they trained together as a batched ensemble, whose
+batched matmuls may add in another order.
 Standard deviations are sample standard deviations (divisor n - 1), 0.0 for a single run.
 """
 
@@ -94,10 +95,11 @@ def train_seeds(
     registry: Registry,
     on_epoch: EpochCallback | None = None,
     on_run: RunCallback | None = None,
+    together: bool = True,
 ) -> list[TrainResult]:
-    """One independent run per seed: all together as one batched ensemble when every
-    component supports it (core/ensemble.py), else one after another. Same results."""
-    if len(seeds) > 1 and supports_runs(registry, settings):
+    """One independent run per seed: all together as one batched ensemble when `together`
+    and every component supports it (core/ensemble.py), else one after another."""
+    if together and len(seeds) > 1 and supports_runs(registry, settings):
         # The runs advance together: the epoch callback sees the mean loss over them.
         epoch_callback = None if on_epoch is None else (
             lambda epoch, loss: on_epoch(0, epoch, loss)
@@ -124,12 +126,17 @@ def run_many(
     registry: Registry | None = None,
     on_epoch: EpochCallback | None = None,
     on_run: RunCallback | None = None,
+    together: bool = True,
 ) -> MultiRunResult:
-    """Train `runs` models with seeds settings.seed, settings.seed + 1, ..."""
+    """Train `runs` models with seeds settings.seed, settings.seed + 1, ...
+
+    `together=False` trains them one after another even where they could train as one
+    batched ensemble: slower, and each run then equals its seed's single run bit for bit.
+    """
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
     if settings.seed + runs > MAX_SEED:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
     registry = registry or default_registry()
-    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run)
+    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
     return MultiRunResult(settings, results)

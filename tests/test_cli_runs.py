@@ -43,6 +43,24 @@ def test_run_i_equals_the_single_run_with_seed_plus_i(run):
     assert second["losses"] == pytest.approx(alone["losses"], rel=1e-11)
 
 
+def test_one_at_a_time_runs_equal_their_single_runs_bit_for_bit(run):
+    """float32, the default: the batched ensemble would agree only to rounding here."""
+    many = json.loads(run("train", "--runs", "3", "--seed", "4", "--one-at-a-time", "--json",
+                          *FAST).stdout)
+    for r in many["runs"]:
+        alone = json.loads(run("train", "--seed", str(r["seed"]), "--json", *FAST).stdout)
+        assert (r["train_error"], r["test_error"], r["losses"]) == (
+            alone["train_error"], alone["test_error"], alone["losses"])
+
+
+def test_compare_one_at_a_time_gives_the_same_runs_as_train_one_at_a_time(run):
+    table = json.loads(run("compare", "--act", "tanh", "--act", "relu", "--runs", "2",
+                           "--one-at-a-time", "--json", *FAST).stdout)
+    relu = json.loads(run("train", "--act", "relu", "--runs", "2", "--one-at-a-time", "--json",
+                          *FAST).stdout)
+    assert table["configurations"][1]["runs"] == relu["runs"]
+
+
 def test_runs_json_is_identical_twice(run):
     first = run("train", "--runs", "2", "--json", *FAST)
     assert first.stdout == run("train", "--runs", "2", "--json", *FAST).stdout
