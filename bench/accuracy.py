@@ -1,6 +1,6 @@
 """Mean test error of `nn-cli train --runs N` for several configurations.
 
-    python bench/accuracy.py                          # seeds 0-9; tanh/mse, relu/mse, tanh/bce
+    python bench/accuracy.py                          # seeds 0-9; tanh and relu, bce and mse
     python bench/accuracy.py --runs 30 --config tanh:mse --config tanh:bce
 
 Each configuration is trained through the same library call that `nn-cli train --runs N`
@@ -25,10 +25,10 @@ def main() -> None:
     parser.add_argument("--runs", "--seeds", type=int, default=10, help="seeds 0 .. N-1")
     parser.add_argument(
         "--config", action="append", metavar="ACT:LOSS",
-        help="activation:loss pair (repeatable); default tanh:mse relu:mse tanh:bce",
+        help="activation:loss pair (repeatable); default tanh:bce tanh:mse relu:bce relu:mse",
     )
     args = parser.parse_args()
-    configs = args.config or ["tanh:mse", "relu:mse", "tanh:bce"]
+    configs = args.config or ["tanh:bce", "tanh:mse", "relu:bce", "relu:mse"]
     registry = default_registry()
     torch.set_grad_enabled(False)
     torch.set_num_threads(1)  # as nn-cli does: tiny tensors, extra threads only spin

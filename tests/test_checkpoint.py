@@ -323,7 +323,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path, one_thr
 
 def test_default_optimizer_at_a_huge_learning_rate_stops_though_the_loss_stays_finite():
     """Adam at --lr 1e6 never reaches NaN (its steps are normalised) but the loss explodes
-    to ~1e13: that too stops with the message, for one run and for an ensemble."""
+    to millions: that too stops with the message, for one run and for an ensemble."""
     from typer.testing import CliRunner
 
     from cli import app

@@ -25,7 +25,7 @@ from core.model_file import (
     save_model,
 )
 
-SMALL = TrainSettings(hidden=(6, 5), epochs=2, seed=4, n_train=200, n_test=100)
+SMALL = TrainSettings(hidden=(6, 5), epochs=2, seed=4, n_train=200, n_test=100, loss="mse")
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,8 @@ def test_an_option_the_optimizer_lacks_is_refused_naming_the_accepted(registry):
 
 
 def test_sgd_momentum_changes_training(registry):
-    base = dict(optimizer="sgd", lr=0.05, epochs=2, n_train=100, n_test=100, hidden=(5,))
+    base = dict(optimizer="sgd", lr=0.05, epochs=2, n_train=100, n_test=100, hidden=(5,),
+                batch_size=10)
     plain = train(TrainSettings(**base), registry)
     heavy = train(TrainSettings(**base, optimizer_args={"momentum": 0.9}), registry)
     assert plain.losses != heavy.losses
