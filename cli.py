@@ -292,9 +292,10 @@ def train(
 def _one_thread() -> None:
     """Run torch's kernels on one thread.
 
-    The tensors here are tiny (batch 10 x 25), so extra intra-op threads bring nothing,
-    and on a busy machine their spinning made training up to 50 times slower (5 epochs:
-    1.6 s on one thread, 76 s on two, on the shared 2-core development machine).
+    The tensors here are small (at most batch x 25 with batch 200 by default), so extra
+    intra-op threads bring little, and on a busy machine their spinning made training up
+    to 50 times slower (measured at batch 10, 5 epochs: 1.6 s on one thread, 76 s on two,
+    on the shared 2-core development machine).
     """
     import torch
 

@@ -385,6 +385,12 @@ def main() -> None:
     sections = set(args.only.split(","))
     devices = args.device.split(",") if args.device else (
         ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    unknown = [d for d in devices if d not in ("cpu", "cuda")]
+    if unknown or ("cuda" in devices and not torch.cuda.is_available()):
+        print(f"bench/speed.py: --device {args.device}: "
+              + (f"unknown {unknown}, expected cpu and/or cuda" if unknown
+                 else f"torch {torch.__version__} finds no CUDA GPU here"), file=sys.stderr)
+        sys.exit(2)
     registry = default_registry()
     default_threads = torch.get_num_threads()
     torch.set_grad_enabled(True)  # torch.nn needs autograd; ours turns it off itself

@@ -1,12 +1,13 @@
 """Many runs at once: N networks trained together as one batched ensemble.
 
 Every parameter gets a leading run dimension and every matmul becomes a batched one, so N
-small networks cost about as many Python-level operations as one. Run i is exactly
+small networks cost about as many Python-level operations as one. Run i is
 `train(replace(settings, seed=seeds[i]))`: its own data, initial weights and batch order,
-all drawn from its own seed. A component joins the ensemble by declaring
+all drawn from its own seed, the same bit for bit; its training agrees to rounding, as
+batched matmuls may add in another order than a single run's. A component joins the ensemble by declaring
 `supports_runs = True` (and, for a layer, accepting `runs: int`, giving each parameter a
 leading run dimension in the order of its single-run `parameters()`); when any component
-of the settings does not, the runs are trained one at a time, with the same results.
+of the settings does not, the runs are trained one at a time, each exactly its seed's run.
 """
 
 from __future__ import annotations

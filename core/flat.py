@@ -21,10 +21,13 @@ def pack(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     """One 1-D tensor whose consecutive slices are `tensors`, or None if they can't share one.
 
     Each tensor is moved into the buffer in place (`Tensor.set_`): the same tensor object,
-    shape and values, now a view of the buffer, so every module that holds it sees the
-    updates. Tensors already packed in this order are left where they are (a second
+    shape and values, now a contiguous view of the buffer, so every module that holds the
+    tensor sees the updates (a module must not keep views of it made before: those stay
+    behind). Tensors already packed in this order are left where they are (a second
     optimizer over the same parameters shares the buffer). None, touching nothing, when
-    there is nothing to pack, a tensor appears twice, or dtypes or devices differ.
+    there is nothing to pack, a tensor appears twice, dtypes or devices differ, or a tensor
+    does not own its storage alone (it is a view of something larger, say another buffer
+    that an optimizer updates, or an expanded tensor): moving it would cut that link.
     """
     if not tensors or len({id(t) for t in tensors}) != len(tensors):
         return None
@@ -35,12 +38,15 @@ def pack(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     existing = _packed_buffer(tensors, total)
     if existing is not None:
         return existing
+    if not all(_owns_its_storage(t) for t in tensors):
+        return None
     flat = torch.empty(total, dtype=first.dtype, device=first.device)
     offset = 0
     for t in tensors:
         n = t.numel()
-        flat[offset:offset + n].copy_(t.reshape(-1))
-        t.set_(flat.untyped_storage(), offset, t.shape)  # now a contiguous view of `flat`
+        part = flat[offset:offset + n].view(t.shape)
+        part.copy_(t)  # element by element, whatever t's strides
+        t.set_(part)  # t is now this contiguous view of `flat`
         offset += n
     return flat
 
@@ -49,6 +55,14 @@ def unpack(flat: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tenso
     """Views of `flat`, consecutive slices shaped like each of `like` (the inverse of pack)."""
     sizes = [t.numel() for t in like]
     return [part.view(t.shape) for part, t in zip(flat.split(sizes), like)]
+
+
+def _owns_its_storage(t: torch.Tensor) -> bool:
+    """Whether `t` covers its whole storage, each element once: a contiguous tensor or a
+    permutation of one (a transpose), starting at the storage's start."""
+    by_stride = sorted(range(t.dim()), key=t.stride, reverse=True)
+    return (t.storage_offset() == 0 and t.permute(by_stride).is_contiguous()
+            and t.untyped_storage().nbytes() == t.numel() * t.element_size())
 
 
 def _packed_buffer(tensors: Sequence[torch.Tensor], total: int) -> torch.Tensor | None:

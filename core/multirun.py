@@ -1,9 +1,9 @@
 """Many runs of one configuration: seeds seed, seed+1, ..., and their statistics.
 
 Run i of `run_many(settings, n)` is `train(replace(settings, seed=settings.seed + i))`: its
-seed draws its data, its weights and its shuffling, so any run can be replayed alone: bit for bit when the runs went one at a time
-(`together=False`), to rounding when they trained together as a batched ensemble, whose
-batched matmuls may add in another order.
+seed draws its data, its weights and its shuffling, so any run can be replayed alone: bit
+for bit when the runs went one at a time (`together=False`), to rounding when they trained
+together as a batched ensemble, whose batched matmuls may add in another order.
 Standard deviations are sample standard deviations (divisor n - 1), 0.0 for a single run.
 """
 

@@ -15,7 +15,12 @@ if TYPE_CHECKING:  # torch is only needed for annotations here
 
 @dataclass(eq=False)
 class Parameter:
-    """A trainable tensor and the gradient that `backward` accumulates into it."""
+    """A trainable tensor and the gradient that `backward` accumulates into it.
+
+    Read both through the Parameter (`self.weight.value`) at each step rather than keeping
+    views of them: an optimizer may move the tensors into one shared buffer (core/flat.py),
+    keeping the same tensor objects, shapes and values.
+    """
 
     value: torch.Tensor  # the weights themselves, updated in place by the optimizer
     grad: torch.Tensor  # same shape; backward adds to it, zero_grad clears it

@@ -101,9 +101,13 @@ def test_optimizer_state_of_the_wrong_shape_is_refused():
 # -- resume through the Python API -----------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_resume_ends_bit_identical_to_the_uninterrupted_run(tmp_path, optimizer):
-    settings = TrainSettings(epochs=5, optimizer=optimizer, lr=0.05, **SMALL)
+@pytest.mark.parametrize("optimizer, options", [
+    ("sgd", {}), ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("adam", {}), ("adam", {"weight_decay": 0.01}),
+])
+def test_resume_ends_bit_identical_to_the_uninterrupted_run(tmp_path, optimizer, options):
+    settings = TrainSettings(epochs=5, optimizer=optimizer, lr=0.05, optimizer_args=options,
+                             batch_size=20, **SMALL)
     whole = train(settings)
     path = tmp_path / "run.ckpt.safetensors"
     train(settings, checkpoint=Checkpointing(path, every=3))  # leaves the epoch-3 checkpoint

@@ -12,14 +12,15 @@ from plugins.optimizers import SGD, Adam
 
 def tensors():
     g = torch.Generator().manual_seed(0)
-    return [torch.randn(2, 3, generator=g), torch.randn(3, generator=g), torch.randn(3, 1, generator=g).mT]
+    # the last one is a transpose: not contiguous, yet it owns its storage and can move
+    return [torch.randn(2, 3, generator=g), torch.randn(3, generator=g), torch.randn(3, 4, generator=g).mT]
 
 
 def test_pack_moves_each_tensor_into_one_buffer_in_place():
     ts = tensors()
     objects, before = [id(t) for t in ts], [t.clone() for t in ts]
     flat = pack(ts)
-    assert flat.shape == (6 + 3 + 3,)
+    assert flat.shape == (6 + 3 + 12,)
     assert [id(t) for t in ts] == objects  # the same tensor objects, which modules hold
     for t, b in zip(ts, before):
         assert t.shape == b.shape and torch.equal(t, b)
@@ -36,13 +37,35 @@ def test_packed_tensors_are_reused_not_moved_again():
     assert again.data_ptr() == flat.data_ptr() and again.shape == flat.shape
 
 
-@pytest.mark.parametrize("case", ["mixed dtypes", "repeated", "empty"])
+@pytest.mark.parametrize("case", ["mixed dtypes", "repeated", "empty", "expanded", "a slice"])
 def test_pack_refuses_what_cannot_share_a_buffer_and_touches_nothing(case):
     ts = {"mixed dtypes": [torch.zeros(2), torch.zeros(2, dtype=torch.float64)],
-          "repeated": [torch.zeros(2)] * 2, "empty": []}[case]
+          "repeated": [torch.zeros(2)] * 2, "empty": [],
+          "expanded": [torch.zeros(2), torch.zeros(3).expand(2, 3)],  # 6 elements, 3 stored
+          "a slice": [torch.zeros(2), torch.zeros(4, 4)[1:]]}[case]  # moving it cuts the link
     pointers = [t.data_ptr() for t in ts]
     assert pack(ts) is None
     assert [t.data_ptr() for t in ts] == pointers
+
+
+@pytest.mark.parametrize("second", ["the same list", "reversed", "a subset"])
+def test_a_second_optimizer_never_cuts_the_first_one_off(second):
+    """The same parameters in the same order share the packed buffer; in another order or
+    a subset they stay where the first optimizer put them (the second goes tensor by
+    tensor), and both keep moving the weights the layers hold."""
+    params = [Parameter.of(torch.ones(2, 2)), Parameter.of(torch.ones(3))]
+    first = SGD(params, lr=1.0)
+    others = {"the same list": params, "reversed": params[::-1], "a subset": params[1:]}[second]
+    again = SGD(others, lr=1.0)
+    assert again.packed == (second == "the same list")
+    for p in params:
+        p.grad.fill_(0.5)
+    first.step()
+    assert all(torch.equal(p.value, torch.full_like(p.value, 0.5)) for p in params)
+    again.step()
+    for p in params:
+        expected = 0.0 if any(p is q for q in others) else 0.5
+        assert torch.equal(p.value, torch.full_like(p.value, expected))
 
 
 @pytest.mark.parametrize("optimizer, options", [
