@@ -100,3 +100,17 @@ def test_an_optimizer_over_packed_or_separate_parameters_gives_the_same_weights(
     for key, value in state_packed.items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, state_separate[key]), key
+
+
+def test_the_built_in_network_and_ensemble_are_packed():
+    """The speed of the optimizer step rests on this (bench/README.md)."""
+    from core import TrainSettings, default_registry
+    from core.assemble import build_stack
+    from core.experiment import build_network, network_specs
+
+    registry, settings = default_registry(), TrainSettings()
+    single = build_network(registry, settings).parameters()
+    ensemble = build_stack(registry, network_specs(registry, settings), 2, init="xavier",
+                           generator=torch.Generator().manual_seed(0), runs=3).parameters()
+    for params in (single, ensemble):
+        assert Adam(params, lr=0.01).packed and SGD(params, lr=0.1).packed
