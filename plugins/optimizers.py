@@ -23,7 +23,8 @@ class _Optimizer:
         grads = [p.grad for p in self.parameters]
         # Every value in one buffer and every gradient in another (core.flat), so that each
         # update below is one op over all parameters. Where they can't share a buffer (mixed
-        # dtypes), the same torch._foreach_* ops run over the tensors one by one.
+        # dtypes, or a tensor that is a view of another), the same torch._foreach_* ops run
+        # over the tensors one by one.
         flat_values = pack(values)
         flat_grads = None if flat_values is None else pack(grads)
         self.packed = flat_grads is not None
@@ -64,7 +65,7 @@ class SGD(_Optimizer):
         if not self.values:
             return
         grads = self.grads
-        if self.weight_decay:  # g + wd * w, as torch.optim.SGD adds it
+        if self.weight_decay:  # g + wd * w, as PyTorch's SGD adds it
             grads = torch._foreach_add(grads, self.values, alpha=self.weight_decay)
         if self.momentum:
             if self.velocity is None:  # the first step starts the velocity at the gradient
@@ -77,7 +78,7 @@ class SGD(_Optimizer):
             else:
                 grads = self.velocity
         # NOTE: value - lr * g in one fused op, no temporary: the arithmetic of
-        # torch.optim.SGD's own `param.add_(grad, alpha=-lr)`.
+        # PyTorch's SGD's own `param.add_(grad, alpha=-lr)`.
         torch._foreach_add_(self.values, grads, alpha=-self.lr)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -130,7 +131,7 @@ class Adam(_Optimizer):
         torch._foreach_add_(self.mean, grads, alpha=1 - self.beta1)
         torch._foreach_mul_(self.square, self.beta2)
         torch._foreach_addcmul_(self.square, grads, grads, value=1 - self.beta2)
-        # w -= lr / c1 * m / (sqrt(s) / sqrt(c2) + eps), as torch.optim.Adam computes it
+        # w -= lr / c1 * m / (sqrt(s) / sqrt(c2) + eps), as PyTorch's Adam computes it
         denominator = torch._foreach_sqrt(self.square)
         torch._foreach_div_(denominator, correction2_sqrt)
         torch._foreach_add_(denominator, self.eps)
