@@ -4,9 +4,10 @@
 #   bash bench/gpu_check.sh            # from the repository root; logs go to $OUT or ./gpu-check
 #
 # Runs the tests that skip without CUDA, then bench/speed.py's step and 30-run sections on
-# the GPU, and records the card's name. Works from an installed checkout or, where torch,
+# the GPU, and records the card's name. Runs from an installed checkout or, where torch,
 # pluggy, typer, safetensors, matplotlib and rich are installed but this project is not
-# (a bare GPU image), straight from the sources via PYTHONPATH. About 3 minutes on an H100.
+# (a bare GPU image), straight from the sources via PYTHONPATH (PYTHON=... picks the
+# interpreter). Not yet run on a GPU: no session so far was lent one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/gpu-check}"
