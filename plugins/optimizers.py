@@ -153,12 +153,11 @@ class Adam(_Optimizer):
         steps = state["steps"]
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise StateError(f"Adam state 'steps' must be an integer >= 0, got {steps!r}")
-        loaded = {}
-        for buffer in ("mean", "square"):
-            loaded[buffer] = [state[f"{buffer}.{i}"] for i in range(n)]
-            for i, value in enumerate(loaded[buffer]):
-                _index(f"{buffer}.{i}", buffer, self.parameters, value)  # checks the shape
-        self.mean, self.square = self.like_values(loaded["mean"]), self.like_values(loaded["square"])
+        for key, value in state.items():
+            if key != "steps":
+                _index(key, key.partition(".")[0], self.parameters, value)  # checks the shape
+        self.mean, self.square = (self.like_values([state[f"{b}.{i}"] for i in range(n)])
+                                  for b in ("mean", "square"))
         self.steps = steps
 
 
