@@ -19,6 +19,7 @@ _WHERE = {
     "RegistrationError": "core.errors",
     "SettingsError": "core.errors",
     "StateError": "core.errors",
+    "ShapeError": "core.errors",
     "UnknownComponentError": "core.errors",
     "hookimpl": "core.hookspecs",
     "hookspec": "core.hookspecs",
@@ -30,6 +31,10 @@ _WHERE = {
     "decision_threshold": "core.protocols",
     "param": "core.protocols",
     "zero_grad": "core.protocols",
+    "set_training": "core.protocols",
+    "is_training": "core.protocols",
+    "evaluating": "core.protocols",
+    "buffers": "core.protocols",
     "TrainSettings": "core.settings",
     "Entry": "core.registry",
     "Registry": "core.registry",
@@ -79,7 +84,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.discovery import load_registry
     from core.errors import (
         DivergenceError, ModelFileError, NNError, PluginError, RegistrationError, SettingsError,
-        StateError, UnknownComponentError,
+        ShapeError, StateError, UnknownComponentError,
     )
     from core.checkpoint import Checkpointing, read_checkpoint
     from core.ensemble import train_ensemble
@@ -87,7 +92,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.experiment import TrainResult, train
     from core.hookspecs import hookimpl, hookspec
     from core.protocols import (
-        Initializer, Loss, Module, Optimizer, Parameter, decision_threshold, param, zero_grad,
+        Initializer, Loss, Module, Optimizer, Parameter, buffers, decision_threshold, evaluating,
+        is_training, param, set_training, zero_grad,
     )
     from core.registry import Entry, PluginRecord, Registry, default_registry
     from core.sequential import Sequential

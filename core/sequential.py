@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.protocols import Module, Parameter, param, zero_grad
+from core.protocols import Module, Parameter, buffers, param, set_training, zero_grad
 
 if TYPE_CHECKING:
     import torch
@@ -15,6 +15,20 @@ class Sequential:
 
     def __init__(self, *modules: Module):
         self.modules = list(modules)
+        self.training = True  # the mode last set by train(); modules start in training
+
+    def train(self, mode: bool = True) -> None:
+        """Training (True) or evaluation (False) mode for every module that has modes."""
+        self.training = mode
+        for module in self.modules:
+            set_training(module, mode)
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Every module's non-trainable state, named "{index}.{name}"."""
+        return {f"{i}.{name}": t for i, m in enumerate(self.modules) for name, t in buffers(m).items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.modules:

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from core.registry import Registry
 
 STACK_KINDS = ("layer", "activation")
-INFERRED = ("in_features", "generator", "dtype")  # filled in by the assembler, never typed
+# filled in by the assembler, never typed
+INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
 _NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _KEY = re.compile(r"[A-Za-z_]\w*\Z")

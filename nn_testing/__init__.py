@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from core.protocols import Parameter, zero_grad
+from core.protocols import Parameter, set_training, zero_grad
 
 BATCH_SIZES = (1, 3, 8)
 TOLERANCE = {torch.float64: (1e-9, 1e-11), torch.float32: (1e-4, 1e-5)}  # (rtol, atol)
@@ -40,6 +40,7 @@ def check_module(
     factory_or_name: Callable[..., Any] | str,
     *,
     in_features: int = 4,
+    in_shape: Sequence[int] | None = None,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     registry: Any = None,
     seed: int = 0,
@@ -47,12 +48,21 @@ def check_module(
 ) -> None:
     """Check a layer or activation: backward against autograd, accumulation, shapes, seeds.
 
-    `args` are passed to the factory; `in_features`, `init`, `generator` and `dtype` are
-    passed too when its signature names them, as the assembler does (and `out_features=3`
-    unless given).
+    Inputs are (batch, in_features), or (batch, *in_shape) when `in_shape` is given (an
+    image layer: `in_shape=(3, 7, 9)`). `args` are passed to the factory; `in_features`
+    (the last of the sample's sizes), `in_channels` (the first), `in_shape`, `init`,
+    `generator` and `dtype` are passed too when its signature names them, as the assembler
+    does (and `out_features=3` unless given).
+
+    A module with modes (an optional `train(mode)`) is checked in training and in
+    evaluation. A module that keeps a torch.Generator attribute (dropout) has it replayed,
+    so autograd and the hand-written backward see the same random draws. A factory that
+    declares `supports_runs` is checked again with `runs=2`: gradients against autograd,
+    and each run computing what a single module with that run's parameters computes.
     """
     factory, label = _resolve(factory_or_name, ("layer", "activation"), registry)
-    module = _build_module(factory, in_features, seed, args)
+    shape = (in_features,) if in_shape is None else tuple(in_shape)
+    module = _build_module(factory, shape, seed, args)
     params = module.parameters()
     for p in params:
         _expect(tuple(p.grad.shape) == tuple(p.value.shape), label, "parameter shapes",
@@ -61,37 +71,103 @@ def check_module(
                 f"{_pname(p)} has value {p.value.dtype} but grad {p.grad.dtype}")
     dtype = params[0].value.dtype if params else torch.float64
     generator = torch.Generator().manual_seed(seed + 1)
-    for batch in batch_sizes:
-        x = torch.randn(batch, in_features, generator=generator, dtype=dtype)  # (batch, in)
-        zero_grad(module)
-        expected_out, expected_grads = _autograd(module, params, x, generator)
-        upstream = expected_grads.pop("upstream")
-        out = module.forward(x)
-        _expect(out.shape[0] == batch, label, "output shape",
-                f"batch {batch} in, {tuple(out.shape)} out: the first dimension must stay the batch")
-        _close(out, expected_out, label, f"forward is deterministic (batch {batch})")
-        grad_in = module.backward(upstream)
-        _expect(tuple(grad_in.shape) == tuple(x.shape), label, "input gradient shape",
-                f"input {tuple(x.shape)} but gradient {tuple(grad_in.shape)}")
-        _close(grad_in, expected_grads["input"], label, f"input gradient vs autograd (batch {batch})")
-        for i, p in enumerate(params):
-            check = f"{_pname(p)} gradient vs autograd (batch {batch})"
-            _close(p.grad, expected_grads[i], label, check)
-    if params:  # a second backward adds to the first; zero_grad clears both
-        once = [p.grad.clone() for p in params]
-        module.forward(x)
-        module.backward(upstream)
-        for p, g in zip(params, once):
-            _close(p.grad, 2 * g, label, f"{_pname(p)} gradient accumulates over two backwards")
-        zero_grad(module)
-        for p in params:
-            _expect(not p.grad.any(), label, "zero_grad",
-                    f"{_pname(p)} gradient is {p.grad.abs().max().item():.3g} after zero_grad, not 0")
-    again = _build_module(factory, in_features, seed, args)
+    for mode in _modes(module):
+        where = "" if mode is None else (" in training" if mode else " in evaluation")
+        set_training(module, mode)
+        for batch in batch_sizes:
+            x = torch.randn(batch, *shape, generator=generator, dtype=dtype)  # (batch, *sample)
+            _check_gradients(module, params, x, generator, label, f"batch {batch}{where}", lead=0)
+        if params:  # a second backward adds to the first; zero_grad clears both
+            _check_accumulation(module, params, x, generator, label)
+    again = _build_module(factory, shape, seed, args)
     for p, q in zip(params, again.parameters(), strict=True):
         _expect(torch.equal(p.value, q.value), label, "determinism under a seed",
                 f"{_pname(p)} differs between two builds with seed {seed}: max "
                 f"{(p.value - q.value).abs().max().item():.3g}")
+    if getattr(factory, "supports_runs", False):
+        _check_runs(factory, shape, seed, args, dtype, generator, label, batch_sizes)
+
+
+def _modes(module: Any) -> list[bool | None]:
+    return [True, False] if callable(getattr(module, "train", None)) else [None]
+
+
+def _check_gradients(module, params, x, generator, label, where, *, lead):
+    """Forward and backward of the module against autograd over its own forward, on x."""
+    zero_grad(module)
+    replay = _generator_states(module)
+    expected_out, expected_grads = _autograd(module, params, x, generator)
+    upstream = expected_grads.pop("upstream")
+    _restore(module, replay)
+    out = module.forward(x)
+    _expect(tuple(out.shape[:lead + 1]) == tuple(x.shape[:lead + 1]), label, "output shape",
+            f"input {tuple(x.shape)}, output {tuple(out.shape)}: the batch dimension must stay "
+            f"({where})")
+    _close(out, expected_out, label, f"forward is deterministic ({where})")
+    grad_in = module.backward(upstream)
+    _expect(tuple(grad_in.shape) == tuple(x.shape), label, "input gradient shape",
+            f"input {tuple(x.shape)} but gradient {tuple(grad_in.shape)}")
+    _close(grad_in, expected_grads["input"], label, f"input gradient vs autograd ({where})")
+    for i, p in enumerate(params):
+        _close(p.grad, expected_grads[i], label, f"{_pname(p)} gradient vs autograd ({where})")
+    return upstream, replay
+
+
+def _check_accumulation(module, params, x, generator, label):
+    upstream, replay = _check_gradients(module, params, x, generator, label, "again", lead=0)
+    once = [p.grad.clone() for p in params]
+    _restore(module, replay)
+    module.forward(x)
+    module.backward(upstream)
+    for p, g in zip(params, once):
+        _close(p.grad, 2 * g, label, f"{_pname(p)} gradient accumulates over two backwards")
+    zero_grad(module)
+    for p in params:
+        _expect(not p.grad.any(), label, "zero_grad",
+                f"{_pname(p)} gradient is {p.grad.abs().max().item():.3g} after zero_grad, not 0")
+
+
+def _check_runs(factory, shape, seed, args, dtype, generator, label, batch_sizes, runs=2):
+    """With a run dimension: gradients vs autograd, and each run the single module's function."""
+    ensemble = _build_module(factory, shape, seed, args, runs)
+    params = ensemble.parameters()
+    singles = [_build_module(factory, shape, seed, args) for _ in range(runs)]
+    for p_index, p in enumerate(params):
+        for r, single in enumerate(singles):
+            single.parameters()[p_index].value.copy_(p.value[r])
+    for mode in _modes(ensemble):
+        set_training(ensemble, mode)
+        for single in singles:
+            set_training(single, mode)
+        where = "" if mode is None else (" in training" if mode else " in evaluation")
+        for batch in batch_sizes:
+            x = torch.randn(runs, batch, *shape, generator=generator, dtype=dtype)
+            _check_gradients(ensemble, params, x, generator, label,
+                             f"runs={runs}, batch {batch}{where}", lead=1)
+            if _generator_states(ensemble) and mode is not False:
+                continue  # random draws: the runs and the singles draw different masks
+            for r, single in enumerate(singles):
+                for name, buffer in _buffers(single).items():
+                    buffer.copy_(_buffers(ensemble)[name][r])
+                out = ensemble.forward(x)
+                _close(out[r], single.forward(x[r]), label,
+                       f"run {r} of runs={runs} computes the single module's output "
+                       f"(batch {batch}{where})")
+
+
+def _buffers(module: Any) -> dict[str, torch.Tensor]:
+    named = getattr(module, "buffers", None)
+    return dict(named()) if callable(named) else {}
+
+
+def _generator_states(module: Any) -> dict[str, torch.Tensor]:
+    """The state of every torch.Generator the module keeps, to replay its random draws."""
+    return {k: v.get_state() for k, v in vars(module).items() if isinstance(v, torch.Generator)}
+
+
+def _restore(module: Any, states: dict[str, torch.Tensor]) -> None:
+    for k, state in states.items():
+        getattr(module, k).set_state(state)
 
 
 def check_loss(
@@ -171,13 +247,18 @@ def _gaussian(weight: torch.Tensor, fan_in: int, fan_out: int, generator: torch.
     weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype) / fan_in**0.5)
 
 
-def _build_module(factory: Any, in_features: int, seed: int, args: dict[str, Any]) -> Any:
+def _build_module(
+    factory: Any, shape: tuple[int, ...], seed: int, args: dict[str, Any], runs: int | None = None
+) -> Any:
     try:
         accepted = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         accepted = {}
-    context = {"in_features": in_features, "out_features": 3, "init": _gaussian,
+    context = {"in_features": shape[-1], "in_channels": shape[0], "in_shape": shape,
+               "out_features": 3, "init": _gaussian,
                "generator": torch.Generator().manual_seed(seed), "dtype": torch.float64}
+    if runs is not None:  # as the assembler does: only a factory that names `runs` gets it
+        context["runs"] = runs
     kwargs = dict(args)
     for key, value in context.items():
         if key in accepted:
