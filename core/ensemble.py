@@ -22,6 +22,7 @@ from core.experiment import (
     DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
     prepare_data, train,
 )
+from core.protocols import evaluating
 from core.registry import Registry, default_registry
 from core.schedule import SCHEDULES
 from core.settings import TrainSettings
@@ -80,13 +81,19 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     per_run = [model.parameters() for model in singles]
     for j, p in enumerate(stacked):
         p.value.copy_(torch.stack([params[j].value for params in per_run]))  # (runs, ...)
+    for name, buffer in ensemble.buffers().items():  # running statistics, (runs, ...)
+        buffer.copy_(torch.stack([model.buffers()[name] for model in singles]))
+    for j, module in enumerate(ensemble.modules):  # dropout: run i draws as its own network
+        if getattr(module, "generators", None) is not None:
+            module.generators = [model.modules[j].generator for model in singles]
 
     optimizer = optimizer_entry.create(
         parameters=stacked, lr=settings.lr, **dict(settings.optimizer_args)
     )
     schedule = SCHEDULES[settings.schedule]
 
-    initial_losses = loss.forward(ensemble.forward(x_train), y_train).tolist()  # (runs,)
+    with evaluating(ensemble):  # moves no running statistic, draws no mask
+        initial_losses = loss.forward(ensemble.forward(x_train), y_train).tolist()  # (runs,)
 
     def after_epoch(epoch: int, run_losses: list[float]) -> None:
         check_runs(runs, stacked, epoch, run_losses, initial_losses)
@@ -104,6 +111,9 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     for j, p in enumerate(stacked):
         for i, params in enumerate(per_run):
             params[j].value.copy_(p.value[i])
+    for name, buffer in ensemble.buffers().items():
+        for i, model in enumerate(singles):
+            model.buffers()[name].copy_(buffer[i])
     return [
         TrainResult(
             run, losses[i], train_errors[i], test_errors[i], specs, singles[i], data[i].preprocessing

@@ -14,6 +14,7 @@ from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data import DTYPES, disk_dataset
 from core.errors import SettingsError
+from core.protocols import evaluating
 from core.registry import Entry, Registry, default_registry
 from core.schedule import SCHEDULES
 from core.sequential import Sequential
@@ -85,14 +86,18 @@ def network_specs(registry: Registry, settings: TrainSettings) -> list[LayerSpec
 
 
 def build_network(
-    registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None
+    registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None,
+    init: torch.Generator | None = None,
 ) -> Sequential:
-    """The run's network, its weights drawn from the seed's "init" stream."""
+    """The run's network, its weights drawn from the seed's "init" stream (`init`, if given).
+
+    Modules that draw while training (dropout) go on drawing from that same generator.
+    """
     specs = network_specs(registry, settings) if specs is None else specs
     dtype, where = DTYPES[settings.dtype], device(settings)
     model = build_stack(
-        registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
-        dtype=dtype, device=where,
+        registry, specs, 2, init=settings.init,
+        generator=generator(settings, "init") if init is None else init, dtype=dtype, device=where,
     )
     if settings.layers:
         check_single_output(model, dtype, where)
@@ -154,7 +159,8 @@ def check_single_output(
     model: Sequential, dtype: torch.dtype, where: torch.device | str = "cpu"
 ) -> None:
     """The disk problem has one output: a stack ending wider than that is a settings error."""
-    width = model.forward(torch.zeros(1, 2, dtype=dtype, device=where)).shape[-1]
+    with evaluating(model):
+        width = model.forward(torch.zeros(1, 2, dtype=dtype, device=where)).shape[-1]
     if width != 1:
         raise SettingsError(
             f"layers must end with one output feature for this task, got {width}; "
@@ -186,15 +192,19 @@ def train(
     with torch.set_grad_enabled(False):
         data = prepare_data(settings)
         specs = network_specs(registry, settings)
-        model = build_network(registry, settings, specs)
+        init = generator(settings, "init")
+        model = build_network(registry, settings, specs, init)
         optimizer = optimizer_entry.create(
             parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
         )
         shuffle = generator(settings, "shuffle")
-        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
-                       preprocessing=data.preprocessing)
+        # "init" too: dropout draws its masks from it, so a resumed run needs its state.
+        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle, "init": init},
+                       registry, preprocessing=data.preprocessing)
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
-        initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
+        # In evaluation: measuring moves no running statistic and draws no dropout mask.
+        with evaluating(model):
+            initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         after_epoch = AfterEpoch(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss

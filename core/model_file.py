@@ -1,6 +1,8 @@
 """Model files: a trained network in one safetensors file that rebuilds it by registered names.
 
-Tensors: the weights, named "modules.{i}.{Parameter.name}" (module i of the Sequential).
+Tensors: the weights, named "modules.{i}.{Parameter.name}" (module i of the Sequential),
+and each module's non-trainable state (its optional `buffers()`, e.g. batchnorm's
+running statistics), named "modules.{i}.{buffer name}".
 Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds JSON:
 
     format             "nn-scratch"
@@ -40,7 +42,7 @@ from core.assemble import LayerSpec, build_stack
 from core.atomic import atomic_write_bytes
 from core.data import DTYPES
 from core.errors import ModelFileError, NNError
-from core.protocols import Loss, decision_threshold
+from core.protocols import Loss, buffers, decision_threshold, set_training
 from core.registry import Registry, default_registry
 from core.sequential import Sequential
 from core.settings import TrainSettings
@@ -116,9 +118,17 @@ def parameter_names(model: Sequential) -> list[tuple[str, Any]]:
     return named
 
 
+def model_state(model: Sequential) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor a file holds for `model`, by name: its parameters, then its buffers."""
+    named = [(name, p.value) for name, p in parameter_names(model)]
+    for i, module in enumerate(model.modules):
+        named += [(f"modules.{i}.{name}", t) for name, t in buffers(module).items()]
+    return named
+
+
 def model_tensors(model: Sequential) -> dict[str, torch.Tensor]:
     # On the CPU and contiguous, as safetensors needs; a CUDA model saves the same bytes.
-    return {name: p.value.cpu().contiguous() for name, p in parameter_names(model)}
+    return {name: t.cpu().contiguous() for name, t in model_state(model)}
 
 
 def model_header(
@@ -315,23 +325,23 @@ def rebuild(file: ModelFile, registry: Registry) -> Sequential:
 
 
 def load_weights(file: ModelFile, model: Sequential) -> None:
-    """Overwrite the model's parameters with the file's "modules.*" tensors, exactly."""
-    expected = dict(parameter_names(model))
+    """Overwrite the model's parameters and buffers with the file's "modules.*" tensors, exactly."""
+    expected = dict(model_state(model))
     saved = {k: t for k, t in file.tensors.items() if k.startswith("modules.")}
     for name in sorted(saved.keys() - expected.keys()):
         raise file.fail(f"unexpected tensor {name!r}; the architecture has {', '.join(expected)}")
-    for name, p in expected.items():
+    for name, value in expected.items():
         if name not in saved:
-            raise file.fail(f"missing tensor {name!r} of shape {list(p.value.shape)}")
+            raise file.fail(f"missing tensor {name!r} of shape {list(value.shape)}")
         tensor = saved[name]
-        if tensor.shape != p.value.shape:
+        if tensor.shape != value.shape:
             raise file.fail(
                 f"tensor {name!r} has shape {list(tensor.shape)}; "
-                f"the architecture needs {list(p.value.shape)}"
+                f"the architecture needs {list(value.shape)}"
             )
-        if tensor.dtype != p.value.dtype:
-            raise file.fail(f"tensor {name!r} is {tensor.dtype}; the model is {p.value.dtype}")
-        p.value.copy_(tensor)
+        if tensor.dtype != value.dtype:
+            raise file.fail(f"tensor {name!r} is {tensor.dtype}; the model is {value.dtype}")
+        value.copy_(tensor)
 
 
 def settings_from_dict(d: dict[str, Any], *, strict: bool, file: ModelFile) -> TrainSettings:
@@ -431,6 +441,7 @@ def load_model(path: str | os.PathLike, registry: Registry | None = None) -> Loa
     if file.header["kind"] not in ("model", "checkpoint"):
         raise file.fail(f"unknown kind {file.header['kind']!r}; expected 'model' or 'checkpoint'")
     model = rebuild(file, registry)
+    set_training(model, False)  # predictions and errors: dropout off, running statistics
     if file.header["kind"] == "model":
         extra = sorted(k for k in file.tensors if not k.startswith("modules."))
         if extra:

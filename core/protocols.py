@@ -54,6 +54,10 @@ class Module(Protocol):
     variance) that model files and checkpoints save and load. The module updates these
     tensors in place, never rebinding them, so loading can copy into them; with a leading
     run dimension each buffer has one too.
+
+    A module that draws random numbers while training (dropout) keeps the generator the
+    assembler gave it in `generator`; built with `runs`, it keeps one per run in a list
+    `generators`, which the ensemble sets to the generators of the runs' own networks.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...

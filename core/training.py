@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from core.errors import DivergenceError
-from core.protocols import Loss, Module, Optimizer, decision_threshold
+from core.protocols import Loss, Module, Optimizer, decision_threshold, evaluating, set_training
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while
@@ -125,6 +125,7 @@ def _fit(
     runs = x.shape[:-2]  # () or (runs,)
     history = []
     for epoch in range(1, epochs + 1):
+        set_training(model, True)  # dropout on, batchnorm on batch statistics
         if lr_at is not None:
             optimizer.lr = lr_at(epoch)
         # Reordered once per epoch, so each batch is a view: the same samples as gathering
@@ -148,8 +149,8 @@ def _fit(
 
 
 def error_rates(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fraction of points whose predicted class differs from the 0/1 label, per run."""
-    with torch.set_grad_enabled(False):
+    """Fraction of points whose predicted class differs from the 0/1 label, per run (in evaluation)."""
+    with torch.set_grad_enabled(False), evaluating(model):
         predicted = model.forward(x) > decision_threshold(loss)  # (..., n, 1)
         return (predicted != (y > 0.5)).double().mean(dim=(-2, -1))  # () or (runs,)
 

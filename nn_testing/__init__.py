@@ -160,14 +160,19 @@ def _buffers(module: Any) -> dict[str, torch.Tensor]:
     return dict(named()) if callable(named) else {}
 
 
-def _generator_states(module: Any) -> dict[str, torch.Tensor]:
-    """The state of every torch.Generator the module keeps, to replay its random draws."""
-    return {k: v.get_state() for k, v in vars(module).items() if isinstance(v, torch.Generator)}
+def _generator_states(module: Any) -> list[tuple[torch.Generator, torch.Tensor]]:
+    """Every torch.Generator the module keeps (alone or in a list) with its state, to replay draws."""
+    found = []
+    for value in vars(module).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, torch.Generator) and all(item is not g for g, _ in found):
+                found.append((item, item.get_state()))
+    return found
 
 
-def _restore(module: Any, states: dict[str, torch.Tensor]) -> None:
-    for k, state in states.items():
-        getattr(module, k).set_state(state)
+def _restore(module: Any, states: list[tuple[torch.Generator, torch.Tensor]]) -> None:
+    for generator, state in states:
+        generator.set_state(state)
 
 
 def check_loss(

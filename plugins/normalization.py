@@ -191,13 +191,18 @@ class Dropout(_Modes):
     """Zeroes each value with probability p in training and scales the rest by 1/(1-p); identity in evaluation.
 
     The masks are drawn from the run's seeded generator (the one its weights were drawn
-    from), so a seed gives the same training bit for bit.
+    from), so a seed gives the same training bit for bit. With `runs=R`, run r draws its
+    mask from `generators[r]`; the ensemble hands each the generator of that run's own
+    network, so run r drops exactly what the single run of its seed drops.
     """
 
-    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None):
+    def __init__(
+        self, p: float = 0.5, *, generator: torch.Generator | None = None, runs: int | None = None
+    ):
         if not 0.0 <= p < 1.0:
             raise ShapeError(f"dropout p must be in [0, 1), got {p!r}")
         self.p, self.generator = p, generator
+        self.generators = None if runs is None else [generator] * runs
         self.mask: torch.Tensor | None = None
         self.called = False
 
@@ -206,8 +211,13 @@ class Dropout(_Modes):
         if not self.training or self.p == 0.0:
             self.mask = None
             return x
-        # Drawn on the CPU, where the generator lives, so a seed gives the same masks anywhere.
-        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) >= self.p
+        # Drawn on the CPU, where the generators live, so a seed gives the same masks anywhere.
+        if self.generators is None:
+            uniform = torch.rand(x.shape, generator=self.generator, dtype=x.dtype)
+        else:  # (runs, batch, ...): each run's mask from its own generator
+            uniform = torch.stack([torch.rand(x.shape[1:], generator=g, dtype=x.dtype)
+                                   for g in self.generators])
+        keep = uniform >= self.p
         self.mask = (keep.to(x.dtype) / (1 - self.p)).to(x.device)  # like x: 0 or 1/(1-p)
         return x * self.mask
 
