@@ -156,11 +156,12 @@ def build_layers(
             ) from None
         except NNError:
             raise
-        except RuntimeError as e:  # a plugin's forward failed on the shape: torch says why
+        except (RuntimeError, IndexError, ValueError) as e:  # torch failed on the shape
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            hint = "; put flatten before a layer that takes features" if len(shape) > 1 else ""
             raise ShapeError(
                 f"layers item {position} ({spec.name}) cannot take input "
-                f"{describe_shape(shape)}: {first}"
+                f"{describe_shape(shape)}: {first}{hint}"
             ) from None
         built.append((module, out))
         shape = out
