@@ -9,7 +9,7 @@ from __future__ import annotations
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
-from plugins.conv import check_positive, conv_out_size, fold, unfold
+from plugins.conv import check_positive, conv_out_size
 
 
 class _NoParameters:
@@ -33,9 +33,15 @@ def image_size(layer: str, x: torch.Tensor) -> tuple[int, int, int]:
 
 
 class _Pool(_NoParameters):
-    """Shared by both pools: each window becomes a column of unfold, channel by channel."""
+    """Shared by both pools: window position (i, j) of every output is one strided slice.
+
+    Pooling is k * k element-wise ops over those slices (views of the padded input), and
+    its backward k * k additions into the same slices of a zero gradient: no im2col copy
+    of the input, which for a per-channel window costs more than the pooling itself.
+    """
 
     name = ""
+    fill = 0.0  # what padding holds
 
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0):
         stride = kernel_size if stride is None else stride
@@ -48,48 +54,60 @@ class _Pool(_NoParameters):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.in_shape: torch.Size | None = None
 
-    def windows(self, x: torch.Tensor, fill: float) -> torch.Tensor:
-        """Every window of every channel as a column: (n * c, k * k, L); padding is `fill`."""
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """x with `padding` pixels of `fill` on each side (x itself without padding)."""
         c, h, w = image_size(self.name, x)
         k, s, p = self.kernel_size, self.stride, self.padding
+        self.in_shape = x.shape
         self.out_hw = (conv_out_size(h, k, s, p, 1), conv_out_size(w, k, s, p, 1))
         if min(self.out_hw) < 1:
-            raise ShapeError(
-                f"{self.name} window {k} does not fit a {h}x{w} input with padding {p}"
-            )
-        self.in_shape = x.shape
-        planes = x.reshape(-1, 1, h, w)  # (n * c, 1, h, w)
-        if p and fill != 0.0:  # unfold pads with zeros; max pooling must pad with -inf
-            padded = planes.new_full((planes.shape[0], 1, h + 2 * p, w + 2 * p), fill)
-            padded[..., p:p + h, p:p + w] = planes
-            return unfold(padded, k, 1, 0, s)
-        return unfold(planes, k, 1, p, s)
+            raise ShapeError(f"{self.name} window {k} does not fit a {h}x{w} input with padding {p}")
+        if not p:
+            return x
+        out = x.new_full((*x.shape[:-2], h + 2 * p, w + 2 * p), self.fill)
+        out[..., p:p + h, p:p + w] = x
+        return out
 
-    def unwindows(self, cols: torch.Tensor) -> torch.Tensor:
-        """unfold's adjoint: columns (n * c, k * k, L) back to the input's shape, overlaps summed."""
+    def windows(self, padded: torch.Tensor):
+        """The k * k slices (views), one per window position, each (..., c, oh, ow)."""
+        (oh, ow), s = self.out_hw, self.stride
+        for i in range(self.kernel_size):
+            for j in range(self.kernel_size):
+                yield padded[..., i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+
+    def unpadded_zeros(self, like: torch.Tensor) -> torch.Tensor:
         h, w = self.in_shape[-2:]
-        return fold(cols, (h, w), self.kernel_size, 1, self.padding, self.stride).view(self.in_shape)
+        p = self.padding
+        return like.new_zeros((*self.in_shape[:-2], h + 2 * p, w + 2 * p))
 
-    def pooled(self, values: torch.Tensor) -> torch.Tensor:
-        return values.view(*self.in_shape[:-2], *self.out_hw)  # (..., c, oh, ow)
+    def crop(self, padded: torch.Tensor) -> torch.Tensor:
+        h, w = self.in_shape[-2:]
+        p = self.padding
+        return padded[..., p:p + h, p:p + w] if p else padded
 
 
 class MaxPool2d(_Pool):
-    """Max over each kernel_size window (stride defaults to the window); gradient to the max."""
+    """Max over each kernel_size window (stride defaults to the window); gradient to the first max."""
 
     name = "maxpool2d"
+    fill = float("-inf")  # padding never wins
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values, self.argmax = self.windows(x, float("-inf")).max(dim=1, keepdim=True)  # (n*c, 1, L)
-        return self.pooled(values)
+        stacked = torch.stack(list(self.windows(self.padded(x))), dim=-1)  # (..., c, oh, ow, k*k)
+        # NOTE: max returns the first of equal maxima, as torch's max pooling does.
+        best, self.argmax = stacked.max(dim=-1, keepdim=True)  # (..., c, oh, ow, 1)
+        return best.squeeze(-1)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
             raise StateError("MaxPool2d.backward called before forward")
-        g = grad_output.reshape(self.argmax.shape)  # (n*c, 1, L)
         area = self.kernel_size * self.kernel_size
-        cols = g.new_zeros(g.shape[0], area, g.shape[2]).scatter_(1, self.argmax, g)  # (n*c, k*k, L)
-        return self.unwindows(cols)
+        routed = grad_output.new_zeros((*grad_output.shape, area))  # (..., c, oh, ow, k*k)
+        routed.scatter_(-1, self.argmax, grad_output.unsqueeze(-1))
+        grad = self.unpadded_zeros(grad_output)
+        for position, window in enumerate(self.windows(grad)):
+            window += routed[..., position]
+        return self.crop(grad)
 
 
 class AvgPool2d(_Pool):
@@ -98,14 +116,20 @@ class AvgPool2d(_Pool):
     name = "avgpool2d"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pooled(self.windows(x, 0.0).mean(dim=1))
+        windows = self.windows(self.padded(x))
+        total = next(windows).clone()  # (..., c, oh, ow)
+        for window in windows:
+            total += window
+        return total.div_(self.kernel_size * self.kernel_size)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
             raise StateError("AvgPool2d.backward called before forward")
-        area = self.kernel_size * self.kernel_size
-        g = grad_output.reshape(-1, 1, grad_output.shape[-2] * grad_output.shape[-1]) / area
-        return self.unwindows(g.expand(-1, area, -1))  # (n*c, k*k, L) -> input shape
+        grad = self.unpadded_zeros(grad_output)
+        share = grad_output / (self.kernel_size * self.kernel_size)
+        for window in self.windows(grad):
+            window += share
+        return self.crop(grad)
 
 
 class Upsample(_NoParameters):
