@@ -25,7 +25,7 @@ class TrainResult:
     test_error: float  # fraction of test points misclassified at the end
     specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
-    # the input step fitted on the training inputs; `core.preprocess.apply` replays it
+    # the input step fitted on the training inputs; `core.data.preprocess.apply` replays it
     preprocessing: dict[str, Any] = field(default_factory=lambda: dict(preprocess.IDENTITY))
 
     def to_dict(self) -> dict[str, Any]:
