@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from core import Initializer, Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.shapes import check_positive, conv_out_size
 
 
 # NOTE: unfold/fold are the one torch.nn piece the from-scratch rule allows: they only move
@@ -29,11 +30,6 @@ def fold(cols, size, kernel, dilation, padding, stride):
     return torch.nn.functional.fold(cols, size, kernel, dilation, padding, stride)
 
 
-def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Output length along one spatial axis (torch's formula, floor division)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def check_image(layer: str, x: torch.Tensor, channels: int, runs: int | None) -> None:
     """A clear ShapeError unless x is (batch, channels, h, w), or (runs, batch, ...) with runs."""
     rank = 4 if runs is None else 5
@@ -43,12 +39,6 @@ def check_image(layer: str, x: torch.Tensor, channels: int, runs: int | None) ->
             f"{layer} takes images of {channels} channels, (channels, height, width) = "
             f"({channels}, h, w), got per-sample shape {per_sample}"
         )
-
-
-def check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ShapeError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 class _Convolution:

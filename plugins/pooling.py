@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
-
-from plugins.conv import check_positive, conv_out_size
+from core.network.shapes import check_positive, conv_out_size
 
 
 class _NoParameters:

@@ -8,10 +8,10 @@ model files, checkpoints and the ensemble, and dropout's masks come from the run
 import torch
 
 from core import TrainSettings, load_model, read_checkpoint, save_model, train, train_ensemble
-from core.checkpoint import Checkpointing
-from core.experiment import prepare_data
-from core.sequential import Sequential
-from core.training import error_rate, fit
+from core.files.checkpoint import Checkpointing
+from core.pipeline.experiment import prepare_data
+from core.network.sequential import Sequential
+from core.training.loop import error_rate, fit
 
 LAYERS = "linear:out=12,batchnorm,relu,dropout:p=0.25,linear:out=8,layernorm,gelu,linear:out=1"
 SETTINGS = TrainSettings(layers=LAYERS, epochs=4, n_train=120, n_test=60, batch_size=32,

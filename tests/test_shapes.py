@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from core import ShapeError, SettingsError, parse_layers
-from core.assemble import build_layers
-from core.stack import parse_layer_text
+from core.network.assemble import build_layers
+from core.network.stack import parse_layer_text
 
 CNN = "conv2d:out=16,k=3,pad=1,relu,maxpool2d:k=2,flatten,linear:out=10"
 

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from core.errors import NNError, ShapeError
-from core.protocols import Initializer, Module, evaluating
-from core.registry import Registry
-from core.sequential import Sequential
+from core.network.protocols import Initializer, Module, evaluating
+from core.network.shapes import describe_shape, sample_shape
+from core.plugin.registry import Registry
+from core.network.sequential import Sequential
 
 # Arguments a layer gets from its context when its factory's signature names them:
 # `in_shape` is one sample's shape as the layer before produces it, (features,) or
@@ -81,11 +82,6 @@ def build_module(
     return entry.create(**kwargs)
 
 
-def sample_shape(in_shape: int | Sequence[int]) -> tuple[int, ...]:
-    """One sample's shape as a tuple: an int is a width, (in_features,)."""
-    return (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
-
-
 def output_shape(
     module: Module, in_shape: int | Sequence[int], dtype: torch.dtype,
     device: torch.device | str = "cpu", runs: int | None = None,
@@ -98,11 +94,6 @@ def output_shape(
     probe = torch.zeros(*lead, 1, *sample_shape(in_shape), dtype=dtype, device=device)
     with evaluating(module):
         return tuple(module.forward(probe).shape[len(lead) + 1:])
-
-
-def describe_shape(shape: Sequence[int]) -> str:
-    """(1, 8, 8) -> '1x8x8'."""
-    return "x".join(str(n) for n in shape)
 
 
 def build_stack(
