@@ -1,7 +1,12 @@
-"""Losses on the network's raw output, averaged over every element of the batch.
+"""Losses on the network's raw output, averaged over the batch.
 
 A prediction may carry a leading run dimension, (runs, batch, out): each run then gets its
 own mean, over its batch, and its own gradient, exactly as if trained alone.
+
+`tasks` says which datasets a loss fits (core.data: "binary", "multiclass", "regression";
+a loss without it fits "binary" only). A classification loss with a `decision_threshold`
+trains one output per point on a binary task; one without it trains one output per class
+on one-hot targets, and the class is the largest output.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ class MSELoss:
 
     decision_threshold = 0.5
     supports_runs = True
+    tasks = ("binary", "multiclass", "regression")
 
     def __init__(self) -> None:
         self.diff: torch.Tensor | None = None
@@ -39,6 +45,7 @@ class BCEWithLogitsLoss:
 
     decision_threshold = 0.0
     supports_runs = True
+    tasks = ("binary",)
 
     def __init__(self) -> None:
         self.logit: torch.Tensor | None = None
@@ -59,7 +66,83 @@ class BCEWithLogitsLoss:
         return (torch.sigmoid(self.logit) - self.target) / batch_elements(self.logit)
 
 
+class CrossEntropyLoss:
+    """Softmax cross-entropy from logits (log-sum-exp), one output per class."""
+
+    supports_runs = True
+    tasks = ("binary", "multiclass")
+
+    def __init__(self) -> None:
+        self.log_probs: torch.Tensor | None = None
+        self.target: torch.Tensor | None = None
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # NOTE: log softmax as z - max - log(sum(exp(z - max))): every exp is of a number
+        # <= 0, so logits of +-1e4 stay finite; the max cancels in the value.
+        shifted = prediction - prediction.amax(dim=-1, keepdim=True)  # (..., batch, classes)
+        self.log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))
+        self.target = target  # (..., batch, classes): one-hot, or any class probabilities
+        return -(target * self.log_probs).sum(dim=-1).mean(dim=-1)  # () or (runs,)
+
+    def backward(self) -> torch.Tensor:
+        if self.log_probs is None or self.target is None:
+            raise StateError("CrossEntropyLoss.backward called before forward")
+        # softmax minus the target, weighted by the target's total (1 for one-hot rows)
+        total = self.target.sum(dim=-1, keepdim=True)  # (..., batch, 1)
+        return (torch.exp(self.log_probs) * total - self.target) / self.log_probs.shape[-2]
+
+
+class MAELoss:
+    """Mean absolute error, for regression; its gradient at an exact fit is 0, as torch's."""
+
+    supports_runs = True
+    tasks = ("regression",)
+
+    def __init__(self) -> None:
+        self.diff: torch.Tensor | None = None
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.diff = prediction - target  # (batch, out)
+        return self.diff.abs().mean(dim=(-2, -1))  # () or (runs,)
+
+    def backward(self) -> torch.Tensor:
+        if self.diff is None:
+            raise StateError("MAELoss.backward called before forward")
+        return torch.sign(self.diff) / batch_elements(self.diff)
+
+
+class HuberLoss:
+    """Huber loss for regression: squared below `delta`, linear above (torch's huber_loss)."""
+
+    supports_runs = True
+    tasks = ("regression",)
+
+    def __init__(self, delta: float = 1.0) -> None:
+        if not delta > 0:
+            raise ValueError(f"huber delta must be > 0, got {delta!r}")
+        self.delta = delta
+        self.diff: torch.Tensor | None = None
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.diff = prediction - target  # (batch, out)
+        size = self.diff.abs()
+        per_element = torch.where(
+            size < self.delta, 0.5 * self.diff * self.diff, self.delta * (size - 0.5 * self.delta)
+        )
+        return per_element.mean(dim=(-2, -1))  # () or (runs,)
+
+    def backward(self) -> torch.Tensor:
+        if self.diff is None:
+            raise StateError("HuberLoss.backward called before forward")
+        clipped = self.diff.clamp(-self.delta, self.delta)  # the slope of either piece
+        return clipped / batch_elements(self.diff)
+
+
 @hookimpl
 def register_losses(register):
     register("mse", MSELoss)
     register("bce", BCEWithLogitsLoss)
+    register("cross_entropy", CrossEntropyLoss)
+    register("ce", CrossEntropyLoss, summary="Alias of cross_entropy.")
+    register("mae", MAELoss)
+    register("huber", HuberLoss)
