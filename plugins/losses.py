@@ -15,6 +15,11 @@ from core import StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
+def two_columns(p: torch.Tensor) -> torch.Tensor:
+    """(n, 1) probabilities of class 1 -> (n, 2): one column per class."""
+    return torch.cat([1 - p, p], dim=-1)
+
+
 def batch_elements(prediction: torch.Tensor) -> int:
     """How many elements one run's mean is over: batch * out."""
     return prediction.shape[-2] * prediction.shape[-1]
@@ -38,6 +43,16 @@ class MSELoss:
         if self.diff is None:
             raise StateError("MSELoss.backward called before forward")
         return self.diff * (2.0 / batch_elements(self.diff))
+
+    @staticmethod
+    def probabilities(scores: torch.Tensor) -> torch.Tensor:
+        """(n, classes): the outputs clipped to [0, 1] (one output: class 1's), rows summing to 1."""
+        if scores.shape[-1] == 1:
+            return two_columns(scores.clamp(0, 1))
+        clipped = scores.clamp(min=0)  # (n, classes)
+        total = clipped.sum(dim=-1, keepdim=True)
+        uniform = torch.full_like(clipped, 1 / clipped.shape[-1])
+        return torch.where(total > 0, clipped / total.clamp(min=1e-300), uniform)
 
 
 class BCEWithLogitsLoss:
@@ -65,6 +80,11 @@ class BCEWithLogitsLoss:
             raise StateError("BCEWithLogitsLoss.backward called before forward")
         return (torch.sigmoid(self.logit) - self.target) / batch_elements(self.logit)
 
+    @staticmethod
+    def probabilities(scores: torch.Tensor) -> torch.Tensor:
+        """(n, 2): 1 - sigmoid(logit) and sigmoid(logit)."""
+        return two_columns(torch.sigmoid(scores))
+
 
 class CrossEntropyLoss:
     """Softmax cross-entropy from logits (log-sum-exp), one output per class."""
@@ -90,6 +110,13 @@ class CrossEntropyLoss:
         # softmax minus the target, weighted by the target's total (1 for one-hot rows)
         total = self.target.sum(dim=-1, keepdim=True)  # (..., batch, 1)
         return (torch.exp(self.log_probs) * total - self.target) / self.log_probs.shape[-2]
+
+    @staticmethod
+    def probabilities(scores: torch.Tensor) -> torch.Tensor:
+        """(n, classes): the softmax of the logits."""
+        shifted = scores - scores.amax(dim=-1, keepdim=True)
+        exp = torch.exp(shifted)
+        return exp / exp.sum(dim=-1, keepdim=True)
 
 
 class MAELoss:
