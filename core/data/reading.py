@@ -43,30 +43,33 @@ def read_data_file(path: str | os.PathLike, target: str | None = None, task: str
         raise DataError(f"{shown}: no such file (--data takes a .csv, .tsv, .json or .npz file, "
                         f"or a dataset name: see `nn-cli list dataset`)")
     suffix = Path(path).suffix.lower()
+    first = 1  # the row number of the first row of data, as the messages count rows
     if suffix == ".npz":
         x, raw, features, target_name = _npz(shown, path)
     elif suffix == ".json":
         x, raw, features, target_name = _json(shown, path, target)
     elif suffix in (".csv", ".tsv", ".txt"):
-        x, raw, features, target_name = _delimited(shown, path, target, "\t" if suffix == ".tsv" else ",")
+        x, raw, features, target_name, first = _delimited(
+            shown, path, target, "\t" if suffix == ".tsv" else ",")
     else:
         raise DataError(f"{shown}: unknown file type {suffix or '(none)'!r}; accepted: .csv, .tsv, .json, .npz")
-    return _dataset(shown, x, raw, features, target_name, task)
+    return _dataset(shown, x, raw, features, target_name, task, first)
 
 
 # -- labels ----------------------------------------------------------------------------
 
 
-def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task) -> Dataset:
-    """From features (n, f) float64 and the raw target column(s) to a Dataset."""
+def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task, first: int) -> Dataset:
+    """From features (n, f) float64 and the raw target column(s) to a Dataset; `first` is
+    the row number (as messages count them: the file's line) of the first row of data."""
     n = len(x)
     if n == 0:
         raise DataError(f"{shown}: no rows of data")
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{shown}: row {row + 1}, column {features[col]!r}: {x[row, col]!r} is not a "
-                        f"finite number (NaN and infinities cannot be trained on)")
+        raise DataError(f"{shown}: row {row + first}, column {features[col]!r}: {float(x[row, col])!r} "
+                        f"is not a finite number (NaN and infinities cannot be trained on)")
     numeric = raw.dtype.kind in "fiub"
     if task == "regression" or (task is None and numeric and not _looks_like_classes(raw)):
         if not numeric:
@@ -75,7 +78,7 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task)
         y = torch.as_tensor(raw.astype(np.float64).reshape(n, -1))
         finite = torch.isfinite(y).all(dim=1)
         if not finite.all():
-            row = int((~finite).nonzero()[0]) + 1
+            row = int((~finite).nonzero()[0]) + first
             raise DataError(f"{shown}: row {row}, column {target_name!r}: the target is not a finite number")
         names = (target_name,) if y.shape[1] == 1 else tuple(f"{target_name}_{j}" for j in range(y.shape[1]))
         return Dataset(shown, "regression", torch.as_tensor(x), y, tuple(features),
@@ -84,7 +87,7 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task)
         raise DataError(f"{shown}: a class label is one value per row; {target_name!r} has {raw.shape[1]}")
     if numeric:
         if not np.isfinite(raw.astype(np.float64)).all():
-            row = int(np.argwhere(~np.isfinite(raw.astype(np.float64)))[0, 0]) + 1
+            row = int(np.argwhere(~np.isfinite(raw.astype(np.float64)))[0, 0]) + first
             raise DataError(f"{shown}: row {row}, column {target_name!r}: the label is not a finite number")
         values, indices = np.unique(raw.astype(np.float64), return_inverse=True)
         class_names = tuple(_number_text(v) for v in values)
@@ -92,15 +95,20 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task)
         text = np.char.strip(raw.astype(str))
         empty = np.flatnonzero(text == "")
         if len(empty):
-            raise DataError(f"{shown}: row {int(empty[0]) + 1}, column {target_name!r}: the label is empty")
+            raise DataError(f"{shown}: row {int(empty[0]) + first}, column {target_name!r}: the label is empty")
         values, indices = np.unique(text, return_inverse=True)
         class_names = tuple(str(v) for v in values)
     if len(class_names) < 2:
         raise DataError(f"{shown}: every row has the label {class_names[0]!r}; classification "
                         f"needs at least two classes in column {target_name!r}")
-    if n < len(class_names):
-        raise DataError(f"{shown}: {n} rows for {len(class_names)} classes; every class needs rows "
-                        f"to learn from and to test on")
+    if n < 2 * len(class_names):
+        raise DataError(f"{shown}: {n} rows for {len(class_names)} classes; every class needs at "
+                        f"least 2 rows, one to learn from and one to test on")
+    counts = np.bincount(indices.reshape(-1), minlength=len(class_names))
+    if counts.min() < 2:
+        lonely = class_names[int(counts.argmin())]
+        raise DataError(f"{shown}: class {lonely!r} has {int(counts.min())} row; every class needs at "
+                        f"least 2, one to learn from and one to test on")
     return Dataset(shown, "binary" if len(class_names) == 2 else "multiclass", torch.as_tensor(x),
                    torch.as_tensor(indices.reshape(-1).astype(np.int64)), tuple(features),
                    (len(features),), class_names)
@@ -151,7 +159,7 @@ def _delimited(shown: str, path, target, delimiter: str):
         raw = raw.astype(np.float64)
     except ValueError:
         pass  # text labels
-    return x, raw, [names[j] for j in features], names[label]
+    return x, raw, [names[j] for j in features], names[label], skip + 1
 
 
 def _target_index(shown: str, names: list[str], target: str | None, header: bool) -> int:
