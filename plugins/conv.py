@@ -45,6 +45,7 @@ class _Convolution:
     """What both convolutions share: the checks, the weight and bias, the run dimension."""
 
     supports_runs = True
+    takes_images = True  # first in a stack, it gets the data's rows as images (core.network.assemble)
 
     def setup(self, in_channels, out_channels, kernel_size, stride, padding, dilation, weight_shape,
               init, generator, dtype, device, runs) -> None:

@@ -13,6 +13,7 @@ from core.network.shapes import check_positive, conv_out_size
 
 class _NoParameters:
     supports_runs = True
+    takes_images = True  # first in a stack, it gets the data's rows as images (core.network.assemble)
 
     def parameters(self) -> list[Parameter]:
         return []

@@ -26,11 +26,20 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         ("layer", "dropout"): "plugins.normalization",
         ("loss", "mse"): "plugins.losses",
         ("loss", "bce"): "plugins.losses",
+        ("loss", "cross_entropy"): "plugins.losses",
+        ("loss", "ce"): "plugins.losses",
+        ("loss", "mae"): "plugins.losses",
+        ("loss", "huber"): "plugins.losses",
         ("initializer", "default"): "plugins.initializers",
         ("initializer", "he"): "plugins.initializers",
         ("initializer", "xavier"): "plugins.initializers",
         ("optimizer", "sgd"): "plugins.optimizers",
         ("optimizer", "adam"): "plugins.optimizers",
+        **{("dataset", name): "plugins.datasets" for name in (
+            "disk", "moons", "circles", "xor", "spiral", "gauss", "digits", "iris", "wine",
+            "breast_cancer", "diabetes", "file")},
+        ("dataset", "mnist"): "plugins.image_datasets",
+        ("dataset", "denoise"): "plugins.image_datasets",
     }
     got = {(e.kind, e.name): e.plugin for e in registry.entries()}
     assert got == expected

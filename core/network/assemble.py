@@ -7,6 +7,7 @@ same description builds it, prints it, and (later) saves it.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,25 @@ def build_stack(
     dimension (see core/ensemble.py).
     """
     return Sequential(*(module for module, _ in build_layers(registry, specs, in_features, **options)))
+
+
+def build_flat_stack(
+    registry: Registry, specs: Sequence[LayerSpec], input_shape: int | Sequence[int], **options: Any
+) -> Sequential:
+    """`build_stack` for data kept as flat rows, (n, features).
+
+    When the sample shape has several dimensions (an image, (1, 8, 8)) and the first
+    component takes images (its factory sets `takes_images = True`: conv2d, pooling,
+    upsample, flatten), the network is built for that shape and reshapes each row to it on
+    the way in, flattening each output on the way out (Sequential.input_shape). Any other
+    stack (an MLP) is built for the flat rows.
+    """
+    shape = sample_shape(input_shape)
+    images = len(shape) > 1 and bool(specs) and getattr(
+        registry.get(specs[0].kind, specs[0].name).factory, "takes_images", False)
+    model = build_stack(registry, specs, shape if images else math.prod(shape), **options)
+    model.input_shape = shape if images else None
+    return model
 
 
 def build_layers(

@@ -20,6 +20,9 @@ FROM_CONTEXT = {  # who fills a parameter when the user does not
     "dtype": "the run's dtype",
     "init": "the run's --init (or init=NAME in --layers)",
     "parameters": "the network's parameters",
+    "n_train": "the run's n_train",
+    "n_test": "the run's n_test",
+    "target": "the run's --target",
 }
 
 
