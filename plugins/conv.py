@@ -112,26 +112,44 @@ class Conv2d(_Convolution):
         oh, ow = self.out_size(h, w)
         cols = unfold(x.reshape(-1, self.in_channels, h, w),
                       self.kernel_size, self.dilation, self.padding, self.stride)  # (n, in*k*k, L)
-        self.cols = cols.view(*batch_shape, *cols.shape[1:])  # (..., batch, in*k*k, L)
-        self.in_size = (h, w)
-        y = self._matrix().unsqueeze(-3) @ self.cols  # (..., batch, out, L)
-        y += self.bias.value.unsqueeze(-1).unsqueeze(-3)  # bias (..., 1, out, 1)
-        return y.view(*batch_shape, self.out_channels, oh, ow)  # (..., batch, out, oh, ow)
+        # NOTE: the batch goes into the product's columns, (..., in*k*k, batch*L): one large
+        # matrix product per run instead of one small one per sample, and the weight
+        # gradient below is one product too, with no per-sample temporary.
+        self.cols = batch_major_to_columns(cols, batch_shape)  # (..., in*k*k, batch*L)
+        self.in_size, self.batch_shape = (h, w), batch_shape
+        y = torch.baddbmm(self.bias.value.unsqueeze(-1), self._matrix(), self.cols) if self.runs \
+            else torch.addmm(self.bias.value.unsqueeze(-1), self._matrix(), self.cols)  # (..., out, batch*L)
+        y = y.view(*batch_shape[:-1], self.out_channels, batch_shape[-1], oh, ow)
+        return y.transpose(-4, -3)  # (..., batch, out, oh, ow): a view, channel-major in memory
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cols is None:
             raise StateError("Conv2d.backward called before forward")
-        g = grad_output.reshape(*grad_output.shape[:-2], -1)  # (..., batch, out, L)
-        # NOTE: one small product per sample, then a sum over the batch: faster here than
-        # einsum's reshuffled single product at these sizes.
-        per_sample = g @ self.cols.mT  # (..., batch, out, in*k*k)
-        self.weight.grad += per_sample.sum(dim=-3).view(self.weight.grad.shape)  # (..., out, in, k, k)
-        self.bias.grad += g.sum(dim=(-3, -1))  # (..., out)
-        grad_cols = self._matrix().mT.unsqueeze(-3) @ g  # (..., batch, in*k*k, L)
-        grad_x = fold(grad_cols.reshape(-1, *grad_cols.shape[-2:]), self.in_size,
+        g = grad_output.transpose(-4, -3)  # (..., out, batch, oh, ow): free when channel-major
+        g = g.reshape(*g.shape[:-3], -1)  # (..., out, batch*L)
+        if self.runs:
+            self.weight.grad.view(*g.shape[:-1], -1).baddbmm_(g, self.cols.mT)  # (..., out, in*k*k)
+        else:
+            self.weight.grad.view(g.shape[0], -1).addmm_(g, self.cols.mT)
+        self.bias.grad += g.sum(dim=-1)  # (..., out)
+        grad_cols = self._matrix().mT @ g  # (..., in*k*k, batch*L)
+        grad_x = fold(columns_to_batch_major(grad_cols, self.batch_shape), self.in_size,
                       self.kernel_size, self.dilation, self.padding, self.stride)  # (n, in, h, w)
-        return grad_x.view(*g.shape[:-2], self.in_channels, *self.in_size)
+        return grad_x.view(*self.batch_shape, self.in_channels, *self.in_size)
 
+
+def batch_major_to_columns(cols: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
+    """unfold's (n, rows, L), n = (runs *) batch, as one matrix per run: (..., rows, batch*L)."""
+    rows, blocks = cols.shape[-2:]
+    by_run = cols.view(*batch_shape, rows, blocks).transpose(-3, -2)  # (..., rows, batch, L)
+    return by_run.reshape(*batch_shape[:-1], rows, batch_shape[-1] * blocks)  # one copy
+
+
+def columns_to_batch_major(cols: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
+    """The inverse: (..., rows, batch*L) back to fold's (n, rows, L)."""
+    rows = cols.shape[-2]
+    by_run = cols.view(*batch_shape[:-1], rows, batch_shape[-1], -1).transpose(-3, -2)
+    return by_run.reshape(-1, rows, by_run.shape[-1])  # (n, rows, L), one copy
 
 
 class ConvTranspose2d(_Convolution):
