@@ -173,6 +173,7 @@ def test_list_and_info_show_datasets():
         assert f"  {name} " in listed.stdout
     info = invoke("info", "spiral")
     assert "arms" in info.stdout and "the run's seeded generator" in info.stdout
+    assert "defaults for options not typed: act=relu" in invoke("info", "digits").stdout
 
 
 def test_a_multiclass_run_reports_classes_and_a_confusion_matrix():
@@ -372,3 +373,18 @@ def test_a_short_row_is_named(tmp_path, reader):
     path = tmp_path / "short.csv"
     path.write_text("a,b,label\n1,2,x\n3,4\n1,1,y\n2,2,x\n3,3,y\n")
     assert_one_line_error(invoke("train", "--data", path, *FAST), "row 3 has 2 fields")
+
+
+def test_a_checkpointed_run_of_another_dataset_resumes_bit_for_bit(registry, tmp_path):
+    from core import Checkpointing, read_checkpoint
+
+    settings = TrainSettings(data="spiral:arms=3,n=300", loss="ce", epochs=5, batch_size=40)
+    whole = train(settings, registry)
+    path = tmp_path / "run.ckpt.safetensors"
+    train(settings, registry, checkpoint=Checkpointing(path, every=3))  # leaves epoch 3's
+    state = read_checkpoint(path, registry)
+    assert state.epoch == 3 and state.file.header["dataset"]["class_names"] == ["arm 0", "arm 1", "arm 2"]
+    resumed = train(state.settings, registry, resume=state)
+    assert resumed.losses == whole.losses and resumed.metrics == whole.metrics
+    for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
+        assert torch.equal(a.value, b.value)
