@@ -92,12 +92,13 @@ def sklearn_run(name, seed, x_train, y_train, x_test, y_test):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if name == "diabetes":
-            model = MLPRegressor((25, 25, 25), early_stopping=True, random_state=seed)
+            model = MLPRegressor(hidden_layer_sizes=(25, 25, 25), early_stopping=True,
+                                 random_state=seed)
             model.fit(a, y_train.ravel())
             score = model.score(b, y_test.ravel())  # R^2
         else:
             shape = (100,) if name == "digits" else (25, 25, 25)
-            model = MLPClassifier(shape, random_state=seed).fit(a, y_train)
+            model = MLPClassifier(hidden_layer_sizes=shape, random_state=seed).fit(a, y_train)
             score = float((model.predict(b) != y_test).mean())
     return score, time.perf_counter() - start
 
