@@ -213,6 +213,9 @@ def info(
         typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
     if not data["parameters"]:
         typer.echo("  none")
+    if data.get("defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
+        typer.echo(f"defaults for options not typed: {shown}")
     if data["doc"]:
         typer.echo("\n" + data["doc"])
 

@@ -173,6 +173,7 @@ def test_list_and_info_show_datasets():
         assert f"  {name} " in listed.stdout
     info = invoke("info", "spiral")
     assert "arms" in info.stdout and "the run's seeded generator" in info.stdout
+    assert "defaults for options not typed: act=relu" in invoke("info", "digits").stdout
 
 
 def test_a_multiclass_run_reports_classes_and_a_confusion_matrix():
@@ -269,7 +270,7 @@ def test_string_labels_round_trip_through_save_and_predict(flowers, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["tsv", "json", "npz"])
-def test_tsv_json_and_npz_read_as_the_csv_does(registry, flowers, tmp_path, kind):
+def test_tsv_json_and_npz_read_as_the_csv_does(registry, flowers, tmp_path, kind, reader):
     lines = [line.split(",") for line in FLOWERS.strip().splitlines()]
     header, rows = lines[0], lines[1:]
     path = tmp_path / f"flowers.{kind}"
@@ -289,7 +290,7 @@ def test_tsv_json_and_npz_read_as_the_csv_does(registry, flowers, tmp_path, kind
     assert got.class_names == ("lily", "rose", "tulip") and got.feature_names == ("size", "weight")
 
 
-def test_the_target_defaults_to_label_else_the_last_column(registry, tmp_path):
+def test_the_target_defaults_to_label_else_the_last_column(registry, tmp_path, reader):
     path = tmp_path / "t.csv"
     path.write_text("label,a,b\n1,0.1,5\n0,0.2,6\n1,0.3,7\n0,0.4,8\n")
     data = build_dataset(registry, str(path), generator=torch.Generator())
@@ -319,8 +320,16 @@ BAD_FILES = [
 ]
 
 
+@pytest.fixture(params=["pandas", "numpy"])
+def reader(request, monkeypatch):
+    """Files are read with pandas when it is installed, else with numpy: both, the same."""
+    if request.param == "numpy":
+        monkeypatch.setattr("core.data.reading._pandas", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize(("text", "extra", "fragments"), BAD_FILES)
-def test_bad_data_files_are_one_line_naming_file_row_and_column(tmp_path, text, extra, fragments):
+def test_bad_data_files_are_one_line_naming_file_row_and_column(tmp_path, reader, text, extra, fragments):
     path = tmp_path / "bad.csv"
     path.write_text(text)
     assert_one_line_error(invoke("train", "--data", path, *extra, *FAST), str(path), *fragments)
@@ -358,3 +367,24 @@ def test_a_plugin_dataset_trains_like_a_builtin(registry):
     check_dataset("line", registry=own, slope=0.5)
     result = train(TrainSettings(data="line:slope=0.5", epochs=20), own)
     assert result.dataset["class_names"] == ["below", "above"] and result.test_error < 0.2
+
+
+def test_a_short_row_is_named(tmp_path, reader):
+    path = tmp_path / "short.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4\n1,1,y\n2,2,x\n3,3,y\n")
+    assert_one_line_error(invoke("train", "--data", path, *FAST), "row 3 has 2 fields")
+
+
+def test_a_checkpointed_run_of_another_dataset_resumes_bit_for_bit(registry, tmp_path):
+    from core import Checkpointing, read_checkpoint
+
+    settings = TrainSettings(data="spiral:arms=3,n=300", loss="ce", epochs=5, batch_size=40)
+    whole = train(settings, registry)
+    path = tmp_path / "run.ckpt.safetensors"
+    train(settings, registry, checkpoint=Checkpointing(path, every=3))  # leaves epoch 3's
+    state = read_checkpoint(path, registry)
+    assert state.epoch == 3 and state.file.header["dataset"]["class_names"] == ["arm 0", "arm 1", "arm 2"]
+    resumed = train(state.settings, registry, resume=state)
+    assert resumed.losses == whole.losses and resumed.metrics == whole.metrics
+    for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
+        assert torch.equal(a.value, b.value)

@@ -146,6 +146,28 @@ def _delimited(shown: str, path, target, delimiter: str):
     label = _target_index(shown, names, target, header)
     features = [j for j in range(len(names)) if j != label]
     skip = 1 if header else 0
+    read = _with_pandas if _pandas() is not None else _with_numpy
+    x, raw = read(shown, path, delimiter, names, features, label, skip)
+    if raw.dtype.kind not in "fiub":
+        raw = np.char.strip(raw.astype(str))
+        try:
+            raw = raw.astype(np.float64)
+        except ValueError:
+            pass  # text labels
+    return x, raw, [names[j] for j in features], names[label], skip + 1
+
+
+def _pandas():
+    """pandas when installed (`pip install 'nn-scratch[datasets]'`): it reads a large CSV
+    several times faster than numpy.loadtxt (bench/datasets.py); numpy otherwise."""
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
+def _with_numpy(shown, path, delimiter, names, features, label, skip):
     try:
         x = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=features, dtype=np.float64,
                        ndmin=2, encoding="utf-8")
@@ -154,12 +176,26 @@ def _delimited(shown: str, path, target, delimiter: str):
     except ValueError:
         _find_bad_cell(shown, path, delimiter, names, features, skip)
         raise  # the scan found nothing: numpy's own complaint is the best there is
-    raw = np.char.strip(raw)
+    return x, raw
+
+
+def _with_pandas(shown, path, delimiter, names, features, label, skip):
+    pandas = _pandas()
     try:
-        raw = raw.astype(np.float64)
-    except ValueError:
-        pass  # text labels
-    return x, raw, [names[j] for j in features], names[label], skip + 1
+        frame = pandas.read_csv(path, sep=delimiter, header=None, skiprows=skip, encoding="utf-8",
+                                skip_blank_lines=True, low_memory=False)
+    except (ValueError, pandas.errors.ParserError):
+        _find_bad_cell(shown, path, delimiter, names, features, skip)
+        raise
+    columns = frame.columns
+    numeric = all(frame[columns[j]].dtype.kind in "fiub" for j in features) if len(columns) == len(names) else False
+    x = frame[[columns[j] for j in features]].to_numpy(dtype=np.float64) if numeric else None
+    raw = frame[columns[label]]
+    if x is None or np.isnan(x).any() or raw.isna().any():  # text, empty cells, short rows
+        _find_bad_cell(shown, path, delimiter, names, features, skip, label)
+        if x is None:
+            raise DataError(f"{shown}: features must be numbers")
+    return x, raw.to_numpy()
 
 
 def _target_index(shown: str, names: list[str], target: str | None, header: bool) -> int:
@@ -173,8 +209,9 @@ def _target_index(shown: str, names: list[str], target: str | None, header: bool
     raise DataError(f"{shown}: no target column {target!r}; columns: {accepted}")
 
 
-def _find_bad_cell(shown, path, delimiter, names, features, skip) -> None:
-    """Slow path, only once numpy has refused the file: name the first cell it choked on."""
+def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | None = None) -> None:
+    """Slow path, only once the fast reader has refused the file or found a gap: name the
+    first bad cell (a short row, an empty cell, a feature that is not a number)."""
     with open(path, newline="", encoding="utf-8") as f:
         for row, fields in enumerate(csv.reader(f, delimiter=delimiter), start=1):
             if row <= skip or not fields:
@@ -182,11 +219,12 @@ def _find_bad_cell(shown, path, delimiter, names, features, skip) -> None:
             if len(fields) != len(names):
                 raise DataError(f"{shown}: row {row} has {len(fields)} fields; the table has "
                                 f"{len(names)} columns")
-            for j in features:
-                if not is_number(fields[j]):
-                    what = "is empty" if not fields[j].strip() else f"{fields[j]!r} is not a number"
-                    raise DataError(f"{shown}: row {row}, column {names[j]!r}: {what} "
-                                    f"(features must be numbers)")
+            for j in [*features, *([] if label is None else [label])]:
+                if not fields[j].strip():
+                    raise DataError(f"{shown}: row {row}, column {names[j]!r}: is empty")
+                if j != label and not is_number(fields[j]):
+                    raise DataError(f"{shown}: row {row}, column {names[j]!r}: {fields[j]!r} "
+                                    f"is not a number (features must be numbers)")
 
 
 # -- JSON and NPZ ------------------------------------------------------------------------

@@ -51,6 +51,8 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
             "filled_by": FROM_CONTEXT.get(pname),
         })
     record = registry.records.get(entry.plugin)
+    defaults = getattr(factory, "defaults", None)  # a dataset's settings for options not typed
+    extra = {"defaults": dict(defaults)} if isinstance(defaults, dict) and entry.kind == "dataset" else {}
     return {
         "kind": entry.kind,
         "name": entry.name,
@@ -62,6 +64,7 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
         "plugin": entry.plugin,
         "source": record.source if record else None,
         "origin": record.origin if record else None,
+        **extra,
     }
 
 
