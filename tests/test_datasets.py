@@ -228,6 +228,8 @@ def test_plot_draws_what_the_data_call_for(tmp_path):
     assert {p.name for p in (tmp_path / "d").iterdir()} == {"loss.png", "confusion.png", "misclassified.png"}
     assert invoke("train", "--data", "spiral:arms=3", "--epochs", "1", "--plot", tmp_path / "s").exit_code == 0
     assert {p.name for p in (tmp_path / "s").iterdir()} == {"loss.png", "confusion.png", "test_points.png"}
+    assert invoke("train", "--epochs", "1", "--plot", tmp_path / "k").exit_code == 0  # the disk
+    assert {p.name for p in (tmp_path / "k").iterdir()} == {"loss.png", "confusion.png", "test_points.png"}
     assert invoke("train", "--data", "diabetes", "--epochs", "1", "--plot", tmp_path / "r").exit_code == 0
     assert {p.name for p in (tmp_path / "r").iterdir()} == {"loss.png", "predicted.png"}
 
