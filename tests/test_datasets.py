@@ -390,3 +390,11 @@ def test_a_checkpointed_run_of_another_dataset_resumes_bit_for_bit(registry, tmp
     assert resumed.losses == whole.losses and resumed.metrics == whole.metrics
     for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
         assert torch.equal(a.value, b.value)
+
+
+def test_evaluate_without_a_file_replays_the_runs_test_rows(tmp_path):
+    model = tmp_path / "iris.safetensors"
+    trained = json_of("train", "--data", "iris", "--epochs", "20", "--save", model)
+    evaluated = json_of("evaluate", model)
+    assert evaluated["error"] == pytest.approx(trained["test_error"]) and evaluated["n"] == 38
+    assert evaluated["source"] == "the test split of iris, seed 0"
