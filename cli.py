@@ -430,6 +430,10 @@ def compare(
 
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
+    if data:  # a dataset's own defaults may change the epochs the progress bar counts
+        from core.pipeline.experiment import with_data_defaults
+
+        configs = [with_data_defaults(c, registry, typed) for c in configs]
     longest = max(c.epochs for c in configs)
     with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
 
