@@ -465,6 +465,10 @@ def compare(
 
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
+    if data:  # a dataset's own defaults may change the epochs the progress bar counts
+        from core.pipeline.experiment import with_data_defaults
+
+        configs = [with_data_defaults(c, registry, typed) for c in configs]
     longest = max(c.epochs for c in configs)
     with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
 
@@ -529,11 +533,14 @@ def evaluate(
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
 ) -> None:
-    """Report a saved model's error on fresh points of the disk task or on a labelled file."""
+    """Report a saved model's error on a labelled file, or without one on fresh points of
+    the disk task (a model of other data: on its run's own test rows)."""
     from core.files.inference import evaluate_model
+    from core.pipeline.experiment import test_rows
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
-    result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)
+    result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry,
+                            test_split=test_rows)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:

@@ -127,6 +127,12 @@ def split_data(settings: TrainSettings, registry: Registry) -> Split:
     return Split(dataset, x_train[keep], y_train[keep], x_test, y_test, x_train[held], y_train[held])
 
 
+def test_rows(settings: TrainSettings, registry: Registry | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's test rows, raw: x (n, features) float64 and the Dataset's labels."""
+    split = split_data(settings, registry or default_registry())
+    return split.x_test, split.y_test
+
+
 def datasets(settings: TrainSettings, registry: Registry | None = None) -> tuple[torch.Tensor, ...]:
     """The run's raw x_train, y_train, x_test, y_test at its precision, on the CPU, before
     preprocessing: x (n, features); y (n, 1) 0/1 for a binary task (as the disk's always

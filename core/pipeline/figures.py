@@ -247,7 +247,9 @@ def write_figures(
     directory: Path, curves: Sequence[tuple[str, MultiRunResult]], registry: Registry,
     runs_shown: int = 3,
 ) -> list[Path]:
-    """Save `loss.png` and `test_points.png` in `directory` (created if missing)."""
+    """Save `loss.png` and what the data call for in `directory` (created if missing):
+    `test_points.png` (2-D data), `misclassified.png` (images), `confusion.png` (every
+    classification), `predicted.png` (regression)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     shared = describe([r.settings for _, r in curves])
@@ -261,7 +263,7 @@ def write_figures(
             figures["test_points.png"] = points_figure(curves, registry, runs_shown)
         if len(dataset["input_shape"]) == 3:
             figures["misclassified.png"] = misclassified_figure(curves, registry)
-        if first.settings.data != "disk":
+        if all(r.results[0].metrics for _, r in curves):
             figures["confusion.png"] = confusion_figure(curves)
     paths = []
     for name, fig in figures.items():
