@@ -5,14 +5,14 @@
     python bench/images.py --quick          # a sanity run: fewer epochs, seeds and repeats
 
 Sections (seeds 0-4, digits split 75/25 stratified by the pipeline, one thread):
-  accuracy  the CNN below from `--layers` on digits (Adam 3e-3, batch 32, 30 epochs, cosine
+  accuracy  the CNN below (batchnorm, dropout) from `--layers` on digits (Adam 3e-3, batch 32, 30 epochs, cosine
             schedule, standardised pixels): mean test error; beside it torch.nn's same CNN
             from the same initial weights on the same batches, with Adam at a constant 3e-3
             (the issue's reference recipe)
   step      one training step of that CNN (forward, loss, backward, Adam) at batch 32 and
             256: ours against torch.nn + autograd + torch.optim, alternating, medians over
             repeats; and the peak of live tensor memory over 20 steps of each
-  ensemble  30 runs of that CNN (2 epochs each) as one batched ensemble against the same 30
+  ensemble  30 runs of the plain CNN (2 epochs each) as one batched ensemble against the same 30
             runs one at a time
   denoise   the course's denoiser (`--data denoise`, its default network and settings) and
             the same network in torch.nn from the same weights, batches and learning rates:
@@ -40,8 +40,12 @@ from core.pipeline.experiment import (  # noqa: E402
 )
 from core.training.schedule import SCHEDULES  # noqa: E402
 
-CNN = ("conv2d:out=16,k=3,pad=1,relu,maxpool2d:k=2,conv2d:out=32,k=3,pad=1,relu,maxpool2d:k=2,"
-       "flatten,linear:out=10")
+# The reference CNN, and the same with batchnorm after each convolution and dropout
+# before the last layer: the one that reaches the error target, so the one timed.
+PLAIN_CNN = ("conv2d:out=16,k=3,pad=1,relu,maxpool2d:k=2,conv2d:out=32,k=3,pad=1,relu,maxpool2d:k=2,"
+             "flatten,linear:out=10")
+CNN = ("conv2d:out=16,k=3,pad=1,batchnorm,relu,maxpool2d:k=2,conv2d:out=32,k=3,pad=1,batchnorm,relu,"
+       "maxpool2d:k=2,flatten,dropout:p=0.3,linear:out=10")
 DIGITS = TrainSettings(data="digits", layers=CNN, loss="cross_entropy", optimizer="adam", lr=3e-3,
                        batch_size=32, epochs=30, init="he")
 SEEDS = range(5)
@@ -66,6 +70,14 @@ def torch_twin(ours) -> torch.nn.Sequential:
             with torch.no_grad():
                 layer.weight.copy_(w.T)  # ours is (in, out)
                 layer.bias.copy_(module.bias.value)
+        elif kind == "BatchNorm":
+            layer = torch.nn.BatchNorm2d(module.channels, module.eps, module.momentum,
+                                         dtype=module.weight.value.dtype)
+            with torch.no_grad():
+                layer.weight.copy_(module.weight.value)
+                layer.bias.copy_(module.bias.value)
+        elif kind == "Dropout":
+            layer = torch.nn.Dropout(module.p)  # torch's own masks: the same rate, other draws
         elif kind == "MaxPool2d":
             layer = torch.nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
         elif kind == "Upsample":
@@ -98,6 +110,7 @@ def torch_train(settings, registry, loss_fn, *, schedule: str):
                 optimizer.zero_grad()
                 loss_fn(theirs(x[rows]).flatten(1), y[rows]).backward()
                 optimizer.step()
+    theirs.eval()
     with torch.no_grad():
         return theirs(data.x_test.view(-1, *shape)).flatten(1), data
 
@@ -140,6 +153,8 @@ def bench_step(registry, quick: bool) -> None:
         their_opt = torch.optim.Adam(theirs.parameters(), lr=settings.lr)
         images = x.view(-1, *model.input_shape)
 
+        model.train(), theirs.train()
+
         def ours_steps():
             with torch.set_grad_enabled(False):
                 for _ in range(steps):
@@ -170,8 +185,9 @@ def bench_step(registry, quick: bool) -> None:
 
 def bench_ensemble(registry, quick: bool) -> None:
     runs = 6 if quick else 30
-    settings = dataclasses.replace(DIGITS, epochs=1 if quick else 2)
-    print(f"\n## ensemble: {runs} CNN runs, {settings.epochs} epochs each\n")
+    settings = dataclasses.replace(DIGITS, layers=PLAIN_CNN, epochs=1 if quick else 2)
+    print(f"\n## ensemble: {runs} runs of the plain CNN, {settings.epochs} epochs each\n")
+    print(f"layers: {PLAIN_CNN}\n")
     start = time.perf_counter()
     train_ensemble(settings, range(runs), registry)
     together = time.perf_counter() - start
