@@ -230,6 +230,7 @@ def train(
     resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
 ) -> None:
     """Train a network on the disk problem and report its train and test error."""
+    _refuse_beside_layers(layers, _given(ctx, ("act", "hidden")))
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
@@ -273,9 +274,9 @@ def train(
 
         save_model(save, result, registry=registry)
     if plot is not None:
-        from core.compare import label
+        from core.compare import run_label
 
-        _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
+        _write_figures(plot, [(run_label(settings), many)], registry, as_json)
     if as_json:
         typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
     elif runs == 1:
@@ -361,6 +362,7 @@ def compare(
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
         "device": device, "layers": layers,
     }
+    _refuse_beside_layers(layers, [f"--{key}" for key in ("act", "hidden") if given[key]])
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
     from core.compare import configurations
@@ -390,14 +392,28 @@ def compare(
         typer.echo(comparison.table())
 
 
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` that the command line gave, as flags (`--batch-size`)."""
+    return ["--" + name.replace("_", "-") for name in names
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+
+
 def _refuse_settings_beside_resume(ctx: typer.Context) -> None:
     """The checkpoint fixes the run: a setting given beside --resume would be ignored."""
-    given = [name for name in SETTING_OPTIONS
-             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    given = _given(ctx, SETTING_OPTIONS)
     if given:
         raise SettingsError(
-            f"--resume continues the checkpoint's run with its own settings; drop "
-            f"{', '.join('--' + n.replace('_', '-') for n in given)}"
+            f"--resume continues the checkpoint's run with its own settings; drop {', '.join(given)}"
+        )
+
+
+def _refuse_beside_layers(layers: Any, given: list[str]) -> None:
+    """--layers is the whole network: --act and --hidden, which shape the default one, would
+    be ignored beside it."""
+    if layers and given:
+        raise SettingsError(
+            f"--layers gives the whole network, so {' and '.join(given)} would be ignored; "
+            f"drop {' and '.join(given)}, or write the activation and widths into --layers"
         )
 
 

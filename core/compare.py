@@ -41,18 +41,35 @@ def configurations(
             for combo in itertools.product(*(variations[k] for k in keys))]
 
 
+# settings field -> the nn-cli option that sets it (fields without one show as name=value)
+FLAGS = {name: "--" + name.replace("_", "-")
+         for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                      "dtype", "layers", "device", "preprocess", "schedule")} | {"optimizer_args": "--opt"}
+
+
 def label(settings: TrainSettings, varied: Sequence[str]) -> str:
-    """'act=tanh loss=mse' from the fields that differ between configurations."""
+    """'--act tanh --loss mse': the fields in `varied` as the nn-cli options that set them;
+    with none varied, the fields off their defaults; 'defaults' when there are none."""
+    defaults = TrainSettings()
+    keys = list(varied) or [
+        f.name for f in fields(TrainSettings)
+        if f.name != "seed" and getattr(settings, f.name) != getattr(defaults, f.name)
+    ]
     d = settings.to_dict()
     parts = []
-    for key in varied:
+    for key in keys:
         value = d[key]
         if isinstance(value, list):
             value = ",".join(map(str, value))
         elif isinstance(value, dict):
-            value = ",".join(f"{k}={v}" for k, v in value.items()) or "-"
-        parts.append(f"{key}={value}")
+            value = ",".join(f"{k}={v}" for k, v in value.items()) or "''"
+        parts.append(f"{FLAGS[key]} {value}" if key in FLAGS else f"{key}={value}")
     return " ".join(parts) or "defaults"
+
+
+def run_label(settings: TrainSettings) -> str:
+    """A single configuration's label (`nn-cli train --plot`): its network and its loss."""
+    return label(settings, ["layers" if settings.layers else "act", "loss"])
 
 
 @dataclass

@@ -12,6 +12,7 @@ Each function returns the `matplotlib.figure.Figure` (for tests and notebooks);
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from core.protocols import decision_threshold
 from core.registry import Registry
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
+TITLE_WIDTH = 80  # characters per title line: the loss figure's width at its font size
 
 
 def _figure(**kwargs):
@@ -46,16 +48,21 @@ def describe(configurations) -> str:
         same = all(getattr(c, field) == getattr(first, field) for c in configurations)
         return text if same else f"{field} varies"
 
-    net = first.layers if first.layers else "-".join(map(str, (2, *first.hidden, 1))) + " net"
+    if first.layers:  # the stack is the whole network
+        net = shared("layers", f"layers {first.layers}")
+    else:
+        widths = "-".join(map(str, (2, *first.hidden, 1)))
+        net = f"{shared('hidden', widths + ' net')}, {shared('act', first.act)}"
     o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
-    return (  # two lines, so the title fits the figure
-        f"{shared('layers', shared('hidden', net))}, {shared('init', first.init + ' init')}, "
+    lines = [  # short lines, so the title fits the figure
+        f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
         f"{shared('optimizer', shared('optimizer_args', o))}, "
-        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)})\n"
+        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)}), "
         f"{shared('batch_size', f'batch {first.batch_size}')}, "
-        f"{shared('epochs', f'{first.epochs} epochs')}, "
-        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}"
-    )
+        f"{shared('epochs', f'{first.epochs} epochs')}",
+        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}",
+    ]
+    return "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, TITLE_WIDTH))
 
 
 def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None = None):

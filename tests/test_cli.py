@@ -128,3 +128,42 @@ def test_bad_input_is_one_line_and_exit_2(run, option, value, fragments):
 
 def test_unknown_option_is_one_line_and_exit_2(run):
     assert_one_line_error(run("train", "--bogus"), "--bogus")
+
+
+# -- --layers describes the network; options it overrides are refused -------------------
+STACK = "linear:out=6,relu,linear:out=1"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--act", "relu"), ("--act", "tanh"), ("--hidden", "8,8")])
+def test_options_that_layers_overrides_are_refused(run, option, value):
+    result = run("train", "--layers", STACK, option, value, "--epochs", "1")
+    assert_one_line_error(result, option, "--layers")
+
+
+def test_settings_refuse_an_act_or_hidden_beside_layers():
+    from core import SettingsError, TrainSettings
+
+    with pytest.raises(SettingsError, match="act"):
+        TrainSettings(layers=STACK, act="relu")
+    with pytest.raises(SettingsError, match="hidden"):
+        TrainSettings(layers=STACK, hidden=(8,))
+
+
+def test_json_settings_describe_the_stack_that_trained(run):
+    data = json.loads(run("train", "--layers", STACK, "--epochs", "1", "--json").stdout)
+    settings = data["settings"]
+    assert settings["layers"] == STACK
+    assert settings["act"] is None and settings["hidden"] is None  # not tanh, [25, 25, 25]
+
+
+def test_figure_labels_and_titles_describe_the_stack():
+    from core import TrainSettings
+    from core.compare import run_label
+    from core.figures import describe
+
+    settings = TrainSettings(layers=STACK, loss="mse", epochs=1)
+    for text in (run_label(settings), describe([settings])):
+        assert STACK in text and "mse" in text, text
+        assert "tanh" not in text and "25" not in text, text
+    plain = TrainSettings(act="relu")
+    assert "relu" in run_label(plain) and "relu" in describe([plain])

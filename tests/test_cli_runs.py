@@ -90,8 +90,8 @@ def test_compare_runs_the_cartesian_product(run, tmp_path):
     data = json.loads(result.stdout)
     assert data["varied"] == ["act", "loss"]
     labels = [c["label"] for c in data["configurations"]]
-    assert labels == ["act=tanh loss=mse", "act=tanh loss=bce", "act=relu loss=mse",
-                      "act=relu loss=bce"]
+    assert labels == ["--act tanh --loss mse", "--act tanh --loss bce", "--act relu --loss mse",
+                      "--act relu --loss bce"]
     assert all(len(c["runs"]) == 2 and c["settings"]["epochs"] == 2 for c in data["configurations"])
     rows = list(csv.DictReader(out.open()))
     assert [r["label"] for r in rows] == labels
@@ -115,7 +115,7 @@ def test_compare_prints_a_table_of_mean_and_std(run):
     table = result.stdout.strip().splitlines()[-3:]
     assert table[0].split() == ["configuration", "runs", "train", "error", "test", "error",
                                 "final", "loss"]
-    assert table[1].startswith("lr=0.01") and table[2].startswith("lr=0.02")
+    assert table[1].startswith("--lr 0.01") and table[2].startswith("--lr 0.02")
     assert table[1].count("±") == 3
 
 
@@ -123,7 +123,8 @@ def test_compare_varies_optimizer_options_and_writes_plots(run, tmp_path):
     result = run("compare", "--optimizer", "sgd", "--opt", "", "--opt", "momentum=0.9",
                  "--plot", str(tmp_path), *FAST)
     assert result.exit_code == 0, result.output
-    assert "optimizer_args=- " in result.stdout and "optimizer_args=momentum=0.9 " in result.stdout
+    assert "--opt '' " in result.stdout and "--opt momentum=0.9 " in result.stdout  # the user's flags
+    assert "optimizer_args" not in result.stdout
     assert (tmp_path / "loss.png").exists() and (tmp_path / "test_points.png").exists()
 
 
@@ -131,7 +132,16 @@ def test_configurations_and_labels():
     configs = configurations(TrainSettings(), {"act": ["tanh", "relu"], "hidden": [(3,), (4, 4)]})
     assert [(c.act, c.hidden) for c in configs] == [
         ("tanh", (3,)), ("tanh", (4, 4)), ("relu", (3,)), ("relu", (4, 4))]
-    assert label(configs[1], ["act", "hidden"]) == "act=tanh hidden=4,4"
+    assert label(configs[1], ["act", "hidden"]) == "--act tanh --hidden 4,4"
+
+
+def test_a_single_configuration_is_labelled_by_what_it_changes(run):
+    # one non-default setting is not "defaults": the label says what the user gave
+    data = json.loads(run("compare", "--lr", "0.02", "--json", *FAST).stdout)
+    assert [c["label"] for c in data["configurations"]] == ["--hidden 6 --epochs 2 --lr 0.02"]
+    assert label(TrainSettings(), []) == "defaults"
+    assert label(TrainSettings(optimizer_args={"momentum": 0.9}, optimizer="sgd"), []) == (
+        "--optimizer sgd --opt momentum=0.9")
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def test_loss_lines_are_the_json_means_on_a_log_axis(comparison, curves):
         assert list(line.get_ydata()) == config["loss_mean"]
         assert line.get_label().startswith(config["label"])
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["act=tanh (mean of 2 runs)", "act=relu (mean of 2 runs)"]
+    assert legend == ["--act tanh (mean of 2 runs)", "--act relu (mean of 2 runs)"]
 
 
 def test_loss_band_spans_one_std(comparison, curves):
