@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from core.errors import NNError, SettingsError
+from core.errors import Interrupted, NNError, SettingsError
 from core.settings import TrainSettings, parse_optimizer_args, parse_widths
 
 DEFAULTS = TrainSettings()
@@ -37,12 +37,23 @@ class OneLineErrors(typer.core.TyperGroup):
                 code = _fail(e.format_message())
         except NNError as e:
             code = _fail(str(e))
-        except typer.Abort:
-            code = _fail("aborted")
+        except Stopped as e:
+            typer.echo(f"nn-cli: {e}", err=True)
+            code = INTERRUPTED
+        except typer.Abort:  # Ctrl-C anywhere else, as click reports it
+            typer.echo("nn-cli: interrupted", err=True)
+            code = INTERRUPTED
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+class Stopped(Exception):
+    """Ctrl-C stopped a command; the message says how far it got and how to go on."""
 
 
 def _fail(message: str) -> int:
@@ -261,14 +272,21 @@ def train(
     check(settings, registry)
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
-    if runs == 1:
-        with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-            result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
-        many = MultiRunResult(settings, [result])
-    else:
-        with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
-            many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                            together=not one_at_a_time)
+    progress = None
+    try:
+        if runs == 1:
+            with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
+                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
+            many = MultiRunResult(settings, [result])
+        else:
+            with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
+                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                                together=not one_at_a_time)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) and runs == 1:
+            raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
+        finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
+        raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
     if save is not None:
         from core.model_file import save_model
 
@@ -288,6 +306,26 @@ def train(
             f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
             f"test error {s['test_error_mean']:.2%} ± {s['test_error_std']:.2%}"
         )
+
+
+def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list[str] | None,
+                      registry_file: Path | None) -> str:
+    """The line for a Ctrl-C during a single run: the epoch, and the command that resumes
+    from its newest checkpoint, with the plugin options that the run needed."""
+    import shlex
+
+    where = f"interrupted during epoch {e.epoch} of {e.epochs}"
+    if e.checkpoint is None:
+        return (f"{where}; no checkpoint was written, so it cannot resume "
+                f"(--checkpoint-every K writes one every K epochs)")
+    top = ctx.find_root().obj or {}
+    options = [("--resume", e.checkpoint), ("--save", save)]
+    options += [("--plugin", p) for p in [*top.get("plugins", []), *(plugin or [])]]
+    options += [("--registry", registry_file if registry_file is not None else top.get("registry"))]
+    command = " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in options
+                       if value is not None)
+    return (f"{where}; the checkpoint of epoch {e.checkpoint_epoch} in {e.checkpoint} is kept; "
+            f"resume with: nn-cli train {command}")
 
 
 def _one_thread() -> None:
@@ -375,13 +413,18 @@ def compare(
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
     longest = max(c.epochs for c in configs)
-    with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
+    try:
+        with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
 
-        def next_configuration(index: int, name: str) -> None:
-            progress.label, progress.offset = name, index * runs
+            def next_configuration(index: int, name: str) -> None:
+                progress.label, progress.offset = name, index * runs
 
-        comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration, together=not one_at_a_time)
+            comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
+                                     progress.on_run, next_configuration,
+                                     together=not one_at_a_time)
+    except KeyboardInterrupt:
+        raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
+                      f"finished; nothing was written") from None
     if plot is not None:
         _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
     if csv_path is not None:

@@ -55,3 +55,16 @@ class ModelFileError(NNError, ValueError):
 
 class DivergenceError(NNError, ArithmeticError):
     """Training produced a NaN or infinite loss or weight; says at which epoch."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training: in which epoch, and the newest checkpoint on disk.
+
+    A KeyboardInterrupt still, so code that stops on Ctrl-C keeps stopping on it.
+    """
+
+    def __init__(self, epoch: int, epochs: int, checkpoint: str | None, checkpoint_epoch: int | None):
+        super().__init__(epoch, epochs, checkpoint, checkpoint_epoch)
+        self.epoch, self.epochs = epoch, epochs  # the epoch that was training, of how many
+        self.checkpoint = checkpoint  # the checkpoint file a resume starts from, if written
+        self.checkpoint_epoch = checkpoint_epoch  # the epoch it holds

@@ -13,7 +13,7 @@ from core import preprocess
 from core.assemble import LayerSpec, build_stack, mlp_specs
 from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data import DTYPES, disk_dataset
-from core.errors import SettingsError
+from core.errors import Interrupted, SettingsError
 from core.registry import Entry, Registry, default_registry
 from core.schedule import SCHEDULES
 from core.sequential import Sequential
@@ -200,12 +200,18 @@ def train(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
         )
         schedule = SCHEDULES[settings.schedule]
-        losses = done + fit(
-            model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs - len(done),
-            batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
-            # fit counts its epochs from 1; the schedule counts from the run's first
-            lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
-        )
+        try:
+            losses = done + fit(
+                model, loss, optimizer, data.x_train, data.y_train,
+                epochs=settings.epochs - len(done), batch_size=settings.batch_size,
+                generator=shuffle, on_epoch=after_epoch,
+                # fit counts its epochs from 1; the schedule counts from the run's first
+                lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
+            )
+        except KeyboardInterrupt:  # Ctrl-C: say how far it got and what is on disk
+            saved = after_epoch.last_checkpoint
+            raise Interrupted(len(after_epoch.losses) + 1, settings.epochs,
+                              str(checkpoint.path) if saved else None, saved) from None
         return TrainResult(
             settings, losses, error_rate(model, loss, data.x_train, data.y_train),
             error_rate(model, loss, data.x_test, data.y_test), specs, model, data.preprocessing,
