@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from core.errors import Interrupted, NNError, SettingsError
-from core.settings import TrainSettings, parse_optimizer_args, parse_widths
+from core.training.settings import TrainSettings, parse_optimizer_args, parse_widths
 
 DEFAULTS = TrainSettings()
 # `nn-cli train` options that make up TrainSettings (refused beside --resume).
@@ -103,7 +103,7 @@ def plugin_options(
 
 def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
     """The registry for this command: every plugin found, failures reported once each."""
-    from core.discovery import describe_failure, load_registry
+    from core.plugin.discovery import describe_failure, load_registry
 
     top = ctx.find_root().obj or {}
 
@@ -186,7 +186,7 @@ def info(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """A component's signature, parameters and defaults, documentation and plugin."""
-    from core.info import component_info
+    from core.network.info import component_info
 
     data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
     if as_json:
@@ -258,13 +258,13 @@ def train(
     if resume is not None:
         _refuse_settings_beside_resume(ctx)
     if save is not None:
-        from core.atomic import check_writable
+        from core.files.atomic import check_writable
 
         check_writable(save)  # fail now, not after training
-    from core.experiment import check, train as run  # imports torch: only once there is work
-    from core.checkpoint import checkpoint_plan, read_checkpoint
-    from core.multirun import MultiRunResult, run_many
-    from core.progress import epoch_reporter, runs_reporter
+    from core.pipeline.experiment import check, train as run  # imports torch: only once there is work
+    from core.files.checkpoint import checkpoint_plan, read_checkpoint
+    from core.pipeline.multirun import MultiRunResult, run_many
+    from core.pipeline.progress import epoch_reporter, runs_reporter
 
     _one_thread()
     state = read_checkpoint(resume, registry) if resume is not None else None
@@ -288,11 +288,11 @@ def train(
         finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
         raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
     if save is not None:
-        from core.model_file import save_model
+        from core.files.model_file import save_model
 
         save_model(save, result, registry=registry)
     if plot is not None:
-        from core.compare import run_label
+        from core.pipeline.compare import run_label
 
         _write_figures(plot, [(run_label(settings), many)], registry, as_json)
     if as_json:
@@ -342,8 +342,8 @@ def _one_thread() -> None:
 
 
 def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
-    from core.atomic import check_writable
-    from core.paths import check_output_dir
+    from core.files.atomic import check_writable
+    from core.files.paths import check_output_dir
 
     if runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
@@ -354,7 +354,7 @@ def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
 
 
 def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
-    from core.figures import write_figures
+    from core.pipeline.figures import write_figures
 
     for path in write_figures(directory, curves, registry):
         typer.echo(f"wrote {path}", err=to_stderr)
@@ -403,12 +403,12 @@ def compare(
     _refuse_beside_layers(layers, [f"--{key}" for key in ("act", "hidden") if given[key]])
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
-    from core.compare import configurations
+    from core.pipeline.compare import configurations
 
     base = TrainSettings(seed=seed)
     configs = configurations(base, variations)  # checks every value before any work
-    from core.compare import compare as run_compare
-    from core.progress import runs_reporter
+    from core.pipeline.compare import compare as run_compare
+    from core.pipeline.progress import runs_reporter
 
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
@@ -472,7 +472,7 @@ def predict(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Predict the score and class of every row of a file with a saved model."""
-    from core.inference import predict_file
+    from core.files.inference import predict_file
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     text = predict_file(model, input, output=output, fmt=fmt, registry=registry)
@@ -493,7 +493,7 @@ def evaluate(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Report a saved model's error on fresh points of the disk task or on a labelled file."""
-    from core.inference import evaluate_model
+    from core.files.inference import evaluate_model
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)

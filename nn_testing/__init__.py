@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from core.protocols import Parameter, zero_grad
+from core.network.protocols import Parameter, zero_grad
 
 BATCH_SIZES = (1, 3, 8)
 RUNS = 3  # runs in the check of a component that declares supports_runs
@@ -225,7 +225,7 @@ def _resolve(factory_or_name: Any, kinds: tuple[str, ...], registry: Any) -> tup
     if not isinstance(factory_or_name, str):
         return factory_or_name, getattr(factory_or_name, "__name__", repr(factory_or_name))
     if registry is None:
-        from core.discovery import load_registry
+        from core.plugin.discovery import load_registry
 
         registry = load_registry()
     for kind in kinds:

@@ -158,8 +158,8 @@ def test_json_settings_describe_the_stack_that_trained(run):
 
 def test_figure_labels_and_titles_describe_the_stack():
     from core import TrainSettings
-    from core.compare import run_label
-    from core.figures import describe
+    from core.pipeline.compare import run_label
+    from core.pipeline.figures import describe
 
     settings = TrainSettings(layers=STACK, loss="mse", epochs=1)
     for text in (run_label(settings), describe([settings])):

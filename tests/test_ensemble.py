@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from core import Registry, TrainSettings, hookimpl, train
-from core.ensemble import supports_runs, train_ensemble
-from core.registry import read_manifest, builtin_manifest
+from core.pipeline.ensemble import supports_runs, train_ensemble
+from core.plugin.registry import read_manifest, builtin_manifest
 
 SMALL = TrainSettings(hidden=(8, 8), epochs=3, n_train=200, n_test=150, batch_size=30,
                       dtype="float64")
@@ -122,7 +122,8 @@ def test_fit_losses_are_the_running_total_of_batch_losses(registry):
 
 
 def test_a_stack_given_by_layers_trains_as_an_ensemble_too(registry):
-    settings = dataclasses.replace(SMALL, layers="linear:out=6,tanh,linear:out=4,relu,linear:out=1")
+    settings = dataclasses.replace(SMALL, hidden=TrainSettings().hidden,  # layers is the network
+                                   layers="linear:out=6,tanh,linear:out=4,relu,linear:out=1")
     assert supports_runs(registry, settings)
     together = train_ensemble(settings, [0, 3], registry)
     alone = [train(dataclasses.replace(settings, seed=s), registry) for s in [0, 3]]
@@ -145,7 +146,7 @@ def test_a_diverging_run_stops_the_ensemble_as_it_stops_train(registry):
 def test_one_exploding_run_stops_the_ensemble_naming_its_seed():
     """The 1e4x rule is applied per run, so one run is not diluted by the others' losses."""
     from core import DivergenceError
-    from core.ensemble import check_runs
+    from core.pipeline.ensemble import check_runs
 
     runs = [dataclasses.replace(SMALL, seed=s) for s in (4, 9)]
     weights = [torch.ones(2, 3, 3)]  # (runs, ...) all finite

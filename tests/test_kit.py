@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from core.protocols import Parameter
-from core.registry import default_registry
+from core.network.protocols import Parameter
+from core.plugin.registry import default_registry
 from nn_testing import CheckFailed, check_initializer, check_loss, check_module
 from plugins.activations import Tanh
 from plugins.linear import Linear
