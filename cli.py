@@ -79,9 +79,9 @@ RegistryOpt = Annotated[Optional[Path], typer.Option(
     "--registry", metavar="PATH",
     help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
 StrictOpt = Annotated[bool, typer.Option(
-    "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+    "--strict-plugins", metavar="", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
 OneAtATimeOpt = Annotated[bool, typer.Option(
-    "--one-at-a-time",
+    "--one-at-a-time", metavar="",  # a flag: no value (typer would show <bool>)
     help="Train the runs one after another, each bit for bit its seed's single run, instead "
          "of together as one batched ensemble (faster; equal to rounding).")]
 
@@ -122,7 +122,7 @@ def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, st
 def list_components(
     ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -154,7 +154,7 @@ def list_components(
 @app.command("plugins")
 def list_plugins(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -180,7 +180,7 @@ def info(
     name: Annotated[str, typer.Argument(help="A registered component's name.")],
     kind: Annotated[Optional[str], typer.Option(
         help="Its kind, when several kinds use the name.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -228,7 +228,7 @@ def train(
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
              "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
@@ -271,6 +271,7 @@ def train(
     settings = state.settings if state is not None else settings  # a resumed run's own
     check(settings, registry)
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
+    typer.echo(_what_it_trains(settings, runs), err=as_json)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     progress = None
     try:
@@ -291,6 +292,7 @@ def train(
         from core.files.model_file import save_model
 
         save_model(save, result, registry=registry)
+        typer.echo(f"wrote {save}", err=as_json)
     if plot is not None:
         from core.pipeline.compare import run_label
 
@@ -301,11 +303,22 @@ def train(
         typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
     else:
         s = many.summary()
+        how = "trained together as one batched ensemble" if many.together else "one at a time"
         typer.echo(
-            f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
+            f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
             f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
             f"test error {s['test_error_mean']:.2%} ± {s['test_error_std']:.2%}"
         )
+
+
+def _what_it_trains(settings: TrainSettings, runs: int) -> str:
+    """One line: the network, loss, optimizer and data a `train` is about to fit."""
+    from core.pipeline.compare import describe
+
+    seeds = f"seed {settings.seed}" if runs == 1 else (
+        f"{runs} runs, seeds {settings.seed}-{settings.seed + runs - 1}")
+    return (f"training {describe([settings], width=None)}; {settings.n_train} training and "
+            f"{settings.n_test} test points of the disk task, {seeds}")
 
 
 def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list[str] | None,
@@ -386,7 +399,7 @@ def compare(
     one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
@@ -415,6 +428,8 @@ def compare(
     longest = max(c.epochs for c in configs)
     try:
         with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
+
+            progress.configurations = len(configs)
 
             def next_configuration(index: int, name: str) -> None:
                 progress.label, progress.offset = name, index * runs
@@ -463,7 +478,7 @@ def _refuse_beside_layers(layers: Any, given: list[str]) -> None:
 @app.command()
 def predict(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
@@ -483,11 +498,11 @@ def predict(
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[Optional[str], typer.Option("--input", help="CSV or JSON rows with a label column; default: fresh points.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
     n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,

@@ -23,7 +23,8 @@ class UnknownComponentError(NNError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str], see: str | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
         see = see or f"nn-cli list {kind}"
-        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
+        by_case = [k for k in self.known if k.lower() == str(name).lower()]  # MSE -> mse
+        close = by_case or difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         accepted = ", ".join(self.known) or "none registered"
         super().__init__(

@@ -73,7 +73,7 @@ def test_train_prints_progress_and_final_errors(run):
     result = run("train", *FAST)
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("epoch 1/2  loss ")
+    assert lines[0].startswith("training ") and lines[1].startswith("epoch 1/2  loss ")
     assert lines[-1].startswith("train error ") and "test error" in lines[-1]
 
 
@@ -167,3 +167,49 @@ def test_figure_labels_and_titles_describe_the_stack():
         assert "tanh" not in text and "25" not in text, text
     plain = TrainSettings(act="relu")
     assert "relu" in run_label(plain) and "relu" in describe([plain])
+
+
+# -- rough edges a newcomer met in the first hour ----------------------------------------
+
+
+def test_train_says_first_what_it_trains(run):
+    result = run("train", "--loss", "mse", *FAST)
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("training "), first
+    for fragment in ("2-8-8-1 net", "tanh", "mse loss", "adam", "lr 0.04", "2 epochs",
+                     "1000 training and 1000 test points"):
+        assert fragment in first, first
+    stack = run("train", "--layers", STACK, "--epochs", "1", "--json")
+    assert stack.stderr.startswith(f"training layers {STACK}")  # beside --json: on stderr
+    json.loads(stack.stdout)
+
+
+def test_save_says_what_it_wrote(run, tmp_path):
+    model = tmp_path / "m.safetensors"
+    result = run("train", *FAST, "--save", str(model))
+    assert f"wrote {model}" in result.stdout
+    quiet = run("train", *FAST, "--save", str(model), "--json")
+    assert f"wrote {model}" in quiet.stderr and json.loads(quiet.stdout)
+
+
+@pytest.mark.parametrize(("option", "value", "suggestion"),
+                         [("--loss", "MSE", "'mse'"), ("--act", "Tanh", "'tanh'"),
+                          ("--optimizer", "Adam", "'adam'")])
+def test_a_name_in_the_wrong_case_gets_a_suggestion(run, option, value, suggestion):
+    assert_one_line_error(run("train", option, value), f"did you mean {suggestion}")
+
+
+def test_hidden_zero_is_named_as_typed(run):
+    result = run("train", "--hidden", "0")
+    assert_one_line_error(result, "got 0")
+    assert "(0,)" not in result.stderr
+
+
+def test_help_shows_flags_without_a_value_and_arguments_by_name(run):
+    for command in ("train", "compare", "list", "evaluate"):
+        text = run(command, "--help").stdout
+        for line in text.splitlines():
+            if any(flag in line for flag in ("--json ", "--strict-plugins", "--one-at-a-time")):
+                assert "<bool>" not in line, line
+    usage = run("predict", "--help").stdout
+    assert "{model}" not in usage and "MODEL" in usage

@@ -69,8 +69,34 @@ def test_runs_json_is_identical_twice(run):
 def test_runs_text_prints_a_line_per_run_and_mean_and_std(run):
     result = run("train", "--runs", "2", *FAST)
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("run 1/2  seed 0  train error")
-    assert lines[-1].startswith("2 runs (seeds 0-1), mean ± std:") and "test error" in lines[-1]
+    assert lines[0].startswith("training ") and lines[0].endswith("2 runs, seeds 0-1")
+    assert lines[1].startswith("run 1/2  seed 0  train error")
+    assert lines[-1].startswith("2 runs (seeds 0-1, trained together as one batched ensemble), "
+                                "mean ± std:") and "test error" in lines[-1]
+    alone = run("train", "--runs", "2", "--one-at-a-time", *FAST).stdout.strip().splitlines()
+    assert alone[-1].startswith("2 runs (seeds 0-1, one at a time), mean ± std:")
+
+
+def test_runs_json_says_whether_the_runs_trained_together(run):
+    together = json.loads(run("train", "--runs", "2", "--json", *FAST).stdout)
+    alone = json.loads(run("train", "--runs", "2", "--one-at-a-time", "--json", *FAST).stdout)
+    assert together["together"] is True and alone["together"] is False
+
+
+def test_the_runs_bar_gives_way_to_the_epochs_bar_when_the_runs_train_together():
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from core.pipeline.progress import RunProgress
+
+    with Progress(console=Console(file=io.StringIO())) as bars:
+        progress = RunProgress(3, 5, None, bars)
+        progress.on_epoch(None, 2, 0.5)  # all three runs finished epoch 2
+        runs_bar, epochs_bar = bars.tasks
+        assert not runs_bar.visible and epochs_bar.completed == 2
+        assert "together" in epochs_bar.fields["what"]
 
 
 def test_train_plot_writes_both_figures(run, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from core.pipeline.multirun import EpochCallback, MultiRunResult, RunCallback, r
 from core.plugin.registry import Registry, default_registry
 from core.training.settings import TrainSettings
 
+TITLE_WIDTH = 80  # characters per line of a figure's title: the loss figure's width at its font size
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",
     "final_loss_mean", "final_loss_std",
@@ -65,6 +67,35 @@ def label(settings: TrainSettings, varied: Sequence[str]) -> str:
             value = ",".join(f"{k}={v}" for k, v in value.items()) or "''"
         parts.append(f"{FLAGS[key]} {value}" if key in FLAGS else f"{key}={value}")
     return " ".join(parts) or "defaults"
+
+
+def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_WIDTH) -> str:
+    """The settings all `configurations` share, for a figure's title; what varies between
+    them (and so stands in each label) shows as "varies". Lines of at most `width`
+    characters, for a figure's title; one line with `width=None`."""
+    first = configurations[0]
+
+    def shared(field: str, text: str) -> str:
+        same = all(getattr(c, field) == getattr(first, field) for c in configurations)
+        return text if same else f"{field} varies"
+
+    if first.layers:  # the stack is the whole network
+        net = shared("layers", f"layers {first.layers}")
+    else:
+        widths = "-".join(map(str, (2, *first.hidden, 1)))
+        net = f"{shared('hidden', widths + ' net')}, {shared('act', first.act)}"
+    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
+    lines = [  # short lines, so the title fits the figure
+        f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
+        f"{shared('optimizer', shared('optimizer_args', o))}, "
+        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)}), "
+        f"{shared('batch_size', f'batch {first.batch_size}')}, "
+        f"{shared('epochs', f'{first.epochs} epoch' + ('s' if first.epochs != 1 else ''))}",
+        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}",
+    ]
+    if width is None:
+        return ", ".join(lines)
+    return "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, width))
 
 
 def run_label(settings: TrainSettings) -> str:

@@ -12,7 +12,6 @@ Each function returns the `matplotlib.figure.Figure` (for tests and notebooks);
 from __future__ import annotations
 
 import io
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,13 +20,13 @@ import torch
 from core.data import preprocess
 from core.files.atomic import atomic_write_bytes
 from core.data.disk import CENTER, RADIUS
+from core.pipeline.compare import describe
 from core.pipeline.experiment import TrainResult, datasets
 from core.pipeline.multirun import MultiRunResult
 from core.network.protocols import decision_threshold
 from core.plugin.registry import Registry
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
-TITLE_WIDTH = 80  # characters per title line: the loss figure's width at its font size
 
 
 def _figure(**kwargs):
@@ -37,32 +36,6 @@ def _figure(**kwargs):
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
     return fig
-
-
-def describe(configurations) -> str:
-    """The settings all `configurations` share, for a figure's title; what varies between
-    them (and so stands in each label) shows as "varies"."""
-    first = configurations[0]
-
-    def shared(field: str, text: str) -> str:
-        same = all(getattr(c, field) == getattr(first, field) for c in configurations)
-        return text if same else f"{field} varies"
-
-    if first.layers:  # the stack is the whole network
-        net = shared("layers", f"layers {first.layers}")
-    else:
-        widths = "-".join(map(str, (2, *first.hidden, 1)))
-        net = f"{shared('hidden', widths + ' net')}, {shared('act', first.act)}"
-    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
-    lines = [  # short lines, so the title fits the figure
-        f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
-        f"{shared('optimizer', shared('optimizer_args', o))}, "
-        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)}), "
-        f"{shared('batch_size', f'batch {first.batch_size}')}, "
-        f"{shared('epochs', f'{first.epochs} epochs')}",
-        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}",
-    ]
-    return "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, TITLE_WIDTH))
 
 
 def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None = None):

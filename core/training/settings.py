@@ -56,8 +56,10 @@ class TrainSettings:
         if self.layers is not None:
             self._check_beside_layers()
         if not self.hidden or any(not _is_int(w) or w < 1 for w in self.hidden):
+            shown = (",".join(map(str, self.hidden)) if isinstance(self.hidden, tuple)
+                     else repr(self.hidden))  # as typed: 25,0 rather than (25, 0)
             raise SettingsError(
-                f"hidden must be one or more integer widths >= 1, got {self.hidden!r}"
+                f"hidden must be one or more integer widths >= 1, such as 25,25,25; got {shown}"
             )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise SettingsError(f"lr must be a finite number > 0, got {self.lr!r}")
