@@ -12,6 +12,7 @@ Each function returns the `matplotlib.figure.Figure` (for tests and notebooks);
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,8 +47,12 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
         epochs = list(range(1, len(result.loss_mean) + 1))
         mean, std = result.loss_mean, result.loss_std
         (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} runs)")
-        low = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]  # the log axis needs > 0
-        ax.fill_between(epochs, low, [m + s for m, s in zip(mean, std)],
+        # NOTE: on a log axis, mean ± std plunges towards 0 (decades down) where std nears
+        # the mean; in log space the band is log(mean) ± std/mean (the std of log(loss) to
+        # first order), which stays > 0 and is mean ± std where std is small.
+        spread = [math.exp(s / m) for m, s in zip(mean, std)]
+        ax.fill_between(epochs, [m / f for m, f in zip(mean, spread)],
+                        [m * f for m, f in zip(mean, spread)],
                         color=line.get_color(), alpha=0.2, linewidth=0)
     from matplotlib.ticker import MaxNLocator
 
@@ -56,7 +61,7 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training loss (log scale)")
     ax.set_title(title or "Training loss, mean over runs ± 1 std", fontsize=10)
-    ax.legend(title="shaded: ± 1 sample std", fontsize=8, title_fontsize=8)
+    ax.legend(title="shaded: ± 1 sample std (in log space)", fontsize=8, title_fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return fig
 
