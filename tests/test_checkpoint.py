@@ -302,6 +302,8 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path, one_thr
         # child on a busy machine still kills it mid-run.
         target = rng.randint(done + 1, min(done + 6, EPOCHS - 10)) if kills < 3 else None
         for line in process.stderr:  # "epoch k/N ..." once checkpoint k is on disk
+            if not line.startswith("epoch "):  # "training ...": what it trains, first
+                continue
             seen.append(read_checkpoint(checkpoint).epoch)  # a complete file, always
             if target is not None and line.startswith(f"epoch {target}/"):
                 time.sleep(rng.uniform(0, 0.01))  # land anywhere in the next epoch or write
