@@ -6,14 +6,14 @@ import csv
 import io
 import itertools
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.pipeline.experiment import check
+from core.pipeline.experiment import check, with_data_defaults
 from core.pipeline.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
 from core.plugin.registry import Registry, default_registry
 from core.training.settings import TrainSettings
@@ -81,9 +81,12 @@ def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_
 
     if first.layers:  # the stack is the whole network
         net = shared("layers", f"layers {first.layers}")
-    else:
-        widths = "-".join(map(str, (2, *first.hidden, 1)))
-        net = f"{shared('hidden', widths + ' net')}, {shared('act', first.act)}"
+    else:  # the disk's in and out widths are the report's; other datasets set their own
+        widths = ("-".join(map(str, (2, *first.hidden, 1))) + " net" if first.data == "disk"
+                  else "hidden " + "-".join(map(str, first.hidden)))
+        net = f"{shared('hidden', widths)}, {shared('act', first.act)}"
+    if first.data != "disk" or any(c.data != first.data for c in configurations):
+        net = f"{shared('data', f'data {first.data}')}, {net}"
     o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
     lines = [  # short lines, so the title fits the figure
         f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
@@ -183,6 +186,7 @@ def compare(
     on_run: RunCallback | None = None,
     on_configuration: Callable[[int, str], None] | None = None,
     together: bool = True,
+    typed: Collection[str] | None = None,
 ) -> Comparison:
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
     `run_many` does (`together`: as one batched ensemble where the components allow).
@@ -192,6 +196,8 @@ def compare(
     """
     registry = registry or default_registry()
     configs = configurations(base, variations)
+    if typed is not None:  # what the user chose; each dataset's defaults fill in the rest
+        configs = [with_data_defaults(settings, registry, typed) for settings in configs]
     for settings in configs:
         check(settings, registry)
     varied = [key for key, values in variations.items() if len(values) > 1]
