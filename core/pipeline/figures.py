@@ -171,13 +171,15 @@ def confusion_figure(rows: Sequence[tuple[str, MultiRunResult]]):
         matrix = result.metrics["confusion_matrix"]
         names = result.metrics and [c["class"] for c in result.metrics["classes"]]
         ax.imshow(matrix, cmap="Blues")
+        high = max(max(row) for row in matrix) / 2  # counts on dark cells are written in white
         for i, row in enumerate(matrix):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if v > high else "black")
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set(xlabel="predicted", ylabel="true")
-        ax.set_title(f"{name}, seed {result.settings.seed}: test error {result.test_error:.1%}", fontsize=8)
+        ax.set_title(f"{name}\nseed {result.settings.seed}: test error {result.test_error:.1%}", fontsize=8)
     return fig
 
 
@@ -195,7 +197,7 @@ def regression_figure(rows: Sequence[tuple[str, MultiRunResult]], registry: Regi
         ax.plot([float(both.min()), float(both.max())], [float(both.min()), float(both.max())],
                 color="black", linewidth=1)
         ax.set(xlabel="true", ylabel="predicted")
-        ax.set_title(f"{name}, seed {result.settings.seed}: R^2 {result.metrics['r2']:.3f}", fontsize=8)
+        ax.set_title(f"{name}\nseed {result.settings.seed}: R^2 {result.metrics['r2']:.3f}", fontsize=8)
     return fig
 
 
