@@ -88,7 +88,7 @@ class ConvWithoutRuns(Conv2d):
 
 
 def test_kit_catches_a_layer_that_mixes_its_runs():
-    with pytest.raises(CheckFailed, match="runs=2"):
+    with pytest.raises(CheckFailed, match="3 runs"):
         check_module(ConvWithoutRuns, in_shape=(2, 5, 5), out_channels=2, kernel_size=3)
 
 
