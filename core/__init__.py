@@ -34,6 +34,7 @@ _WHERE = {
     "set_training": "core.network.protocols",
     "is_training": "core.network.protocols",
     "evaluating": "core.network.protocols",
+    "no_input_grad": "core.network.protocols",
     "buffers": "core.network.protocols",
     "TrainSettings": "core.training.settings",
     "Entry": "core.plugin.registry",
@@ -100,7 +101,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.plugin.hookspecs import hookimpl, hookspec
     from core.network.protocols import (
         Initializer, Loss, Module, Optimizer, Parameter, buffers, decision_threshold, evaluating,
-        is_training, param, set_training, zero_grad,
+        is_training, no_input_grad, param, set_training, zero_grad,
     )
     from core.plugin.registry import Entry, PluginRecord, Registry, default_registry
     from core.network.sequential import Sequential

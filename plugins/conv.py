@@ -5,10 +5,12 @@ layers with a leading run dimension, (runs, batch, channels, height, width), and
 parameter gets one too. Weights are laid out as torch's: conv2d (out, in, kh, kw),
 conv_transpose2d (in, out, kh, kw), so a torch layer's weights copy straight in.
 
-The one idea: `unfold` turns every receptive field into a column, so convolution is
-`W.view(out, -1) @ unfold(x)`; `fold` is unfold's adjoint (it adds each column back where
-it came from), so the input gradient is `fold(W.T @ grad)`. The transposed convolution is
-the same two steps the other way round.
+The one idea: im2col turns every receptive field into a column, so convolution is
+`W.view(out, -1) @ cols`; col2im is its adjoint (it adds each column back where it came
+from), so the input gradient is `col2im(W.T @ grad)`. conv2d does both through one strided
+view of the padded input (`receptive_fields`): a copy out of it is im2col, k*k additions
+into it col2im (torch's CPU unfold/fold cost several times more on small images). The
+transposed convolution is the same two steps the other way round, through unfold and fold.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class _Convolution:
     """What both convolutions share: the checks, the weight and bias, the run dimension."""
 
     supports_runs = True
+    needs_input_grad = True  # Sequential sets it False on its first layer (core.network.protocols)
     takes_images = True  # first in a stack, it gets the data's rows as images (core.network.assemble)
 
     def setup(self, in_channels, out_channels, kernel_size, stride, padding, dilation, weight_shape,
@@ -93,7 +96,7 @@ class Conv2d(_Convolution):
     ):
         self.setup(in_channels, out_channels, kernel_size, stride, padding, dilation,
                    (out_channels, in_channels), init, generator, dtype, device, runs)
-        self.cols: torch.Tensor | None = None  # the unfolded input, for the weight gradient
+        self.padded: torch.Tensor | None = None  # the padded input, for the weight gradient
         self.in_size: tuple[int, int] = (0, 0)
 
     def out_size(self, h: int, w: int) -> tuple[int, int]:
@@ -110,46 +113,72 @@ class Conv2d(_Convolution):
         check_image("conv2d", x, self.in_channels, self.runs)
         batch_shape, (h, w) = x.shape[:-3], x.shape[-2:]  # (batch,) or (runs, batch)
         oh, ow = self.out_size(h, w)
-        cols = unfold(x.reshape(-1, self.in_channels, h, w),
-                      self.kernel_size, self.dilation, self.padding, self.stride)  # (n, in*k*k, L)
         # NOTE: the batch goes into the product's columns, (..., in*k*k, batch*L): one large
         # matrix product per run instead of one small one per sample, and the weight
-        # gradient below is one product too, with no per-sample temporary.
-        self.cols = batch_major_to_columns(cols, batch_shape)  # (..., in*k*k, batch*L)
-        self.in_size, self.batch_shape = (h, w), batch_shape
-        y = torch.baddbmm(self.bias.value.unsqueeze(-1), self._matrix(), self.cols) if self.runs \
-            else torch.addmm(self.bias.value.unsqueeze(-1), self._matrix(), self.cols)  # (..., out, batch*L)
+        # gradient below is one product too, with no per-sample temporary. The columns are
+        # copied straight out of a strided view of the (padded) input, in that layout.
+        self.padded = pad(x, self.padding)  # kept for backward: the columns are k*k times larger
+        self.in_size, self.out_hw, self.batch_shape = (h, w), (oh, ow), batch_shape
+        cols = self._columns(self.padded)  # (..., in*k*k, batch*L)
+        y = torch.baddbmm(self.bias.value.unsqueeze(-1), self._matrix(), cols) if self.runs \
+            else torch.addmm(self.bias.value.unsqueeze(-1), self._matrix(), cols)  # (..., out, batch*L)
         y = y.view(*batch_shape[:-1], self.out_channels, batch_shape[-1], oh, ow)
         return y.transpose(-4, -3)  # (..., batch, out, oh, ow): a view, channel-major in memory
 
-    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
-        if self.cols is None:
+    def _columns(self, padded: torch.Tensor) -> torch.Tensor:
+        """im2col: every receptive field of the padded input a column, (..., in*k*k, batch*L)."""
+        fields = receptive_fields(padded, self.kernel_size, self.dilation, self.stride, self.out_hw)
+        return fields.reshape(*fields.shape[:-6], -1, fields.shape[-3:].numel())  # one copy
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
+        if self.padded is None:
             raise StateError("Conv2d.backward called before forward")
         g = grad_output.transpose(-4, -3)  # (..., out, batch, oh, ow): free when channel-major
         g = g.reshape(*g.shape[:-3], -1)  # (..., out, batch*L)
+        cols = self._columns(self.padded)  # again: cheaper in memory than keeping them
         if self.runs:
-            self.weight.grad.view(*g.shape[:-1], -1).baddbmm_(g, self.cols.mT)  # (..., out, in*k*k)
+            self.weight.grad.view(*g.shape[:-1], -1).baddbmm_(g, cols.mT)  # (..., out, in*k*k)
         else:
-            self.weight.grad.view(g.shape[0], -1).addmm_(g, self.cols.mT)
+            self.weight.grad.view(g.shape[0], -1).addmm_(g, cols.mT)
         self.bias.grad += g.sum(dim=-1)  # (..., out)
+        if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
+            return None
+        del cols
         grad_cols = self._matrix().mT @ g  # (..., in*k*k, batch*L)
-        grad_x = fold(columns_to_batch_major(grad_cols, self.batch_shape), self.in_size,
-                      self.kernel_size, self.dilation, self.padding, self.stride)  # (n, in, h, w)
-        return grad_x.view(*self.batch_shape, self.in_channels, *self.in_size)
+        # col2im, the columns' adjoint: each kernel offset's columns add back where they came from.
+        grad_padded = torch.zeros_like(self.padded)
+        fields = receptive_fields(grad_padded, self.kernel_size, self.dilation, self.stride, self.out_hw)
+        k = self.kernel_size
+        grad_fields = grad_cols.view(fields.shape)  # (..., in, k, k, batch, oh, ow)
+        for i in range(k):
+            for j in range(k):
+                fields[..., i, j, :, :, :] += grad_fields[..., i, j, :, :, :]
+        p, (h, w) = self.padding, self.in_size
+        return grad_padded[..., p:p + h, p:p + w] if p else grad_padded
 
 
-def batch_major_to_columns(cols: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
-    """unfold's (n, rows, L), n = (runs *) batch, as one matrix per run: (..., rows, batch*L)."""
-    rows, blocks = cols.shape[-2:]
-    by_run = cols.view(*batch_shape, rows, blocks).transpose(-3, -2)  # (..., rows, batch, L)
-    return by_run.reshape(*batch_shape[:-1], rows, batch_shape[-1] * blocks)  # one copy
+def pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """x with p zeros on each side of its last two dimensions (x itself when p is 0)."""
+    if not p:
+        return x
+    out = x.new_zeros((*x.shape[:-2], x.shape[-2] + 2 * p, x.shape[-1] + 2 * p))
+    out[..., p:-p, p:-p] = x
+    return out
 
 
-def columns_to_batch_major(cols: torch.Tensor, batch_shape: torch.Size) -> torch.Tensor:
-    """The inverse: (..., rows, batch*L) back to fold's (n, rows, L)."""
-    rows = cols.shape[-2]
-    by_run = cols.view(*batch_shape[:-1], rows, batch_shape[-1], -1).transpose(-3, -2)
-    return by_run.reshape(-1, rows, by_run.shape[-1])  # (n, rows, L), one copy
+def receptive_fields(padded: torch.Tensor, k: int, d: int, s: int, out_hw) -> torch.Tensor:
+    """A view (..., c, k, k, batch, oh, ow) of (..., batch, c, H, W): every kernel offset's pixels.
+
+    Element [.., ch, i, j, b, y, x] is padded[.., b, ch, s*y + d*i, s*x + d*j]; nothing is
+    copied. Writing through the view of a gradient adds each column back to its pixel.
+    """
+    *lead, sb, sc, sh, sw = padded.stride()
+    *lead_shape, batch, c = padded.shape[:-2]
+    return padded.as_strided(
+        (*lead_shape, c, k, k, batch, *out_hw),
+        (*lead, sc, d * sh, d * sw, sb, s * sh, s * sw),
+        padded.storage_offset(),
+    )
 
 
 class ConvTranspose2d(_Convolution):

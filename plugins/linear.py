@@ -12,6 +12,7 @@ class Linear:
     # With `runs=R` it is R independent layers, trained together: weight (R, in, out),
     # bias (R, out), input (R, batch, in). The same lines compute both, as batched matmuls.
     supports_runs = True
+    needs_input_grad = True  # Sequential sets it False on its first layer (core.network.protocols)
 
     def __init__(
         self,
@@ -37,13 +38,15 @@ class Linear:
         self.input = x  # (..., batch, in)
         return bias_plus_matmul(self.bias.value, x, self.weight.value)  # (..., batch, out)
 
-    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.input is None:
             raise StateError("Linear.backward called before forward")
         # NOTE: the matmul adds into the gradient itself (addmm_/baddbmm_ is `+= a @ b`),
         # so no (in, out) temporary is made at each step.
         add_matmul_(self.weight.grad, self.input.mT, grad_output)  # (..., in, out)
         self.bias.grad += grad_output.sum(dim=-2)  # (..., out)
+        if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
+            return None
         return grad_output @ self.weight.value.mT  # (..., batch, in)
 
     def parameters(self) -> list[Parameter]:

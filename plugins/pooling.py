@@ -93,20 +93,33 @@ class MaxPool2d(_Pool):
     fill = float("-inf")  # padding never wins
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stacked = torch.stack(list(self.windows(self.padded(x))), dim=-1)  # (..., c, oh, ow, k*k)
-        # NOTE: max returns the first of equal maxima, as torch's max pooling does.
-        best, self.argmax = stacked.max(dim=-1, keepdim=True)  # (..., c, oh, ow, 1)
-        return best.squeeze(-1)
+        windows = list(self.windows(self.padded(x)))  # k*k views, each (..., c, oh, ow)
+        best = windows[0]
+        for window in windows[1:]:
+            best = torch.maximum(best, window)  # not out=: the kit checks this forward with autograd
+        # Which window position won, as one byte (not torch's int64 indices): the first of
+        # equal maxima, as torch's max pooling, so positions are written last to first.
+        self.index_dtype = torch.uint8 if len(windows) <= 256 else torch.int32
+        self.first = torch.full_like(best, len(windows) - 1, dtype=self.index_dtype)
+        for position in range(len(windows) - 2, -1, -1):
+            self.first.masked_fill_(windows[position] == best, position)
+        return best
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
             raise StateError("MaxPool2d.backward called before forward")
-        area = self.kernel_size * self.kernel_size
-        routed = grad_output.new_zeros((*grad_output.shape, area))  # (..., c, oh, ow, k*k)
-        routed.scatter_(-1, self.argmax, grad_output.unsqueeze(-1))
+        k, s, p = self.kernel_size, self.stride, self.padding
+        (oh, ow), (h, w) = self.out_hw, self.in_shape[-2:]
+        if k == s and not p and (oh * k, ow * k) == (h, w):
+            # Windows that tile the input: the gradient is one product in the shape
+            # (..., c, oh, k, ow, k), which is the input's own layout: no zeros, no adds.
+            positions = torch.arange(k * k, dtype=self.index_dtype, device=grad_output.device).view(k, 1, k)
+            routed = (self.first.unsqueeze(-1).unsqueeze(-3) == positions) * \
+                grad_output.unsqueeze(-1).unsqueeze(-3)  # (..., c, oh, k, ow, k)
+            return routed.view(self.in_shape)
         grad = self.unpadded_zeros(grad_output)
         for position, window in enumerate(self.windows(grad)):
-            window += routed[..., position]
+            window += (self.first == position) * grad_output
         return self.crop(grad)
 
 

@@ -33,6 +33,7 @@ KIT_CASES = {
         ConvTranspose2d, (2, 5, 3),
         dict(out_channels=3, kernel_size=4, stride=3, padding=2, output_padding=1, dilation=2)),
     "maxpool2d 2": (MaxPool2d, (2, 8, 7), dict(kernel_size=2)),
+    "maxpool2d 2 tiling the input": (MaxPool2d, (2, 6, 4), dict(kernel_size=2)),
     "maxpool2d 3 stride 2 pad 1": (MaxPool2d, (3, 9, 6), dict(kernel_size=3, stride=2, padding=1)),
     "avgpool2d 3 stride 2 pad 1": (AvgPool2d, (2, 7, 8), dict(kernel_size=3, stride=2, padding=1)),
     "avgpool2d 2": (AvgPool2d, (1, 5, 5), dict(kernel_size=2)),
@@ -229,3 +230,47 @@ def test_conv2d_names_the_shapes_it_cannot_take():
         conv.forward(randn(1, 3, 8, 8))
     with pytest.raises(ShapeError, match="cannot follow flatten"):
         MaxPool2d(2).forward(randn(4, 10))
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, None, 0)])
+def test_maxpool_routes_ties_to_the_first_maximum_like_torch(k, s, p):
+    # Ties are the rule after a relu (windows of zeros): the gradient goes to the first.
+    x = randn(2, 3, 6, 6).round().clamp(min=0).requires_grad_()
+    grad = randn(*F.max_pool2d(x, k, s, p).shape, seed=3)
+    F.max_pool2d(x, k, s, p).backward(grad)
+    pool = MaxPool2d(k, s, p)
+    pool.forward(x.detach())
+    torch.testing.assert_close(pool.backward(grad), x.grad, **TIGHT)
+
+
+def stack_of(*names_and_args):
+    from core import Sequential
+
+    generator = torch.Generator().manual_seed(4)
+    modules = [factory(*args, init=gaussian, generator=generator, dtype=torch.float64)
+               if factory in (Conv2d,) else factory(*args) for factory, *args in names_and_args]
+    return Sequential(*modules)
+
+
+@pytest.mark.parametrize("first_has_parameters", [True, False])
+def test_no_input_grad_skips_the_input_gradient_and_keeps_the_parameter_gradients(first_has_parameters):
+    from core import no_input_grad
+
+    layers = [(Conv2d, 2, 3, 3, 1, 1), (MaxPool2d, 2), (Conv2d, 3, 2, 3)]
+    net = stack_of(*(layers if first_has_parameters else [(MaxPool2d, 2), *layers]))
+    x, seed = randn(2, 2, 12, 12), 5
+    grad = randn(*net.forward(x).shape, seed=seed)
+    grad_x = net.backward(grad)
+    assert grad_x is not None and grad_x.shape == x.shape
+    expected = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    with no_input_grad(net):
+        net.forward(x)
+        assert net.backward(grad) is None
+    for p, want in zip(net.parameters(), expected):
+        torch.testing.assert_close(p.grad, want, **TIGHT)
+    # after the block every module gives its input gradient again
+    assert net.needs_input_grad and all(getattr(m, "needs_input_grad", True) for m in net.modules)
+    net.zero_grad()
+    net.forward(x)
+    torch.testing.assert_close(net.backward(grad), grad_x, **TIGHT)

@@ -55,6 +55,12 @@ class Module(Protocol):
     tensors in place, never rebinding them, so loading can copy into them; with a leading
     run dimension each buffer has one too.
 
+    A module whose input gradient costs work of its own (a convolution's col2im) may take
+    a `needs_input_grad` attribute, True to start: when its owner sets it False, `backward`
+    still adds the parameter gradients but may skip the input gradient and return None.
+    Sequential does so for its first module with parameters when nobody reads its own
+    input gradient (`no_input_grad(network)`, as the training loop does).
+
     A module that draws random numbers while training (dropout) keeps the generator the
     assembler gave it in `generator`; built with `runs`, it keeps one per run in a list
     `generators`, which the ensemble sets to the generators of the runs' own networks.
@@ -127,6 +133,24 @@ def evaluating(module: Module):
         yield module
     finally:
         set_training(module, before)
+
+
+@contextmanager
+def no_input_grad(module: Module):
+    """For the block, `module.backward` may skip its input gradient and return None.
+
+    Only for a module that takes the optional `needs_input_grad` (Sequential, conv2d,
+    linear); others are left as they are. The value before the block comes back after it.
+    """
+    if not hasattr(module, "needs_input_grad"):
+        yield module
+        return
+    before = module.needs_input_grad
+    module.needs_input_grad = False
+    try:
+        yield module
+    finally:
+        module.needs_input_grad = before
 
 
 def buffers(module: Module) -> dict[str, torch.Tensor]:

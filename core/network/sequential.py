@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.network.protocols import Module, Parameter, buffers, param, set_training, zero_grad
+from contextlib import nullcontext
+
+from core.network.protocols import (
+    Module, Parameter, buffers, no_input_grad, param, set_training, zero_grad,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -21,6 +25,7 @@ class Sequential:
         # this shape on the way in, and each output is flattened on the way out.
         self.input_shape = tuple(input_shape) if input_shape and len(input_shape) > 1 else None
         self.output_shape: torch.Size | None = None  # of the last forward, when flattened
+        self.needs_input_grad = True  # False: backward returns None (core.network.protocols)
 
     def train(self, mode: bool = True) -> None:
         """Training (True) or evaluation (False) mode for every module that has modes."""
@@ -46,14 +51,25 @@ class Sequential:
             x = x.reshape(*rows, -1)  # (..., batch, outputs)
         return x
 
-    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.input_shape is not None:
             grad_output = grad_output.reshape(self.output_shape)
+        if not self.needs_input_grad:
+            return self._backward_parameters_only(grad_output)
         for module in reversed(self.modules):
             grad_output = module.backward(grad_output)
         if self.input_shape is not None:
             grad_output = grad_output.flatten(-len(self.input_shape))  # (..., batch, features)
         return grad_output
+
+    def _backward_parameters_only(self, grad_output: torch.Tensor) -> None:
+        """Parameter gradients only: the modules before the first with parameters need no
+        backward at all, and that one no input gradient, if it takes `needs_input_grad`."""
+        first = next((i for i, m in enumerate(self.modules) if m.parameters()), len(self.modules))
+        modules = self.modules[first:]
+        with no_input_grad(modules[0]) if modules else nullcontext():
+            for module in reversed(modules):
+                grad_output = module.backward(grad_output)
 
     def parameters(self) -> list[Parameter]:
         return [p for module in self.modules for p in module.parameters()]

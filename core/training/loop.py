@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from core.errors import DivergenceError
-from core.network.protocols import Loss, Module, Optimizer, decision_threshold, evaluating, set_training
+from core.network.protocols import (
+    Loss, Module, Optimizer, decision_threshold, evaluating, no_input_grad, set_training,
+)
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while
@@ -141,7 +143,8 @@ def _fit(
             value = loss.forward(model.forward(xs.narrow(lead, start, size)),
                                  ys.narrow(lead, start, size))
             optimizer.zero_grad()
-            model.backward(loss.backward())
+            with no_input_grad(model):  # nothing reads the data's gradient: skip it
+                model.backward(loss.backward())
             optimizer.step()
             total += value * size  # stays a tensor: no sync per step
         history.append(total / n)
