@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import peak_bytes  # noqa: E402: the same memory measure as bench/speed.py
 
-from core import TrainSettings, default_registry, train, train_ensemble  # noqa: E402
+from core import TrainSettings, default_registry, no_input_grad, train, train_ensemble  # noqa: E402
 from core.data.metrics import regression_metrics  # noqa: E402
 from core.pipeline.experiment import (  # noqa: E402
     build_network, generator, network_specs, prepare_data, shape_of, with_data_defaults,
@@ -156,7 +156,8 @@ def bench_step(registry, quick: bool) -> None:
         model.train(), theirs.train()
 
         def ours_steps():
-            with torch.set_grad_enabled(False):
+            # no_input_grad: as the training loop does (the data's gradient is not needed)
+            with torch.set_grad_enabled(False), no_input_grad(model):
                 for _ in range(steps):
                     loss.forward(model.forward(x), y)
                     optimizer.zero_grad()

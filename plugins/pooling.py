@@ -6,6 +6,8 @@ in an ensemble) come along untouched, so each declares `supports_runs`.
 
 from __future__ import annotations
 
+import functools
+
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 from core.network.shapes import check_positive, conv_out_size
@@ -108,18 +110,23 @@ class MaxPool2d(_Pool):
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
             raise StateError("MaxPool2d.backward called before forward")
-        k, s, p = self.kernel_size, self.stride, self.padding
-        (oh, ow), (h, w) = self.out_hw, self.in_shape[-2:]
-        if k == s and not p and (oh * k, ow * k) == (h, w):
-            # Windows that tile the input: the gradient is one product in the shape
-            # (..., c, oh, k, ow, k), which is the input's own layout: no zeros, no adds.
-            positions = torch.arange(k * k, dtype=self.index_dtype, device=grad_output.device).view(k, 1, k)
-            routed = (self.first.unsqueeze(-1).unsqueeze(-3) == positions) * \
-                grad_output.unsqueeze(-1).unsqueeze(-3)  # (..., c, oh, k, ow, k)
-            return routed.view(self.in_shape)
-        grad = self.unpadded_zeros(grad_output)
-        for position, window in enumerate(self.windows(grad)):
-            window += (self.first == position) * grad_output
+        grad = self.unpadded_zeros(grad_output)  # (..., c, h + 2p, w + 2p)
+        # Each output's gradient goes to its window's winner: the winner's place in the
+        # flat padded gradient is its plane's start + its window's corner + its offset in
+        # the window (made here, for this backward only, rather than kept from forward).
+        (oh, ow), k, s = self.out_hw, self.kernel_size, self.stride
+        height, width = grad.shape[-2:]
+        device = grad_output.device
+        arange = functools.partial(torch.arange, device=device)
+        plane = arange(grad.numel() // (height * width)).view(*grad.shape[:-2], 1, 1) * (height * width)
+        corner = arange(oh).view(oh, 1) * (s * width) + arange(ow) * s  # (oh, ow)
+        offset = torch.tensor([i * width + j for i in range(k) for j in range(k)], device=device)
+        index = ((plane + corner) + offset[self.first.long()]).reshape(-1)  # (... * c * oh * ow,)
+        values = grad_output.reshape(-1)
+        if k <= s:  # windows never overlap: every place is written at most once
+            grad.view(-1).scatter_(0, index, values)
+        else:
+            grad.view(-1).index_add_(0, index, values)
         return self.crop(grad)
 
 
