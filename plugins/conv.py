@@ -117,52 +117,85 @@ class Conv2d(_Convolution):
         # matrix product per run instead of one small one per sample, and the weight
         # gradient below is one product too, with no per-sample temporary. The columns are
         # copied straight out of a strided view of the (padded) input, in that layout.
-        self.padded = pad(x, self.padding)  # kept for backward: the columns are k*k times larger
         self.in_size, self.out_hw, self.batch_shape = (h, w), (oh, ow), batch_shape
+        self.padded = self._pad(x)  # kept for backward: the columns are k*k times larger
         cols = self._columns(self.padded)  # (..., in*k*k, batch*L)
         y = torch.baddbmm(self.bias.value.unsqueeze(-1), self._matrix(), cols) if self.runs \
             else torch.addmm(self.bias.value.unsqueeze(-1), self._matrix(), cols)  # (..., out, batch*L)
-        y = y.view(*batch_shape[:-1], self.out_channels, batch_shape[-1], oh, ow)
+        y = y.view(*batch_shape[:-1], self.out_channels, batch_shape[-1], oh, -1)[..., :ow]
         return y.transpose(-4, -3)  # (..., batch, out, oh, ow): a view, channel-major in memory
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """The padded input, with spare zero rows below in the wide layout (see `_fields`)."""
+        if self.stride != 1:
+            return pad(x, self.padding, 0)
+        reach = self.dilation * (self.kernel_size - 1)  # how far a wide row reads past its end
+        width = x.shape[-1] + 2 * self.padding
+        return pad(x, self.padding, -(-reach // width), always_copy=True)
+
+    def _fields(self, padded: torch.Tensor) -> torch.Tensor:
+        """The receptive fields as a view (..., in, k, k, batch, L').
+
+        With stride 1, "wide" output rows: L' = oh * padded width, a row's every column
+        computed, the last (k - 1) * dilation of them wasted and dropped. Then each kernel
+        offset's pixels are one contiguous run of the padded image (long copies, where the
+        narrow rows of a 4x4 image make four-element ones); the spare rows below keep the
+        last runs inside the tensor. Otherwise L' = oh * ow, through `receptive_fields`.
+        """
+        if self.stride != 1:
+            return receptive_fields(padded, self.kernel_size, self.dilation, self.stride, self.out_hw)
+        *lead, sb, sc, sh, sw = padded.stride()
+        *lead_shape, batch, c, _, width = padded.shape
+        k, d = self.kernel_size, self.dilation
+        return padded.as_strided((*lead_shape, c, k, k, batch, self.out_hw[0] * width),
+                                 (*lead, sc, d * sh, d * sw, sb, sw), padded.storage_offset())
+
     def _columns(self, padded: torch.Tensor) -> torch.Tensor:
-        """im2col: every receptive field of the padded input a column, (..., in*k*k, batch*L)."""
-        fields = receptive_fields(padded, self.kernel_size, self.dilation, self.stride, self.out_hw)
-        return fields.reshape(*fields.shape[:-6], -1, fields.shape[-3:].numel())  # one copy
+        """im2col: every receptive field of the padded input a column, (..., in*k*k, batch*L')."""
+        fields = self._fields(padded)
+        lead = fields.shape[:1] if self.runs else ()
+        return fields.reshape(*lead, self._matrix().shape[-1], -1)  # one copy
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.padded is None:
             raise StateError("Conv2d.backward called before forward")
         g = grad_output.transpose(-4, -3)  # (..., out, batch, oh, ow): free when channel-major
-        g = g.reshape(*g.shape[:-3], -1)  # (..., out, batch*L)
+        self.bias.grad += g.sum(dim=(-3, -2, -1))  # (..., out)
+        if self.stride == 1:  # wide rows: the wasted columns get a zero gradient
+            wide = g.new_zeros((*g.shape[:-1], self.padded.shape[-1]))
+            wide[..., :g.shape[-1]] = g
+            g = wide
+        g = g.reshape(*g.shape[:-3], -1)  # (..., out, batch*L')
         cols = self._columns(self.padded)  # again: cheaper in memory than keeping them
         if self.runs:
             self.weight.grad.view(*g.shape[:-1], -1).baddbmm_(g, cols.mT)  # (..., out, in*k*k)
         else:
             self.weight.grad.view(g.shape[0], -1).addmm_(g, cols.mT)
-        self.bias.grad += g.sum(dim=-1)  # (..., out)
         if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
             return None
         del cols
-        grad_cols = self._matrix().mT @ g  # (..., in*k*k, batch*L)
+        grad_cols = self._matrix().mT @ g  # (..., in*k*k, batch*L')
         # col2im, the columns' adjoint: each kernel offset's columns add back where they came from.
-        grad_padded = torch.zeros_like(self.padded)
-        fields = receptive_fields(grad_padded, self.kernel_size, self.dilation, self.stride, self.out_hw)
-        k = self.kernel_size
-        grad_fields = grad_cols.view(fields.shape)  # (..., in, k, k, batch, oh, ow)
-        for i in range(k):
-            for j in range(k):
-                fields[..., i, j, :, :, :] += grad_fields[..., i, j, :, :, :]
+        grad_padded = torch.zeros_like(self.padded, memory_format=torch.contiguous_format)
+        fields = self._fields(grad_padded)
+        grad_fields = grad_cols.view(fields.shape)  # (..., in, k, k, batch, L') or (..., oh, ow)
+        rows = 2 if self.stride == 1 else 3  # the dimensions after the kernel offsets
+        for i in range(self.kernel_size):
+            for j in range(self.kernel_size):
+                at = (..., i, j) + (slice(None),) * rows
+                fields[at] += grad_fields[at]
         p, (h, w) = self.padding, self.in_size
-        return grad_padded[..., p:p + h, p:p + w] if p else grad_padded
+        return grad_padded[..., p:p + h, p:p + w]
 
 
-def pad(x: torch.Tensor, p: int) -> torch.Tensor:
-    """x with p zeros on each side of its last two dimensions (x itself when p is 0)."""
-    if not p:
+def pad(x: torch.Tensor, p: int, below: int = 0, *, always_copy: bool = False) -> torch.Tensor:
+    """x with p zeros on each side of its last two dimensions and `below` more rows under it,
+    in a new contiguous tensor (x itself when there is nothing to add, unless always_copy)."""
+    if not (p or below or always_copy):
         return x
-    out = x.new_zeros((*x.shape[:-2], x.shape[-2] + 2 * p, x.shape[-1] + 2 * p))
-    out[..., p:-p, p:-p] = x
+    h, w = x.shape[-2:]
+    out = x.new_zeros((*x.shape[:-2], h + 2 * p + below, w + 2 * p))
+    out[..., p:p + h, p:p + w] = x
     return out
 
 
