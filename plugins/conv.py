@@ -123,6 +123,7 @@ class Conv2d(_Convolution):
         y = torch.baddbmm(self.bias.value.unsqueeze(-1), self._matrix(), cols) if self.runs \
             else torch.addmm(self.bias.value.unsqueeze(-1), self._matrix(), cols)  # (..., out, batch*L)
         y = y.view(*batch_shape[:-1], self.out_channels, batch_shape[-1], oh, -1)[..., :ow]
+        y = y.contiguous() if self.stride == 1 else y  # dense again: what follows runs on long rows
         return y.transpose(-4, -3)  # (..., batch, out, oh, ow): a view, channel-major in memory
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
