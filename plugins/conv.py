@@ -175,16 +175,16 @@ class Conv2d(_Convolution):
         if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
             return None
         del cols
-        grad_cols = self._matrix().mT @ g  # (..., in*k*k, batch*L')
-        # col2im, the columns' adjoint: each kernel offset's columns add back where they came from.
+        # col2im, the columns' adjoint: each kernel offset's columns add back where they
+        # came from. One product per offset, W[:, :, i, j].T @ g: never all k*k at once.
         grad_padded = torch.zeros_like(self.padded, memory_format=torch.contiguous_format)
-        fields = self._fields(grad_padded)
-        grad_fields = grad_cols.view(fields.shape)  # (..., in, k, k, batch, L') or (..., oh, ow)
+        fields = self._fields(grad_padded)  # (..., in, k, k, batch, L') or (..., oh, ow)
         rows = 2 if self.stride == 1 else 3  # the dimensions after the kernel offsets
         for i in range(self.kernel_size):
             for j in range(self.kernel_size):
                 at = (..., i, j) + (slice(None),) * rows
-                fields[at] += grad_fields[at]
+                offset = self.weight.value[..., i, j].mT @ g  # (..., in, batch*L')
+                fields[at] += offset.view(fields[at].shape)
         p, (h, w) = self.padding, self.in_size
         return grad_padded[..., p:p + h, p:p + w]
 

@@ -105,17 +105,21 @@ class BatchNorm(_Modes):
         if self.cache is None:
             raise StateError("BatchNorm.backward called before forward")
         normalised, inv_std, reduce, view, batch_statistics = self.cache
-        self.weight.grad += (grad_output * normalised).sum(dim=reduce)  # (..., channels)
-        self.bias.grad += grad_output.sum(dim=reduce)  # (..., channels)
-        grad_normalised = grad_output * self.weight.value.view(view)  # like x
+        scaled_sum = (grad_output * normalised).sum(dim=reduce)  # (..., channels)
+        plain_sum = grad_output.sum(dim=reduce)  # (..., channels)
+        self.weight.grad += scaled_sum
+        self.bias.grad += plain_sum
+        scale = self.weight.value.view(view) * inv_std  # view-shaped
         if not batch_statistics:  # running statistics are constants
-            return grad_normalised * inv_std
-        # The batch's mean and variance depend on every input: project out their directions.
-        return inv_std * (
-            grad_normalised
-            - grad_normalised.mean(dim=reduce, keepdim=True)
-            - normalised * (grad_normalised * normalised).mean(dim=reduce, keepdim=True)
-        )
+            return grad_output * scale
+        # The batch's mean and variance depend on every input: project out their directions,
+        # g - mean(g) - normalised * mean(g * normalised), times weight / std. Written into
+        # one new tensor in place: a single input-sized temporary (memory).
+        count = grad_output.numel() // plain_sum.numel()
+        grad = normalised * (scaled_sum.view(view) / -count)
+        grad += grad_output
+        grad -= plain_sum.view(view) / count
+        return grad.mul_(scale)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
