@@ -444,6 +444,45 @@ def evaluate(
         typer.echo(f"error {result.error:.2%} on {result.n} points ({result.source})")
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(
+        help="Address to bind; anything but 127.0.0.1 lets other machines train here.")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Serve the playground: pick data and a network in the browser, watch it train here."""
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"port must be an integer from 0 to 65535, got {port}")
+    try:
+        import uvicorn
+
+        from playground import create_app
+    except ImportError as e:
+        raise SettingsError(
+            f"nn-cli serve needs the serve extra ({e.name} is missing): "
+            f"pip install 'nn-scratch[serve]'"
+        ) from None
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    if host not in LOCAL_HOSTS:
+        typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
+                   f"train networks on this machine; the playground has no login", err=True)
+    _one_thread()
+    server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port,
+                                           log_level="warning"))
+    from playground.serve import run
+
+    run(server, open_browser=open_browser, announce=lambda url: typer.echo(
+        f"nn-cli: playground at {url} (Ctrl-C stops it)"))
+
+
 def main() -> None:
     app()
 

@@ -11,7 +11,10 @@ FORBIDDEN_MODULES = ("torch.nn", "torch.autograd", "torch.optim", "torch.func")
 # which hand-written backwards are checked, as tests/ do. It lies outside the framework's
 # folders, and no framework file may import it (test below), so training never touches it.
 TEST_KIT = ROOT / "nn_testing" / "__init__.py"
-FRAMEWORK_FILES = sorted([*ROOT.glob("core/**/*.py"), *ROOT.glob("plugins/**/*.py"), ROOT / "cli.py"])
+FRAMEWORK_FILES = sorted([
+    *ROOT.glob("core/**/*.py"), *ROOT.glob("plugins/**/*.py"), *ROOT.glob("playground/**/*.py"),
+    ROOT / "cli.py",
+])
 
 
 def violations(source: str) -> list[str]:

@@ -1,0 +1,298 @@
+"""One tab's training run, in a worker thread that the web server only reads frames from.
+
+The worker owns every tensor of the run: commands (play, pause, step, reset, snapshot the
+model) reach it through a queue and it acts on them between epochs, so the server never
+waits on training and never sees a half-updated network. Each epoch is the framework's own
+`core.training.fit` for one epoch; N epochs here leave exactly the network that
+`core.experiment.train` leaves after N epochs with the same settings (tested).
+
+What the page draws travels as JSON text built in the worker: a *setup* (the points and
+the plotted square, once per reset) and *frames* (epoch, losses, errors, the heat map), at
+most `fps` a second, so a network that trains faster than the page draws skips frames,
+not epochs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.errors import NNError, SettingsError
+from core.experiment import (
+    TrainResult, build_network, check, datasets, generator, network_specs, prepare_data,
+)
+from core.model_file import encode, model_header, model_tensors
+from core.protocols import decision_threshold
+from core.registry import Registry
+from core.training import error_rate, fit
+
+from playground.config import LIMITS, ConfigError, PlaygroundConfig
+
+FPS = 20  # frames a second while training
+
+
+@dataclass
+class Run:
+    """The tensors of one run, from its seed: what `core.experiment.train` would build."""
+
+    config: PlaygroundConfig
+    registry: Registry
+
+    def __post_init__(self) -> None:
+        settings = self.config.settings()
+        self.specs = network_specs(self.registry, settings)
+        _check_arguments(self.specs)  # before `check` builds the network
+        check(settings, self.registry)
+        with torch.set_grad_enabled(False):
+            self.data = prepare_data(settings)
+            self.raw = datasets(settings)  # the same points before preprocessing: plotted
+            self.model = build_network(self.registry, settings, self.specs)
+            _check_size(self.model)
+        self.loss = self.registry.create("loss", settings.loss)
+        self.optimizer = self.registry.create(
+            "optimizer", settings.optimizer, parameters=self.model.parameters(), lr=settings.lr
+        )
+        self.shuffle = generator(settings, "shuffle")
+        self.losses: list[float] = []  # mean training loss of each epoch, as fit reports it
+        self.domain = _domain(torch.cat([self.raw[0], self.raw[2]]))
+        self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
+                          self.data.x_train.dtype)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.losses)
+
+    def train_epoch(self) -> None:
+        self.losses += fit(
+            self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
+            epochs=1, batch_size=self.config.batch, generator=self.shuffle,
+        )
+
+    def setup(self) -> dict[str, Any]:
+        """The points and the plotted square: sent once per reset."""
+        x_train, y_train, x_test, y_test = self.raw
+        return {
+            "domain": self.domain, "grid": self.config.grid, "classes": 2,
+            "train": _points(x_train, y_train), "test": _points(x_test, y_test),
+            "config": self.config.to_dict(), "network": [s.to_dict() for s in self.specs],
+        }
+
+    def frame(self) -> dict[str, Any]:
+        """Where training stands: epoch, losses, errors and the heat map."""
+        d = self.data
+        with torch.set_grad_enabled(False):
+            train_loss = self.loss.forward(self.model.forward(d.x_train), d.y_train).item()
+            test_loss = self.loss.forward(self.model.forward(d.x_test), d.y_test).item()
+            classes, strength = self.heatmap()
+        return {
+            "epoch": self.epoch, "train_loss": train_loss, "test_loss": test_loss,
+            "train_error": error_rate(self.model, self.loss, d.x_train, d.y_train),
+            "test_error": error_rate(self.model, self.loss, d.x_test, d.y_test),
+            "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
+        }
+
+    def heatmap(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each grid cell's class and how sure the network is, as bytes (grid * grid,)."""
+        scores = self.model.forward(self.grid)  # (cells, 1)
+        margin = scores[:, 0].double() - decision_threshold(self.loss)  # (cells,)
+        classes = (margin > 0).to(torch.uint8)
+        # NOTE: scores of different losses live on different scales (logits, [0, 1]); the
+        # shade is the margin over the grid's 95th percentile, so every loss gets contrast.
+        scale = margin.abs().quantile(0.95).clamp_min(1e-12)
+        strength = (margin.abs() / scale).clamp(max=1.0).mul(255).round().to(torch.uint8)
+        return classes, strength
+
+    def model_bytes(self) -> bytes:
+        """The network now, as a model file `nn-cli predict` loads."""
+        if self.epoch == 0:
+            raise SessionStateError("train at least one epoch before downloading the model")
+        settings = self.config.settings(epochs=self.epoch)
+        result = TrainResult(
+            settings, list(self.losses), error_rate(self.model, self.loss, self.data.x_train,
+                                                    self.data.y_train),
+            error_rate(self.model, self.loss, self.data.x_test, self.data.y_test),
+            self.specs, self.model, self.data.preprocessing,
+        )
+        header = model_header(
+            specs=result.specs, settings=settings, in_features=2, registry=self.registry,
+            preprocessing=result.preprocessing,
+        )
+        return encode(model_tensors(result.model), header)
+
+
+class SessionStateError(NNError):
+    """A request that this session cannot serve in its present state (409)."""
+
+
+class Session:
+    """A run and the worker thread that trains it on command."""
+
+    def __init__(self, config: PlaygroundConfig, registry: Registry, *, fps: float = FPS,
+                 max_epochs_per_second: float = LIMITS["max_epochs_per_second"]):
+        self.config, self.registry = config, registry
+        self.run = Run(config, registry)  # a bad configuration fails here, before any thread
+        self.frame_interval = 1.0 / fps
+        self.epoch_interval = 1.0 / max_epochs_per_second
+        self.playing = False
+        self.closed = False
+        self.error: str | None = None
+        self.published: tuple[int, str, int, str] = (0, "", 0, "")
+        self._setups = self._frames = 0
+        self._commands: queue.Queue = queue.Queue()
+        self._publish(setup=True)
+        self._thread = threading.Thread(target=self._work, name="playground-session", daemon=True)
+        self._thread.start()
+
+    # -- called from the server (any thread) ---------------------------------------------
+
+    def command(self, action: str) -> None:
+        if action not in ("play", "pause", "step", "reset"):
+            raise ConfigError(f"unknown action {action!r}; accepted: play, pause, step, reset")
+        self._commands.put((action, None))
+
+    def model_bytes(self) -> Future:
+        future: Future = Future()
+        self._commands.put(("model", future))
+        return future
+
+    def close(self) -> None:
+        self.closed = True
+        self._commands.put(("close", None))
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    # -- the worker ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        torch.set_grad_enabled(False)
+        last_frame = next_epoch = time.perf_counter()
+        while not self.closed:
+            try:
+                action, future = self._commands.get(block=not self.playing)
+            except queue.Empty:
+                action, future = None, None
+            if action == "close":
+                break
+            if action is not None:
+                self._handle(action, future)
+                continue
+            now = time.perf_counter()  # playing: one epoch, paced by the epochs/s limit
+            if now < next_epoch:
+                time.sleep(next_epoch - now)
+            next_epoch = max(next_epoch, now) + self.epoch_interval
+            if self._train_epoch() and time.perf_counter() - last_frame >= self.frame_interval:
+                self._publish()
+                last_frame = time.perf_counter()
+
+    def _handle(self, action: str, future: Future | None) -> None:
+        if action == "model":
+            try:
+                future.set_result(self.run.model_bytes())
+            except NNError as e:
+                future.set_exception(e)
+            return
+        if action == "play":
+            self.playing = self.error is None
+        elif action == "pause":
+            self.playing = False
+        elif action == "step":
+            self.playing = False
+            self._train_epoch()
+        elif action == "reset":
+            self.playing, self.error = False, None
+            self.run = Run(self.config, self.registry)  # the same seed: the same start
+            self._publish(setup=True)
+            return
+        self._publish()
+
+    def _train_epoch(self) -> bool:
+        if self.error is not None:
+            return False
+        try:
+            self.run.train_epoch()
+            if not math.isfinite(self.run.losses[-1]):
+                raise SettingsError(
+                    f"training diverged at epoch {self.run.epoch} (the loss is not finite); "
+                    f"lower the learning rate (now {self.config.lr:g}) and reset"
+                )
+        except NNError as e:
+            self.error, self.playing = str(e), False
+            self._publish()
+            return False
+        return True
+
+    def _publish(self, setup: bool = False) -> None:
+        setup_id, setup_text, _, _ = self.published
+        if setup:
+            self._setups += 1
+            setup_id, setup_text = self._setups, json.dumps(self.run.setup())
+        frame = self.run.frame()
+        frame.update(setup=setup_id, playing=self.playing, error=self.error)
+        self._frames += 1
+        self.published = (setup_id, setup_text, self._frames, json.dumps(frame))
+
+
+def _check_arguments(specs) -> None:
+    """No integer argument (a width, above all) past the width limit, before any weight."""
+    for spec in specs:
+        for key, value in spec.args.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value > LIMITS["max_width"]:
+                raise ConfigError(
+                    f"{spec.name}:{key}={value} is too large; the playground takes at most "
+                    f"{LIMITS['max_width']}"
+                )
+
+
+def _check_size(model) -> None:
+    count = sum(p.value.numel() for p in model.parameters())
+    if count > LIMITS["max_parameters"]:
+        raise ConfigError(
+            f"the network has {count} weights; the playground trains at most "
+            f"{LIMITS['max_parameters']}"
+        )
+    widths = [getattr(m, "out_features", 0) for m in model.modules]
+    if max(widths, default=0) > LIMITS["max_width"]:
+        raise ConfigError(
+            f"layers may be at most {LIMITS['max_width']} wide, got {max(widths)}"
+        )
+
+
+def _domain(x: torch.Tensor) -> list[float]:
+    """[x0, x1, y0, y1]: the square around the points, with a margin."""
+    low, high = x.double().min(dim=0).values, x.double().max(dim=0).values  # (2,)
+    centre, half = (low + high) / 2, (high - low).max().item() / 2 * 1.1 or 1.0
+    return [centre[0].item() - half, centre[0].item() + half,
+            centre[1].item() - half, centre[1].item() + half]
+
+
+def _grid(domain: list[float], n: int, preprocessing: dict, dtype: torch.dtype) -> torch.Tensor:
+    """Cell centres, row 0 at the top (largest y), preprocessed: (n * n, 2)."""
+    from core import preprocess
+
+    x0, x1, y0, y1 = domain
+    step_x, step_y = (x1 - x0) / n, (y1 - y0) / n
+    xs = torch.arange(n, dtype=torch.float64) * step_x + x0 + step_x / 2  # (n,)
+    ys = y1 - step_y / 2 - torch.arange(n, dtype=torch.float64) * step_y  # (n,)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # (n, n) each
+    cells = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(dtype)  # (n * n, 2)
+    return preprocess.apply(preprocessing, cells)
+
+
+def _points(x: torch.Tensor, y: torch.Tensor) -> dict[str, list]:
+    return {"x": [round(v, 5) for v in x[:, 0].tolist()],
+            "y": [round(v, 5) for v in x[:, 1].tolist()],
+            "label": [int(v) for v in y[:, 0].round().tolist()]}
+
+
+def _b64(values: torch.Tensor) -> str:
+    return base64.b64encode(values.contiguous().numpy().tobytes()).decode("ascii")
