@@ -2,7 +2,10 @@
 
 The worker owns every tensor of the run: commands (play, pause, step, reset, snapshot the
 model) reach it through a queue and it acts on them between epochs, so the server never
-waits on training and never sees a half-updated network. Each epoch is the framework's own
+waits on training and never sees a half-updated network. Frames are drawn by a second
+thread, the painter, from a copy of the weights taken between epochs, so that drawing a
+100 x 100 heat map (a forward pass over 10,000 points) overlaps training instead of
+pausing it. Each epoch is the framework's own
 `core.training.fit` for one epoch; N epochs here leave exactly the network that
 `core.experiment.train` leaves after N epochs with the same settings (tested).
 
@@ -15,9 +18,12 @@ not epochs.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import os
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -37,7 +43,8 @@ from core.training import error_rate, fit
 
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
 
-FPS = 20  # frames a second while training
+FPS = 15  # frames a second while training (the page needs 10 to look live)
+PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames drop, not epochs
 
 
 @dataclass
@@ -57,7 +64,11 @@ class Run:
             self.raw = datasets(settings)  # the same points before preprocessing: plotted
             self.model = build_network(self.registry, settings, self.specs)
             _check_size(self.model)
+            # A second network and loss that the painter draws from, so that drawing never
+            # touches what the trainer's backward needs (each module caches its last input).
+            self.view = build_network(self.registry, settings, self.specs)
         self.loss = self.registry.create("loss", settings.loss)
+        self.view_loss = self.registry.create("loss", settings.loss)
         self.optimizer = self.registry.create(
             "optimizer", settings.optimizer, parameters=self.model.parameters(), lr=settings.lr
         )
@@ -86,29 +97,35 @@ class Run:
             "config": self.config.to_dict(), "network": [s.to_dict() for s in self.specs],
         }
 
-    def frame(self) -> dict[str, Any]:
-        """Where training stands: epoch, losses, errors and the heat map."""
-        d = self.data
+    def sync_view(self) -> None:
+        """Copy the trained weights into the network the painter draws from."""
+        for view, trained in zip(self.view.parameters(), self.model.parameters()):
+            view.value.copy_(trained.value)
+
+    def frame(self, epoch: int) -> dict[str, Any]:
+        """Where the view network stands: losses, errors and the heat map."""
+        d, model, loss = self.data, self.view, self.view_loss
         with torch.set_grad_enabled(False):
-            train_loss = self.loss.forward(self.model.forward(d.x_train), d.y_train).item()
-            test_loss = self.loss.forward(self.model.forward(d.x_test), d.y_test).item()
+            train_loss = loss.forward(model.forward(d.x_train), d.y_train).item()
+            test_loss = loss.forward(model.forward(d.x_test), d.y_test).item()
             classes, strength = self.heatmap()
         return {
-            "epoch": self.epoch, "train_loss": train_loss, "test_loss": test_loss,
-            "train_error": error_rate(self.model, self.loss, d.x_train, d.y_train),
-            "test_error": error_rate(self.model, self.loss, d.x_test, d.y_test),
+            "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+            "train_error": error_rate(model, loss, d.x_train, d.y_train),
+            "test_error": error_rate(model, loss, d.x_test, d.y_test),
             "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
         }
 
     def heatmap(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each grid cell's class and how sure the network is, as bytes (grid * grid,)."""
-        scores = self.model.forward(self.grid)  # (cells, 1)
-        margin = scores[:, 0].double() - decision_threshold(self.loss)  # (cells,)
+        scores = self.view.forward(self.grid)  # (cells, 1)
+        margin = scores[:, 0].double() - decision_threshold(self.view_loss)  # (cells,)
         classes = (margin > 0).to(torch.uint8)
         # NOTE: scores of different losses live on different scales (logits, [0, 1]); the
         # shade is the margin over the grid's 95th percentile, so every loss gets contrast.
-        scale = margin.abs().quantile(0.95).clamp_min(1e-12)
-        strength = (margin.abs() / scale).clamp(max=1.0).mul(255).round().to(torch.uint8)
+        distance = margin.abs()  # (cells,)
+        scale = distance.kthvalue(max(1, int(0.95 * distance.numel()))).values.clamp_min(1e-12)
+        strength = (distance / scale).clamp(max=1.0).mul(255).round().to(torch.uint8)
         return classes, strength
 
     def model_bytes(self) -> bytes:
@@ -134,7 +151,7 @@ class SessionStateError(NNError):
 
 
 class Session:
-    """A run and the worker thread that trains it on command."""
+    """A run, the worker thread that trains it on command, and the painter that draws it."""
 
     def __init__(self, config: PlaygroundConfig, registry: Registry, *, fps: float = FPS,
                  max_epochs_per_second: float = LIMITS["max_epochs_per_second"]):
@@ -145,12 +162,21 @@ class Session:
         self.playing = False
         self.closed = False
         self.error: str | None = None
+        # (setup id, setup JSON, frame id, frame JSON), replaced whole by the painter
         self.published: tuple[int, str, int, str] = (0, "", 0, "")
         self._setups = self._frames = 0
         self._commands: queue.Queue = queue.Queue()
-        self._publish(setup=True)
-        self._thread = threading.Thread(target=self._work, name="playground-session", daemon=True)
-        self._thread.start()
+        self._paintings: queue.Queue = queue.Queue()
+        self._idle = threading.Event()  # set while the painter has nothing to draw
+        self._idle.set()
+        self.run.sync_view()
+        self._paint(self.run, True, self.run.epoch, False, None)  # the first frame, at once
+        self._threads = [
+            threading.Thread(target=self._work, name="playground-worker", daemon=True),
+            threading.Thread(target=self._painter, name="playground-painter", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # -- called from the server (any thread) ---------------------------------------------
 
@@ -167,11 +193,16 @@ class Session:
     def close(self) -> None:
         self.closed = True
         self._commands.put(("close", None))
+        self._paintings.put(None)
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
-    # -- the worker ---------------------------------------------------------------------
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    # -- the worker: owns the run, trains it ------------------------------------------------
 
     def _work(self) -> None:
         torch.set_grad_enabled(False)
@@ -190,9 +221,11 @@ class Session:
             if now < next_epoch:
                 time.sleep(next_epoch - now)
             next_epoch = max(next_epoch, now) + self.epoch_interval
-            if self._train_epoch() and time.perf_counter() - last_frame >= self.frame_interval:
-                self._publish()
-                last_frame = time.perf_counter()
+            trained = self._train_epoch()
+            # A frame only when the painter is free: a fast network skips frames, not epochs.
+            if trained and time.perf_counter() - last_frame >= self.frame_interval:
+                if self._publish(wait=False):
+                    last_frame = time.perf_counter()
 
     def _handle(self, action: str, future: Future | None) -> None:
         if action == "model":
@@ -210,6 +243,7 @@ class Session:
             self._train_epoch()
         elif action == "reset":
             self.playing, self.error = False, None
+            self._idle.wait()  # the painter may still be drawing the old run
             self.run = Run(self.config, self.registry)  # the same seed: the same start
             self._publish(setup=True)
             return
@@ -231,13 +265,37 @@ class Session:
             return False
         return True
 
-    def _publish(self, setup: bool = False) -> None:
+    def _publish(self, setup: bool = False, wait: bool = True) -> bool:
+        """Hand the network as it is now to the painter; False if it is busy and `wait` is not."""
+        if not self._idle.is_set():
+            if not wait:
+                return False
+            self._idle.wait()
+        self._idle.clear()
+        self.run.sync_view()  # the painter draws this copy while training goes on
+        self._paintings.put((self.run, setup, self.run.epoch, self.playing, self.error))
+        return True
+
+    # -- the painter: draws frames from the copy, on its own thread -------------------------
+
+    def _painter(self) -> None:
+        torch.set_grad_enabled(False)
+        if sys.platform == "linux":  # Linux sets a thread's niceness by its thread id
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PAINTER_NICENESS)
+        while (job := self._paintings.get()) is not None:
+            try:
+                self._paint(*job)
+            finally:
+                self._idle.set()
+
+    def _paint(self, run: Run, setup: bool, epoch: int, playing: bool, error: str | None) -> None:
         setup_id, setup_text, _, _ = self.published
         if setup:
             self._setups += 1
-            setup_id, setup_text = self._setups, json.dumps(self.run.setup())
-        frame = self.run.frame()
-        frame.update(setup=setup_id, playing=self.playing, error=self.error)
+            setup_id, setup_text = self._setups, json.dumps(run.setup())
+        frame = run.frame(epoch)
+        frame.update(setup=setup_id, playing=playing, error=error)
         self._frames += 1
         self.published = (setup_id, setup_text, self._frames, json.dumps(frame))
 

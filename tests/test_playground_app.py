@@ -146,6 +146,19 @@ def test_n_epochs_in_the_playground_are_n_epochs_of_nn_cli_train(registry):
         assert torch.equal(ours.value, theirs.value)
 
 
+def test_frames_are_drawn_from_a_copy_that_matches_the_trained_network(registry):
+    run = Run(parse_config(SMALL), registry)
+    run.train_epoch()
+    run.sync_view()
+    frame = run.frame(run.epoch)
+    run.train_epoch()  # training goes on; the copy stays as it was drawn
+    d = run.data
+    assert frame["epoch"] == 1 and frame["train_loss"] != run.loss.forward(run.model.forward(d.x_train), d.y_train).item()
+    run.sync_view()
+    expected = run.loss.forward(run.model.forward(d.x_train), d.y_train).item()
+    assert run.frame(run.epoch)["train_loss"] == expected
+
+
 def test_the_worker_trains_without_the_server_waiting(registry):
     session = Session(parse_config(SMALL), registry)
     try:
@@ -157,7 +170,7 @@ def test_the_worker_trains_without_the_server_waiting(registry):
     finally:
         session.close()
         session.join(10)
-    assert not session._thread.is_alive()
+    assert not session.alive()
 
 
 def test_the_downloaded_model_is_one_nn_cli_predict_loads(client, app, tmp_path):

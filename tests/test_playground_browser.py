@@ -21,6 +21,8 @@ pytest.importorskip("playwright.sync_api", reason="Playwright's Python package i
 
 CHROMIUM = "/usr/bin/chromium"
 if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+    if os.environ.get("NN_REQUIRE_BROWSER") == "1":  # .ci/run: installed, so it must run
+        pytest.fail(f"NN_REQUIRE_BROWSER=1 but {CHROMIUM} is missing", pytrace=False)
     pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); .ci/run installs it",
                 allow_module_level=True)
 
@@ -35,11 +37,22 @@ NETWORK = {"hidden": "16,16", "act": "tanh", "lr": "0.03", "batch": "10"}
 TEST_ERROR_BELOW = 10.0  # percent, shown on the page
 
 
+EXTRAS = Path(__file__).resolve().parent.parent / "examples" / "nn-scratch-extras"
+
+
 @pytest.fixture(scope="module")
 def server():
+    """The playground with the example plugin package loaded, as `--plugin` loads it."""
+    import sys
+
     from core import load_registry
 
-    with running_server(load_registry()) as (url, app):
+    sys.path.insert(0, str(EXTRAS))
+    try:
+        registry = load_registry(["nn_scratch_extras"], autoload=False)
+    finally:
+        sys.path.remove(str(EXTRAS))
+    with running_server(registry) as (url, app):
         yield url, app
 
 
@@ -124,6 +137,26 @@ def test_a_bad_request_is_shown_in_words(server, browser):
     set_value(page, "hidden", "8")  # fixing it clears the error and starts a run
     expect(page.locator("#error")).to_be_hidden(timeout=30_000)
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url)
+    chip = page.locator("#components button", has_text="prelu")
+    expect(chip).to_have_count(1, timeout=30_000)
+    expect(page.locator("#act option[value=swish]")).to_have_count(1)
+    set_value(page, "layers", "linear:out=12")
+    chip.click()  # appends the plugin's layer to the layers text
+    set_value(page, "layers", page.locator("#layers").input_value() + ",linear:out=1")
+    expect(page.locator("#layers")).to_have_value("linear:out=12,prelu,linear:out=1")
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    for _ in range(3):
+        page.click("#step")
+    expect(page.locator("#epoch")).to_have_text("3", timeout=30_000)
+    assert page.locator("#error").is_hidden()
     page.close()
     wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
 

@@ -12,7 +12,7 @@ const PALETTE = [[245, 147, 34], [8, 119, 189], [46, 160, 44], [214, 39, 40], [1
 
 const $ = (id) => document.getElementById(id);
 let choices = null, runId = null, source = null, setup = null, curve = [], playing = false;
-let frames = 0;
+let starting = Promise.resolve();  // the run being started; controls wait for it
 
 function showError(text) { const e = $("error"); e.textContent = text; e.hidden = !text; }
 
@@ -53,7 +53,12 @@ function stop() {
   source = null; runId = null;
 }
 
-async function start() {
+function start() {
+  starting = starting.then(begin);
+  return starting;
+}
+
+async function begin() {
   stop();
   writeHash();
   setPlaying(false);
@@ -75,6 +80,7 @@ async function start() {
 }
 
 async function control(action) {
+  await starting;
   if (!runId) { await start(); if (!runId) return; }
   try { await post(`/api/sessions/${runId}/control`, { action }); }
   catch (e) { showError(e.message); if (action === "reset") await start(); }
@@ -90,7 +96,6 @@ function percent(x) { return (100 * x).toFixed(1) + "%"; }
 
 function draw(frame) {
   if (!setup || frame.setup === undefined) return;
-  frames += 1;
   setPlaying(frame.playing);
   if (frame.error) showError(frame.error);
   $("epoch").textContent = frame.epoch;
