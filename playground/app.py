@@ -31,7 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from core.errors import NNError
-from core.registry import Registry
+from core.plugin.registry import Registry
 
 from playground.config import LIMITS, ConfigError, PlaygroundConfig, parse_config
 from playground.session import FPS, Session, SessionStateError

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.errors import SettingsError
-from core.settings import TrainSettings, parse_widths
+from core.training.settings import TrainSettings, parse_widths
 
 # Limits a request may not pass (one server trains for every tab at once).
 LIMITS = {

@@ -7,7 +7,7 @@ thread, the painter, from a copy of the weights taken between epochs, so that dr
 100 x 100 heat map (a forward pass over 10,000 points) overlaps training instead of
 pausing it. Each epoch is the framework's own
 `core.training.fit` for one epoch; N epochs here leave exactly the network that
-`core.experiment.train` leaves after N epochs with the same settings (tested).
+`core.pipeline.experiment.train` leaves after N epochs with the same settings (tested).
 
 What the page draws travels as JSON text built in the worker: a *setup* (the points and
 the plotted square, once per reset) and *frames* (epoch, losses, errors, the heat map), at
@@ -33,13 +33,14 @@ from typing import Any
 import torch
 
 from core.errors import NNError, SettingsError
-from core.experiment import (
-    TrainResult, build_network, check, datasets, generator, network_specs, prepare_data,
+from core.files.model_file import encode, model_header, model_tensors
+from core.network.protocols import decision_threshold
+from core.pipeline.experiment import (
+    build_network, check, datasets, generator, network_specs, prepare_data,
 )
-from core.model_file import encode, model_header, model_tensors
-from core.protocols import decision_threshold
-from core.registry import Registry
-from core.training import error_rate, fit
+from core.plugin.registry import Registry
+from core.training.loop import error_rate, fit
+from core.training.result import TrainResult
 
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
 
@@ -49,7 +50,7 @@ PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames dr
 
 @dataclass
 class Run:
-    """The tensors of one run, from its seed: what `core.experiment.train` would build."""
+    """The tensors of one run, from its seed: what `core.pipeline.experiment.train` would build."""
 
     config: PlaygroundConfig
     registry: Registry
@@ -335,7 +336,7 @@ def _domain(x: torch.Tensor) -> list[float]:
 
 def _grid(domain: list[float], n: int, preprocessing: dict, dtype: torch.dtype) -> torch.Tensor:
     """Cell centres, row 0 at the top (largest y), preprocessed: (n * n, 2)."""
-    from core import preprocess
+    from core.data import preprocess
 
     x0, x1, y0, y1 = domain
     step_x, step_y = (x1 - x0) / n, (y1 - y0) / n

@@ -99,10 +99,13 @@ def test_pick_data_and_network_play_and_watch_it_learn(server, browser, tmp_path
 
     page.wait_for_function("Number(document.getElementById('epoch').textContent) >= 3")
     heat, curves = canvas(page, "heatmap"), canvas(page, "curves")
+    seen = int(page.locator("#epoch").text_content())
     page.wait_for_function(
         f"parseFloat(document.getElementById('test-error').textContent) < {TEST_ERROR_BELOW}",
         timeout=120_000,
     )
+    # A later frame than the one captured, however soon the error fell below the mark.
+    page.wait_for_function(f"Number(document.getElementById('epoch').textContent) > {seen}")
     assert canvas(page, "heatmap") != heat, "the heat map did not change while training"
     assert canvas(page, "curves") != curves, "the loss curves did not change while training"
     page.click("#play")  # pause
