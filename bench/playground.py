@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 NN_CLI = str(Path(sys.executable).with_name("nn-cli"))
-CONFIG = {"data": "disk", "size": 2000, "ratio": 0.5, "hidden": "25,25,25", "act": "tanh",
+CONFIG = {"data": "disk", "noise": 0, "size": 2000, "ratio": 0.5, "hidden": "25,25,25", "act": "tanh",
           "loss": "bce", "optimizer": "adam", "lr": 0.04, "batch": 200, "seed": 0, "grid": 100}
 TRAIN = ["--act", "tanh", "--loss", "bce", "--optimizer", "adam", "--lr", "0.04",
          "--batch-size", "200", "--hidden", "25,25,25", "--schedule", "constant", "--seed", "0"]

@@ -33,11 +33,10 @@ from starlette.staticfiles import StaticFiles
 from core.errors import NNError
 from core.plugin.registry import Registry
 
-from playground.config import LIMITS, ConfigError, PlaygroundConfig, parse_config
-from playground.session import FPS, Session, SessionStateError
+from playground.config import LIMITS, PAGE_DEFAULTS, ConfigError, PlaygroundConfig, parse_config
+from playground.session import FPS, Session, SessionStateError, playable_datasets
 
 STATIC = Path(__file__).resolve().parent / "static"
-DATASETS = {"disk": "inside the disk of area 1/2 centred in the unit square (the report's task)"}
 UNCONNECTED_SECONDS = 30.0  # a run whose page never opens its stream is stopped after this
 PING_SECONDS = 1.0  # an idle stream sends a comment this often, so a closed tab is noticed
 
@@ -97,20 +96,22 @@ def create_app(registry: Registry, *, fps: float = FPS,
                max_epochs_per_second: float = LIMITS["max_epochs_per_second"]) -> Starlette:
     """The playground app; `registry` decides every choice the page offers."""
     sessions = Sessions(registry, fps, max_epochs_per_second)
+    datasets = playable_datasets(registry)  # what the page may pick, found once
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
     async def choices(request: Request) -> Response:
-        return JSONResponse(_choices(registry))
+        return JSONResponse(_choices(registry, datasets))
 
     async def status(request: Request) -> Response:
         return JSONResponse({"runs": len(sessions.runs), "limits": LIMITS})
 
     async def start(request: Request) -> Response:
         config = parse_config(await _json_body(request))
-        if config.data not in DATASETS:
-            raise ConfigError(f"unknown data set {config.data!r}; accepted: {', '.join(DATASETS)}")
+        if config.data not in datasets:
+            raise ConfigError(f"unknown data set {config.data!r}; accepted (2-D classification): "
+                              f"{', '.join(datasets)}")
         # Building a run draws its data and weights: off the event loop.
         key = await asyncio.to_thread(sessions.start, config)
         return JSONResponse({"id": key, "config": config.to_dict()}, status_code=201)
@@ -206,17 +207,17 @@ async def _json_body(request: Request) -> Any:
         raise ConfigError(f"the request body is not valid JSON ({e})") from None
 
 
-def _choices(registry: Registry) -> dict[str, Any]:
+def _choices(registry: Registry, datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What the page offers: every registered name by kind, with its summary."""
     def names(kind: str) -> list[dict[str, str]]:
         return [{"name": e.name, "summary": e.summary, "plugin": e.plugin}
                 for e in registry.entries(kind)]
 
     return {
-        "datasets": [{"name": n, "summary": s} for n, s in DATASETS.items()],
+        "datasets": list(datasets.values()),
         "layers": names("layer"), "activations": names("activation"), "losses": names("loss"),
         "initializers": names("initializer"), "optimizers": names("optimizer"),
-        "defaults": PlaygroundConfig().to_dict(), "limits": LIMITS, "fps": FPS,
+        "defaults": PAGE_DEFAULTS, "limits": LIMITS, "fps": FPS,
     }
 
 

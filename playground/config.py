@@ -9,9 +9,11 @@ The limits below are stated on the page (`/api/choices`) and in the README, and 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from core.data.dataset import parse_data_text
 from core.errors import SettingsError
 from core.training.settings import TrainSettings, parse_widths
 
@@ -21,7 +23,7 @@ LIMITS = {
     "min_points": 20,
     "max_width": 256,  # widest hidden layer (hidden widths and linear:out= in the layers text)
     "max_hidden_layers": 8,
-    "max_layers_text": 400,  # characters of the layers text
+    "max_layers_text": 400,  # characters of the layers text (and of the data set's options)
     "max_parameters": 100_000,  # weights of the whole network
     "max_grid": 200,  # heat map cells per side
     "min_grid": 10,
@@ -41,14 +43,15 @@ class ConfigError(SettingsError):
 class PlaygroundConfig:
     """One tab's run. The keys are the page's URL keys."""
 
-    data: str = "disk"  # registered 2-D data set
-    noise: float = 0.0  # the data set's noise, where it has one
+    data: str = "spiral"  # a registered 2-D classification data set
+    options: str = ""  # its other options as `--data` writes them, e.g. "arms=3"
+    noise: float = 0.2  # the data set's noise, where it has one (0 where it has none)
     size: int = 1000  # points, train and test together
     ratio: float = 0.5  # fraction of the points used for training
-    hidden: str = "8,8"  # hidden widths, comma-separated ("" for none) when layers is empty
+    hidden: str = "16,16"  # hidden widths, comma-separated ("" for none) when layers is empty
     act: str = "tanh"  # activation after each hidden layer
     layers: str = ""  # the whole network as `--layers` text; replaces hidden and act
-    loss: str = "bce"
+    loss: str = "cross_entropy"  # any number of classes (bce: two)
     init: str = "xavier"
     optimizer: str = "adam"
     lr: float = 0.03
@@ -59,24 +62,48 @@ class PlaygroundConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def settings(self, epochs: int = 1) -> TrainSettings:
-        """The framework's settings of this run after `epochs` epochs (constant rate)."""
+    def settings(self, takes: Collection[str], epochs: int = 1) -> TrainSettings:
+        """The framework's settings of this run after `epochs` epochs (constant rate).
+
+        `takes` names the data set factory's options: `n` and `noise` go to it when it
+        has them; a data set with its own test split (the disk) gets n_train and n_test.
+        """
         n_train = self.n_train
         hidden = parse_widths(self.hidden) if self.hidden.strip() else ()
-        layers = self.layers.strip() or None
-        if layers is None and not hidden:  # no hidden layer: a linear model
-            layers = f"linear:out=1"
         return TrainSettings(
             act=self.act, loss=self.loss, init=self.init, optimizer=self.optimizer,
             hidden=hidden or (1,), epochs=epochs, lr=self.lr, batch_size=self.batch,
-            seed=self.seed, n_train=n_train, n_test=self.size - n_train, layers=layers,
-            schedule="constant",
+            seed=self.seed, n_train=n_train, n_test=self.size - n_train,
+            layers=self.layers.strip() or None, schedule="constant",
+            data=self.data_text(takes), test_fraction=round(1 - n_train / self.size, 12),
         )
+
+    def data_text(self, takes: Collection[str]) -> str:
+        """The `--data` text: name, then `n`, `noise` and the other options."""
+        _, options = parse_data_text(f"{self.data}:{self.options}" if self.options.strip()
+                                     else self.data)
+        for key in ("n", "noise"):
+            if key in options:
+                raise ConfigError(f"options: give {key} in its own field, not as {key}=...")
+        if self.noise and "noise" not in takes:
+            raise ConfigError(f"data set {self.data!r} has no noise; set noise to 0")
+        given = {"n": self.size, "noise": self.noise}
+        options = {**{k: v for k, v in given.items() if k in takes}, **options}
+        text = ",".join(f"{key}={value}" for key, value in options.items())
+        return f"{self.data}:{text}" if text else self.data
+
+    @property
+    def linear_model(self) -> bool:
+        """No hidden layer and no layers text: a linear model of the inputs."""
+        return not self.layers.strip() and not self.hidden.strip()
 
     @property
     def n_train(self) -> int:
         return min(self.size - 1, max(1, round(self.size * self.ratio)))
 
+
+# What a page opened without a configuration shows: three spiral arms, one class each.
+PAGE_DEFAULTS = {**asdict(PlaygroundConfig()), "options": "arms=3"}
 
 _TYPES = {f.name: f.type for f in fields(PlaygroundConfig)}
 
@@ -133,10 +160,10 @@ def _check_bounds(c: PlaygroundConfig) -> None:
         raise ConfigError(f"ratio must be between 0.05 and 0.95, got {c.ratio!r}")
     if not 0 < c.lr <= limit["max_lr"]:
         raise ConfigError(f"lr must be above 0 and at most {limit['max_lr']}, got {c.lr!r}")
-    if len(c.layers) > limit["max_layers_text"]:
-        raise ConfigError(
-            f"layers must be at most {limit['max_layers_text']} characters, got {len(c.layers)}"
-        )
+    for key in ("layers", "options"):
+        if len(getattr(c, key)) > limit["max_layers_text"]:
+            raise ConfigError(f"{key} must be at most {limit['max_layers_text']} characters, "
+                              f"got {len(getattr(c, key))}")
     if not c.layers.strip() and c.hidden.strip():
         widths = parse_widths(c.hidden)
         if len(widths) > limit["max_hidden_layers"]:

@@ -27,20 +27,23 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from core.data.dataset import CLASSIFICATION, build_from_factory
+from core.data.dataset import CONTEXT as DATA_CONTEXT
 from core.errors import NNError, SettingsError
-from core.files.model_file import encode, model_header, model_tensors
+from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
+from core.network.stack import constructor_parameters
 from core.pipeline.experiment import (
-    build_network, check, datasets, generator, network_specs, prepare_data,
+    build_network, check, generator, network_specs, prepare_data, result_of, shape_of, split_data,
 )
 from core.plugin.registry import Registry
-from core.training.loop import error_rate, fit
-from core.training.result import TrainResult
+from core.training.evaluate import output_errors, predicted_classes
+from core.training.loop import fit
 
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
 
@@ -56,28 +59,37 @@ class Run:
     registry: Registry
 
     def __post_init__(self) -> None:
-        settings = self.config.settings()
-        self.specs = network_specs(self.registry, settings)
-        _check_arguments(self.specs)  # before `check` builds the network
-        check(settings, self.registry)
+        entry = self.registry.get("dataset", self.config.data)
+        self.settings = self.config.settings(constructor_parameters(entry.factory))
         with torch.set_grad_enabled(False):
-            self.data = prepare_data(settings)
-            self.raw = datasets(settings)  # the same points before preprocessing: plotted
-            self.model = build_network(self.registry, settings, self.specs)
+            self.data = prepare_data(self.settings, self.registry)
+            in_features, out_features = shape_of(self.data, self.registry, self.settings)
+            if self.config.linear_model:  # no hidden layer: the inputs straight to the outputs
+                self.settings = replace(self.settings, layers=f"linear:out={out_features}")
+            self.specs = network_specs(self.registry, self.settings, out_features)
+            _check_arguments(self.specs)  # before `check` builds the network
+            check(self.settings, self.registry)
+            self.raw = split_data(self.settings, self.registry)  # the points as drawn: plotted
+            self.model = self.network(in_features, out_features)
             _check_size(self.model)
             # A second network and loss that the painter draws from, so that drawing never
             # touches what the trainer's backward needs (each module caches its last input).
-            self.view = build_network(self.registry, settings, self.specs)
-        self.loss = self.registry.create("loss", settings.loss)
-        self.view_loss = self.registry.create("loss", settings.loss)
+            self.view = self.network(in_features, out_features)
+        self.loss = self.registry.create("loss", self.settings.loss)
+        self.view_loss = self.registry.create("loss", self.settings.loss)
         self.optimizer = self.registry.create(
-            "optimizer", settings.optimizer, parameters=self.model.parameters(), lr=settings.lr
+            "optimizer", self.settings.optimizer, parameters=self.model.parameters(),
+            lr=self.settings.lr,
         )
-        self.shuffle = generator(settings, "shuffle")
+        self.shuffle = generator(self.settings, "shuffle")
         self.losses: list[float] = []  # mean training loss of each epoch, as fit reports it
-        self.domain = _domain(torch.cat([self.raw[0], self.raw[2]]))
+        self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
         self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
                           self.data.x_train.dtype)
+
+    def network(self, in_features: int, out_features: int):
+        return build_network(self.registry, self.settings, self.specs, in_features=in_features,
+                             out_features=out_features)
 
     @property
     def epoch(self) -> int:
@@ -91,10 +103,11 @@ class Run:
 
     def setup(self) -> dict[str, Any]:
         """The points and the plotted square: sent once per reset."""
-        x_train, y_train, x_test, y_test = self.raw
+        raw, dataset = self.raw, self.data.dataset
         return {
-            "domain": self.domain, "grid": self.config.grid, "classes": 2,
-            "train": _points(x_train, y_train), "test": _points(x_test, y_test),
+            "domain": self.domain, "grid": self.config.grid, "classes": dataset.n_classes,
+            "class_names": list(dataset.class_names), "data": self.settings.data,
+            "train": _points(raw.x_train, raw.y_train), "test": _points(raw.x_test, raw.y_test),
             "config": self.config.to_dict(), "network": [s.to_dict() for s in self.specs],
         }
 
@@ -105,46 +118,70 @@ class Run:
 
     def frame(self, epoch: int) -> dict[str, Any]:
         """Where the view network stands: losses, errors and the heat map."""
-        d, model, loss = self.data, self.view, self.view_loss
+        d = self.data
         with torch.set_grad_enabled(False):
-            train_loss = loss.forward(model.forward(d.x_train), d.y_train).item()
-            test_loss = loss.forward(model.forward(d.x_test), d.y_test).item()
+            train_loss, train_error = self.measure(d.x_train, d.y_train, d.labels_train)
+            test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test)
             classes, strength = self.heatmap()
         return {
             "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-            "train_error": error_rate(model, loss, d.x_train, d.y_train),
-            "test_error": error_rate(model, loss, d.x_test, d.y_test),
+            "train_error": train_error, "test_error": test_error,
             "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
         }
 
+    def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """The view network's mean loss and error on one set, from one forward pass."""
+        out = self.view.forward(x)  # (n, outputs)
+        error = output_errors(out, self.view_loss, labels, task=self.data.task,
+                              one_hot=self.data.one_hot, preprocessing=self.data.preprocessing)
+        return self.view_loss.forward(out, y).item(), error.item()
+
     def heatmap(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each grid cell's class and how sure the network is, as bytes (grid * grid,)."""
-        scores = self.view.forward(self.grid)  # (cells, 1)
-        margin = scores[:, 0].double() - decision_threshold(self.view_loss)  # (cells,)
-        classes = (margin > 0).to(torch.uint8)
-        # NOTE: scores of different losses live on different scales (logits, [0, 1]); the
-        # shade is the margin over the grid's 95th percentile, so every loss gets contrast.
-        distance = margin.abs()  # (cells,)
-        scale = distance.kthvalue(max(1, int(0.95 * distance.numel()))).values.clamp_min(1e-12)
-        strength = (distance / scale).clamp(max=1.0).mul(255).round().to(torch.uint8)
+        scores = self.view.forward(self.grid)  # (cells, outputs)
+        classes = predicted_classes(scores, self.view_loss, self.data.one_hot).to(torch.uint8)
+        if self.data.one_hot:  # how far the top class's probability is above a coin toss
+            k = scores.shape[-1]
+            top = (scores.double() - scores.double().logsumexp(-1, keepdim=True)).exp().amax(-1)
+            sureness = (top - 1 / k) / (1 - 1 / k)  # (cells,), 0 to 1
+        else:
+            # NOTE: scores of different losses live on different scales (logits, [0, 1]); the
+            # shade is the margin over the grid's 95th percentile, so every loss gets contrast.
+            distance = (scores[:, 0].double() - decision_threshold(self.view_loss)).abs()
+            scale = distance.kthvalue(max(1, int(0.95 * distance.numel()))).values
+            sureness = distance / scale.clamp_min(1e-12)  # (cells,)
+        strength = sureness.clamp(0.0, 1.0).mul(255).round().to(torch.uint8)
         return classes, strength
 
     def model_bytes(self) -> bytes:
         """The network now, as a model file `nn-cli predict` loads."""
         if self.epoch == 0:
             raise SessionStateError("train at least one epoch before downloading the model")
-        settings = self.config.settings(epochs=self.epoch)
-        result = TrainResult(
-            settings, list(self.losses), error_rate(self.model, self.loss, self.data.x_train,
-                                                    self.data.y_train),
-            error_rate(self.model, self.loss, self.data.x_test, self.data.y_test),
-            self.specs, self.model, self.data.preprocessing,
-        )
-        header = model_header(
-            specs=result.specs, settings=settings, in_features=2, registry=self.registry,
-            preprocessing=result.preprocessing,
-        )
-        return encode(model_tensors(result.model), header)
+        settings = replace(self.settings, epochs=self.epoch)
+        result = result_of(settings, list(self.losses), self.specs, self.model, self.loss,
+                           self.data)
+        return model_file_bytes(result, registry=self.registry)
+
+
+def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
+    """Every registered data set whose points are 2-D and labelled by class, with its
+    options and their defaults: each is built once, with its defaults, to find out."""
+    found = {}
+    for entry in registry.entries("dataset"):
+        try:
+            with torch.set_grad_enabled(False):
+                dataset = build_from_factory(entry.factory, {}, seed=0, name=entry.name,
+                                             context={"n_train": 50, "n_test": 50})
+        except Exception:  # it needs an option, a file or a package: not for the page
+            continue
+        if dataset.input_shape == (2,) and dataset.task in CLASSIFICATION:
+            options = {name: None if p.default is p.empty else p.default
+                       for name, p in constructor_parameters(entry.factory).items()
+                       if name not in DATA_CONTEXT and p.kind != p.VAR_KEYWORD}
+            found[entry.name] = {"name": entry.name, "summary": entry.summary,
+                                 "plugin": entry.plugin, "options": options,
+                                 "classes": dataset.n_classes}
+    return found
 
 
 class SessionStateError(NNError):
@@ -347,10 +384,10 @@ def _grid(domain: list[float], n: int, preprocessing: dict, dtype: torch.dtype) 
     return preprocess.apply(preprocessing, cells)
 
 
-def _points(x: torch.Tensor, y: torch.Tensor) -> dict[str, list]:
+def _points(x: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:
     return {"x": [round(v, 5) for v in x[:, 0].tolist()],
             "y": [round(v, 5) for v in x[:, 1].tolist()],
-            "label": [int(v) for v in y[:, 0].round().tolist()]}
+            "label": [int(v) for v in labels.reshape(-1).tolist()]}
 
 
 def _b64(values: torch.Tensor) -> str:

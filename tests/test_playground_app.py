@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 import json
 import threading
 import time
@@ -21,7 +22,7 @@ from playground import create_app  # noqa: E402
 from playground.config import LIMITS, PlaygroundConfig, parse_config  # noqa: E402
 from playground.session import Run, Session  # noqa: E402
 
-SMALL = {"size": 200, "hidden": "6", "batch": 20, "grid": 20}
+SMALL = {"size": 200, "hidden": "6", "batch": 20, "grid": 20, "loss": "bce"}
 
 
 @pytest.fixture
@@ -93,9 +94,13 @@ def test_choices_list_every_registered_component_and_the_limits(client, registry
     for kind, key in (("layer", "layers"), ("activation", "activations"), ("loss", "losses"),
                       ("optimizer", "optimizers"), ("initializer", "initializers")):
         assert [c["name"] for c in choices[key]] == [e.name for e in registry.entries(kind)]
-    assert "disk" in [d["name"] for d in choices["datasets"]]
+    offered = {d["name"]: d for d in choices["datasets"]}
+    assert set(offered) == {"disk", "moons", "circles", "xor", "spiral", "gauss"}  # the 2-D ones
+    assert offered["spiral"]["options"] == {"n": 1000, "arms": 2, "noise": 0.2}
+    assert offered["disk"]["options"] == {}
     assert choices["limits"] == LIMITS
-    assert choices["defaults"] == PlaygroundConfig().to_dict()
+    assert choices["defaults"] == {**PlaygroundConfig().to_dict(), "options": "arms=3"}
+    assert parse_config(choices["defaults"])  # the page's first run is one the server takes
 
 
 # -- runs --------------------------------------------------------------------------------
@@ -121,6 +126,19 @@ def test_a_run_starts_streams_a_setup_and_frames_and_stops_when_its_stream_ends(
     assert client.post(f"/api/sessions/{key}/control", json={"action": "play"}).status_code == 404
 
 
+def test_more_than_two_classes_get_a_colour_each(registry):
+    config = parse_config({**SMALL, "options": "arms=3", "loss": "cross_entropy"})
+    run = Run(config, registry)
+    for _ in range(20):
+        run.train_epoch()
+    run.sync_view()
+    frame, setup = run.frame(run.epoch), run.setup()
+    assert setup["classes"] == 3 and setup["class_names"] == ["arm 0", "arm 1", "arm 2"]
+    assert set(setup["train"]["label"]) == {0, 1, 2}
+    assert set(base64.b64decode(frame["heatmap"]["classes"])) == {0, 1, 2}
+    assert frame["test_error"] < 0.6  # learning, better than guessing one of three
+
+
 def test_step_pause_and_reset(client, app):
     key = start(client)
     for _ in range(3):
@@ -135,12 +153,14 @@ def test_step_pause_and_reset(client, app):
     assert app.state.sessions.runs[key].published[0] == 2  # a new setup after the reset
 
 
-def test_n_epochs_in_the_playground_are_n_epochs_of_nn_cli_train(registry):
-    config = parse_config({**SMALL, "hidden": "5,4", "act": "relu", "seed": 3})
+@pytest.mark.parametrize("data", [{"data": "disk", "noise": 0}, {"data": "spiral"},
+                                  {"data": "spiral", "options": "arms=3", "loss": "cross_entropy"}])
+def test_n_epochs_in_the_playground_are_n_epochs_of_nn_cli_train(registry, data):
+    config = parse_config({**SMALL, "hidden": "5,4", "act": "relu", "seed": 3, **data})
     run = Run(config, registry)
     for _ in range(4):
         run.train_epoch()
-    reference = train(config.settings(epochs=4), registry)
+    reference = train(replace(run.settings, epochs=4), registry)
     assert run.losses == reference.losses
     for ours, theirs in zip(run.model.parameters(), reference.model.parameters()):
         assert torch.equal(ours.value, theirs.value)
@@ -217,7 +237,15 @@ def test_runs_past_the_limit_are_refused_with_429(client):
     ({"act": "nope"}, "unknown activation 'nope'"),
     ({"loss": "nope"}, "unknown loss 'nope'"),
     ({"optimizer": "nope"}, "unknown optimizer 'nope'"),
-    ({"data": "nope"}, "unknown data set 'nope'"),
+    ({"data": "nope"}, "unknown data set 'nope'; accepted (2-D classification): circles"),
+    ({"data": "file"}, "unknown data set 'file'"),
+    ({"data": "disk", "noise": 0.1}, "data set 'disk' has no noise; set noise to 0"),
+    ({"options": "n=5"}, "options: give n in its own field"),
+    ({"options": "arms=3"}, "cross_entropy"),  # bce fits two classes only
+    ({"options": "arms=x"}, "arms must be an integer"),
+    ({"options": "legs=3"}, "'legs'"),
+    ({"options": "arms"}, "is not key=value"),
+    ({"options": "y" * 401}, "options must be at most 400 characters"),
     ({"hidden": "0"}, "hidden widths must be between 1 and 256, got 0"),
     ({"hidden": "8,x"}, "hidden must be comma-separated integer widths"),
     ({"hidden": "300"}, "hidden widths must be between 1 and 256, got 300"),

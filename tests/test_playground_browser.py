@@ -32,9 +32,11 @@ from playground_helpers import running_server  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-DATASET = "disk"
-NETWORK = {"hidden": "16,16", "act": "tanh", "lr": "0.03", "batch": "10"}
-TEST_ERROR_BELOW = 10.0  # percent, shown on the page
+DATASET = "spiral"
+# Three arms, one class each: from a third of the points right to nearly all (tens of epochs).
+NETWORK = {"options": "arms=3", "hidden": "16,16", "act": "tanh", "loss": "cross_entropy",
+           "lr": "0.03", "batch": "10"}
+TEST_ERROR_BELOW = 5.0  # percent, shown on the page
 
 
 EXTRAS = Path(__file__).resolve().parent.parent / "examples" / "nn-scratch-extras"
@@ -89,6 +91,7 @@ def test_pick_data_and_network_play_and_watch_it_learn(server, browser, tmp_path
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    set_value(page, "data", "circles")  # then back: picking a set is part of the test
     set_value(page, "data", DATASET)
     for key, value in NETWORK.items():
         set_value(page, key, value)
@@ -153,8 +156,8 @@ def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
     expect(page.locator("#act option[value=swish]")).to_have_count(1)
     set_value(page, "layers", "linear:out=12")
     chip.click()  # appends the plugin's layer to the layers text
-    set_value(page, "layers", page.locator("#layers").input_value() + ",linear:out=1")
-    expect(page.locator("#layers")).to_have_value("linear:out=12,prelu,linear:out=1")
+    set_value(page, "layers", page.locator("#layers").input_value() + ",linear:out=3")
+    expect(page.locator("#layers")).to_have_value("linear:out=12,prelu,linear:out=3")
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
     for epoch in range(1, 4):
         page.click("#step")

@@ -35,7 +35,8 @@ def trains_with_the_plugin(registry, plugin: str) -> None:
         assert "swish" in [c["name"] for c in choices["activations"]]
         for config in ({"layers": "linear:out=8,prelu:alpha=0.1,linear:out=8,swish,linear:out=1"},
                        {"hidden": "8", "act": "swish"}):
-            response = client.post("/api/sessions", json={"size": 200, "grid": 20, **config})
+            response = client.post("/api/sessions", json={"size": 200, "grid": 20, "loss": "bce",
+                                                           **config})
             assert response.status_code == 201, response.text
             key = response.json()["id"]
             for _ in range(2):

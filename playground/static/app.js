@@ -2,7 +2,7 @@
 // and draws the frames the server streams. No training happens here.
 "use strict";
 
-const KEYS = ["data", "noise", "size", "ratio", "seed", "hidden", "act", "layers", "loss",
+const KEYS = ["data", "options", "noise", "size", "ratio", "seed", "hidden", "act", "layers", "loss",
               "init", "optimizer", "lr", "batch", "grid"];
 const SELECTS = { data: "datasets", act: "activations", loss: "losses", init: "initializers",
                   optimizer: "optimizers" };
@@ -158,7 +158,7 @@ function drawCurves() {
     ctx.stroke();
   }
   ctx.fillStyle = "#555"; ctx.font = "11px system-ui";
-  ctx.fillText(top.toPrecision(3), 6, 14); ctx.fillText("epoch " + last, w - 70, h - 8);
+  ctx.fillText(top.toPrecision(3), 6, 14); ctx.fillText("epoch " + last, w - 70, 14);
 }
 
 async function download() {
@@ -174,6 +174,17 @@ async function download() {
   link.download = `playground-${$("data").value}.safetensors`;
   link.click();
   URL.revokeObjectURL(link.href);
+}
+
+// A data set's own defaults when it is picked: its noise (none: 0, and the field is off).
+function pickedData() {
+  const picked = choices.datasets.find((d) => d.name === $("data").value);
+  const takesNoise = Boolean(picked && "noise" in picked.options);
+  $("noise").disabled = !takesNoise;
+  const others = picked ? Object.keys(picked.options).filter((k) => k !== "n" && k !== "noise") : [];
+  $("options").placeholder = others.length ? others.map((k) => `${k}=${picked.options[k]}`).join(",") : "none";
+  $("options").disabled = !others.length;
+  return { picked, takesNoise };
 }
 
 function fillChoices() {
@@ -209,12 +220,18 @@ async function main() {
   }
   fillChoices();
   readHash();
+  pickedData();
+  $("data").addEventListener("change", () => {
+    const { picked, takesNoise } = pickedData();
+    $("noise").value = takesNoise ? String(picked.options.noise) : "0";
+    $("options").value = "";
+  }, true);  // before the run restarts with the new set
   for (const key of KEYS) $(key).addEventListener("change", start);
   $("play").addEventListener("click", () => control(playing ? "pause" : "play"));
   $("step").addEventListener("click", () => control("step"));
   $("reset").addEventListener("click", () => (runId ? control("reset") : start()));
   $("download").addEventListener("click", download);
-  window.addEventListener("hashchange", () => { readHash(); start(); });
+  window.addEventListener("hashchange", () => { readHash(); pickedData(); start(); });
   window.addEventListener("pagehide", stop);
   await start();
 }
