@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -103,8 +104,9 @@ def main() -> None:
         server.terminate()
         server.wait(30)
     ratio = statistics.median(server_eps) / statistics.median(cli_eps)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"report's network, 100 x 100 heat map; medians of {args.repeats} repeats "
-          f"({args.seconds:g} s of stream each)")
+          f"({args.seconds:g} s of stream each); {os.cpu_count()} CPUs, load average {load}")
     print(f"stream: {statistics.median(fps):.1f} frames/s (target >= 10)   "
           f"[{', '.join(f'{x:.1f}' for x in fps)}]")
     print(f"server training: {statistics.median(server_eps):.0f} epochs/s   "
