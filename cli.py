@@ -209,6 +209,9 @@ def info(
         typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
     if not data["parameters"]:
         typer.echo("  none")
+    if data.get("defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
+        typer.echo(f"defaults for options not typed: {shown}")
     if data["doc"]:
         typer.echo("\n" + data["doc"])
 
@@ -397,20 +400,30 @@ def compare(
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
+    data: _many(str, "A dataset with options, or a file (`nn-cli list dataset`).") = None,
+    target: TargetOpt = None,
+    test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
+    val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
+    patience: PatienceOpt = None,
 ) -> None:
-    """Train every combination of the given values `--runs` times; print mean ± std."""
+    """Train every combination of the given values `--runs` times; print mean ± std.
+
+    Options not given take each dataset's defaults, as `nn-cli train` does.
+    """
     given = {
         "act": act, "loss": loss, "init": init, "optimizer": optimizer,
         "optimizer_args": opt and [parse_optimizer_args(o) for o in opt],
         "hidden": hidden and [parse_widths(h) for h in hidden], "epochs": epochs, "lr": lr,
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
-        "device": device, "layers": layers,
+        "device": device, "layers": layers, "data": data,
     }
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
     from core.pipeline.compare import configurations
 
-    base = TrainSettings(seed=seed)
+    base = TrainSettings(seed=seed, target=target, test_fraction=test_fraction,
+                         val_fraction=val_fraction, patience=patience)
+    typed = set(variations) | (_typed(ctx) & {"target", "test_fraction", "val_fraction", "patience"})
     configs = configurations(base, variations)  # checks every value before any work
     from core.pipeline.compare import compare as run_compare
     from core.pipeline.progress import runs_reporter
@@ -424,7 +437,8 @@ def compare(
             progress.label, progress.offset = name, index * runs
 
         comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration, together=not one_at_a_time)
+                                 progress.on_run, next_configuration, together=not one_at_a_time,
+                                 typed=typed)
     if plot is not None:
         _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
     if csv_path is not None:

@@ -154,6 +154,7 @@ def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
     chip = page.locator("#components button", has_text="prelu")
     expect(chip).to_have_count(1, timeout=30_000)
     expect(page.locator("#act option[value=swish]")).to_have_count(1)
+    expect(page.locator("#data option[value=checkerboard]")).to_have_count(1)
     set_value(page, "layers", "linear:out=12")
     chip.click()  # appends the plugin's layer to the layers text
     set_value(page, "layers", page.locator("#layers").input_value() + ",linear:out=3")

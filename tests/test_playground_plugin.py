@@ -1,4 +1,5 @@
-"""A plugin's components show up among the playground's choices and train there.
+"""A plugin's components (a layer, an activation, a data set) show up among the
+playground's choices and train there.
 
 From the checkout (the example package on sys.path, loaded as `--plugin` would) always;
 installed through its entry point where it is installed (.ci/run installs it in a clean
@@ -33,8 +34,12 @@ def trains_with_the_plugin(registry, plugin: str) -> None:
         assert {"name": "prelu", "summary": choices["layers"][-1]["summary"], "plugin": plugin} \
             in choices["layers"]
         assert "swish" in [c["name"] for c in choices["activations"]]
+        offered = {d["name"]: d for d in choices["datasets"]}
+        assert offered["checkerboard"]["plugin"] == plugin  # a plugin's data set, offered too
+        assert offered["checkerboard"]["options"] == {"n": 1000, "squares": 4, "noise": 0.0}
         for config in ({"layers": "linear:out=8,prelu:alpha=0.1,linear:out=8,swish,linear:out=1"},
-                       {"hidden": "8", "act": "swish"}):
+                       {"hidden": "8", "act": "swish"},
+                       {"data": "checkerboard", "options": "squares=2", "noise": 0.05}):
             response = client.post("/api/sessions", json={"size": 200, "grid": 20, "loss": "bce",
                                                            **config})
             assert response.status_code == 201, response.text

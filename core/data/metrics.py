@@ -67,10 +67,14 @@ def text_report(metrics: dict[str, Any]) -> str:
         lines.append(f"{row['class']:<{width}}  {row['precision']:>9.3f}  {row['recall']:>6.3f}  "
                      f"{row['f1']:>5.3f}  {row['support']:>7}")
     cell = max(4, *(len(str(v)) for r in metrics["confusion_matrix"] for v in r))
-    short = [n[:cell] for n in names]
+    # Columns by class name when the names fit the cells, else by class number (rows say which).
+    fits = all(len(n) <= cell for n in names)
+    heads = names if fits else [str(j) for j in range(len(names))]
+    rows = names if fits else [f"{j} {n}" for j, n in enumerate(names)]
+    side = max(len(r) for r in rows)
     lines.append("")
     lines.append("confusion matrix (rows: true, columns: predicted)")
-    lines.append(f"{'':<{width}}  " + " ".join(f"{n:>{cell}}" for n in short))
-    for name, row in zip(names, metrics["confusion_matrix"]):
-        lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
+    lines.append(f"{'':<{side}}  " + " ".join(f"{h:>{cell}}" for h in heads))
+    for name, row in zip(rows, metrics["confusion_matrix"]):
+        lines.append(f"{name:<{side}}  " + " ".join(f"{v:>{cell}}" for v in row))
     return "\n".join(lines)

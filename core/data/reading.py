@@ -43,30 +43,33 @@ def read_data_file(path: str | os.PathLike, target: str | None = None, task: str
         raise DataError(f"{shown}: no such file (--data takes a .csv, .tsv, .json or .npz file, "
                         f"or a dataset name: see `nn-cli list dataset`)")
     suffix = Path(path).suffix.lower()
+    first = 1  # the row number of the first row of data, as the messages count rows
     if suffix == ".npz":
         x, raw, features, target_name = _npz(shown, path)
     elif suffix == ".json":
         x, raw, features, target_name = _json(shown, path, target)
     elif suffix in (".csv", ".tsv", ".txt"):
-        x, raw, features, target_name = _delimited(shown, path, target, "\t" if suffix == ".tsv" else ",")
+        x, raw, features, target_name, first = _delimited(
+            shown, path, target, "\t" if suffix == ".tsv" else ",")
     else:
         raise DataError(f"{shown}: unknown file type {suffix or '(none)'!r}; accepted: .csv, .tsv, .json, .npz")
-    return _dataset(shown, x, raw, features, target_name, task)
+    return _dataset(shown, x, raw, features, target_name, task, first)
 
 
 # -- labels ----------------------------------------------------------------------------
 
 
-def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task) -> Dataset:
-    """From features (n, f) float64 and the raw target column(s) to a Dataset."""
+def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task, first: int) -> Dataset:
+    """From features (n, f) float64 and the raw target column(s) to a Dataset; `first` is
+    the row number (as messages count them: the file's line) of the first row of data."""
     n = len(x)
     if n == 0:
         raise DataError(f"{shown}: no rows of data")
     bad = ~np.isfinite(x)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{shown}: row {row + 1}, column {features[col]!r}: {x[row, col]!r} is not a "
-                        f"finite number (NaN and infinities cannot be trained on)")
+        raise DataError(f"{shown}: row {row + first}, column {features[col]!r}: {float(x[row, col])!r} "
+                        f"is not a finite number (NaN and infinities cannot be trained on)")
     numeric = raw.dtype.kind in "fiub"
     if task == "regression" or (task is None and numeric and not _looks_like_classes(raw)):
         if not numeric:
@@ -75,7 +78,7 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task)
         y = torch.as_tensor(raw.astype(np.float64).reshape(n, -1))
         finite = torch.isfinite(y).all(dim=1)
         if not finite.all():
-            row = int((~finite).nonzero()[0]) + 1
+            row = int((~finite).nonzero()[0]) + first
             raise DataError(f"{shown}: row {row}, column {target_name!r}: the target is not a finite number")
         names = (target_name,) if y.shape[1] == 1 else tuple(f"{target_name}_{j}" for j in range(y.shape[1]))
         return Dataset(shown, "regression", torch.as_tensor(x), y, tuple(features),
@@ -84,7 +87,7 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task)
         raise DataError(f"{shown}: a class label is one value per row; {target_name!r} has {raw.shape[1]}")
     if numeric:
         if not np.isfinite(raw.astype(np.float64)).all():
-            row = int(np.argwhere(~np.isfinite(raw.astype(np.float64)))[0, 0]) + 1
+            row = int(np.argwhere(~np.isfinite(raw.astype(np.float64)))[0, 0]) + first
             raise DataError(f"{shown}: row {row}, column {target_name!r}: the label is not a finite number")
         values, indices = np.unique(raw.astype(np.float64), return_inverse=True)
         class_names = tuple(_number_text(v) for v in values)
@@ -92,15 +95,20 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task)
         text = np.char.strip(raw.astype(str))
         empty = np.flatnonzero(text == "")
         if len(empty):
-            raise DataError(f"{shown}: row {int(empty[0]) + 1}, column {target_name!r}: the label is empty")
+            raise DataError(f"{shown}: row {int(empty[0]) + first}, column {target_name!r}: the label is empty")
         values, indices = np.unique(text, return_inverse=True)
         class_names = tuple(str(v) for v in values)
     if len(class_names) < 2:
         raise DataError(f"{shown}: every row has the label {class_names[0]!r}; classification "
                         f"needs at least two classes in column {target_name!r}")
-    if n < len(class_names):
-        raise DataError(f"{shown}: {n} rows for {len(class_names)} classes; every class needs rows "
-                        f"to learn from and to test on")
+    if n < 2 * len(class_names):
+        raise DataError(f"{shown}: {n} rows for {len(class_names)} classes; every class needs at "
+                        f"least 2 rows, one to learn from and one to test on")
+    counts = np.bincount(indices.reshape(-1), minlength=len(class_names))
+    if counts.min() < 2:
+        lonely = class_names[int(counts.argmin())]
+        raise DataError(f"{shown}: class {lonely!r} has {int(counts.min())} row; every class needs at "
+                        f"least 2, one to learn from and one to test on")
     return Dataset(shown, "binary" if len(class_names) == 2 else "multiclass", torch.as_tensor(x),
                    torch.as_tensor(indices.reshape(-1).astype(np.int64)), tuple(features),
                    (len(features),), class_names)
@@ -138,6 +146,28 @@ def _delimited(shown: str, path, target, delimiter: str):
     label = _target_index(shown, names, target, header)
     features = [j for j in range(len(names)) if j != label]
     skip = 1 if header else 0
+    read = _with_pandas if _pandas() is not None else _with_numpy
+    x, raw = read(shown, path, delimiter, names, features, label, skip)
+    if raw.dtype.kind not in "fiub":
+        raw = np.char.strip(raw.astype(str))
+        try:
+            raw = raw.astype(np.float64)
+        except ValueError:
+            pass  # text labels
+    return x, raw, [names[j] for j in features], names[label], skip + 1
+
+
+def _pandas():
+    """pandas when installed (`pip install 'nn-scratch[datasets]'`): it reads a large CSV
+    several times faster than numpy.loadtxt (bench/datasets.py); numpy otherwise."""
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
+def _with_numpy(shown, path, delimiter, names, features, label, skip):
     try:
         x = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=features, dtype=np.float64,
                        ndmin=2, encoding="utf-8")
@@ -146,12 +176,26 @@ def _delimited(shown: str, path, target, delimiter: str):
     except ValueError:
         _find_bad_cell(shown, path, delimiter, names, features, skip)
         raise  # the scan found nothing: numpy's own complaint is the best there is
-    raw = np.char.strip(raw)
+    return x, raw
+
+
+def _with_pandas(shown, path, delimiter, names, features, label, skip):
+    pandas = _pandas()
     try:
-        raw = raw.astype(np.float64)
-    except ValueError:
-        pass  # text labels
-    return x, raw, [names[j] for j in features], names[label]
+        frame = pandas.read_csv(path, sep=delimiter, header=None, skiprows=skip, encoding="utf-8",
+                                skip_blank_lines=True, low_memory=False)
+    except (ValueError, pandas.errors.ParserError):
+        _find_bad_cell(shown, path, delimiter, names, features, skip)
+        raise
+    columns = frame.columns
+    numeric = all(frame[columns[j]].dtype.kind in "fiub" for j in features) if len(columns) == len(names) else False
+    x = frame[[columns[j] for j in features]].to_numpy(dtype=np.float64) if numeric else None
+    raw = frame[columns[label]]
+    if x is None or np.isnan(x).any() or raw.isna().any():  # text, empty cells, short rows
+        _find_bad_cell(shown, path, delimiter, names, features, skip, label)
+        if x is None:
+            raise DataError(f"{shown}: features must be numbers")
+    return x, raw.to_numpy()
 
 
 def _target_index(shown: str, names: list[str], target: str | None, header: bool) -> int:
@@ -165,8 +209,9 @@ def _target_index(shown: str, names: list[str], target: str | None, header: bool
     raise DataError(f"{shown}: no target column {target!r}; columns: {accepted}")
 
 
-def _find_bad_cell(shown, path, delimiter, names, features, skip) -> None:
-    """Slow path, only once numpy has refused the file: name the first cell it choked on."""
+def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | None = None) -> None:
+    """Slow path, only once the fast reader has refused the file or found a gap: name the
+    first bad cell (a short row, an empty cell, a feature that is not a number)."""
     with open(path, newline="", encoding="utf-8") as f:
         for row, fields in enumerate(csv.reader(f, delimiter=delimiter), start=1):
             if row <= skip or not fields:
@@ -174,11 +219,12 @@ def _find_bad_cell(shown, path, delimiter, names, features, skip) -> None:
             if len(fields) != len(names):
                 raise DataError(f"{shown}: row {row} has {len(fields)} fields; the table has "
                                 f"{len(names)} columns")
-            for j in features:
-                if not is_number(fields[j]):
-                    what = "is empty" if not fields[j].strip() else f"{fields[j]!r} is not a number"
-                    raise DataError(f"{shown}: row {row}, column {names[j]!r}: {what} "
-                                    f"(features must be numbers)")
+            for j in [*features, *([] if label is None else [label])]:
+                if not fields[j].strip():
+                    raise DataError(f"{shown}: row {row}, column {names[j]!r}: is empty")
+                if j != label and not is_number(fields[j]):
+                    raise DataError(f"{shown}: row {row}, column {names[j]!r}: {fields[j]!r} "
+                                    f"is not a number (features must be numbers)")
 
 
 # -- JSON and NPZ ------------------------------------------------------------------------

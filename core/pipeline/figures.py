@@ -46,7 +46,12 @@ def describe(configurations) -> str:
         same = all(getattr(c, field) == getattr(first, field) for c in configurations)
         return text if same else f"{field} varies"
 
-    net = first.layers if first.layers else "-".join(map(str, (2, *first.hidden, 1))) + " net"
+    if first.layers:
+        net = first.layers
+    elif first.data == "disk":  # the report's shape, in and out
+        net = "-".join(map(str, (2, *first.hidden, 1))) + " net"
+    else:  # the in and out widths follow each dataset
+        net = "hidden " + "-".join(map(str, first.hidden))
     o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
     return (  # two lines, so the title fits the figure
         f"{shared('layers', shared('hidden', net))}, {shared('init', first.init + ' init')}, "
@@ -148,6 +153,9 @@ def points_figure(
         Line2D([], [], color="black", label="true circle (area 1/2)"),
         Line2D([], [], color="tab:orange", linestyle="--", label="network's decision boundary"),
     ]
+    if any(r.settings.data != "disk" for _, r in rows):  # regions, not a circle and a line
+        handles = handles[:2] + [Line2D([], [], color="tab:gray", linewidth=6, alpha=0.3,
+                                        label="shaded: the predicted class")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle("Test points of the first runs\n" + describe([r.settings for _, r in rows]), fontsize=9)
     return fig
