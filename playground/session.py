@@ -164,10 +164,13 @@ class Run:
 
 
 def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
-    """Every registered data set whose points are 2-D and labelled by class, with its
-    options and their defaults: each is built once, with its defaults, to find out."""
+    """Every registered data set that draws its points from the run's generator and
+    builds, with its defaults, into 2-D points labelled by class; with its options and
+    their defaults. Fixed tables (no `generator` parameter) are never built here."""
     found = {}
     for entry in registry.entries("dataset"):
+        if "generator" not in constructor_parameters(entry.factory):
+            continue
         try:
             with torch.set_grad_enabled(False):
                 dataset = build_from_factory(entry.factory, {}, seed=0, name=entry.name,
