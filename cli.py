@@ -524,7 +524,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise SettingsError(f"port must be an integer from 0 to 65535, got {port}")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the extra's other half; playground.serve uses it)
 
         from playground import create_app
     except ImportError as e:
@@ -537,11 +537,9 @@ def serve(
         typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
                    f"train networks on this machine; the playground has no login", err=True)
     _one_thread()
-    server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port,
-                                           log_level="warning"))
-    from playground.serve import run
+    from playground.serve import make_server, run
 
-    run(server, open_browser=open_browser, announce=lambda url: typer.echo(
+    run(make_server(create_app(registry), host, port), open_browser=open_browser, announce=lambda url: typer.echo(
         f"nn-cli: playground at {url} (Ctrl-C stops it)"))
 
 

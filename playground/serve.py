@@ -28,6 +28,20 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def make_server(app, host: str, port: int):
+    """A uvicorn server that, told to stop (Ctrl-C), first stops every run, so that their
+    event streams end and the open tabs do not hold the shutdown."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.sessions.stop_all()
+            super().handle_exit(sig, frame)
+
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                 timeout_graceful_shutdown=5))
+
+
 def run(server, *, open_browser: bool, announce: Callable[[str], None]) -> None:
     """Serve until Ctrl-C; the address is known (port 0 included) before the first request."""
     sock = bind(server.config.host, server.config.port)

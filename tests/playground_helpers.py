@@ -10,13 +10,11 @@ from contextlib import contextmanager
 @contextmanager
 def running_server(registry, **app_options):
     """Yield the base URL of the playground served by uvicorn on a free local port."""
-    import uvicorn
-
     from playground import create_app
-    from playground.serve import bind, url_of
+    from playground.serve import bind, make_server, url_of
 
     app = create_app(registry, **app_options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    server = make_server(app, "127.0.0.1", 0)
     sock = bind("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -6,6 +6,7 @@ import json
 import socket
 import urllib.request
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -90,3 +91,28 @@ def test_the_real_server_answers_on_127_0_0_1(registry):
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "api/status", timeout=30) as response:
             assert json.load(response)["runs"] == 0
+
+
+def test_ctrl_c_with_a_tab_open_stops_cleanly(tmp_path):
+    """A real `nn-cli serve`: a run streaming to a "tab", then SIGINT: it exits, no traceback."""
+    import re
+    import signal
+    import subprocess
+
+    nn_cli = str(Path(sys.executable).with_name("nn-cli"))
+    server = subprocess.Popen([nn_cli, "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        url = re.search(r"(http://\S+/)", server.stdout.readline()).group(1)
+        request = urllib.request.Request(url + "api/sessions", b'{"grid": 20}', method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            key = json.load(response)["id"]
+        with urllib.request.urlopen(url + f"api/sessions/{key}/events", timeout=60) as events:
+            assert events.readline() == b"event: setup\n"
+            server.send_signal(signal.SIGINT)
+            assert server.wait(30) in (0, 130)
+    finally:
+        server.kill()
+        server.wait()
+    assert "Traceback" not in server.stdout.read()

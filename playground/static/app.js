@@ -162,6 +162,7 @@ function drawCurves() {
 }
 
 async function download() {
+  await starting;
   if (!runId) return;
   const response = await fetch(`/api/sessions/${runId}/model`);
   if (!response.ok) {
