@@ -205,7 +205,7 @@ def test_layers_must_end_with_the_width_the_data_need():
 
 def test_regression_reports_rmse_mae_and_r2():
     out = json_of("train", "--data", "diabetes", *FAST)
-    assert out["task"] == "regression" and set(out["metrics"]) == {"rmse", "mae", "r2"}
+    assert out["task"] == "regression" and set(out["metrics"]) == {"rmse", "mae", "r2", "psnr"}
     assert out["test_error"] == pytest.approx(out["metrics"]["rmse"])
     assert "R^2" in invoke("train", "--data", "diabetes", *FAST).stdout
 
@@ -228,6 +228,8 @@ def test_plot_draws_what_the_data_call_for(tmp_path):
     assert {p.name for p in (tmp_path / "d").iterdir()} == {"loss.png", "confusion.png", "misclassified.png"}
     assert invoke("train", "--data", "spiral:arms=3", "--epochs", "1", "--plot", tmp_path / "s").exit_code == 0
     assert {p.name for p in (tmp_path / "s").iterdir()} == {"loss.png", "confusion.png", "test_points.png"}
+    assert invoke("train", "--epochs", "1", "--plot", tmp_path / "k").exit_code == 0  # the disk
+    assert {p.name for p in (tmp_path / "k").iterdir()} == {"loss.png", "confusion.png", "test_points.png"}
     assert invoke("train", "--data", "diabetes", "--epochs", "1", "--plot", tmp_path / "r").exit_code == 0
     assert {p.name for p in (tmp_path / "r").iterdir()} == {"loss.png", "predicted.png"}
 
@@ -388,3 +390,11 @@ def test_a_checkpointed_run_of_another_dataset_resumes_bit_for_bit(registry, tmp
     assert resumed.losses == whole.losses and resumed.metrics == whole.metrics
     for a, b in zip(resumed.model.parameters(), whole.model.parameters()):
         assert torch.equal(a.value, b.value)
+
+
+def test_evaluate_without_a_file_replays_the_runs_test_rows(tmp_path):
+    model = tmp_path / "iris.safetensors"
+    trained = json_of("train", "--data", "iris", "--epochs", "20", "--save", model)
+    evaluated = json_of("evaluate", model)
+    assert evaluated["error"] == pytest.approx(trained["test_error"]) and evaluated["n"] == 38
+    assert evaluated["source"] == "the test split of iris, seed 0"

@@ -114,8 +114,12 @@ def evaluate_model(
     seed: int = 0,
     n: int = 1000,
     registry: Registry | None = None,
+    test_split=None,
 ) -> Evaluation:
-    """The model's error on a labelled file, or on `n` fresh points of the disk task."""
+    """The model's error on a labelled file, or on `n` fresh points of the disk task; a
+    model of other data, without a file, on its run's own test rows, which
+    `test_split(settings, registry)` gives as raw (x, labels) (core.pipeline.experiment's
+    `test_rows`, passed in from above: files cannot reach the pipeline)."""
     loaded = load_model(model_path, registry)
     if input_path is not None:
         table = read_labelled(loaded, input_path, required=True)
@@ -123,10 +127,15 @@ def evaluate_model(
         return Evaluation(loaded.error_rate(table.features, table.labels), len(table.labels),
                           str(input_path), "rmse" if loaded.task == "regression" else "error")
     if loaded.dataset.get("name", "disk") != "disk":
-        raise SettingsError(
-            f"{model_path} was trained on {loaded.dataset['name']!r}, not the disk: give "
-            f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
-        )
+        if test_split is None:
+            raise SettingsError(
+                f"{model_path} was trained on {loaded.dataset['name']!r}, not the disk: give "
+                f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
+            )
+        x, labels = test_split(loaded.settings, registry)
+        return Evaluation(loaded.error_rate(x, labels), len(labels),
+                          f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",
+                          "rmse" if loaded.task == "regression" else "error")
     if n < 1:
         raise SettingsError(f"n must be an integer >= 1, got {n}")
     if not 0 <= seed < MAX_SEED:
