@@ -69,12 +69,17 @@ class PlaygroundConfig:
         has them; a data set with its own test split (the disk) gets n_train and n_test.
         """
         n_train = self.n_train
-        hidden = parse_widths(self.hidden) if self.hidden.strip() else ()
+        layers = self.layers.strip() or None
+        # The page keeps its widths and activation while a layers text replaces them; the
+        # framework refuses both at once, so they go as its defaults (which it ignores).
+        act, hidden = self.act, parse_widths(self.hidden) if self.hidden.strip() else ()
+        if layers or not hidden:  # a linear model gets its layers once the width is known
+            act, hidden = TrainSettings.act, TrainSettings.hidden
         return TrainSettings(
-            act=self.act, loss=self.loss, init=self.init, optimizer=self.optimizer,
-            hidden=hidden or (1,), epochs=epochs, lr=self.lr, batch_size=self.batch,
+            act=act, loss=self.loss, init=self.init, optimizer=self.optimizer,
+            hidden=hidden, epochs=epochs, lr=self.lr, batch_size=self.batch,
             seed=self.seed, n_train=n_train, n_test=self.size - n_train,
-            layers=self.layers.strip() or None, schedule="constant",
+            layers=layers, schedule="constant",
             data=self.data_text(takes), test_fraction=round(1 - n_train / self.size, 12),
         )
 

@@ -75,6 +75,7 @@ class Run:
             # A second network and loss that the painter draws from, so that drawing never
             # touches what the trainer's backward needs (each module caches its last input).
             self.view = self.network(in_features, out_features)
+            self.view.eval()  # dropout off, batch norm on its running statistics
         self.loss = self.registry.create("loss", self.settings.loss)
         self.view_loss = self.registry.create("loss", self.settings.loss)
         self.optimizer = self.registry.create(
@@ -112,9 +113,13 @@ class Run:
         }
 
     def sync_view(self) -> None:
-        """Copy the trained weights into the network the painter draws from."""
+        """Copy the trained weights and buffers (running statistics) into the network the
+        painter draws from, which stays in evaluation mode."""
         for view, trained in zip(self.view.parameters(), self.model.parameters()):
             view.value.copy_(trained.value)
+        trained_buffers = self.model.buffers()
+        for name, buffer in self.view.buffers().items():
+            buffer.copy_(trained_buffers[name])
 
     def frame(self, epoch: int) -> dict[str, Any]:
         """Where the view network stands: losses, errors and the heat map."""

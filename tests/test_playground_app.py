@@ -154,6 +154,8 @@ def test_step_pause_and_reset(client, app):
 
 
 @pytest.mark.parametrize("data", [{"data": "disk", "noise": 0}, {"data": "spiral"},
+                                  {"layers": "linear:out=8,batchnorm,tanh,dropout:p=0.2,linear:out=1"},
+                                  {"hidden": ""},  # no hidden layer: a linear model
                                   {"data": "spiral", "options": "arms=3", "loss": "cross_entropy"}])
 def test_n_epochs_in_the_playground_are_n_epochs_of_nn_cli_train(registry, data):
     config = parse_config({**SMALL, "hidden": "5,4", "act": "relu", "seed": 3, **data})
@@ -177,6 +179,18 @@ def test_frames_are_drawn_from_a_copy_that_matches_the_trained_network(registry)
     run.sync_view()
     expected = run.loss.forward(run.model.forward(d.x_train), d.y_train).item()
     assert run.frame(run.epoch)["train_loss"] == expected
+
+
+def test_the_painter_draws_in_evaluation_mode_with_the_running_statistics(registry):
+    config = parse_config({**SMALL, "layers": "linear:out=8,batchnorm,tanh,dropout:p=0.5,linear:out=1"})
+    run = Run(config, registry)
+    for _ in range(3):
+        run.train_epoch()
+    run.sync_view()
+    frame = run.frame(run.epoch)
+    run.model.eval()  # what the trained network says in evaluation mode
+    d = run.data
+    assert frame["train_loss"] == run.loss.forward(run.model.forward(d.x_train), d.y_train).item()
 
 
 def test_the_worker_trains_without_the_server_waiting(registry):

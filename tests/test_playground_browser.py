@@ -174,7 +174,7 @@ def page_hash(state: dict[str, list[str]]) -> str:
     return urlencode({k: v[0] for k, v in state.items()})
 
 
-def wait_until(condition, message: str, timeout: float = 15.0) -> None:
+def wait_until(condition, message: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
