@@ -37,7 +37,7 @@ from playground.config import LIMITS, PAGE_DEFAULTS, ConfigError, PlaygroundConf
 from playground.session import FPS, Session, SessionStateError, playable_datasets
 
 STATIC = Path(__file__).resolve().parent / "static"
-UNCONNECTED_SECONDS = 30.0  # a run whose page never opens its stream is stopped after this
+UNCONNECTED_SECONDS = 15.0  # a run whose page never opens its stream is stopped after this
 PING_SECONDS = 1.0  # an idle stream sends a comment this often, so a closed tab is noticed
 
 
@@ -161,11 +161,18 @@ def create_app(registry: Registry, *, fps: float = FPS,
 
 
 def _stops(sessions: Sessions):
-    """The app's lifespan: at shutdown, stop every run."""
+    """The app's lifespan: reap unconnected runs while it serves; at shutdown, stop every run."""
+
+    async def reaper() -> None:  # runs whose page never opened their stream (tab closed first)
+        while True:
+            await asyncio.sleep(UNCONNECTED_SECONDS / 3)
+            sessions.reap()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        task = asyncio.create_task(reaper())
         yield
+        task.cancel()
         sessions.stop_all()
 
     return lifespan

@@ -230,6 +230,16 @@ def test_the_downloaded_model_is_one_nn_cli_predict_loads(client, app, tmp_path)
     assert len(result.output.strip().splitlines()) == 3  # the header and two rows
 
 
+def test_a_run_whose_stream_never_opens_is_stopped(client, app, monkeypatch):
+    import playground.app
+
+    key = start(client)
+    monkeypatch.setattr(playground.app, "UNCONNECTED_SECONDS", 0.0)
+    app.state.sessions.reap()
+    assert client.get("/api/status").json()["runs"] == 0
+    assert client.get(f"/api/sessions/{key}/model").status_code == 404
+
+
 def test_delete_stops_a_run(client):
     key = start(client)
     assert client.delete(f"/api/sessions/{key}").json() == {"ok": True}
