@@ -8,6 +8,7 @@ The CLI is thin: it parses options into `TrainSettings`, and everything else hap
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -46,7 +47,9 @@ class OneLineErrors(typer.core.TyperGroup):
 
 
 def _fail(message: str) -> int:
-    typer.echo(f"nn-cli: error: {message}", err=True)
+    rank = os.environ.get("RANK", "0")  # set by torchrun: say which process failed
+    where = "" if rank == "0" else f" (rank {rank})"
+    typer.echo(f"nn-cli: error{where}: {message}", err=True)
     return 2
 
 
@@ -69,6 +72,10 @@ RegistryOpt = Annotated[Optional[Path], typer.Option(
     help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    metavar="K",
+    help="Start K local processes under torchrun (rendezvous on 127.0.0.1) and split the "
+         "work between them: the runs, or with one run each batch (data parallel).")]
 OneAtATimeOpt = Annotated[bool, typer.Option(
     "--one-at-a-time",
     help="Train the runs one after another, each bit for bit its seed's single run, instead "
@@ -228,8 +235,14 @@ def train(
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint file (default: beside --save).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every K epochs.")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Train a network on the disk problem and report its train and test error."""
+    """Train a network on the disk problem and report its train and test error.
+
+    Under torchrun (or with --workers K) the processes share the work: --runs N splits the
+    seeds between them; a single run trains data parallel, each process on its slice of
+    every batch. Rank 0 alone prints and writes files.
+    """
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
@@ -255,19 +268,32 @@ def train(
     from core.progress import epoch_reporter, runs_reporter
 
     _one_thread()
+    restarted = resume is None and _restarted_from(checkpoint)
+    resume = checkpoint if restarted else resume
     state = read_checkpoint(resume, registry) if resume is not None else None
+    if restarted and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
+                   f"(epoch {state.epoch})", err=True)
     settings = state.settings if state is not None else settings  # a resumed run's own
     check(settings, registry)
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
+    if workers is not None:
+        raise typer.Exit(_relaunch(ctx, workers))
+    world = _world(settings.device)
+    quiet = world is not None and not world.main  # only rank 0 reports
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     if runs == 1:
-        with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-            result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
+        with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+            result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state,
+                         world=world)
         many = MultiRunResult(settings, [result])
     else:
-        with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
+        total = _share_count(runs, world)
+        with runs_reporter(total, settings.epochs, to_stderr=as_json, quiet=quiet) as progress:
             many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                            together=not one_at_a_time)
+                            together=not one_at_a_time, world=world)
+    if quiet:
+        return
     if save is not None:
         from core.model_file import save_model
 
@@ -287,6 +313,56 @@ def train(
             f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
             f"test error {s['test_error_mean']:.2%} ± {s['test_error_std']:.2%}"
         )
+
+
+def _world(device: str):
+    """This process's place under torchrun (core.distributed.World), or None when alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from core.distributed import World
+
+    return World.from_env(device)
+
+
+def _share_count(total: int, world) -> int:
+    """How many of `total` runs this process trains (all of them when alone)."""
+    from core.distributed import share
+
+    return len(share(range(total), world))
+
+
+def _restarted_from(checkpoint: str | None) -> bool:
+    """Whether to go on from the run's --checkpoint file: torchrun restarted this group
+    after a failure (TORCHELASTIC_RESTART_COUNT > 0) and the file exists."""
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    return restarts > 0 and checkpoint is not None and Path(checkpoint).is_file()
+
+
+def _relaunch(ctx: typer.Context, workers: int) -> int:
+    """Run this same command again in `workers` processes under torchrun; their status."""
+    from core.distributed import launch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SettingsError("--workers starts its own processes; under torchrun drop --workers")
+    args = [*_given_options(ctx.find_root()), ctx.info_name, *_given_options(ctx)]
+    return launch(workers, [str(Path(__file__).resolve()), *args])
+
+
+def _given_options(ctx: typer.Context) -> list[str]:
+    """The options given to this command (not their defaults), as command-line words."""
+    words = []
+    for param in ctx.command.params:
+        source = getattr(ctx.get_parameter_source(param.name), "name", "DEFAULT")
+        if param.param_type_name != "option" or param.name == "workers" or source == "DEFAULT":
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            if value or param.secondary_opts:
+                words.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        for item in value if param.multiple else [value]:
+            words += [param.opts[0], str(item)]
+    return words
 
 
 def _one_thread() -> None:
@@ -352,8 +428,14 @@ def compare(
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Train every combination of the given values `--runs` times; print mean ± std."""
+    """Train every combination of the given values `--runs` times; print mean ± std.
+
+    Under torchrun (or with --workers K) the (configuration, seed) pairs are split between
+    the processes; rank 0 gathers the results, prints and writes the same table, JSON, CSV
+    and figures as one process would.
+    """
     given = {
         "act": act, "loss": loss, "init": init, "optimizer": optimizer,
         "optimizer_args": opt and [parse_optimizer_args(o) for o in opt],
@@ -372,14 +454,28 @@ def compare(
 
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
+    if workers is not None:
+        from core.experiment import check
+        from core.multirun import check_runs
+
+        for settings in configs:  # every value, before any process starts
+            check(settings, registry)
+            check_runs(settings, runs)
+        raise typer.Exit(_relaunch(ctx, workers))
+    world = _world(configs[0].device)
+    quiet = world is not None and not world.main  # only rank 0 reports
     longest = max(c.epochs for c in configs)
-    with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
+    total = _share_count(runs * len(configs), world)
+    with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
 
         def next_configuration(index: int, name: str) -> None:
             progress.label, progress.offset = name, index * runs
 
         comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration, together=not one_at_a_time)
+                                 progress.on_run, next_configuration, together=not one_at_a_time,
+                                 world=world)
+    if quiet:
+        return
     if plot is not None:
         _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
     if csv_path is not None:

@@ -8,14 +8,17 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.atomic import atomic_write_text
 from core.errors import SettingsError
 from core.experiment import check
-from core.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
+from core.multirun import EpochCallback, MultiRunResult, RunCallback, check_runs, run_many
 from core.registry import Registry, default_registry
 from core.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from core.distributed import World
 
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",
@@ -135,18 +138,34 @@ def compare(
     on_run: RunCallback | None = None,
     on_configuration: Callable[[int, str], None] | None = None,
     together: bool = True,
-) -> Comparison:
+    world: World | None = None,
+) -> Comparison | None:
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
     `run_many` does (`together`: as one batched ensemble where the components allow).
 
     Every configuration is checked before the first is trained, so a bad value fails fast.
-    `on_configuration(index, label)` precedes each configuration's runs.
+    `on_configuration(index, label)` precedes each configuration's runs (with `world`,
+    each group of runs this process trains). With `world` (core.distributed, under
+    torchrun) the (configuration, seed) pairs are split across the processes: rank 0
+    gets the Comparison, the other ranks None.
     """
     registry = registry or default_registry()
     configs = configurations(base, variations)
     for settings in configs:
         check(settings, registry)
+        check_runs(settings, runs)
     varied = [key for key, values in variations.items() if len(values) > 1]
+    if world is not None:
+        from core.distributed import sweep
+
+        def on_group(index: int, _first_run: int) -> None:
+            if on_configuration is not None:
+                on_configuration(index, label(configs[index], varied))
+
+        grouped = sweep(configs, runs, registry, world, on_epoch, on_run, on_group, together)
+        if grouped is None:
+            return None
+        return Comparison(varied, [MultiRunResult(s, r) for s, r in zip(configs, grouped)])
     results = []
     for index, settings in enumerate(configs):
         if on_configuration is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +20,9 @@ from core.sequential import Sequential
 from core.settings import TrainSettings
 from core.stack import parse_layers
 from core.training import error_rate, fit
+
+if TYPE_CHECKING:
+    from core.distributed import DataParallel, World
 
 # Independent random streams drawn from one seed.
 STREAMS = {"data": 0, "init": 1, "shuffle": 2}
@@ -162,6 +165,18 @@ def check_single_output(
         )
 
 
+def data_parallel(
+    world: World, settings: TrainSettings, model: Sequential, checkpoint: Checkpointing | None
+) -> DataParallel:
+    """This process's part in a data-parallel run, once every rank is checked to run the
+    same settings (and to checkpoint to the same file)."""
+    from core.distributed import DataParallel, check_same_everywhere
+
+    check_same_everywhere(world, "the run's settings", settings, lambda s: str(s.to_dict()))
+    check_same_everywhere(world, "--checkpoint", checkpoint and str(checkpoint.path), str)
+    return DataParallel(world, model)
+
+
 def train(
     settings: TrainSettings,
     registry: Registry | None = None,
@@ -169,6 +184,7 @@ def train(
     *,
     checkpoint: Checkpointing | None = None,
     resume: Checkpoint | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Draw the data, build the network by name, train it and measure its errors.
 
@@ -176,6 +192,11 @@ def train(
     the run's state is written every `checkpoint.every` epochs; with `resume` (from
     `core.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
     goes on from it and ends exactly as the uninterrupted run.
+
+    With `world` (core.distributed.World.from_env(), under torchrun) the run is data
+    parallel: every process calls this with the same settings (checked), takes its slice of
+    each batch, and the gradients are summed across processes at each step; rank 0 alone
+    writes the checkpoint. Every process returns the same trained network.
     """
     if resume is not None and resume.settings != settings:
         raise SettingsError("resume: the checkpoint's settings differ from the run's")
@@ -190,12 +211,16 @@ def train(
         optimizer = optimizer_entry.create(
             parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
         )
+        shard = None if world is None else data_parallel(world, settings, model, checkpoint)
         shuffle = generator(settings, "shuffle")
         run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
                        preprocessing=data.preprocessing)
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
+        if shard is not None:  # after any restore: every rank goes on from the same state
+            shard.check_same_start(len(done))
+            checkpoint = checkpoint if shard.world.main else None
         after_epoch = AfterEpoch(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
         )
@@ -205,6 +230,7 @@ def train(
             batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
             # fit counts its epochs from 1; the schedule counts from the run's first
             lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
+            shard=shard,
         )
         return TrainResult(
             settings, losses, error_rate(model, loss, data.x_train, data.y_train),

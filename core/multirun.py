@@ -12,13 +12,16 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
 from core.ensemble import supports_runs, train_ensemble
 from core.experiment import TrainResult, train
 from core.registry import Registry, default_registry
 from core.settings import MAX_SEED, TrainSettings
+
+if TYPE_CHECKING:
+    from core.distributed import World
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run; on_run(run_index, result)
 EpochCallback = Callable[[int, int, float], None]
@@ -127,16 +130,29 @@ def run_many(
     on_epoch: EpochCallback | None = None,
     on_run: RunCallback | None = None,
     together: bool = True,
-) -> MultiRunResult:
+    world: World | None = None,
+) -> MultiRunResult | None:
     """Train `runs` models with seeds settings.seed, settings.seed + 1, ...
 
     `together=False` trains them one after another even where they could train as one
     batched ensemble: slower, and each run then equals its seed's single run bit for bit.
+    With `world` (core.distributed, under torchrun) the seeds are split across the
+    processes (`core.distributed.sweep`): rank 0 gets the result, the other ranks None.
     """
+    check_runs(settings, runs)
+    registry = registry or default_registry()
+    if world is not None:
+        from core.distributed import sweep
+
+        grouped = sweep([settings], runs, registry, world, on_epoch, on_run, None, together)
+        return None if grouped is None else MultiRunResult(settings, grouped[0])
+    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
+    return MultiRunResult(settings, results)
+
+
+def check_runs(settings: TrainSettings, runs: int) -> None:
+    """`runs` must be a count >= 1 whose seeds all stay below MAX_SEED."""
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
     if settings.seed + runs > MAX_SEED:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
-    registry = registry or default_registry()
-    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
-    return MultiRunResult(settings, results)

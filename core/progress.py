@@ -8,7 +8,13 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def epoch_reporter(epochs: int, *, to_stderr: bool) -> Iterator[Callable[[int, float], None]]:
+def epoch_reporter(
+    epochs: int, *, to_stderr: bool, quiet: bool = False
+) -> Iterator[Callable[[int, float], None] | None]:
+    """A callback per epoch: a live bar on a terminal, else a line; None when `quiet`."""
+    if quiet:
+        yield None
+        return
     stream = sys.stderr if to_stderr else sys.stdout
     if not stream.isatty():
 
@@ -49,10 +55,14 @@ class RunProgress:
             self.epochs_task = progress.add_task("epochs", total=epochs, what="epochs", loss="-")
 
     def on_epoch(self, run: int, epoch: int, loss: float) -> None:
+        if self.stream is None:
+            return
         if self.progress is not None:
             self.progress.update(self.epochs_task, completed=epoch, loss=f"{loss:.6f}")
 
     def on_run(self, run: int, result) -> None:
+        if self.stream is None:
+            return
         done = self.offset + run + 1
         if self.progress is not None:
             self.progress.update(self.runs_task, completed=done, what=f"runs {self.label}".rstrip())
@@ -67,8 +77,14 @@ class RunProgress:
 
 
 @contextmanager
-def runs_reporter(total_runs: int, epochs: int, *, to_stderr: bool) -> Iterator[RunProgress]:
-    """Two live bars (runs, epochs of the current run) on a terminal; else a line per run."""
+def runs_reporter(
+    total_runs: int, epochs: int, *, to_stderr: bool, quiet: bool = False
+) -> Iterator[RunProgress]:
+    """Two live bars (runs, epochs of the current run) on a terminal; else a line per run;
+    nothing at all when `quiet`."""
+    if quiet:
+        yield RunProgress(total_runs, epochs, None)
+        return
     stream = sys.stderr if to_stderr else sys.stdout
     if not stream.isatty():
         yield RunProgress(total_runs, epochs, stream)

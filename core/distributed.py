@@ -1,0 +1,303 @@
+"""Beyond one process: sweeps split across ranks, and data-parallel training.
+
+`torchrun` starts K processes and tells each its place through the environment (RANK,
+WORLD_SIZE, MASTER_ADDR, MASTER_PORT); `World.from_env()` reads it and joins the process
+group (gloo on the CPU, NCCL on CUDA). torch.distributed serves as communication only:
+its collectives (all_reduce, broadcast, gather_object) move tensors and results between
+processes; every gradient is still computed by the hand-written backwards.
+
+Two ways to use K processes:
+- a sweep (`sweep`): the (configuration, seed) pairs are split into K consecutive shares;
+  each rank trains its share, one batched ensemble per configuration where the components
+  allow, and rank 0 gathers every result. A run is its seed's run wherever it trains.
+- data parallel (`DataParallel`): every rank holds the same network and optimizer, takes
+  its slice of each global batch, and after its backward one all_reduce over the packed
+  gradient buffer (core/flat.py) sums the gradients, so the optimizer steps identically
+  everywhere: the same training as one process on the same global batches, to rounding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from core import errors
+from core.errors import NNError, SettingsError
+from core.flat import pack
+from core.lazy import torch  # imported on first use
+
+if TYPE_CHECKING:
+    from core.experiment import TrainResult
+    from core.multirun import EpochCallback, RunCallback
+    from core.protocols import Module
+    from core.registry import Registry
+    from core.settings import TrainSettings
+
+T = TypeVar("T")
+LOOPBACK = "127.0.0.1"
+
+
+class DistributedError(NNError):
+    """The processes of a distributed run disagree, or one of them failed."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes of one run."""
+
+    rank: int  # 0 .. size - 1; rank 0 alone prints and writes files
+    size: int  # number of processes (WORLD_SIZE)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: str = "cpu") -> World | None:
+        """The world torchrun describes in the environment, joined; None for one process.
+
+        The process group is created once (gloo for "cpu", NCCL for "cuda"); a later
+        call finds it and checks its size.
+        """
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        if size <= 1:
+            return None
+        dist = torch.distributed
+        if not dist.is_initialized():
+            if device == "cuda":
+                if not torch.cuda.is_available():
+                    raise SettingsError(
+                        "device 'cuda' is not available here (torch finds no CUDA GPU); "
+                        "accepted: cpu"
+                    )
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            keep_gloo_on_loopback()
+            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        world = cls(dist.get_rank(), dist.get_world_size())
+        if world.size != size:
+            raise DistributedError(f"WORLD_SIZE is {size} but the process group has {world.size}")
+        return world
+
+
+def keep_gloo_on_loopback() -> None:
+    """When the rendezvous is on this machine's loopback, gloo listens there too.
+
+    gloo otherwise binds the address its host name resolves to, reachable from outside;
+    a cluster sets MASTER_ADDR to a real address (or GLOO_SOCKET_IFNAME) and is untouched.
+    """
+    from core.torchrun import is_loopback
+
+    address = os.environ.get("MASTER_ADDR", "")
+    if "GLOO_SOCKET_IFNAME" in os.environ or not is_loopback(address):
+        return
+    interface = loopback_interface()
+    if interface is not None:
+        os.environ["GLOO_SOCKET_IFNAME"] = interface
+
+
+def loopback_interface() -> str | None:
+    """The name of the interface holding 127.0.0.1 ("lo" on Linux, "lo0" on macOS)."""
+    import socket
+
+    names = [name for _, name in socket.if_nameindex()]
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
+# --- collectives ---------------------------------------------------------------------------
+
+def agree(world: World, ok: bool) -> bool:
+    """Whether every rank's `ok` is true (one all_reduce): all ranks get the same answer."""
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def from_main(world: World, value: T) -> T:
+    """Rank 0's `value`, on every rank (a broadcast of one picklable object)."""
+    box = [value if world.main else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def check_same_everywhere(world: World, what: str, mine: Any, describe: Callable[[Any], str]) -> None:
+    """Raise on every rank unless every rank's `mine` equals rank 0's."""
+    main = from_main(world, mine)
+    if not agree(world, main == mine):
+        raise DistributedError(
+            f"{what} differs between ranks (rank 0: {describe(main)}); start every rank with "
+            f"the same command and files"
+        )
+
+
+def share(items: Sequence[T], world: World | None) -> list[T]:
+    """This rank's consecutive share of `items` (sizes differ by at most one)."""
+    if world is None:
+        return list(items)
+    n = len(items)
+    return list(items[world.rank * n // world.size:(world.rank + 1) * n // world.size])
+
+
+def part(start: int, stop: int, world: World) -> tuple[int, int]:
+    """This rank's consecutive slice [lo, hi) of the global batch [start, stop)."""
+    n = stop - start
+    return start + world.rank * n // world.size, start + (world.rank + 1) * n // world.size
+
+
+# --- data parallel ---------------------------------------------------------------------------
+
+class DataParallel:
+    """One rank's side of data-parallel training: its slice of each batch, the gradient sum.
+
+    Built after the optimizer: when the optimizer packed the gradients into one buffer
+    (core/flat.py) `pack` finds that buffer again and each step is ONE all_reduce over it;
+    gradients that cannot share a buffer (mixed dtypes, views) are reduced one by one.
+    A layer plugin needs nothing for this: its parameters' gradients are all there is.
+    """
+
+    def __init__(self, world: World, model: Module):
+        self.world = world
+        grads = [p.grad for p in model.parameters()]
+        buffer = pack(grads)
+        self.grads = [buffer] if buffer is not None else grads
+        self.values = [p.value for p in model.parameters()]
+
+    def part(self, start: int, stop: int) -> tuple[int, int]:
+        return part(start, stop, self.world)
+
+    def reduce(self, mine: int, batch: int) -> None:
+        """Turn this rank's gradient of the mean over its `mine` samples into the global
+        batch's: scale by mine / batch, then sum over ranks."""
+        for grad in self.grads:
+            if mine != batch:
+                grad.mul_(mine / batch)
+            torch.distributed.all_reduce(grad)  # sum, in place
+
+    def total(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks of `value` (each rank's summed loss of an epoch)."""
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        return value
+
+    def check_same_start(self, epochs_done: int) -> None:
+        """Every rank must start from rank 0's weights, bit for bit, after the same number of
+        epochs (a resumed run's); checked on all ranks, raised on all of them."""
+        check_same_everywhere(self.world, "the number of epochs already done", epochs_done, str)
+        same = True
+        for value in self.values:
+            theirs = value.clone()
+            torch.distributed.broadcast(theirs, src=0)
+            same = same and torch.equal(theirs, value)
+        if not agree(self.world, same):
+            raise DistributedError(
+                "the network's weights differ between ranks; every rank must build it from "
+                "the same settings and seed (or resume the same checkpoint)"
+            )
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+def sweep(
+    configs: Sequence[TrainSettings],
+    runs: int,
+    registry: Registry,
+    world: World,
+    on_epoch: EpochCallback | None = None,
+    on_run: RunCallback | None = None,
+    on_configuration: Callable[[int, int], None] | None = None,
+    together: bool = True,
+) -> list[list[TrainResult]] | None:
+    """Every configuration's `runs` runs, split across the ranks; on rank 0, the results
+    of each configuration in seed order, on the other ranks None.
+
+    The pairs (configuration, seed) are shared out consecutively, so a rank trains a few
+    whole configurations or a run of seeds of one, each group as one batched ensemble
+    (`together`) or one run after another. `on_configuration(index, first_run)` precedes
+    each group. An NNError on any rank is raised on every rank.
+    """
+    from core.multirun import seeds_of, train_seeds
+
+    pairs = [(c, seed) for c, settings in enumerate(configs) for seed in seeds_of(settings, runs)]
+    done: list[tuple[int, dict[str, Any]]] = []
+    failure = None
+    try:
+        for c, group in itertools.groupby(share(pairs, world), key=lambda pair: pair[0]):
+            seeds = [seed for _, seed in group]
+            if on_configuration is not None:
+                on_configuration(c, seeds[0] - configs[c].seed)
+            results = train_seeds(configs[c], seeds, registry, on_epoch, on_run, together)
+            done += [(c, portable(result)) for result in results]
+    except NNError as e:
+        failure = (type(e).__name__, str(e))
+    gathered: list[Any] | None = [None] * world.size if world.main else None
+    torch.distributed.gather_object((done, failure), gathered, dst=0)
+    failure = from_main(world, next((f for _, f in gathered if f), None) if world.main else None)
+    if failure is not None:
+        name, message = failure
+        raise getattr(errors, name, NNError)(message)
+    if not world.main:
+        return None
+    by_config: list[list[TrainResult]] = [[] for _ in configs]
+    for rank_done, _ in gathered:
+        for c, payload in rank_done:
+            by_config[c].append(rebuilt(payload, registry))
+    return by_config
+
+
+def portable(result: TrainResult) -> dict[str, Any]:
+    """A result as plain data and CPU tensors, to pickle across processes."""
+    return {
+        "settings": result.settings, "losses": result.losses,
+        "train_error": result.train_error, "test_error": result.test_error,
+        "specs": [spec.to_dict() for spec in result.specs],
+        "weights": [p.value.cpu() for p in result.model.parameters()],
+        "preprocessing": result.preprocessing,
+    }
+
+
+def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
+    """The TrainResult `portable` described: its network rebuilt by name, weights copied."""
+    from core.assemble import LayerSpec
+    from core.experiment import TrainResult, build_network
+
+    settings = payload["settings"]
+    specs = [LayerSpec.from_dict(d) for d in payload["specs"]]
+    with torch.set_grad_enabled(False):
+        model = build_network(registry, settings, specs)
+        for p, value in zip(model.parameters(), payload["weights"]):
+            p.value.copy_(value)
+    return TrainResult(
+        settings, payload["losses"], payload["train_error"], payload["test_error"], specs,
+        model, payload["preprocessing"],
+    )
+
+
+# --- launching local processes ------------------------------------------------------------------
+
+def launch_command(workers: int, script: Sequence[str]) -> list[str]:
+    """The torchrun command that starts `workers` local processes running `script`
+    (a Python file and its arguments), the rendezvous on 127.0.0.1 at a free port, every
+    store listening on 127.0.0.1 alone (core/torchrun.py)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SettingsError(f"workers must be an integer >= 1, got {workers!r}")
+    return [
+        sys.executable, "-m", "core.torchrun", "--nnodes", "1",
+        "--nproc-per-node", str(workers), "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", f"{LOOPBACK}:0", "--max-restarts", "0", *script,
+    ]
+
+
+def launch(workers: int, script: Sequence[str]) -> int:
+    """Run `script` in `workers` local processes under torchrun; its exit status."""
+    command = launch_command(workers, script)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun would say it sets this; it is set
+    # core.torchrun must import from the checkout this process runs, installed or not
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return subprocess.run(command, env=env, check=False).returncode
