@@ -7,6 +7,7 @@ The CLI is thin: it parses options into `TrainSettings`, and everything else hap
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -249,70 +250,69 @@ def train(
         layers=layers, preprocess=preprocess, schedule=schedule,
         optimizer_args=parse_optimizer_args(opt),
     )
-    _check_outputs(runs, plot, None)
-    if runs > 1 and any(v is not None for v in (save, checkpoint, checkpoint_every, resume)):
-        raise SettingsError(
-            f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
-            f"and --resume work on one run: drop them or --runs"
-        )
-    registry = load(ctx, plugin, registry_file, strict_plugins)
-    if resume is not None:
-        _refuse_settings_beside_resume(ctx)
-    if save is not None:
-        from core.atomic import check_writable
+    with _workers(ctx, workers):  # --workers K: the other K - 1 start now
+        _check_outputs(runs, plot, None)
+        if runs > 1 and any(v is not None for v in (save, checkpoint, checkpoint_every, resume)):
+            raise SettingsError(
+                f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
+                f"and --resume work on one run: drop them or --runs"
+            )
+        registry = load(ctx, plugin, registry_file, strict_plugins)
+        if resume is not None:
+            _refuse_settings_beside_resume(ctx)
+        if save is not None:
+            from core.atomic import check_writable
 
-        check_writable(save)  # fail now, not after training
-    from core.experiment import check, train as run  # imports torch: only once there is work
-    from core.checkpoint import checkpoint_plan, read_checkpoint
-    from core.multirun import MultiRunResult, run_many
-    from core.progress import epoch_reporter, runs_reporter
+            check_writable(save)  # fail now, not after training
+        from core.experiment import check, train as run  # imports torch: only once there is work
+        from core.checkpoint import checkpoint_plan, read_checkpoint
+        from core.multirun import MultiRunResult, run_many
+        from core.progress import epoch_reporter, runs_reporter
 
-    _one_thread()
-    restarted = resume is None and _restarted_from(checkpoint)
-    resume = checkpoint if restarted else resume
-    state = read_checkpoint(resume, registry) if resume is not None else None
-    if restarted and os.environ.get("RANK", "0") == "0":
-        typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
-                   f"(epoch {state.epoch})", err=True)
-    settings = state.settings if state is not None else settings  # a resumed run's own
-    check(settings, registry)
-    plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
-    if workers is not None:
-        raise typer.Exit(_relaunch(ctx, workers))
-    world = _world(settings.device)
-    quiet = world is not None and not world.main  # only rank 0 reports
-    # With --json, stdout holds the JSON alone and the progress goes to stderr.
-    if runs == 1:
-        with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
-            result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state,
-                         world=world)
-        many = MultiRunResult(settings, [result])
-    else:
-        total = _share_count(runs, world)
-        with runs_reporter(total, settings.epochs, to_stderr=as_json, quiet=quiet) as progress:
-            many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                            together=not one_at_a_time, world=world)
-    if quiet:
-        return
-    if save is not None:
-        from core.model_file import save_model
+        _one_thread()
+        restarted = resume is None and _restarted_from(checkpoint)
+        resume = checkpoint if restarted else resume
+        state = read_checkpoint(resume, registry) if resume is not None else None
+        if restarted and os.environ.get("RANK", "0") == "0":
+            typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
+                       f"(epoch {state.epoch})", err=True)
+        settings = state.settings if state is not None else settings  # a resumed run's own
+        check(settings, registry)
+        plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
+        world = _world(settings.device)
+        quiet = world is not None and not world.main  # only rank 0 reports
+        # With --json, stdout holds the JSON alone and the progress goes to stderr.
+        if runs == 1:
+            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state,
+                             world=world)
+            many = MultiRunResult(settings, [result])
+        else:
+            total = _share_count(runs, world)
+            with runs_reporter(total, settings.epochs, to_stderr=as_json, quiet=quiet) as progress:
+                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                                together=not one_at_a_time, world=world)
+        if quiet:
+            return
+        if save is not None:
+            from core.model_file import save_model
 
-        save_model(save, result, registry=registry)
-    if plot is not None:
-        from core.compare import label
+            save_model(save, result, registry=registry)
+        if plot is not None:
+            from core.compare import label
 
-        _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
-    if as_json:
-        typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
-    elif runs == 1:
-        typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
-    else:
-        s = many.summary()
-        typer.echo(
-            f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
-            f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
-            f"test error {s['test_error_mean']:.2%} ± {s['test_error_std']:.2%}"
-        )
+            _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
+        elif runs == 1:
+            typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
+        else:
+            s = many.summary()
+            typer.echo(
+                f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
+                f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
+                f"test error {s['test_error_mean']:.2%} ± {s['test_error_std']:.2%}"
+            )
 
 
 def _world(device: str):
@@ -338,14 +338,15 @@ def _restarted_from(checkpoint: str | None) -> bool:
     return restarts > 0 and checkpoint is not None and Path(checkpoint).is_file()
 
 
-def _relaunch(ctx: typer.Context, workers: int) -> int:
-    """Run this same command again in `workers` processes under torchrun; their status."""
-    from core.distributed import launch
+def _workers(ctx: typer.Context, workers: int | None):
+    """With --workers K: this process as rank 0 of K, the other K - 1 running this same
+    command (core.distributed.LocalWorkers); without, nothing."""
+    if workers is None:
+        return contextlib.nullcontext()
+    from core.distributed import LocalWorkers
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SettingsError("--workers starts its own processes; under torchrun drop --workers")
     args = [*_given_options(ctx.find_root()), ctx.info_name, *_given_options(ctx)]
-    return launch(workers, [str(Path(__file__).resolve()), *args])
+    return LocalWorkers(workers, [str(Path(__file__).resolve()), *args])
 
 
 def _given_options(ctx: typer.Context) -> list[str]:
@@ -444,46 +445,43 @@ def compare(
         "device": device, "layers": layers,
     }
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
-    _check_outputs(runs, plot, csv_path)
-    from core.compare import configurations
+    with _workers(ctx, workers):  # --workers K: the other K - 1 start now
+        _check_outputs(runs, plot, csv_path)
+        from core.compare import configurations
 
-    base = TrainSettings(seed=seed)
-    configs = configurations(base, variations)  # checks every value before any work
-    from core.compare import compare as run_compare
-    from core.progress import runs_reporter
+        base = TrainSettings(seed=seed)
+        configs = configurations(base, variations)  # checks every value before any work
+        from core.compare import compare as run_compare
+        from core.progress import runs_reporter
 
-    _one_thread()
-    registry = load(ctx, plugin, registry_file, strict_plugins)
-    if workers is not None:
+        _one_thread()
+        registry = load(ctx, plugin, registry_file, strict_plugins)
         from core.experiment import check
-        from core.multirun import check_runs
 
-        for settings in configs:  # every value, before any process starts
+        for settings in configs:  # every name, before the processes join
             check(settings, registry)
-            check_runs(settings, runs)
-        raise typer.Exit(_relaunch(ctx, workers))
-    world = _world(configs[0].device)
-    quiet = world is not None and not world.main  # only rank 0 reports
-    longest = max(c.epochs for c in configs)
-    total = _share_count(runs * len(configs), world)
-    with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
+        world = _world(configs[0].device)
+        quiet = world is not None and not world.main  # only rank 0 reports
+        longest = max(c.epochs for c in configs)
+        total = _share_count(runs * len(configs), world)
+        with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
 
-        def next_configuration(index: int, name: str) -> None:
-            progress.label, progress.offset = name, index * runs
+            def next_configuration(index: int, name: str) -> None:
+                progress.label, progress.offset = name, index * runs
 
-        comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration, together=not one_at_a_time,
-                                 world=world)
-    if quiet:
-        return
-    if plot is not None:
-        _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
-    if csv_path is not None:
-        comparison.write_csv(csv_path)
-    if as_json:
-        typer.echo(json.dumps(comparison.to_dict()))
-    else:
-        typer.echo(comparison.table())
+            comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
+                                     progress.on_run, next_configuration, together=not one_at_a_time,
+                                     world=world)
+        if quiet:
+            return
+        if plot is not None:
+            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
+        if csv_path is not None:
+            comparison.write_csv(csv_path)
+        if as_json:
+            typer.echo(json.dumps(comparison.to_dict()))
+        else:
+            typer.echo(comparison.table())
 
 
 def _refuse_settings_beside_resume(ctx: typer.Context) -> None:

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,7 @@ class World:
 
     rank: int  # 0 .. size - 1; rank 0 alone prints and writes files
     size: int  # number of processes (WORLD_SIZE)
+    device: str = "cpu"  # where the collectives' tensors live: "cpu" (gloo) or "cuda" (NCCL)
 
     @property
     def main(self) -> bool:
@@ -78,8 +82,12 @@ class World:
                     )
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             keep_gloo_on_loopback()
-            dist.init_process_group("nccl" if device == "cuda" else "gloo")
-        world = cls(dist.get_rank(), dist.get_world_size())
+            backend = "nccl" if device == "cuda" else "gloo"
+            if _LISTENER is not None:  # rank 0 of LocalWorkers: host the store here, as
+                _host_store_of_local_workers()  # torchrun's launcher would; join as a client
+            dist.init_process_group(backend)
+        backend = dist.get_backend()
+        world = cls(dist.get_rank(), dist.get_world_size(), "cuda" if backend == "nccl" else "cpu")
         if world.size != size:
             raise DistributedError(f"WORLD_SIZE is {size} but the process group has {world.size}")
         return world
@@ -113,7 +121,7 @@ def loopback_interface() -> str | None:
 
 def agree(world: World, ok: bool) -> bool:
     """Whether every rank's `ok` is true (one all_reduce): all ranks get the same answer."""
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64, device=world.device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
     return bool(flag.item())
 
@@ -279,6 +287,110 @@ def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
 
 # --- launching local processes ------------------------------------------------------------------
 
+class LocalWorkers:
+    """`--workers K`: this process becomes rank 0 of K on this machine and starts the others.
+
+    Built before torch is imported: a socket on 127.0.0.1 is bound first and the K - 1
+    workers (`script`, a Python file and its arguments, run again with RANK 1 .. K-1) start
+    at once, so their start-up overlaps this process's. That socket becomes the group's
+    TCPStore (rank 0 joins through `World.from_env`); the workers only connect to it.
+    Leaving the `with` block waits for the workers; an exception in this process stops
+    them, and a worker that fails stops this process with that worker's error.
+    """
+
+    def __init__(self, workers: int, script: Sequence[str]):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise SettingsError(f"workers must be an integer >= 1, got {workers!r}")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise SettingsError("--workers starts its own processes; under torchrun drop --workers")
+        self.workers, self.script = workers, list(script)
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[Any] = []
+        self.finished = threading.Event()
+
+    def __enter__(self) -> LocalWorkers:
+        global _LISTENER
+        if self.workers == 1:
+            return self
+        _LISTENER = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        _LISTENER.bind((LOOPBACK, 0))
+        _LISTENER.listen(128)
+        place = {"WORLD_SIZE": str(self.workers), "MASTER_ADDR": LOOPBACK,
+                 "MASTER_PORT": str(_LISTENER.getsockname()[1])}
+        env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RESTART_COUNT"}
+        root = str(Path(__file__).resolve().parent.parent)  # this checkout, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env |= place | {"TORCHELASTIC_USE_AGENT_STORE": "True", "OMP_NUM_THREADS": "1"}
+        for rank in range(1, self.workers):
+            log = tempfile.TemporaryFile(mode="w+")
+            self.logs.append(log)
+            self.procs.append(subprocess.Popen(
+                [sys.executable, *self.script], stdout=subprocess.DEVNULL, stderr=log,
+                env=env | {"RANK": str(rank), "LOCAL_RANK": str(rank)},
+            ))
+        os.environ.update(place | {"RANK": "0", "LOCAL_RANK": "0"})
+        threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        """A worker that fails while this process waits on it in a collective would leave it
+        waiting for ever: print that worker's error and end everything."""
+        while not self.finished.wait(0.2):
+            for rank, proc in enumerate(self.procs, start=1):
+                if proc.poll() not in (None, 0):
+                    print(self._last_line(rank), file=sys.stderr, flush=True)
+                    self._stop()
+                    os._exit(2)
+
+    def _last_line(self, rank: int) -> str:
+        log = self.logs[rank - 1]
+        log.seek(0)
+        lines = [line for line in log.read().splitlines() if line.strip()]
+        return lines[-1] if lines else f"nn-cli: error: worker {rank} exited with status " \
+                                       f"{self.procs[rank - 1].returncode}"
+
+    def _stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            proc.wait()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        global _LISTENER
+        if error is not None:
+            self.finished.set()
+            self._stop()
+        else:
+            for proc in self.procs:
+                proc.wait()
+            self.finished.set()
+        if _LISTENER is not None:
+            _LISTENER.close()
+            _LISTENER = None
+        failed = [rank for rank, proc in enumerate(self.procs, start=1) if proc.returncode]
+        if error is None and failed:
+            raise DistributedError(self._last_line(failed[0]).removeprefix("nn-cli: error: "))
+
+
+_LISTENER: socket.socket | None = None  # rank 0's store socket while LocalWorkers runs
+_STORE: Any = None  # the store server LocalWorkers' rank 0 hosts, kept alive with the process
+
+
+def _host_store_of_local_workers() -> None:
+    """Serve the TCPStore of the group LocalWorkers started on its socket; every process,
+    this one too, joins it as a client (TORCHELASTIC_USE_AGENT_STORE), as under torchrun."""
+    from datetime import timedelta
+
+    global _LISTENER, _STORE
+    listener, _LISTENER = _LISTENER, None
+    _STORE = torch.distributed.TCPStore(
+        LOOPBACK, listener.getsockname()[1], int(os.environ["WORLD_SIZE"]), True,
+        timedelta(minutes=30), wait_for_workers=False, master_listen_fd=listener.detach(),
+    )
+    os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "True"
+
+
 def launch_command(workers: int, script: Sequence[str]) -> list[str]:
     """The torchrun command that starts `workers` local processes running `script`
     (a Python file and its arguments), the rendezvous on 127.0.0.1 at a free port, every
@@ -290,14 +402,3 @@ def launch_command(workers: int, script: Sequence[str]) -> list[str]:
         "--nproc-per-node", str(workers), "--rdzv-backend", "c10d",
         "--rdzv-endpoint", f"{LOOPBACK}:0", "--max-restarts", "0", *script,
     ]
-
-
-def launch(workers: int, script: Sequence[str]) -> int:
-    """Run `script` in `workers` local processes under torchrun; its exit status."""
-    command = launch_command(workers, script)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun would say it sets this; it is set
-    # core.torchrun must import from the checkout this process runs, installed or not
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return subprocess.run(command, env=env, check=False).returncode

@@ -43,7 +43,13 @@ class LoopbackTCPStore(dist.TCPStore):
         if (kwargs.get("is_master") and kwargs.get("master_listen_fd") is None
                 and is_loopback(kwargs.get("host_name", ""))):
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.bind(("127.0.0.1", int(kwargs.get("port", 0))))
+            try:
+                listener.bind(("127.0.0.1", int(kwargs.get("port", 0))))
+            except OSError as e:
+                listener.close()
+                # NOTE: the words and type TCPStore itself raises: torchrun then tries again
+                # as a client (a second launcher on this machine) or on another port.
+                raise RuntimeError("Address already in use") from e
             listener.listen(128)
             kwargs["port"] = listener.getsockname()[1]
             kwargs["master_listen_fd"] = listener.detach()  # the store owns it from here

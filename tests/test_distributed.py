@@ -207,16 +207,28 @@ def test_compare_with_two_workers_prints_what_one_process_prints(tmp_path, monke
     assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
 
 
-def test_workers_relaunch_passes_every_given_option(monkeypatch):
-    launched = []
-    monkeypatch.setattr("core.distributed.launch", lambda k, script: launched.append((k, script)) or 0)
+def test_workers_start_the_same_command_with_every_given_option(monkeypatch):
+    started = []
+
+    class Recorded:
+        def __init__(self, workers, script):
+            started.append((workers, script))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr("core.distributed.LocalWorkers", Recorded)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    result = CliRunner().invoke(app, ["train", "--act", "relu", "--runs", "4", "--json",
-                                      "--workers", "3", "--epochs", "2"])
+    result = CliRunner().invoke(app, ["train", "--act", "relu", "--runs", "2", "--json",
+                                      "--workers", "3", "--epochs", "1", "--hidden", "4"])
     assert result.exit_code == 0, result.output
-    (workers, script), = launched
+    (workers, script), = started
     assert workers == 3 and script[0] == CLI
-    assert script[1:] == ["train", "--act", "relu", "--epochs", "2", "--runs", "4", "--json"]
+    assert script[1:] == ["train", "--act", "relu", "--hidden", "4", "--epochs", "1",
+                          "--runs", "2", "--json"]
 
 
 def test_bad_workers_is_one_line_and_status_2():
@@ -264,10 +276,11 @@ def test_killed_worker_restarts_from_the_checkpoint_to_the_same_weights(tmp_path
             assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint came"
             time.sleep(0.02)
         os.kill(_worker_pid(launcher.pid, rank=1), signal.SIGKILL)
-        stdout, stderr = launcher.communicate(timeout=240)
+        stdout, stderr = launcher.communicate(timeout=120)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        if launcher.poll() is None:  # stop the launcher: it stops its workers
+            launcher.terminate()
+            print(launcher.communicate(timeout=60)[1])
     assert launcher.returncode == 0, stderr
     assert "torchrun restarted the workers: going on from" in stderr
     data, model = uninterrupted
