@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from core.errors import NNError, SettingsError
-from core.settings import TrainSettings, parse_optimizer_args, parse_widths
+from core.training.settings import TrainSettings, parse_optimizer_args, parse_widths
 
 DEFAULTS = TrainSettings()
 # `nn-cli train` options that make up TrainSettings (refused beside --resume).
@@ -100,7 +100,7 @@ def plugin_options(
 
 def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
     """The registry for this command: every plugin found, failures reported once each."""
-    from core.discovery import describe_failure, load_registry
+    from core.plugin.discovery import describe_failure, load_registry
 
     top = ctx.find_root().obj or {}
 
@@ -183,7 +183,7 @@ def info(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """A component's signature, parameters and defaults, documentation and plugin."""
-    from core.info import component_info
+    from core.network.info import component_info
 
     data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
     if as_json:
@@ -261,13 +261,13 @@ def train(
         if resume is not None:
             _refuse_settings_beside_resume(ctx)
         if save is not None:
-            from core.atomic import check_writable
+            from core.files.atomic import check_writable
 
             check_writable(save)  # fail now, not after training
-        from core.experiment import check, train as run  # imports torch: only once there is work
-        from core.checkpoint import checkpoint_plan, read_checkpoint
-        from core.multirun import MultiRunResult, run_many
-        from core.progress import epoch_reporter, runs_reporter
+        from core.pipeline.experiment import check, train as run  # imports torch: only once there is work
+        from core.files.checkpoint import checkpoint_plan, read_checkpoint
+        from core.pipeline.multirun import MultiRunResult, run_many
+        from core.pipeline.progress import epoch_reporter, runs_reporter
 
         _one_thread()
         restarted = resume is None and _restarted_from(checkpoint)
@@ -295,11 +295,11 @@ def train(
         if quiet:
             return
         if save is not None:
-            from core.model_file import save_model
+            from core.files.model_file import save_model
 
             save_model(save, result, registry=registry)
         if plot is not None:
-            from core.compare import label
+            from core.pipeline.compare import label
 
             _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
         if as_json:
@@ -316,17 +316,17 @@ def train(
 
 
 def _world(device: str):
-    """This process's place under torchrun (core.distributed.World), or None when alone."""
+    """This process's place under torchrun (core.training.distributed.World), or None when alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    from core.distributed import World
+    from core.training.distributed import World
 
     return World.from_env(device)
 
 
 def _share_count(total: int, world) -> int:
     """How many of `total` runs this process trains (all of them when alone)."""
-    from core.distributed import share
+    from core.training.distributed import share
 
     return len(share(range(total), world))
 
@@ -340,10 +340,10 @@ def _restarted_from(checkpoint: str | None) -> bool:
 
 def _workers(ctx: typer.Context, workers: int | None):
     """With --workers K: this process as rank 0 of K, the other K - 1 running this same
-    command (core.distributed.LocalWorkers); without, nothing."""
+    command (core.training.distributed.LocalWorkers); without, nothing."""
     if workers is None:
         return contextlib.nullcontext()
-    from core.distributed import LocalWorkers
+    from core.training.distributed import LocalWorkers
 
     args = [*_given_options(ctx.find_root()), ctx.info_name, *_given_options(ctx)]
     return LocalWorkers(workers, [str(Path(__file__).resolve()), *args])
@@ -380,8 +380,8 @@ def _one_thread() -> None:
 
 
 def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
-    from core.atomic import check_writable
-    from core.paths import check_output_dir
+    from core.files.atomic import check_writable
+    from core.files.paths import check_output_dir
 
     if runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
@@ -392,7 +392,7 @@ def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
 
 
 def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
-    from core.figures import write_figures
+    from core.pipeline.figures import write_figures
 
     for path in write_figures(directory, curves, registry):
         typer.echo(f"wrote {path}", err=to_stderr)
@@ -447,16 +447,16 @@ def compare(
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     with _workers(ctx, workers):  # --workers K: the other K - 1 start now
         _check_outputs(runs, plot, csv_path)
-        from core.compare import configurations
+        from core.pipeline.compare import configurations
 
         base = TrainSettings(seed=seed)
         configs = configurations(base, variations)  # checks every value before any work
-        from core.compare import compare as run_compare
-        from core.progress import runs_reporter
+        from core.pipeline.compare import compare as run_compare
+        from core.pipeline.progress import runs_reporter
 
         _one_thread()
         registry = load(ctx, plugin, registry_file, strict_plugins)
-        from core.experiment import check
+        from core.pipeline.experiment import check
 
         for settings in configs:  # every name, before the processes join
             check(settings, registry)
@@ -507,7 +507,7 @@ def predict(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Predict the score and class of every row of a file with a saved model."""
-    from core.inference import predict_file
+    from core.files.inference import predict_file
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     text = predict_file(model, input, output=output, fmt=fmt, registry=registry)
@@ -528,7 +528,7 @@ def evaluate(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Report a saved model's error on fresh points of the disk task or on a labelled file."""
-    from core.inference import evaluate_model
+    from core.files.inference import evaluate_model
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)

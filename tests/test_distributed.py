@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 import distributed_cases as cases
 from cli import app
-from core.compare import compare
-from core.distributed import launch_command, part, share
-from core.experiment import train
-from core.model_file import load_model
-from core.multirun import run_many
+from core.pipeline.compare import compare
+from core.training.distributed import launch_command, part, share
+from core.pipeline.experiment import train
+from core.files.model_file import load_model
+from core.pipeline.multirun import run_many
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / "cli.py")
@@ -34,7 +34,7 @@ LOOPBACK = "127.0.0.1"
 
 
 def loopback_env(**extra: str) -> dict[str, str]:
-    from core.distributed import loopback_interface
+    from core.training.distributed import loopback_interface
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT")}
@@ -61,7 +61,7 @@ def group(tmp_path_factory):
     This process hosts the group's store on 127.0.0.1 (as torchrun's launcher would), so
     the workers only connect to it; their gloo sockets listen on the loopback interface.
     """
-    from core.torchrun import LoopbackTCPStore
+    from core.training.torchrun import LoopbackTCPStore
 
     out = tmp_path_factory.mktemp("group")
     store = LoopbackTCPStore(LOOPBACK, 0, 2, True, wait_for_workers=False)
@@ -103,7 +103,7 @@ def test_launch_binds_its_rendezvous_to_loopback_and_refuses_zero_workers():
 
 
 def test_one_process_has_no_world(monkeypatch):
-    from core.distributed import World
+    from core.training.distributed import World
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert World.from_env() is None
@@ -111,7 +111,7 @@ def test_one_process_has_no_world(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
 def test_nccl_without_a_gpu_is_a_clear_error(monkeypatch):
-    from core.distributed import World
+    from core.training.distributed import World
     from core.errors import SettingsError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -220,7 +220,7 @@ def test_workers_start_the_same_command_with_every_given_option(monkeypatch):
         def __exit__(self, *exc):
             return None
 
-    monkeypatch.setattr("core.distributed.LocalWorkers", Recorded)
+    monkeypatch.setattr("core.training.distributed.LocalWorkers", Recorded)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     result = CliRunner().invoke(app, ["train", "--act", "relu", "--runs", "2", "--json",
                                       "--workers", "3", "--epochs", "1", "--hidden", "4"])

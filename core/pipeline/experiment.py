@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from core import preprocess
-from core.assemble import LayerSpec, build_stack, mlp_specs
-from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
-from core.data import DTYPES, disk_dataset
+from core.data import preprocess
+from core.network.assemble import LayerSpec, build_stack, mlp_specs
+from core.files.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
+from core.data.disk import DTYPES, disk_dataset
 from core.errors import SettingsError
-from core.registry import Entry, Registry, default_registry
-from core.schedule import SCHEDULES
-from core.sequential import Sequential
-from core.settings import TrainSettings
-from core.stack import parse_layers
-from core.training import error_rate, fit
+from core.plugin.registry import Entry, Registry, default_registry
+from core.training.schedule import SCHEDULES
+from core.network.sequential import Sequential
+from core.training.settings import TrainSettings
+from core.network.stack import parse_layers
+from core.training.loop import error_rate, fit
+from core.training.result import TrainResult
 
 if TYPE_CHECKING:
-    from core.distributed import DataParallel, World
+    from core.training.distributed import DataParallel, World
 
 # Independent random streams drawn from one seed.
 STREAMS = {"data": 0, "init": 1, "shuffle": 2}
@@ -102,29 +103,6 @@ def build_network(
     return model
 
 
-@dataclass
-class TrainResult:
-    """What a run produced."""
-
-    settings: TrainSettings
-    losses: list[float]  # mean training loss of each epoch
-    train_error: float  # fraction of training points misclassified at the end
-    test_error: float  # fraction of test points misclassified at the end
-    specs: list[LayerSpec]  # the network, by registered names and arguments
-    model: Sequential = field(repr=False)
-    # the input step fitted on the training inputs; `core.preprocess.apply` replays it
-    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(preprocess.IDENTITY))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "settings": self.settings.to_dict(),
-            "train_error": self.train_error,
-            "test_error": self.test_error,
-            "losses": self.losses,
-            "preprocessing": self.preprocessing,
-        }
-
-
 def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
     """Every extra optimizer option must be a keyword its factory accepts."""
     accepted = [
@@ -170,7 +148,7 @@ def data_parallel(
 ) -> DataParallel:
     """This process's part in a data-parallel run, once every rank is checked to run the
     same settings (and to checkpoint to the same file)."""
-    from core.distributed import DataParallel, check_same_everywhere
+    from core.training.distributed import DataParallel, check_same_everywhere
 
     check_same_everywhere(world, "the run's settings", settings, lambda s: str(s.to_dict()))
     check_same_everywhere(world, "--checkpoint", checkpoint and str(checkpoint.path), str)
@@ -193,7 +171,7 @@ def train(
     `core.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
     goes on from it and ends exactly as the uninterrupted run.
 
-    With `world` (core.distributed.World.from_env(), under torchrun) the run is data
+    With `world` (core.training.distributed.World.from_env(), under torchrun) the run is data
     parallel: every process calls this with the same settings (checked), takes its slice of
     each batch, and the gradients are summed across processes at each step; rank 0 alone
     writes the checkpoint. Every process returns the same trained network.

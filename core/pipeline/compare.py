@@ -10,15 +10,17 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.atomic import atomic_write_text
+from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.experiment import check
-from core.multirun import EpochCallback, MultiRunResult, RunCallback, check_runs, run_many
-from core.registry import Registry, default_registry
-from core.settings import TrainSettings
+from core.pipeline.experiment import check
+from core.pipeline.multirun import (
+    EpochCallback, MultiRunResult, RunCallback, check_runs, run_many, sweep,
+)
+from core.plugin.registry import Registry, default_registry
+from core.training.settings import TrainSettings
 
 if TYPE_CHECKING:
-    from core.distributed import World
+    from core.training.distributed import World
 
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",
@@ -145,7 +147,7 @@ def compare(
 
     Every configuration is checked before the first is trained, so a bad value fails fast.
     `on_configuration(index, label)` precedes each configuration's runs (with `world`,
-    each group of runs this process trains). With `world` (core.distributed, under
+    each group of runs this process trains). With `world` (core.training.distributed, under
     torchrun) the (configuration, seed) pairs are split across the processes: rank 0
     gets the Comparison, the other ranks None.
     """
@@ -156,8 +158,6 @@ def compare(
         check_runs(settings, runs)
     varied = [key for key, values in variations.items() if len(values) > 1]
     if world is not None:
-        from core.distributed import sweep
-
         def on_group(index: int, _first_run: int) -> None:
             if on_configuration is not None:
                 on_configuration(index, label(configs[index], varied))

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from core.errors import DivergenceError
-from core.protocols import Loss, Module, Optimizer, decision_threshold
+from core.network.protocols import Loss, Module, Optimizer, decision_threshold
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while
@@ -64,7 +64,7 @@ def fit(
     Each epoch visits the samples in an order drawn from `generator`, in batches of
     `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch.
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
-    `shard` (data parallel, core/distributed.py) makes this process train on its slice of
+    `shard` (data parallel, core/training/distributed.py) makes this process train on its slice of
     each batch and sum the gradients and losses with the other processes'.
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
@@ -124,7 +124,7 @@ def in_order(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 
 
 class Shard(Protocol):
-    """A process's part in data-parallel training (core.distributed.DataParallel)."""
+    """A process's part in data-parallel training (core.training.distributed.DataParallel)."""
 
     def part(self, start: int, stop: int) -> tuple[int, int]:
         """This process's slice [lo, hi) of the global batch [start, stop)."""

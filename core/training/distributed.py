@@ -7,18 +7,17 @@ its collectives (all_reduce, broadcast, gather_object) move tensors and results 
 processes; every gradient is still computed by the hand-written backwards.
 
 Two ways to use K processes:
-- a sweep (`sweep`): the (configuration, seed) pairs are split into K consecutive shares;
+- a sweep (core/pipeline/sweep.py): the (configuration, seed) pairs are split into K consecutive shares;
   each rank trains its share, one batched ensemble per configuration where the components
   allow, and rank 0 gathers every result. A run is its seed's run wherever it trains.
 - data parallel (`DataParallel`): every rank holds the same network and optimizer, takes
   its slice of each global batch, and after its backward one all_reduce over the packed
-  gradient buffer (core/flat.py) sums the gradients, so the optimizer steps identically
+  gradient buffer (core/training/flat.py) sums the gradients, so the optimizer steps identically
   everywhere: the same training as one process on the same global batches, to rounding.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket
 import subprocess
@@ -30,17 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from core import errors
 from core.errors import NNError, SettingsError
-from core.flat import pack
+from core.training.flat import pack
 from core.lazy import torch  # imported on first use
 
 if TYPE_CHECKING:
-    from core.experiment import TrainResult
-    from core.multirun import EpochCallback, RunCallback
-    from core.protocols import Module
-    from core.registry import Registry
-    from core.settings import TrainSettings
+    from core.network.protocols import Module
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
@@ -99,7 +93,7 @@ def keep_gloo_on_loopback() -> None:
     gloo otherwise binds the address its host name resolves to, reachable from outside;
     a cluster sets MASTER_ADDR to a real address (or GLOO_SOCKET_IFNAME) and is untouched.
     """
-    from core.torchrun import is_loopback
+    from core.training.torchrun import is_loopback
 
     address = os.environ.get("MASTER_ADDR", "")
     if "GLOO_SOCKET_IFNAME" in os.environ or not is_loopback(address):
@@ -163,7 +157,7 @@ class DataParallel:
     """One rank's side of data-parallel training: its slice of each batch, the gradient sum.
 
     Built after the optimizer: when the optimizer packed the gradients into one buffer
-    (core/flat.py) `pack` finds that buffer again and each step is ONE all_reduce over it;
+    (core/training/flat.py) `pack` finds that buffer again and each step is ONE all_reduce over it;
     gradients that cannot share a buffer (mixed dtypes, views) are reduced one by one.
     A layer plugin needs nothing for this: its parameters' gradients are all there is.
     """
@@ -206,83 +200,6 @@ class DataParallel:
                 "the network's weights differ between ranks; every rank must build it from "
                 "the same settings and seed (or resume the same checkpoint)"
             )
-
-
-# --- sweeps -----------------------------------------------------------------------------------
-
-def sweep(
-    configs: Sequence[TrainSettings],
-    runs: int,
-    registry: Registry,
-    world: World,
-    on_epoch: EpochCallback | None = None,
-    on_run: RunCallback | None = None,
-    on_configuration: Callable[[int, int], None] | None = None,
-    together: bool = True,
-) -> list[list[TrainResult]] | None:
-    """Every configuration's `runs` runs, split across the ranks; on rank 0, the results
-    of each configuration in seed order, on the other ranks None.
-
-    The pairs (configuration, seed) are shared out consecutively, so a rank trains a few
-    whole configurations or a run of seeds of one, each group as one batched ensemble
-    (`together`) or one run after another. `on_configuration(index, first_run)` precedes
-    each group. An NNError on any rank is raised on every rank.
-    """
-    from core.multirun import seeds_of, train_seeds
-
-    pairs = [(c, seed) for c, settings in enumerate(configs) for seed in seeds_of(settings, runs)]
-    done: list[tuple[int, dict[str, Any]]] = []
-    failure = None
-    try:
-        for c, group in itertools.groupby(share(pairs, world), key=lambda pair: pair[0]):
-            seeds = [seed for _, seed in group]
-            if on_configuration is not None:
-                on_configuration(c, seeds[0] - configs[c].seed)
-            results = train_seeds(configs[c], seeds, registry, on_epoch, on_run, together)
-            done += [(c, portable(result)) for result in results]
-    except NNError as e:
-        failure = (type(e).__name__, str(e))
-    gathered: list[Any] | None = [None] * world.size if world.main else None
-    torch.distributed.gather_object((done, failure), gathered, dst=0)
-    failure = from_main(world, next((f for _, f in gathered if f), None) if world.main else None)
-    if failure is not None:
-        name, message = failure
-        raise getattr(errors, name, NNError)(message)
-    if not world.main:
-        return None
-    by_config: list[list[TrainResult]] = [[] for _ in configs]
-    for rank_done, _ in gathered:
-        for c, payload in rank_done:
-            by_config[c].append(rebuilt(payload, registry))
-    return by_config
-
-
-def portable(result: TrainResult) -> dict[str, Any]:
-    """A result as plain data and CPU tensors, to pickle across processes."""
-    return {
-        "settings": result.settings, "losses": result.losses,
-        "train_error": result.train_error, "test_error": result.test_error,
-        "specs": [spec.to_dict() for spec in result.specs],
-        "weights": [p.value.cpu() for p in result.model.parameters()],
-        "preprocessing": result.preprocessing,
-    }
-
-
-def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
-    """The TrainResult `portable` described: its network rebuilt by name, weights copied."""
-    from core.assemble import LayerSpec
-    from core.experiment import TrainResult, build_network
-
-    settings = payload["settings"]
-    specs = [LayerSpec.from_dict(d) for d in payload["specs"]]
-    with torch.set_grad_enabled(False):
-        model = build_network(registry, settings, specs)
-        for p, value in zip(model.parameters(), payload["weights"]):
-            p.value.copy_(value)
-    return TrainResult(
-        settings, payload["losses"], payload["train_error"], payload["test_error"], specs,
-        model, payload["preprocessing"],
-    )
 
 
 # --- launching local processes ------------------------------------------------------------------
@@ -394,11 +311,11 @@ def _host_store_of_local_workers() -> None:
 def launch_command(workers: int, script: Sequence[str]) -> list[str]:
     """The torchrun command that starts `workers` local processes running `script`
     (a Python file and its arguments), the rendezvous on 127.0.0.1 at a free port, every
-    store listening on 127.0.0.1 alone (core/torchrun.py)."""
+    store listening on 127.0.0.1 alone (core/training/torchrun.py)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise SettingsError(f"workers must be an integer >= 1, got {workers!r}")
     return [
-        sys.executable, "-m", "core.torchrun", "--nnodes", "1",
+        sys.executable, "-m", "core.training.torchrun", "--nnodes", "1",
         "--nproc-per-node", str(workers), "--rdzv-backend", "c10d",
         "--rdzv-endpoint", f"{LOOPBACK}:0", "--max-restarts", "0", *script,
     ]

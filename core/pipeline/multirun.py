@@ -5,23 +5,28 @@ seed draws its data, its weights and its shuffling, so any run can be replayed a
 for bit when the runs went one at a time (`together=False`), to rounding when they trained
 together as a batched ensemble, whose batched matmuls may add in another order.
 Standard deviations are sample standard deviations (divisor n - 1), 0.0 for a single run.
+
+Under torchrun (or `nn-cli --workers K`) `sweep` splits (configuration, seed) pairs across
+the processes, each rank's share trained as above, and gathers the results on rank 0.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core.errors import SettingsError
-from core.ensemble import supports_runs, train_ensemble
-from core.experiment import TrainResult, train
-from core.registry import Registry, default_registry
-from core.settings import MAX_SEED, TrainSettings
-
-if TYPE_CHECKING:
-    from core.distributed import World
+from core import errors
+from core.errors import NNError, SettingsError
+from core.lazy import torch
+from core.network.assemble import LayerSpec
+from core.pipeline.ensemble import supports_runs, train_ensemble
+from core.pipeline.experiment import TrainResult, build_network, train
+from core.plugin.registry import Registry, default_registry
+from core.training.distributed import World, from_main, share
+from core.training.settings import MAX_SEED, TrainSettings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run; on_run(run_index, result)
 EpochCallback = Callable[[int, int, float], None]
@@ -136,14 +141,12 @@ def run_many(
 
     `together=False` trains them one after another even where they could train as one
     batched ensemble: slower, and each run then equals its seed's single run bit for bit.
-    With `world` (core.distributed, under torchrun) the seeds are split across the
-    processes (`core.distributed.sweep`): rank 0 gets the result, the other ranks None.
+    With `world` (core.training.distributed, under torchrun) the seeds are split across the
+    processes (`core.training.distributed.sweep`): rank 0 gets the result, the other ranks None.
     """
     check_runs(settings, runs)
     registry = registry or default_registry()
     if world is not None:
-        from core.distributed import sweep
-
         grouped = sweep([settings], runs, registry, world, on_epoch, on_run, None, together)
         return None if grouped is None else MultiRunResult(settings, grouped[0])
     results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
@@ -156,3 +159,73 @@ def check_runs(settings: TrainSettings, runs: int) -> None:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
     if settings.seed + runs > MAX_SEED:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
+
+
+def sweep(
+    configs: Sequence[TrainSettings],
+    runs: int,
+    registry: Registry,
+    world: World,
+    on_epoch: EpochCallback | None = None,
+    on_run: RunCallback | None = None,
+    on_configuration: Callable[[int, int], None] | None = None,
+    together: bool = True,
+) -> list[list[TrainResult]] | None:
+    """Every configuration's `runs` runs, split across the ranks; on rank 0, the results
+    of each configuration in seed order, on the other ranks None.
+
+    The pairs (configuration, seed) are shared out consecutively, so a rank trains a few
+    whole configurations or a run of seeds of one, each group as one batched ensemble
+    (`together`) or one run after another. `on_configuration(index, first_run)` precedes
+    each group. An NNError on any rank is raised on every rank.
+    """
+    pairs = [(c, seed) for c, settings in enumerate(configs) for seed in seeds_of(settings, runs)]
+    done: list[tuple[int, dict[str, Any]]] = []
+    failure = None
+    try:
+        for c, group in itertools.groupby(share(pairs, world), key=lambda pair: pair[0]):
+            seeds = [seed for _, seed in group]
+            if on_configuration is not None:
+                on_configuration(c, seeds[0] - configs[c].seed)
+            results = train_seeds(configs[c], seeds, registry, on_epoch, on_run, together)
+            done += [(c, portable(result)) for result in results]
+    except NNError as e:
+        failure = (type(e).__name__, str(e))
+    gathered: list[Any] | None = [None] * world.size if world.main else None
+    torch.distributed.gather_object((done, failure), gathered, dst=0)
+    failure = from_main(world, next((f for _, f in gathered if f), None) if world.main else None)
+    if failure is not None:
+        name, message = failure
+        raise getattr(errors, name, NNError)(message)
+    if not world.main:
+        return None
+    by_config: list[list[TrainResult]] = [[] for _ in configs]
+    for rank_done, _ in gathered:
+        for c, payload in rank_done:
+            by_config[c].append(rebuilt(payload, registry))
+    return by_config
+
+
+def portable(result: TrainResult) -> dict[str, Any]:
+    """A result as plain data and CPU tensors, to pickle across processes."""
+    return {
+        "settings": result.settings, "losses": result.losses,
+        "train_error": result.train_error, "test_error": result.test_error,
+        "specs": [spec.to_dict() for spec in result.specs],
+        "weights": [p.value.cpu() for p in result.model.parameters()],
+        "preprocessing": result.preprocessing,
+    }
+
+
+def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
+    """The TrainResult `portable` described: its network rebuilt by name, weights copied."""
+    settings = payload["settings"]
+    specs = [LayerSpec.from_dict(d) for d in payload["specs"]]
+    with torch.set_grad_enabled(False):
+        model = build_network(registry, settings, specs)
+        for p, value in zip(model.parameters(), payload["weights"]):
+            p.value.copy_(value)
+    return TrainResult(
+        settings, payload["losses"], payload["train_error"], payload["test_error"], specs,
+        model, payload["preprocessing"],
+    )

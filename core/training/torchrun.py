@@ -1,4 +1,4 @@
-"""torchrun whose stores listen on 127.0.0.1 only, for local runs: `python -m core.torchrun ARGS`.
+"""torchrun whose stores listen on 127.0.0.1 only: `python -m core.training.torchrun ARGS`.
 
 torchrun's launcher hosts TCPStores (the rendezvous's and the workers' shared one), and a
 TCPStore server binds every interface whatever host it is given, reachable from outside
