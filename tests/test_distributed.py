@@ -261,6 +261,32 @@ def test_cli_data_parallel_equals_one_process(uninterrupted):
         torch.testing.assert_close(got.value, want.value, rtol=1e-10, atol=1e-10)
 
 
+def test_resume_under_two_workers_equals_resuming_in_one_process(tmp_path, monkeypatch):
+    """A checkpoint written by one process after 2 of 4 epochs, resumed data parallel."""
+    from core.files.checkpoint import Checkpointing
+    from core.training.settings import TrainSettings
+
+    checkpoint = tmp_path / "half.ckpt.safetensors"
+
+    def stop_after_two(epoch, _loss):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the checkpoint of epoch 2 is on disk by now
+
+    settings = TrainSettings(dtype="float64", epochs=4, lr=0.01, batch_size=100)
+    with pytest.raises(KeyboardInterrupt):
+        train(settings, None, stop_after_two, checkpoint=Checkpointing(checkpoint, every=1))
+    two = nn_cli("train", "--resume", str(checkpoint), "--checkpoint-every", "0", "--json",
+                 "--workers", "2")
+    assert two.returncode == 0, two.stderr
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    one = CliRunner().invoke(app, ["train", "--resume", str(checkpoint), "--checkpoint-every",
+                                   "0", "--json"])
+    assert one.exit_code == 0, one.output
+    got, want = json.loads(two.stdout)["losses"], json.loads(one.stdout)["losses"]
+    assert len(got) == 4 and got[:2] == want[:2]  # the first two come from the checkpoint
+    assert got == pytest.approx(want, rel=1e-10)
+
+
 def test_killed_worker_restarts_from_the_checkpoint_to_the_same_weights(tmp_path, uninterrupted):
     """torchrun --max-restarts 1: SIGKILL rank 1 once a checkpoint exists; the restarted group
     resumes from it and ends with the uninterrupted run's weights, bit for bit."""
@@ -297,3 +323,13 @@ def _worker_pid(launcher: int, rank: int) -> int:
         if f"RANK={rank}".encode() in environ:
             return int(child)
     raise AssertionError(f"no worker of rank {rank} under pid {launcher}")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL data parallel needs 2 GPUs")
+def test_nccl_data_parallel_equals_one_process(tmp_path):
+    args = ["train", "--device", "cuda", "--dtype", "float64", "--epochs", "3", "--json"]
+    two = nn_cli(*args, "--workers", "2")
+    assert two.returncode == 0, two.stderr
+    one = nn_cli(*args)
+    assert json.loads(two.stdout)["losses"] == pytest.approx(json.loads(one.stdout)["losses"],
+                                                             rel=1e-10)
