@@ -101,6 +101,9 @@ def step(repeats: int, steps: int, rounds: int) -> None:
                      for k in (1, 2)}
             print(f"  {batch:>5}  {side:<10} {per_k[1]:8.3f} {per_k[2]:8.3f} "
                   f"{per_k[2] - per_k[1]:+10.3f}")
+    for name in (k for k in results[2][0] if k.startswith("all_reduce")):
+        alone = statistics.median(t for r in results[2] for t in r[name]["-"])
+        print(f"  K=2 {name} float32 numbers alone: {alone:.3f} ms (median)")
 
 
 def worker_step(repeats: int, steps: int) -> None:
@@ -177,6 +180,17 @@ def worker_step(repeats: int, steps: int) -> None:
                 sync()
                 per_step = (time.perf_counter() - start) / steps * 1e3
                 found[name].setdefault(str(batch), []).append(per_step)
+    if world is not None:  # the all_reduce alone: 1 number (latency) and the whole buffer
+        for name, n in (("all_reduce 1", 1), (f"all_reduce {shard.grads[0].numel()}",
+                                               shard.grads[0].numel())):
+            buffer = torch.zeros(n)
+            times = []
+            for _ in range(repeats * 20):
+                sync()
+                start = time.perf_counter()
+                torch.distributed.all_reduce(buffer)
+                times.append((time.perf_counter() - start) * 1e3)
+            found[name] = {"-": [statistics.median(times)]}
     if rank == 0:
         print(json.dumps(found), flush=True)
     del size
