@@ -44,17 +44,27 @@ class Table:
     labels: torch.Tensor | None  # (n, 1) float64 of 0/1, when the file has them
 
 
-def read_table(path: str | os.PathLike, *, labels_required: bool = False) -> Table:
-    """Read features (and labels, when present or required) from a CSV or JSON file."""
+def read_table(
+    path: str | os.PathLike, *, labels_required: bool = False,
+    class_names: list[str] | None = None, label: str = LABEL, any_labels: bool = False,
+) -> Table:
+    """Read features (and labels, when present or required) from a CSV or JSON file.
+
+    With `class_names` (a model's), the label column may hold those names (or numbers
+    naming them), and `labels` holds their class indices; else labels are 0 or 1.
+    The label column is the one called `label`; `any_labels` accepts any number there
+    (a regression target).
+    """
     shown = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
+    cell = _Cells(shown, label, class_names)
     if shown.lower().endswith(".json") or text.lstrip().startswith("["):
-        rows, label_index = _json_rows(shown, text, labels_required)
+        rows, label_index = _json_rows(shown, text, labels_required, cell)
     else:
-        rows, label_index = _csv_rows(shown, text, labels_required)
+        rows, label_index = _csv_rows(shown, text, labels_required, cell)
     if not rows:
         raise TableError(f"{shown}: no rows of features")
     width = len(rows[0])
@@ -70,6 +80,8 @@ def read_table(path: str | os.PathLike, *, labels_required: bool = False) -> Tab
         return Table(data, None)
     keep = [j for j in range(width) if j != label_index]
     labels = data[:, label_index : label_index + 1]  # (n, 1)
+    if class_names is not None or any_labels:  # names were mapped to indices while reading
+        return Table(data[:, keep], labels)
     bad = ((labels != 0) & (labels != 1)).nonzero()
     if len(bad):
         row = int(bad[0, 0]) + 1
@@ -89,7 +101,28 @@ def _number(shown: str, row: int, column: str, value: Any) -> float:
     return number
 
 
-def _is_number(text: str) -> bool:
+@dataclass
+class _Cells:
+    """Reads one cell: a number, or in the label column, a class name given `class_names`."""
+
+    shown: str
+    label: str
+    class_names: list[str] | None
+
+    def __call__(self, row: int, column: str, value: Any, is_label: bool) -> float:
+        if not (is_label and self.class_names is not None):
+            return _number(self.shown, row, column, value)
+        text = value if isinstance(value, str) else repr(value)
+        text = text.strip()
+        if text not in self.class_names and is_number(text) and float(text) == int(float(text)):
+            text = str(int(float(text)))  # 1.0 names the class "1"
+        if text not in self.class_names:
+            raise TableError(f"{self.shown}: row {row}, {column}: {value!r} is not a class of "
+                             f"the model; its classes: {', '.join(self.class_names)}")
+        return float(self.class_names.index(text))
+
+
+def is_number(text: str) -> bool:
     try:
         float(text)
         return True
@@ -97,29 +130,29 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _csv_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[float]], int | None]:
+def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> tuple[list[list[float]], int | None]:
     lines = [row for row in csv.reader(io.StringIO(text)) if row and any(f.strip() for f in row)]
     if not lines:
         return [], None
     header = None
-    if not any(_is_number(field) for field in lines[0]):
+    if not any(is_number(field) for field in lines[0]):
         header, lines = [field.strip() for field in lines[0]], lines[1:]
     if header is not None:
-        label_index = header.index(LABEL) if LABEL in header else None
+        label_index = header.index(cell.label) if cell.label in header else None
         names = header
     else:
         label_index = len(lines[0]) - 1 if labels_required and lines else None
         names = [f"column {j + 1}" for j in range(max((len(r) for r in lines), default=0))]
     first = 2 if header is not None else 1
     rows = [
-        [_number(shown, i, names[j] if j < len(names) else f"column {j + 1}", field)
+        [cell(i, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
          for j, field in enumerate(row)]
         for i, row in enumerate(lines, first)
     ]
     return rows, label_index
 
 
-def _json_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[float]], int | None]:
+def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> tuple[list[list[float]], int | None]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -133,13 +166,14 @@ def _json_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[
         for i, row in enumerate(data, 1):
             if not isinstance(row, dict) or set(row) != set(keys):
                 raise TableError(f"{shown}: row {i} does not have the keys of row 1 ({', '.join(keys)})")
-        rows = [[_number(shown, i, k, row[k]) for k in keys] for i, row in enumerate(data, 1)]
-        return rows, keys.index(LABEL) if LABEL in keys else None
+        rows = [[cell(i, k, row[k], k == cell.label) for k in keys] for i, row in enumerate(data, 1)]
+        return rows, keys.index(cell.label) if cell.label in keys else None
     rows = []
     for i, row in enumerate(data, 1):
         if not isinstance(row, list):
             raise TableError(f"{shown}: row {i} is not a list of numbers")
-        rows.append([_number(shown, i, f"value {j + 1}", v) for j, v in enumerate(row)])
+        last = len(row) - 1 if labels_required else -1
+        rows.append([cell(i, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
     return rows, len(rows[0]) - 1 if labels_required else None
 
 
@@ -164,3 +198,21 @@ def format_predictions(scores: torch.Tensor, classes: torch.Tensor, fmt: str) ->
         return json.dumps([dict(zip(names, row)) for row in rows]) + "\n"
     lines = [",".join(names)] + [",".join(repr(v) for v in row) for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def format_rows(names: list[str], rows: list[list[Any]], fmt: str) -> str:
+    """Rows of numbers and class names as CSV (header `names`) or a JSON list of objects.
+    Floats are written with repr, which reads back to the same double bit for bit."""
+    if fmt == "json":
+        return json.dumps([dict(zip(names, row)) for row in rows]) + "\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    return out.getvalue()
+
+
+def class_value(name: str) -> int | str:
+    """A class as written in predictions: its name, or the number when the name is one."""
+    return int(name) if name.lstrip("-").isdigit() else name

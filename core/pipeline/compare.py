@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.pipeline.experiment import check
+from core.pipeline.experiment import check, with_data_defaults
 from core.pipeline.multirun import (
     EpochCallback, MultiRunResult, RunCallback, check_runs, run_many, sweep,
 )
@@ -140,6 +140,7 @@ def compare(
     on_run: RunCallback | None = None,
     on_configuration: Callable[[int, str], None] | None = None,
     together: bool = True,
+    typed: Collection[str] | None = None,
     world: World | None = None,
 ) -> Comparison | None:
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
@@ -153,11 +154,14 @@ def compare(
     """
     registry = registry or default_registry()
     configs = configurations(base, variations)
+    if typed is not None:  # what the user chose; each dataset's defaults fill in the rest
+        configs = [with_data_defaults(settings, registry, typed) for settings in configs]
     for settings in configs:
         check(settings, registry)
         check_runs(settings, runs)
     varied = [key for key, values in variations.items() if len(values) > 1]
     if world is not None:
+
         def on_group(index: int, _first_run: int) -> None:
             if on_configuration is not None:
                 on_configuration(index, label(configs[index], varied))

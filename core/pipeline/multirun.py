@@ -21,9 +21,11 @@ from typing import Any
 from core import errors
 from core.errors import NNError, SettingsError
 from core.lazy import torch
-from core.network.assemble import LayerSpec
+from core.data.disk import DTYPES
+from core.files.model_file import in_features_of
+from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
-from core.pipeline.experiment import TrainResult, build_network, train
+from core.pipeline.experiment import TrainResult, device, train
 from core.plugin.registry import Registry, default_registry
 from core.training.distributed import World, from_main, share
 from core.training.settings import MAX_SEED, TrainSettings
@@ -207,25 +209,25 @@ def sweep(
 
 
 def portable(result: TrainResult) -> dict[str, Any]:
-    """A result as plain data and CPU tensors, to pickle across processes."""
+    """A result as plain data and CPU tensors, to pickle across processes: the network
+    travels as its weights, rebuilt by name on arrival (plugin objects never pickled)."""
     return {
-        "settings": result.settings, "losses": result.losses,
-        "train_error": result.train_error, "test_error": result.test_error,
-        "specs": [spec.to_dict() for spec in result.specs],
+        "result": replace(result, model=None),
+        "in_features": in_features_of(result),
         "weights": [p.value.cpu() for p in result.model.parameters()],
-        "preprocessing": result.preprocessing,
     }
 
 
 def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
     """The TrainResult `portable` described: its network rebuilt by name, weights copied."""
-    settings = payload["settings"]
-    specs = [LayerSpec.from_dict(d) for d in payload["specs"]]
+    result = payload["result"]
+    settings = result.settings
     with torch.set_grad_enabled(False):
-        model = build_network(registry, settings, specs)
-        for p, value in zip(model.parameters(), payload["weights"]):
+        model = build_stack(
+            registry, result.specs, payload["in_features"], init=settings.init,
+            generator=torch.Generator().manual_seed(0),  # overwritten just below
+            dtype=DTYPES[settings.dtype], device=device(settings),
+        )
+        for p, value in zip(model.parameters(), payload["weights"], strict=True):
             p.value.copy_(value)
-    return TrainResult(
-        settings, payload["losses"], payload["train_error"], payload["test_error"], specs,
-        model, payload["preprocessing"],
-    )
+    return replace(result, model=model)

@@ -79,12 +79,33 @@ class World:
             backend = "nccl" if device == "cuda" else "gloo"
             if _LISTENER is not None:  # rank 0 of LocalWorkers: host the store here, as
                 _host_store_of_local_workers()  # torchrun's launcher would; join as a client
-            dist.init_process_group(backend)
+            if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+                dist.init_process_group(backend, store=_attempt_store(), rank=int(
+                    os.environ["RANK"]), world_size=size)
+            else:
+                dist.init_process_group(backend)
         backend = dist.get_backend()
         world = cls(dist.get_rank(), dist.get_world_size(), "cuda" if backend == "nccl" else "cpu")
         if world.size != size:
             raise DistributedError(f"WORLD_SIZE is {size} but the process group has {world.size}")
         return world
+
+
+def _attempt_store():
+    """The launcher's store, seen under a prefix of its own for this attempt.
+
+    torchrun keeps one store for all the attempts of a job, so after a restart the keys
+    the dead attempt's processes published (gloo's addresses) are still there and the new
+    processes would try to connect to them (seen: "connectFullMesh failed ... Connection
+    refused", or a hang). A prefix per TORCHELASTIC_RESTART_COUNT keeps attempts apart.
+    """
+    from datetime import timedelta
+
+    dist = torch.distributed
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                           is_master=False, timeout=timedelta(minutes=30))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"nn-scratch/attempt-{attempt}", client)
 
 
 def keep_gloo_on_loopback() -> None:

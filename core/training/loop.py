@@ -55,14 +55,15 @@ def fit(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float], bool | None] | None = None,
     lr_at: Callable[[int], float] | None = None,
     shard: Shard | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
     Each epoch visits the samples in an order drawn from `generator`, in batches of
-    `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch.
+    `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch;
+    when it returns True, training stops there (early stopping).
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     `shard` (data parallel, core/training/distributed.py) makes this process train on its slice of
     each batch and sum the gradients and losses with the other processes'.
@@ -163,8 +164,8 @@ def _fit(
             optimizer.step()
         history.append((total if shard is None else shard.total(total)) / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1])  # () or (runs,)
+        if on_epoch is not None and on_epoch(epoch, history[-1]):  # () or (runs,)
+            break  # the callback asked to stop (early stopping)
     if not history:  # zero epochs, e.g. resuming a run whose last epoch was checkpointed
         return torch.zeros((0, *runs), dtype=torch.float64)
     return torch.stack(history)  # (epochs,) or (epochs, runs)
