@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from core.errors import NNError, SettingsError
+from core.errors import Interrupted, NNError, SettingsError
 from core.training.settings import (
     TrainSettings, has_data_settings, parse_optimizer_args, parse_widths,
 )
@@ -55,12 +55,23 @@ class OneLineErrors(typer.core.TyperGroup):
                 code = _fail(e.format_message())
         except NNError as e:
             code = _fail(str(e))
-        except typer.Abort:
-            code = _fail("aborted")
+        except Stopped as e:
+            typer.echo(f"nn-cli: {e}", err=True)
+            code = INTERRUPTED
+        except typer.Abort:  # Ctrl-C anywhere else, as click reports it
+            typer.echo("nn-cli: interrupted", err=True)
+            code = INTERRUPTED
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+class Stopped(Exception):
+    """Ctrl-C stopped a command; the message says how far it got and how to go on."""
 
 
 def _fail(message: str) -> int:
@@ -88,13 +99,13 @@ RegistryOpt = Annotated[Optional[Path], typer.Option(
     "--registry", metavar="PATH",
     help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
 StrictOpt = Annotated[bool, typer.Option(
-    "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+    "--strict-plugins", metavar="", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     metavar="K",
     help="Start K local processes under torchrun (rendezvous on 127.0.0.1) and split the "
          "work between them: the runs, or with one run each batch (data parallel).")]
 OneAtATimeOpt = Annotated[bool, typer.Option(
-    "--one-at-a-time",
+    "--one-at-a-time", metavar="",  # a flag: no value (typer would show <bool>)
     help="Train the runs one after another, each bit for bit its seed's single run, instead "
          "of together as one batched ensemble (faster; equal to rounding).")]
 
@@ -135,7 +146,7 @@ def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, st
 def list_components(
     ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -167,7 +178,7 @@ def list_components(
 @app.command("plugins")
 def list_plugins(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -193,14 +204,18 @@ def info(
     name: Annotated[str, typer.Argument(help="A registered component's name.")],
     kind: Annotated[Optional[str], typer.Option(
         help="Its kind, when several kinds use the name.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
 ) -> None:
-    """A component's signature, parameters and defaults, documentation and plugin."""
+    """A component's signature, parameters and defaults, documentation and plugin; or, given a
+    saved model file, its layers' output shapes and parameter counts."""
     from core.network.info import component_info
 
+    if Path(name).is_file():  # a model or checkpoint file: its layer table
+        _model_summary(name, load(ctx, plugin, registry_file, strict_plugins), as_json)
+        return
     data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -224,6 +239,30 @@ def info(
         typer.echo("\n" + data["doc"])
 
 
+def _print_summary(in_shape, rows: list[dict], as_json: bool) -> None:
+    from core.network.summary import format_table
+
+    if as_json:
+        typer.echo(json.dumps({"input_shape": list(in_shape) if isinstance(in_shape, tuple)
+                               else [in_shape], "layers": rows}, indent=2))
+    else:
+        typer.echo(format_table(rows, in_shape))
+
+
+def _model_summary(path: str, registry, as_json: bool) -> None:
+    from core.files.model_file import load_model
+    from core.network.assemble import LayerSpec
+    from core.network.summary import layer_table
+
+    loaded = load_model(path, registry)
+    shape = loaded.model.input_shape or loaded.in_features  # images, or flat rows
+    specs = [LayerSpec.from_dict(s) for s in loaded.header["architecture"]]
+    rows = layer_table(loaded.model, specs, shape, loaded.dtype)
+    if not as_json:
+        typer.echo(f"{path}: a {loaded.header['kind']} trained on {loaded.dataset.get('name', 'disk')}")
+    _print_summary(shape, rows, as_json)
+
+
 @app.command()
 def train(
     ctx: typer.Context,
@@ -244,7 +283,7 @@ def train(
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
              "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
@@ -260,6 +299,8 @@ def train(
     test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
     workers: WorkersOpt = None,
 ) -> None:
     """Train a network (on the report's disk unless --data says otherwise) and report its
@@ -272,6 +313,7 @@ def train(
     seeds between them; a single run trains data parallel, each process on its slice of
     every batch. Rank 0 alone prints and writes files.
     """
+    _refuse_beside_layers(layers, _given(ctx, ("act", "hidden")))
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
@@ -293,7 +335,9 @@ def train(
             from core.files.atomic import check_writable
 
             check_writable(save)  # fail now, not after training
-        from core.pipeline.experiment import check, train as run, with_data_defaults  # imports torch
+        from core.pipeline.experiment import (  # imports torch
+            check, network_summary, train as run, with_data_defaults,
+        )
         from core.files.checkpoint import checkpoint_plan, read_checkpoint
         from core.pipeline.multirun import MultiRunResult, run_many
         from core.pipeline.progress import epoch_reporter, runs_reporter
@@ -310,30 +354,44 @@ def train(
         else:
             settings = with_data_defaults(settings, registry, _typed(ctx))
         check(settings, registry)
+        if summary:
+            _print_summary(*network_summary(settings, registry), as_json)
+            return
         plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
         world = _world(settings.device)
         quiet = world is not None and not world.main  # only rank 0 reports
+        if not quiet:
+            typer.echo(_what_it_trains(settings, runs), err=as_json)
         # With --json, stdout holds the JSON alone and the progress goes to stderr.
-        if runs == 1:
-            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
-                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state,
-                             world=world)
-            many = MultiRunResult(settings, [result])
-        else:
-            total = _share_count(runs, world)
-            with runs_reporter(total, settings.epochs, to_stderr=as_json, quiet=quiet) as progress:
-                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                                together=not one_at_a_time, world=world)
+        progress = None
+        try:
+            if runs == 1:
+                with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+                    result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
+                                 resume=state, world=world)
+                many = MultiRunResult(settings, [result])
+            else:
+                total = _share_count(runs, world)
+                with runs_reporter(total, settings.epochs, to_stderr=as_json,
+                                   quiet=quiet) as progress:
+                    many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                                    together=not one_at_a_time, world=world)
+        except KeyboardInterrupt as e:
+            if isinstance(e, Interrupted) and runs == 1:
+                raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
+            finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
+            raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
         if quiet:
             return
         if save is not None:
             from core.files.model_file import save_model
 
             save_model(save, result, registry=registry)
+            typer.echo(f"wrote {save}", err=as_json)
         if plot is not None:
-            from core.pipeline.compare import label
+            from core.pipeline.compare import run_label
 
-            _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
+            _write_figures(plot, [(run_label(settings), many)], registry, as_json)
         if as_json:
             typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
             return
@@ -345,8 +403,9 @@ def train(
             typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
         else:
             s = many.summary()
+            how = "trained together as one batched ensemble" if many.together else "one at a time"
             typer.echo(
-                f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
+                f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
                 f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
                 f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
             )
@@ -413,6 +472,37 @@ def _given_options(ctx: typer.Context) -> list[str]:
     return words
 
 
+def _what_it_trains(settings: TrainSettings, runs: int) -> str:
+    """One line: the network, loss, optimizer and data a `train` is about to fit."""
+    from core.pipeline.compare import describe
+
+    seeds = f"seed {settings.seed}" if runs == 1 else (
+        f"{runs} runs, seeds {settings.seed}-{settings.seed + runs - 1}")
+    data = (f"{settings.n_train} training and {settings.n_test} test points of the disk task"
+            if settings.data == "disk" else f"data {settings.data}")
+    return f"training {describe([settings], width=None)}; {data}, {seeds}"
+
+
+def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list[str] | None,
+                      registry_file: Path | None) -> str:
+    """The line for a Ctrl-C during a single run: the epoch, and the command that resumes
+    from its newest checkpoint, with the plugin options that the run needed."""
+    import shlex
+
+    where = f"interrupted during epoch {e.epoch} of {e.epochs}"
+    if e.checkpoint is None:
+        return (f"{where}; no checkpoint was written, so it cannot resume "
+                f"(--checkpoint-every K writes one every K epochs)")
+    top = ctx.find_root().obj or {}
+    options = [("--resume", e.checkpoint), ("--save", save)]
+    options += [("--plugin", p) for p in [*top.get("plugins", []), *(plugin or [])]]
+    options += [("--registry", registry_file if registry_file is not None else top.get("registry"))]
+    command = " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in options
+                       if value is not None)
+    return (f"{where}; the checkpoint of epoch {e.checkpoint_epoch} in {e.checkpoint} is kept; "
+            f"resume with: nn-cli train {command}")
+
+
 def _one_thread() -> None:
     """Run torch's kernels on one thread.
 
@@ -471,7 +561,7 @@ def compare(
     one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
@@ -498,6 +588,7 @@ def compare(
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
         "device": device, "layers": layers, "data": data,
     }
+    _refuse_beside_layers(layers, [f"--{key}" for key in ("act", "hidden") if given[key]])
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     with _workers(ctx, workers):  # --workers K: the other K - 1 start now
         _check_outputs(runs, plot, csv_path)
@@ -522,15 +613,22 @@ def compare(
         world = _world(configs[0].device)
         quiet = world is not None and not world.main  # only rank 0 reports
         longest = max(c.epochs for c in configs)
-        total = _share_count(runs * len(configs), world)
-        with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
+        try:
+            total = _share_count(runs * len(configs), world)
+            with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
 
-            def next_configuration(index: int, name: str) -> None:
-                progress.label, progress.offset = name, index * runs
+                progress.configurations = len(configs)
 
-            comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                     progress.on_run, next_configuration, together=not one_at_a_time,
-                                     typed=typed, world=world)
+                def next_configuration(index: int, name: str) -> None:
+                    progress.label, progress.offset = name, index * runs
+
+                comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
+                                         progress.on_run, next_configuration,
+                                         together=not one_at_a_time, typed=typed,
+                                         world=world)
+        except KeyboardInterrupt:
+            raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
+                          f"finished; nothing was written") from None
         if quiet:
             return
         if plot is not None:
@@ -543,21 +641,35 @@ def compare(
             typer.echo(comparison.table())
 
 
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` that the command line gave, as flags (`--batch-size`)."""
+    return ["--" + name.replace("_", "-") for name in names
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+
+
 def _refuse_settings_beside_resume(ctx: typer.Context) -> None:
     """The checkpoint fixes the run: a setting given beside --resume would be ignored."""
-    given = [name for name in SETTING_OPTIONS
-             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    given = _given(ctx, SETTING_OPTIONS)
     if given:
         raise SettingsError(
-            f"--resume continues the checkpoint's run with its own settings; drop "
-            f"{', '.join('--' + n.replace('_', '-') for n in given)}"
+            f"--resume continues the checkpoint's run with its own settings; drop {', '.join(given)}"
+        )
+
+
+def _refuse_beside_layers(layers: Any, given: list[str]) -> None:
+    """--layers is the whole network: --act and --hidden, which shape the default one, would
+    be ignored beside it."""
+    if layers and given:
+        raise SettingsError(
+            f"--layers gives the whole network, so {' and '.join(given)} would be ignored; "
+            f"drop {' and '.join(given)}, or write the activation and widths into --layers"
         )
 
 
 @app.command()
 def predict(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
@@ -579,11 +691,11 @@ def predict(
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[Optional[str], typer.Option("--input", help="CSV or JSON rows with a label column; default: fresh points.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
     n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,

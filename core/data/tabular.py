@@ -9,6 +9,8 @@ Input files
         required), or objects whose "label" key is the label and whose other keys, in the
         first object's order, are the features.
 A file is JSON when its name ends in .json or its text starts with "["; otherwise CSV.
+An error names where the bad value is: a CSV file's line number (blank lines and the header
+counted, as an editor counts them), or a JSON list's row number.
 
 Output: one row per input row with its score and class, as CSV (header "score,class") or
 JSON (a list of {"score": ..., "class": ...}); scores are written with Python's repr, which
@@ -62,15 +64,15 @@ def read_table(
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
     cell = _Cells(shown, label, class_names)
     if shown.lower().endswith(".json") or text.lstrip().startswith("["):
-        rows, label_index = _json_rows(shown, text, labels_required, cell)
+        rows, label_index, where = _json_rows(shown, text, labels_required, cell)
     else:
-        rows, label_index = _csv_rows(shown, text, labels_required, cell)
+        rows, label_index, where = _csv_rows(shown, text, labels_required, cell)
     if not rows:
         raise TableError(f"{shown}: no rows of features")
     width = len(rows[0])
-    for i, row in enumerate(rows, 1):
+    for i, row in enumerate(rows):
         if len(row) != width:
-            raise TableError(f"{shown}: row {i} has {len(row)} values; row 1 has {width}")
+            raise TableError(f"{shown}: {where[i]} has {len(row)} values; {where[0]} has {width}")
     if labels_required and label_index is None:
         raise TableError(f"{shown}: no labels; add a 'label' column (or key)")
     if label_index is not None and width < 2:
@@ -84,20 +86,20 @@ def read_table(
         return Table(data[:, keep], labels)
     bad = ((labels != 0) & (labels != 1)).nonzero()
     if len(bad):
-        row = int(bad[0, 0]) + 1
-        raise TableError(f"{shown}: row {row} has label {labels[row - 1, 0].item()!r}; labels are 0 or 1")
+        row = int(bad[0, 0])
+        raise TableError(f"{shown}: {where[row]} has label {labels[row, 0].item()!r}; labels are 0 or 1")
     return Table(data[:, keep], labels)
 
 
-def _number(shown: str, row: int, column: str, value: Any) -> float:
+def _number(shown: str, where: str, column: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a number")
+        raise TableError(f"{shown}: {where}, {column}: {value!r} is not a number")
     try:
         number = float(value)
     except ValueError:
-        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a number") from None
+        raise TableError(f"{shown}: {where}, {column}: {value!r} is not a number") from None
     if not math.isfinite(number):
-        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a finite number")
+        raise TableError(f"{shown}: {where}, {column}: {value!r} is not a finite number")
     return number
 
 
@@ -109,15 +111,15 @@ class _Cells:
     label: str
     class_names: list[str] | None
 
-    def __call__(self, row: int, column: str, value: Any, is_label: bool) -> float:
+    def __call__(self, where: str, column: str, value: Any, is_label: bool) -> float:
         if not (is_label and self.class_names is not None):
-            return _number(self.shown, row, column, value)
+            return _number(self.shown, where, column, value)
         text = value if isinstance(value, str) else repr(value)
         text = text.strip()
         if text not in self.class_names and is_number(text) and float(text) == int(float(text)):
             text = str(int(float(text)))  # 1.0 names the class "1"
         if text not in self.class_names:
-            raise TableError(f"{self.shown}: row {row}, {column}: {value!r} is not a class of "
+            raise TableError(f"{self.shown}: {where}, {column}: {value!r} is not a class of "
                              f"the model; its classes: {', '.join(self.class_names)}")
         return float(self.class_names.index(text))
 
@@ -130,29 +132,33 @@ def is_number(text: str) -> bool:
         return False
 
 
-def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> tuple[list[list[float]], int | None]:
-    lines = [row for row in csv.reader(io.StringIO(text)) if row and any(f.strip() for f in row)]
+def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells):
+    """Rows, the label column (or None), and where each row is: "line N" of the file."""
+    reader = csv.reader(io.StringIO(text))
+    lines = [(f"line {reader.line_num}", row) for row in reader  # blank lines skipped, counted
+             if row and any(f.strip() for f in row)]
     if not lines:
-        return [], None
+        return [], None, []
     header = None
-    if not any(is_number(field) for field in lines[0]):
-        header, lines = [field.strip() for field in lines[0]], lines[1:]
+    if not any(is_number(field) for field in lines[0][1]):
+        header, lines = [field.strip() for field in lines[0][1]], lines[1:]
     if header is not None:
         label_index = header.index(cell.label) if cell.label in header else None
         names = header
     else:
-        label_index = len(lines[0]) - 1 if labels_required and lines else None
-        names = [f"column {j + 1}" for j in range(max((len(r) for r in lines), default=0))]
-    first = 2 if header is not None else 1
+        label_index = len(lines[0][1]) - 1 if labels_required and lines else None
+        names = [f"column {j + 1}" for j in range(max((len(r) for _, r in lines), default=0))]
     rows = [
-        [cell(i, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
+        [cell(where, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
          for j, field in enumerate(row)]
-        for i, row in enumerate(lines, first)
+        for where, row in lines
     ]
-    return rows, label_index
+    return rows, label_index, [where for where, _ in lines]
 
 
-def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> tuple[list[list[float]], int | None]:
+def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells):
+    """Rows, the label column (or None), and where each row is: "row N" of the JSON list
+    (a list has no lines to count; a JSON syntax error names its line)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -160,21 +166,22 @@ def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> tu
     if not isinstance(data, list):
         raise TableError(f"{shown}: JSON must be a list of rows (lists or objects)")
     if not data:
-        return [], None
+        return [], None, []
+    where = [f"row {i}" for i in range(1, len(data) + 1)]
     if isinstance(data[0], dict):
         keys = list(data[0])
-        for i, row in enumerate(data, 1):
+        for i, row in enumerate(data):
             if not isinstance(row, dict) or set(row) != set(keys):
-                raise TableError(f"{shown}: row {i} does not have the keys of row 1 ({', '.join(keys)})")
-        rows = [[cell(i, k, row[k], k == cell.label) for k in keys] for i, row in enumerate(data, 1)]
-        return rows, keys.index(cell.label) if cell.label in keys else None
+                raise TableError(f"{shown}: {where[i]} does not have the keys of row 1 ({', '.join(keys)})")
+        rows = [[cell(w, k, row[k], k == cell.label) for k in keys] for w, row in zip(where, data)]
+        return rows, keys.index(cell.label) if cell.label in keys else None, where
     rows = []
-    for i, row in enumerate(data, 1):
+    for w, row in zip(where, data):
         if not isinstance(row, list):
-            raise TableError(f"{shown}: row {i} is not a list of numbers")
+            raise TableError(f"{shown}: {w} is not a list of numbers")
         last = len(row) - 1 if labels_required else -1
-        rows.append([cell(i, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
-    return rows, len(rows[0]) - 1 if labels_required else None
+        rows.append([cell(w, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
+    return rows, len(rows[0]) - 1 if labels_required else None, where
 
 
 def output_format(fmt: str | None, output: str | None) -> str:

@@ -3,6 +3,8 @@
 A checkpoint is a model file (see core.model_file) of kind "checkpoint", with more tensors
   "optimizer.{key}"  the optimizer's state_dict() tensors (SGD velocities, Adam moments)
   "rng.shuffle"      the state of the generator that orders each epoch (uint8 tensor)
+  "rng.init"         the state of the generator the weights were drawn from, which dropout
+                     goes on drawing from (absent in checkpoints written before dropout)
 and a "training" section in the header:
   epoch              epochs completed; losses has that many entries
   losses             mean training loss of each completed epoch (JSON floats round-trip)
@@ -44,6 +46,10 @@ from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
 from core.training.loop import divergence, divergence_error
+
+
+# Generators a checkpoint of an older nn-scratch lacks; no module of its network drew from them.
+OPTIONAL_STREAMS = ("init",)
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,8 @@ class Checkpoint:
             raise file.fail(f"optimizer state does not fit: {e}") from None
         for name, gen in generators.items():
             state_tensor = file.tensors.get(f"rng.{name}")
+            if state_tensor is None and name in OPTIONAL_STREAMS:
+                continue  # written before any module drew from it while training
             if state_tensor is None or state_tensor.dtype != torch.uint8:
                 raise file.fail(f"missing or bad generator state 'rng.{name}'")
             try:

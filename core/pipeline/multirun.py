@@ -22,7 +22,7 @@ from core import errors
 from core.errors import NNError, SettingsError
 from core.lazy import torch
 from core.data.disk import DTYPES
-from core.files.model_file import in_features_of
+from core.files.model_file import in_features_of, model_state
 from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
 from core.pipeline.experiment import TrainResult, device, train
@@ -30,8 +30,9 @@ from core.plugin.registry import Registry, default_registry
 from core.training.distributed import World, from_main, share
 from core.training.settings import MAX_SEED, TrainSettings
 
-# on_epoch(run_index, epoch, loss) after each epoch of each run; on_run(run_index, result)
-EpochCallback = Callable[[int, int, float], None]
+# on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
+# runs training together, with their mean loss); on_run(run_index, result)
+EpochCallback = Callable[[int | None, int, float], None]
 RunCallback = Callable[[int, TrainResult], None]
 
 
@@ -46,6 +47,7 @@ class MultiRunResult:
 
     settings: TrainSettings  # the configuration; its seed is the first run's
     results: list[TrainResult]  # one per seed
+    together: bool = False  # trained together as one batched ensemble (else one at a time)
 
     @property
     def seeds(self) -> list[int]:
@@ -89,6 +91,7 @@ class MultiRunResult:
                 for r in self.results
             ],
             **self.summary(),
+            "together": self.together,
             "loss_mean": self.loss_mean,
             "loss_std": self.loss_std,
             "std": "sample (n - 1)",
@@ -109,10 +112,10 @@ def train_seeds(
 ) -> list[TrainResult]:
     """One independent run per seed: all together as one batched ensemble when `together`
     and every component supports it (core/ensemble.py), else one after another."""
-    if together and len(seeds) > 1 and supports_runs(registry, settings):
-        # The runs advance together: the epoch callback sees the mean loss over them.
+    if batched(settings, len(seeds), registry, together):
+        # The runs advance together: the epoch callback gets run None and the mean loss.
         epoch_callback = None if on_epoch is None else (
-            lambda epoch, loss: on_epoch(0, epoch, loss)
+            lambda epoch, loss: on_epoch(None, epoch, loss)
         )
         results = train_ensemble(settings, seeds, registry, on_epoch=epoch_callback)
         for i, result in enumerate(results):
@@ -144,15 +147,16 @@ def run_many(
     `together=False` trains them one after another even where they could train as one
     batched ensemble: slower, and each run then equals its seed's single run bit for bit.
     With `world` (core.training.distributed, under torchrun) the seeds are split across the
-    processes (`core.training.distributed.sweep`): rank 0 gets the result, the other ranks None.
+    processes (`sweep`, below): rank 0 gets the result, the other ranks None.
     """
     check_runs(settings, runs)
     registry = registry or default_registry()
     if world is not None:
         grouped = sweep([settings], runs, registry, world, on_epoch, on_run, None, together)
-        return None if grouped is None else MultiRunResult(settings, grouped[0])
+        return None if grouped is None else MultiRunResult(
+            settings, grouped[0], batched(settings, runs, registry, together))
     results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
-    return MultiRunResult(settings, results)
+    return MultiRunResult(settings, results, batched(settings, runs, registry, together))
 
 
 def check_runs(settings: TrainSettings, runs: int) -> None:
@@ -161,6 +165,11 @@ def check_runs(settings: TrainSettings, runs: int) -> None:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
     if settings.seed + runs > MAX_SEED:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
+
+
+def batched(settings: TrainSettings, runs: int, registry: Registry, together: bool) -> bool:
+    """Whether `runs` runs train together as one batched ensemble."""
+    return together and runs > 1 and supports_runs(registry, settings)
 
 
 def sweep(
@@ -210,11 +219,12 @@ def sweep(
 
 def portable(result: TrainResult) -> dict[str, Any]:
     """A result as plain data and CPU tensors, to pickle across processes: the network
-    travels as its weights, rebuilt by name on arrival (plugin objects never pickled)."""
+    travels as its weights and buffers (model_state), rebuilt by name on arrival (plugin
+    objects are never pickled)."""
     return {
         "result": replace(result, model=None),
         "in_features": in_features_of(result),
-        "weights": [p.value.cpu() for p in result.model.parameters()],
+        "state": [t.cpu() for _, t in model_state(result.model)],
     }
 
 
@@ -228,6 +238,6 @@ def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
             generator=torch.Generator().manual_seed(0),  # overwritten just below
             dtype=DTYPES[settings.dtype], device=device(settings),
         )
-        for p, value in zip(model.parameters(), payload["weights"], strict=True):
-            p.value.copy_(value)
+        for (_, tensor), value in zip(model_state(model), payload["state"], strict=True):
+            tensor.copy_(value)
     return replace(result, model=model)
