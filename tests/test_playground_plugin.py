@@ -8,7 +8,7 @@ environment and runs this file there), skipped otherwise.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import json
 import time
 from pathlib import Path
@@ -24,7 +24,19 @@ from core import load_registry  # noqa: E402
 from playground import create_app  # noqa: E402
 
 PACKAGE = Path(__file__).resolve().parent.parent / "examples" / "nn-scratch-extras"
-INSTALLED = importlib.util.find_spec("nn_scratch_extras") is not None
+
+
+def _installed() -> bool:
+    """The package is installed as a distribution (its entry point), not merely importable:
+    other test modules put its source folder on sys.path."""
+    try:
+        importlib.metadata.distribution("nn-scratch-extras")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+INSTALLED = _installed()
 
 
 def trains_with_the_plugin(registry, plugin: str) -> None:
