@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -27,6 +28,14 @@ class OneLineErrors(typer.core.TyperGroup):
     """Turns every usage error and NNError into one line on stderr and exit status 2."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            code = self._one_line_errors(*args, **kwargs)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _one_line_errors(self, *args, **kwargs) -> int:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as e:  # typer's usage errors: bad option, bad type
@@ -39,15 +48,34 @@ class OneLineErrors(typer.core.TyperGroup):
             code = _fail(str(e))
         except typer.Abort:
             code = _fail("aborted")
-        code = code if isinstance(code, int) else 0
-        if standalone_mode:
-            sys.exit(code)
-        return code
+        except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises RuntimeError
+            if not _out_of_memory(e):
+                raise
+            code = _fail(
+                f"out of memory ({_first_line(e)}): lower the network's size (--hidden, "
+                f"--layers), --batch-size, or evaluate's --n, or split the input file"
+            )
+        return code if isinstance(code, int) else 0
 
 
 def _fail(message: str) -> int:
     typer.echo(f"nn-cli: error: {message}", err=True)
     return 2
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
+def _note(message, category, *_args, **_kwargs) -> None:
+    """A warning (a file loaded unverified, say) as one line on stderr."""
+    typer.echo(f"nn-cli: note: {message}", err=True)
 
 
 app = typer.Typer(
@@ -245,10 +273,18 @@ def train(
     registry = load(ctx, plugin, registry_file, strict_plugins)
     if resume is not None:
         _refuse_settings_beside_resume(ctx)
-    if save is not None:
-        from core.atomic import check_writable
+    from core.atomic import write_locks
 
-        check_writable(save)  # fail now, not after training
+    # --save fails now, not after training; held for the whole run, a second run with the
+    # same --save is refused at once (see core/atomic.py).
+    with write_locks(save):
+        _train(settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
+               as_json=as_json, save=save, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, resume=resume, seed=seed)
+
+
+def _train(settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
+           checkpoint_every, resume, seed) -> None:
     from core.experiment import check, train as run  # imports torch: only once there is work
     from core.checkpoint import checkpoint_plan, read_checkpoint
     from core.multirun import MultiRunResult, run_many

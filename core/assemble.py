@@ -93,18 +93,20 @@ def build_stack(
     specs: Sequence[LayerSpec],
     in_features: int,
     *,
-    init: str,
-    generator: torch.Generator,
+    init: str | Initializer,
+    generator: torch.Generator | None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     runs: int | None = None,
 ) -> Sequential:
     """A Sequential of the modules `specs` name, each layer's in-features inferred.
 
+    `init` is an initializer's registered name, or an initializer itself.
+
     With `runs=R` every module must support runs (`supports_runs = True`): it is built as
     R independent copies with a leading run dimension (see core/ensemble.py).
     """
-    initializer = registry.create("initializer", init)
+    initializer = registry.create("initializer", init) if isinstance(init, str) else init
     for spec in specs:  # fail on a bad name before drawing any weight
         registry.get(spec.kind, spec.name)
     modules: list[Module] = []
@@ -135,3 +137,29 @@ def build_mlp(
         registry, mlp_specs(hidden, out_features, activation), in_features,
         init=init, generator=generator, dtype=dtype, device=device,
     )
+
+
+def _no_draws(weight: torch.Tensor, fan_in: int, fan_out: int, generator: Any) -> None:
+    """An initializer that draws nothing: the shapes-only build needs no values."""
+
+
+def shapes_only(
+    registry: Registry, specs: Sequence[LayerSpec], in_features: int, dtype: torch.dtype,
+    runs: int | None = None,
+) -> Sequential | None:
+    """The network `specs` build, on torch's "meta" device: shapes and dtypes, no memory.
+
+    A cheap look at what the real build would allocate (a model file's header against its
+    tensors, a run's size against the memory at hand). None when a module cannot be built,
+    or run forward, on the meta device; then only the real build can tell.
+    """
+    without_init = [LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
+                    for s in specs]
+    lead = () if runs is None else (runs,)
+    try:
+        model = build_stack(registry, without_init, in_features, init=_no_draws, generator=None,
+                            dtype=dtype, device="meta", runs=runs)
+        model.forward(torch.zeros(*lead, 1, in_features, dtype=dtype, device="meta"))
+    except Exception:  # noqa: BLE001 -- a plugin module that needs real values: skip the look
+        return None
+    return model

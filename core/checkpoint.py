@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from core.assemble import LayerSpec
-from core.atomic import atomic_write_bytes, check_writable, remove_stale_temp_files
+from core.atomic import atomic_write_bytes, check_writable
 from core.errors import DivergenceError, NNError, SettingsError
 from core.model_file import (
     ModelFile,
@@ -198,6 +198,7 @@ def read_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -
             and isinstance(numbers, dict)
             and all(isinstance(v, float) and math.isfinite(v) for v in losses)):
         raise file.fail("checkpoint 'training' section is inconsistent (epoch, losses, every)")
+    file.note_if_unverified()
     return Checkpoint(file, settings, epoch, losses, every)
 
 
@@ -219,7 +220,6 @@ class AfterEpoch:
         self.initial_loss = initial_loss  # the untrained network's loss: see divergence()
         if checkpointing is not None:
             optimizer_state(run.optimizer, run.settings.optimizer)  # fail before epoch 1
-            remove_stale_temp_files(checkpointing.path)  # what a SIGKILLed writer left
         self.run, self.checkpointing, self.on_epoch = run, checkpointing, on_epoch
         self.losses = list(resumed.losses) if resumed else []
         # Epoch of the newest good checkpoint on disk: the resumed one, if it is ours.

@@ -10,7 +10,9 @@ from typing import Any
 import torch
 
 from core import preprocess
-from core.assemble import LayerSpec, build_stack, mlp_specs
+from core import memory
+from core.assemble import LayerSpec, build_stack, mlp_specs, shapes_only
+from core.atomic import write_locks
 from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data import DTYPES, disk_dataset
 from core.errors import SettingsError
@@ -145,9 +147,30 @@ def check(settings: TrainSettings, registry: Registry) -> None:
         registry.get(kind, name)
     check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
     device(settings)
-    if settings.layers:  # names, arguments and the single output: a small network is cheap
-        with torch.set_grad_enabled(False):
-            build_network(registry, settings)
+    with torch.set_grad_enabled(False):
+        shapes = shapes_only(registry, network_specs(registry, settings), 2, DTYPES[settings.dtype])
+        if shapes is not None:
+            check_memory(settings, shapes)
+        if settings.layers:  # names, arguments and the single output
+            if shapes is None:
+                build_network(registry, settings)  # checks them, at the cost of the weights
+            else:
+                check_single_output(shapes, DTYPES[settings.dtype], "meta")
+
+
+def check_memory(settings: TrainSettings, shapes: Sequential) -> None:
+    """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
+
+    `shapes` is the run's network built on the meta device (`shapes_only`).
+    """
+    dtype = DTYPES[settings.dtype]
+    network, per_point = memory.network_bytes(shapes, 2, 1, dtype, "meta")
+    per_point += memory.data_bytes(1, 2)
+    memory.check_fits({
+        "--layers" if settings.layers else "--hidden": network,
+        "n_train": settings.n_train * per_point,  # every training point goes through at once
+        "n_test": settings.n_test * per_point,
+    }, "this run")
 
 
 def check_single_output(
@@ -183,7 +206,8 @@ def train(
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
     check_optimizer_args(optimizer_entry, settings)
-    with torch.set_grad_enabled(False):
+    # One run per checkpoint file: a second is refused; what a killed writer left is removed.
+    with write_locks(checkpoint.path if checkpoint else None), torch.set_grad_enabled(False):
         data = prepare_data(settings)
         specs = network_specs(registry, settings)
         model = build_network(registry, settings, specs)

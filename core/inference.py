@@ -5,14 +5,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 
-from core.atomic import atomic_write_text, check_writable
+from core import memory
+from core.atomic import atomic_write_text, check_writable, write_lock
 from core.data import disk_dataset
-from core.errors import SettingsError
+from core.errors import RowError, SettingsError
 from core.model_file import LoadedModel, load_model
 from core.registry import Registry
 from core.settings import MAX_SEED
@@ -40,10 +43,12 @@ def predict_file(
     loaded = load_model(model_path, registry)
     table = read_table(input_path)
     check_width(table, loaded, input_path)
-    prediction = loaded.predict(table.features)
+    with rows_named_by_line(table, input_path):
+        prediction = loaded.predict(table.features)
     text = format_predictions(prediction.scores, prediction.classes, fmt)
     if output is not None:
-        atomic_write_text(output, text)
+        with write_lock(output):  # one writer; removes what a killed one left
+            atomic_write_text(output, text)
     return text
 
 
@@ -54,6 +59,15 @@ def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike
             f"{input_path}: rows have {width} features; the model {loaded.path} takes "
             f"{loaded.in_features}"
         )
+
+
+@contextlib.contextmanager
+def rows_named_by_line(table: Table, input_path: str | os.PathLike) -> Iterator[None]:
+    """A row the model cannot score, named by the input file's line."""
+    try:
+        yield
+    except RowError as e:
+        raise TableError(f"{input_path}: line {table.lines[e.row]}: {e.reason}") from None
 
 
 @dataclass
@@ -79,12 +93,16 @@ def evaluate_model(
     if input_path is not None:
         table = read_table(input_path, labels_required=True)
         check_width(table, loaded, input_path)
-        return Evaluation(loaded.error_rate(table.features, table.labels), len(table.labels),
-                          str(input_path))
+        with rows_named_by_line(table, input_path):
+            error = loaded.error_rate(table.features, table.labels)
+        return Evaluation(error, len(table.labels), str(input_path))
     if n < 1:
         raise SettingsError(f"n must be an integer >= 1, got {n}")
     if not 0 <= seed < MAX_SEED:
         raise SettingsError(f"seed must be an integer in [0, {MAX_SEED}), got {seed}")
+    _, per_point = memory.network_bytes(loaded.model, loaded.in_features, 1, loaded.dtype, "cpu")
+    memory.check_fits({"--n": n * (per_point + memory.data_bytes(1, loaded.in_features))},
+                      f"evaluating {n} points")
     generator = torch.Generator().manual_seed(seed * 16 + EVALUATE_STREAM)
     x, y = disk_dataset(n, generator, loaded.dtype)
     return Evaluation(loaded.error_rate(x, y), n, f"fresh points of the disk task, seed {seed}")

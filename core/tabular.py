@@ -22,9 +22,9 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -42,51 +42,74 @@ class TableError(NNError, ValueError):
 class Table:
     features: torch.Tensor  # (n, features) float64
     labels: torch.Tensor | None  # (n, 1) float64 of 0/1, when the file has them
+    lines: list[int] = field(default_factory=list)  # the file line where each row starts
+
+
+class Rows(NamedTuple):
+    """Rows of numbers read from a file, the line each starts on, and the label column."""
+
+    values: list[list[float]]
+    lines: list[int]
+    label_index: int | None
 
 
 def read_table(path: str | os.PathLike, *, labels_required: bool = False) -> Table:
-    """Read features (and labels, when present or required) from a CSV or JSON file."""
+    """Read features (and labels, when present or required) from a CSV or JSON file.
+
+    Every error names the file and the line (counted from 1, blank lines included).
+    """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: drops a byte-order mark
     except (OSError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
     if shown.lower().endswith(".json") or text.lstrip().startswith("["):
-        rows, label_index = _json_rows(shown, text, labels_required)
+        rows = _json_rows(shown, text, labels_required)
     else:
-        rows, label_index = _csv_rows(shown, text, labels_required)
-    if not rows:
+        rows = _csv_rows(shown, text, labels_required)
+    values, lines, label_index = rows
+    if not values:
         raise TableError(f"{shown}: no rows of features")
-    width = len(rows[0])
-    for i, row in enumerate(rows, 1):
+    width = len(values[0])
+    for row, line in zip(values, lines):
         if len(row) != width:
-            raise TableError(f"{shown}: row {i} has {len(row)} values; row 1 has {width}")
+            raise TableError(
+                f"{shown}: line {line} has {len(row)} values; line {lines[0]} has {width}"
+            )
     if labels_required and label_index is None:
         raise TableError(f"{shown}: no labels; add a 'label' column (or key)")
     if label_index is not None and width < 2:
         raise TableError(f"{shown}: rows need at least one feature besides the label")
-    data = torch.tensor(rows, dtype=torch.float64)  # (n, columns)
+    data = torch.tensor(values, dtype=torch.float64)  # (n, columns)
     if label_index is None:
-        return Table(data, None)
+        return Table(data, None, lines)
     keep = [j for j in range(width) if j != label_index]
     labels = data[:, label_index : label_index + 1]  # (n, 1)
     bad = ((labels != 0) & (labels != 1)).nonzero()
     if len(bad):
-        row = int(bad[0, 0]) + 1
-        raise TableError(f"{shown}: row {row} has label {labels[row - 1, 0].item()!r}; labels are 0 or 1")
-    return Table(data[:, keep], labels)
+        row = int(bad[0, 0])
+        raise TableError(
+            f"{shown}: line {lines[row]} has label {labels[row, 0].item()!r}; labels are 0 or 1"
+        )
+    return Table(data[:, keep], labels, lines)
 
 
-def _number(shown: str, row: int, column: str, value: Any) -> float:
+def _number(shown: str, line: int, column: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a number")
+        raise TableError(f"{shown}: line {line}, {column}: {_short(value)} is not a number")
     try:
-        number = float(value)
+        number = float(value)  # NOTE: a number too large for a double reads as inf
     except ValueError:
-        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a number") from None
+        raise TableError(f"{shown}: line {line}, {column}: {_short(value)} is not a number") from None
     if not math.isfinite(number):
-        raise TableError(f"{shown}: row {row}, {column}: {value!r} is not a finite number")
+        raise TableError(f"{shown}: line {line}, {column}: {_short(value)} is not a finite number")
     return number
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr of a value for a one-line message: a 200000-digit field is cut."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}... ({len(text)} chars)"
 
 
 def _is_number(text: str) -> bool:
@@ -97,50 +120,110 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _csv_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[float]], int | None]:
-    lines = [row for row in csv.reader(io.StringIO(text)) if row and any(f.strip() for f in row)]
-    if not lines:
-        return [], None
+def _csv_records(shown: str, text: str) -> list[tuple[int, list[str]]]:
+    """(line where it starts, fields) of each non-blank CSV record."""
+    reader = csv.reader(io.StringIO(text))
+    records, start = [], 1
+    try:
+        for fields in reader:
+            if fields and any(f.strip() for f in fields):
+                records.append((start, fields))
+            start = reader.line_num + 1  # a quoted field may span lines
+    except csv.Error as e:  # e.g. a field over csv's limit of 131072 characters
+        raise TableError(f"{shown}: line {reader.line_num}: {e}") from None
+    return records
+
+
+def _csv_rows(shown: str, text: str, labels_required: bool) -> Rows:
+    records = _csv_records(shown, text)
+    if not records:
+        return Rows([], [], None)
     header = None
-    if not any(_is_number(field) for field in lines[0]):
-        header, lines = [field.strip() for field in lines[0]], lines[1:]
+    if not any(_is_number(field) for field in records[0][1]):
+        header, records = [field.strip() for field in records[0][1]], records[1:]
     if header is not None:
         label_index = header.index(LABEL) if LABEL in header else None
         names = header
     else:
-        label_index = len(lines[0]) - 1 if labels_required and lines else None
-        names = [f"column {j + 1}" for j in range(max((len(r) for r in lines), default=0))]
-    first = 2 if header is not None else 1
-    rows = [
-        [_number(shown, i, names[j] if j < len(names) else f"column {j + 1}", field)
-         for j, field in enumerate(row)]
-        for i, row in enumerate(lines, first)
+        label_index = len(records[0][1]) - 1 if labels_required and records else None
+        names = []
+    values = [
+        [_number(shown, line, names[j] if j < len(names) else f"column {j + 1}", field)
+         for j, field in enumerate(fields)]
+        for line, fields in records
     ]
-    return rows, label_index
+    return Rows(values, [line for line, _ in records], label_index)
 
 
-def _json_rows(shown: str, text: str, labels_required: bool) -> tuple[list[list[float]], int | None]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TableError(f"{shown}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(data, list):
+def _json_items(shown: str, text: str) -> list[tuple[int, Any]]:
+    """(line where it starts, value) of each element of the JSON list that `text` holds.
+
+    Integers are read as floats (a 5000-digit one is infinite, then refused as such, not
+    an OverflowError); NaN and Infinity are read, then refused by `_number`.
+    """
+    decoder = json.JSONDecoder(parse_int=float)
+    items: list[tuple[int, Any]] = []
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    def fail(message: str, at: int) -> TableError:
+        line = text.count("\n", 0, at) + 1
+        return TableError(f"{shown}: line {line}: not valid JSON ({message})")
+
+    i = skip(0)
+    if i == len(text) or text[i] != "[":
+        try:
+            decoder.decode(text)
+        except json.JSONDecodeError as e:
+            raise fail(e.msg, e.pos) from None
         raise TableError(f"{shown}: JSON must be a list of rows (lists or objects)")
-    if not data:
-        return [], None
-    if isinstance(data[0], dict):
-        keys = list(data[0])
-        for i, row in enumerate(data, 1):
+    i, line, counted = skip(i + 1), 1, 0
+    empty = i < len(text) and text[i] == "]"
+    while not empty:
+        line, counted = line + text.count("\n", counted, i), i
+        try:
+            value, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise fail(e.msg, e.pos) from None
+        except RecursionError:  # [[[[... nested deeper than Python's stack
+            raise fail("nested too deeply", i) from None
+        items.append((line, value))
+        i = skip(i)
+        if i < len(text) and text[i] == "]":
+            break
+        if i == len(text) or text[i] != ",":
+            raise fail("expected ',' or ']'", i)
+        i = skip(i + 1)
+    if skip(i + 1) != len(text):
+        raise fail("extra data after the list", skip(i + 1))
+    return items
+
+
+def _json_rows(shown: str, text: str, labels_required: bool) -> Rows:
+    items = _json_items(shown, text)
+    if not items:
+        return Rows([], [], None)
+    lines = [line for line, _ in items]
+    first_line, first = items[0]
+    if isinstance(first, dict):
+        keys = list(first)
+        for line, row in items:
             if not isinstance(row, dict) or set(row) != set(keys):
-                raise TableError(f"{shown}: row {i} does not have the keys of row 1 ({', '.join(keys)})")
-        rows = [[_number(shown, i, k, row[k]) for k in keys] for i, row in enumerate(data, 1)]
-        return rows, keys.index(LABEL) if LABEL in keys else None
-    rows = []
-    for i, row in enumerate(data, 1):
+                raise TableError(
+                    f"{shown}: line {line}: the row does not have the keys of line "
+                    f"{first_line} ({', '.join(keys)})"
+                )
+        values = [[_number(shown, line, k, row[k]) for k in keys] for line, row in items]
+        return Rows(values, lines, keys.index(LABEL) if LABEL in keys else None)
+    values = []
+    for line, row in items:
         if not isinstance(row, list):
-            raise TableError(f"{shown}: row {i} is not a list of numbers")
-        rows.append([_number(shown, i, f"value {j + 1}", v) for j, v in enumerate(row)])
-    return rows, len(rows[0]) - 1 if labels_required else None
+            raise TableError(f"{shown}: line {line}: the row is not a list of numbers")
+        values.append([_number(shown, line, f"value {j + 1}", v) for j, v in enumerate(row)])
+    return Rows(values, lines, len(values[0]) - 1 if labels_required else None)
 
 
 def output_format(fmt: str | None, output: str | None) -> str:

@@ -104,14 +104,14 @@ def test_evaluate_on_a_labelled_file(tmp_path, model):
 @pytest.mark.parametrize(
     ("command", "text", "fragments"),
     [
-        ("predict", "0.5,abc\n", ["row 1", "'abc'", "not a number"]),
-        ("predict", "x,y\n0.5,0.5\n0.1\n", ["row 2 has 1 values", "row 1 has 2"]),
+        ("predict", "0.5,abc\n", ["line 1", "'abc'", "not a number"]),
+        ("predict", "x,y\n0.5,0.5\n0.1\n", ["line 3 has 1 values", "line 2 has 2"]),
         ("predict", "0.5,0.5,0.5\n", ["rows have 3 features", "takes 2"]),
         ("predict", "", ["no rows"]),
         ("predict", "[1, 2", ["not valid JSON"]),
         ("predict", "0.5,nan\n", ["'nan'", "not a finite number"]),
         ("evaluate", "x,y\n0.5,0.5\n", ["no labels", "'label'"]),
-        ("evaluate", "0.5,0.5,2\n", ["row 1 has label 2.0", "0 or 1"]),
+        ("evaluate", "0.5,0.5,2\n", ["line 1 has label 2.0", "0 or 1"]),
         ("evaluate", "x,z,y,label\n0.5,0.5,0.5,1\n", ["rows have 3 features", "takes 2"]),
     ],
 )
