@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from core.errors import NNError, SettingsError
-from core.settings import TrainSettings, parse_optimizer_args, parse_widths
+from core.training.settings import TrainSettings, parse_optimizer_args, parse_widths
 
 DEFAULTS = TrainSettings()
 # `nn-cli train` options that make up TrainSettings (refused beside --resume).
@@ -120,7 +120,7 @@ def plugin_options(
 
 def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
     """The registry for this command: every plugin found, failures reported once each."""
-    from core.discovery import describe_failure, load_registry
+    from core.plugin.discovery import describe_failure, load_registry
 
     top = ctx.find_root().obj or {}
 
@@ -203,7 +203,7 @@ def info(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """A component's signature, parameters and defaults, documentation and plugin."""
-    from core.info import component_info
+    from core.network.info import component_info
 
     data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
     if as_json:
@@ -273,10 +273,10 @@ def train(
     registry = load(ctx, plugin, registry_file, strict_plugins)
     if resume is not None:
         _refuse_settings_beside_resume(ctx)
-    from core.atomic import write_locks
+    from core.files.atomic import write_locks
 
     # --save fails now, not after training; held for the whole run, a second run with the
-    # same --save is refused at once (see core/atomic.py).
+    # same --save is refused at once (see core/files/atomic.py).
     with write_locks(save):
         _train(settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
                as_json=as_json, save=save, checkpoint=checkpoint,
@@ -285,10 +285,10 @@ def train(
 
 def _train(settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
            checkpoint_every, resume, seed) -> None:
-    from core.experiment import check, train as run  # imports torch: only once there is work
-    from core.checkpoint import checkpoint_plan, read_checkpoint
-    from core.multirun import MultiRunResult, run_many
-    from core.progress import epoch_reporter, runs_reporter
+    from core.pipeline.experiment import check, train as run  # imports torch: only once there is work
+    from core.files.checkpoint import checkpoint_plan, read_checkpoint
+    from core.pipeline.multirun import MultiRunResult, run_many
+    from core.pipeline.progress import epoch_reporter, runs_reporter
 
     _one_thread()
     state = read_checkpoint(resume, registry) if resume is not None else None
@@ -305,11 +305,11 @@ def _train(settings, registry, *, runs, one_at_a_time, plot, as_json, save, chec
             many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
                             together=not one_at_a_time)
     if save is not None:
-        from core.model_file import save_model
+        from core.files.model_file import save_model
 
         save_model(save, result, registry=registry)
     if plot is not None:
-        from core.compare import label
+        from core.pipeline.compare import label
 
         _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
     if as_json:
@@ -339,8 +339,8 @@ def _one_thread() -> None:
 
 
 def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
-    from core.atomic import check_writable
-    from core.paths import check_output_dir
+    from core.files.atomic import check_writable
+    from core.files.paths import check_output_dir
 
     if runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
@@ -351,7 +351,7 @@ def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
 
 
 def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
-    from core.figures import write_figures
+    from core.pipeline.figures import write_figures
 
     for path in write_figures(directory, curves, registry):
         typer.echo(f"wrote {path}", err=to_stderr)
@@ -399,12 +399,12 @@ def compare(
     }
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
-    from core.compare import configurations
+    from core.pipeline.compare import configurations
 
     base = TrainSettings(seed=seed)
     configs = configurations(base, variations)  # checks every value before any work
-    from core.compare import compare as run_compare
-    from core.progress import runs_reporter
+    from core.pipeline.compare import compare as run_compare
+    from core.pipeline.progress import runs_reporter
 
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
@@ -449,7 +449,7 @@ def predict(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Predict the score and class of every row of a file with a saved model."""
-    from core.inference import predict_file
+    from core.files.inference import predict_file
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     text = predict_file(model, input, output=output, fmt=fmt, registry=registry)
@@ -470,7 +470,7 @@ def evaluate(
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Report a saved model's error on fresh points of the disk task or on a labelled file."""
-    from core.inference import evaluate_model
+    from core.files.inference import evaluate_model
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)

@@ -4,7 +4,7 @@
     python bench/accuracy.py --runs 30 --config tanh:mse --config tanh:bce
 
 Each configuration is trained through the same library call that `nn-cli train --runs N`
-makes (`core.multirun.run_many`), with every other setting at its default. Prints, per
+makes (`core.pipeline.multirun.run_many`), with every other setting at its default. Prints, per
 configuration, the mean and sample standard deviation of the test error over the runs,
 its min and max, and the wall time per run.
 """
@@ -17,7 +17,7 @@ import time
 import torch
 
 from core import TrainSettings, default_registry
-from core.multirun import run_many
+from core.pipeline.multirun import run_many
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 
 Each candidate changes a few settings from the report's recipe (plain SGD, lr 0.1, raw
 inputs, batch 10, 100 epochs) towards the current defaults; every other setting is the
-default (tanh, Xavier, 25-25-25). Runs go through `core.multirun.run_many`, as
+default (tanh, Xavier, 25-25-25). Runs go through `core.pipeline.multirun.run_many`, as
 `nn-cli train --runs N` does. `steps` is the number of optimizer steps of one run, which
 is what a run's time follows.
 """
@@ -17,7 +17,7 @@ import argparse
 import torch
 
 from core import TrainSettings, default_registry
-from core.multirun import run_many
+from core.pipeline.multirun import run_many
 
 SMALL_BATCHES = dict(batch_size=10, epochs=100)
 REPORT = SMALL_BATCHES | dict(optimizer="sgd", lr=0.1, schedule="constant", preprocess="none")

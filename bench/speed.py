@@ -43,7 +43,7 @@ from collections.abc import Callable
 import torch
 
 from core import TrainSettings, build_mlp, default_registry, disk_dataset, fit, train, train_ensemble
-from core.experiment import build_network, generator, prepare_data
+from core.pipeline.experiment import build_network, generator, prepare_data
 
 HIDDEN, LR, N = [25, 25, 25], 0.1, 1000
 BATCHES = (1, 10, 100, 1000)
@@ -70,7 +70,7 @@ def torch_twin(ours) -> torch.nn.Sequential:
 
 
 def torch_fit(model, x, y, *, epochs: int, batch_size: int, gen: torch.Generator) -> torch.Tensor:
-    """The same loop as core.training.fit, written the torch.nn way: same order, same batches."""
+    """The same loop as core.training.loop.fit, written the torch.nn way: same order, same batches."""
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.MSELoss()
     n = x.shape[0]

@@ -20,42 +20,42 @@ _WHERE = {
     "SettingsError": "core.errors",
     "StateError": "core.errors",
     "UnknownComponentError": "core.errors",
-    "hookimpl": "core.hookspecs",
-    "hookspec": "core.hookspecs",
-    "Initializer": "core.protocols",
-    "Loss": "core.protocols",
-    "Module": "core.protocols",
-    "Optimizer": "core.protocols",
-    "Parameter": "core.protocols",
-    "decision_threshold": "core.protocols",
-    "param": "core.protocols",
-    "zero_grad": "core.protocols",
-    "TrainSettings": "core.settings",
-    "Entry": "core.registry",
-    "Registry": "core.registry",
-    "default_registry": "core.registry",
-    "PluginRecord": "core.registry",
-    "load_registry": "core.discovery",
-    "Sequential": "core.sequential",
-    "LayerSpec": "core.assemble",
-    "build_mlp": "core.assemble",
-    "build_stack": "core.assemble",
-    "mlp_specs": "core.assemble",
-    "parse_layers": "core.stack",
-    "disk_dataset": "core.data",
-    "error_rate": "core.training",
-    "fit": "core.training",
-    "TrainResult": "core.experiment",
-    "train": "core.experiment",
-    "LoadedModel": "core.model_file",
-    "load_model": "core.model_file",
-    "save_model": "core.model_file",
-    "Checkpointing": "core.checkpoint",
-    "read_checkpoint": "core.checkpoint",
-    "train_ensemble": "core.ensemble",
-    "MultiRunResult": "core.multirun",
-    "run_many": "core.multirun",
-    "Comparison": "core.compare",
+    "hookimpl": "core.plugin.hookspecs",
+    "hookspec": "core.plugin.hookspecs",
+    "Initializer": "core.network.protocols",
+    "Loss": "core.network.protocols",
+    "Module": "core.network.protocols",
+    "Optimizer": "core.network.protocols",
+    "Parameter": "core.network.protocols",
+    "decision_threshold": "core.network.protocols",
+    "param": "core.network.protocols",
+    "zero_grad": "core.network.protocols",
+    "TrainSettings": "core.training.settings",
+    "Entry": "core.plugin.registry",
+    "Registry": "core.plugin.registry",
+    "default_registry": "core.plugin.registry",
+    "PluginRecord": "core.plugin.registry",
+    "load_registry": "core.plugin.discovery",
+    "Sequential": "core.network.sequential",
+    "LayerSpec": "core.network.assemble",
+    "build_mlp": "core.network.assemble",
+    "build_stack": "core.network.assemble",
+    "mlp_specs": "core.network.assemble",
+    "parse_layers": "core.network.stack",
+    "disk_dataset": "core.data.disk",
+    "error_rate": "core.training.loop",
+    "fit": "core.training.loop",
+    "TrainResult": "core.training.result",
+    "train": "core.pipeline.experiment",
+    "LoadedModel": "core.files.model_file",
+    "load_model": "core.files.model_file",
+    "save_model": "core.files.model_file",
+    "Checkpointing": "core.files.checkpoint",
+    "read_checkpoint": "core.files.checkpoint",
+    "train_ensemble": "core.pipeline.ensemble",
+    "MultiRunResult": "core.pipeline.multirun",
+    "run_many": "core.pipeline.multirun",
+    "Comparison": "core.pipeline.compare",
 }
 
 __all__ = sorted(_WHERE)
@@ -74,25 +74,26 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file stands for
-    from core.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
-    from core.data import disk_dataset
-    from core.discovery import load_registry
+    from core.network.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
+    from core.data.disk import disk_dataset
+    from core.plugin.discovery import load_registry
     from core.errors import (
         DivergenceError, ModelFileError, NNError, PluginError, RegistrationError, SettingsError,
         StateError, UnknownComponentError,
     )
-    from core.checkpoint import Checkpointing, read_checkpoint
-    from core.ensemble import train_ensemble
-    from core.model_file import LoadedModel, load_model, save_model
-    from core.experiment import TrainResult, train
-    from core.hookspecs import hookimpl, hookspec
-    from core.protocols import (
+    from core.files.checkpoint import Checkpointing, read_checkpoint
+    from core.pipeline.ensemble import train_ensemble
+    from core.files.model_file import LoadedModel, load_model, save_model
+    from core.pipeline.experiment import train
+    from core.training.result import TrainResult
+    from core.plugin.hookspecs import hookimpl, hookspec
+    from core.network.protocols import (
         Initializer, Loss, Module, Optimizer, Parameter, decision_threshold, param, zero_grad,
     )
-    from core.registry import Entry, PluginRecord, Registry, default_registry
-    from core.sequential import Sequential
-    from core.settings import TrainSettings
-    from core.stack import parse_layers
-    from core.training import error_rate, fit
-    from core.multirun import MultiRunResult, run_many
-    from core.compare import Comparison
+    from core.plugin.registry import Entry, PluginRecord, Registry, default_registry
+    from core.network.sequential import Sequential
+    from core.training.settings import TrainSettings
+    from core.network.stack import parse_layers
+    from core.training.loop import error_rate, fit
+    from core.pipeline.multirun import MultiRunResult, run_many
+    from core.pipeline.compare import Comparison

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from core.protocols import Parameter, zero_grad
+from core.network.protocols import Parameter, zero_grad
 
 BATCH_SIZES = (1, 3, 8)
 TOLERANCE = {torch.float64: (1e-9, 1e-11), torch.float32: (1e-4, 1e-5)}  # (rtol, atol)
@@ -157,7 +157,7 @@ def _resolve(factory_or_name: Any, kinds: tuple[str, ...], registry: Any) -> tup
     if not isinstance(factory_or_name, str):
         return factory_or_name, getattr(factory_or_name, "__name__", repr(factory_or_name))
     if registry is None:
-        from core.discovery import load_registry
+        from core.plugin.discovery import load_registry
 
         registry = load_registry()
     for kind in kinds:

@@ -7,7 +7,7 @@ that the same network trained with either ends with the same weights.
 from __future__ import annotations
 
 from core import Parameter, SettingsError, StateError, hookimpl
-from core.flat import pack, unpack
+from core.training.flat import pack, unpack
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
@@ -21,7 +21,7 @@ class _Optimizer:
         self.parameters, self.lr = list(parameters), lr
         values = [p.value for p in self.parameters]
         grads = [p.grad for p in self.parameters]
-        # Every value in one buffer and every gradient in another (core.flat), so that each
+        # Every value in one buffer and every gradient in another (core.training.flat), so that each
         # update below is one op over all parameters. Where they can't share a buffer (mixed
         # dtypes, or a tensor that is a view of another), the same torch._foreach_* ops run
         # over the tensors one by one.

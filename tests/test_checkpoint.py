@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from cli import app
 from core import DivergenceError, SettingsError, TrainSettings, default_registry, hookimpl, train
-from core.atomic import temp_files
-from core.checkpoint import Checkpointing, read_checkpoint
+from core.files.atomic import temp_files
+from core.files.checkpoint import Checkpointing, read_checkpoint
 from core.errors import ModelFileError
-from core.model_file import save_model
+from core.files.model_file import save_model
 from plugins.optimizers import SGD, Adam
 
 SMALL = dict(hidden=(6, 5), n_train=200, n_test=100, seed=2)
@@ -157,7 +157,7 @@ def test_resume_refuses_other_settings_and_model_files(tmp_path):
 def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
     """The process dies (here: an exception from fsync) halfway through writing the epoch-2
     checkpoint: the epoch-1 checkpoint is still there, whole, and no temp file is left."""
-    import core.atomic
+    import core.files.atomic
 
     path = tmp_path / "c.safetensors"
     calls = []
@@ -169,7 +169,7 @@ def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, mon
             raise KeyboardInterrupt
         real_fsync(fd)
 
-    monkeypatch.setattr(core.atomic.os, "fsync", dying_fsync)
+    monkeypatch.setattr(core.files.atomic.os, "fsync", dying_fsync)
     with pytest.raises(KeyboardInterrupt):
         train(TrainSettings(epochs=3, **SMALL), checkpoint=Checkpointing(path, 1))
     assert read_checkpoint(path).epoch == 1
@@ -343,7 +343,7 @@ def test_default_optimizer_at_a_huge_learning_rate_stops_though_the_loss_stays_f
 
 
 def test_divergence_rule():
-    from core.training import DIVERGENCE_FACTOR, divergence
+    from core.training.loop import DIVERGENCE_FACTOR, divergence
 
     assert divergence(0.5, True, 0.7) is None
     assert divergence(0.7 * DIVERGENCE_FACTOR * 0.99, True, 0.7) is None

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from cli import app
 from test_cli import assert_one_line_error
 from core import TrainSettings
-from core.compare import configurations, label
+from core.pipeline.compare import configurations, label
 
 FAST = ["--epochs", "2", "--hidden", "6"]
 

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from core.data import RADIUS, disk_dataset, disk_labels
+from core.data.disk import RADIUS, disk_dataset, disk_labels
 
 
 def test_disk_has_area_one_half():

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from core import SettingsError, TrainSettings, train
-from core.ensemble import train_ensemble
+from core.pipeline.ensemble import train_ensemble
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SMALL = TrainSettings(hidden=(8, 8), epochs=2, n_train=200, n_test=100, dtype="float64")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from core import Registry, TrainSettings, hookimpl, train
-from core.ensemble import supports_runs, train_ensemble
-from core.registry import read_manifest, builtin_manifest
+from core.pipeline.ensemble import supports_runs, train_ensemble
+from core.plugin.registry import read_manifest, builtin_manifest
 
 SMALL = TrainSettings(hidden=(8, 8), epochs=3, n_train=200, n_test=150, batch_size=30,
                       dtype="float64")
@@ -145,7 +145,7 @@ def test_a_diverging_run_stops_the_ensemble_as_it_stops_train(registry):
 def test_one_exploding_run_stops_the_ensemble_naming_its_seed():
     """The 1e4x rule is applied per run, so one run is not diluted by the others' losses."""
     from core import DivergenceError
-    from core.ensemble import check_runs
+    from core.pipeline.ensemble import check_runs
 
     runs = [dataclasses.replace(SMALL, seed=s) for s in (4, 9)]
     weights = [torch.ones(2, 3, 3)]  # (runs, ...) all finite

@@ -6,9 +6,9 @@ import matplotlib.image
 import pytest
 
 from core import TrainSettings
-from core.compare import compare
-from core.data import RADIUS
-from core.figures import loss_figure, points_figure, write_figures
+from core.pipeline.compare import compare
+from core.data.disk import RADIUS
+from core.pipeline.figures import loss_figure, points_figure, write_figures
 
 SMALL = TrainSettings(hidden=(6,), epochs=4, n_train=200, n_test=150)
 

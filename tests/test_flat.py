@@ -1,4 +1,4 @@
-"""core.flat: parameters moved into one buffer keep their identity, shape and values."""
+"""core.training.flat: parameters moved into one buffer keep their identity, shape and values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core import Parameter
-from core.flat import pack, unpack
+from core.training.flat import pack, unpack
 from plugins.optimizers import SGD, Adam
 
 
@@ -105,8 +105,8 @@ def test_an_optimizer_over_packed_or_separate_parameters_gives_the_same_weights(
 def test_the_built_in_network_and_ensemble_are_packed():
     """The speed of the optimizer step rests on this (bench/README.md)."""
     from core import TrainSettings, default_registry
-    from core.assemble import build_stack
-    from core.experiment import build_network, network_specs
+    from core.network.assemble import build_stack
+    from core.pipeline.experiment import build_network, network_specs
 
     registry, settings = default_registry(), TrainSettings()
     single = build_network(registry, settings).parameters()

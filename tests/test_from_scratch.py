@@ -60,7 +60,7 @@ def test_checker_allows_tensor_operations():
 
 def test_framework_files_were_found():
     names = {p.relative_to(ROOT).as_posix() for p in FRAMEWORK_FILES}
-    assert {"cli.py", "core/registry.py", "plugins/linear.py"} <= names
+    assert {"cli.py", "core/plugin/registry.py", "plugins/linear.py"} <= names
 
 
 @pytest.mark.parametrize("path", FRAMEWORK_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())

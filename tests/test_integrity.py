@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from cli import app
 from test_cli import assert_one_line_error
 from test_model_file import saved, trained  # noqa: F401 -- the fixtures, shared
-from core.atomic import temp_files, write_lock
-from core.checkpoint import read_checkpoint
+from core.files.atomic import temp_files, write_lock
+from core.files.checkpoint import read_checkpoint
 from core.errors import ModelFileError
-from core.model_file import CHECKSUM_KEY, METADATA_KEY, checksum, load_model, save_model
+from core.files.model_file import CHECKSUM_KEY, METADATA_KEY, checksum, load_model, save_model
 
 FAST = ["--epochs", "2", "--hidden", "6,5", "--seed", "4"]
 
@@ -183,7 +183,7 @@ def test_a_file_written_before_checksums_loads_with_one_note(saved, tmp_path, tr
 
 
 def load_model_scores(trained, x):
-    from core import preprocess
+    from core.data import preprocess
 
     return trained.model.forward(preprocess.apply(trained.preprocessing, x))
 
@@ -268,12 +268,12 @@ def test_a_checkpoint_claiming_huge_training_sets_is_refused(tmp_path):
                  "memory: you tried to allocate 40000000000 bytes. Error code 12"),
 ])
 def test_an_allocation_failure_is_one_line_naming_what_to_lower(monkeypatch, error):
-    import core.experiment
+    import core.pipeline.experiment
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(core.experiment, "fit", fail)
+    monkeypatch.setattr(core.pipeline.experiment, "fit", fail)
     assert_one_line_error(invoke("train", *FAST), "out of memory", "--hidden", "--batch-size")
 
 
@@ -283,7 +283,7 @@ def test_the_loader_checks_shapes_before_building_the_network(saved, monkeypatch
         h["architecture"][0]["args"] = {"out_features": 12000}
         h["architecture"][2]["args"] = {"out_features": 12000}
     edit_header(saved, widen)
-    import core.model_file as mf
+    import core.files.model_file as mf
 
     built = []
     real = mf.build_stack

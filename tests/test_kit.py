@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from core.registry import default_registry
+from core.plugin.registry import default_registry
 from nn_testing import CheckFailed, check_initializer, check_loss, check_module
 from plugins.activations import Tanh
 from plugins.linear import Linear

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from cli import app
 from test_cli import assert_one_line_error
 from core import NNError, TrainSettings, default_registry, hookimpl, train
-from core import preprocess
-from core.atomic import atomic_write_bytes, temp_files
+from core.data import preprocess
+from core.files.atomic import atomic_write_bytes, temp_files
 from core.errors import ModelFileError
-from core.model_file import (
+from core.files.model_file import (
     FORMAT_VERSION,
     METADATA_KEY,
     load_model,

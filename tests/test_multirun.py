@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from core import SettingsError, TrainSettings, train
-from core.multirun import run_many, std
+from core.pipeline.multirun import run_many, std
 
 SMALL = TrainSettings(hidden=(6,), epochs=3, n_train=200, n_test=200, seed=7)
 

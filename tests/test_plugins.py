@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from core.discovery import load_registry
+from core.plugin.discovery import load_registry
 from core.errors import PluginError
 
 ROOT = Path(__file__).resolve().parent.parent

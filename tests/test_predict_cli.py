@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from cli import app
 from test_cli import assert_one_line_error
 from core import TrainSettings, disk_dataset, train
-from core import preprocess
-from core.atomic import temp_files
-from core.inference import EVALUATE_STREAM
-from core.model_file import load_model
+from core.data import preprocess
+from core.files.atomic import temp_files
+from core.files.inference import EVALUATE_STREAM
+from core.files.model_file import load_model
 
 FAST = ["--epochs", "2", "--hidden", "8,8", "--seed", "3"]
 POINTS = [[0.5, 0.5], [0.0, 0.0], [0.9, 0.1], [0.25, 0.75]]

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from core import SettingsError, TrainSettings, train
-from core.experiment import datasets
-from core.preprocess import IDENTITY, apply, fit_standardize
+from core.pipeline.experiment import datasets
+from core.data.preprocess import IDENTITY, apply, fit_standardize
 
 
 def test_fit_gives_the_training_inputs_mean_and_population_std(gen):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core import RegistrationError, Registry, UnknownComponentError, hookimpl
-from core.registry import KINDS, builtin_manifest, read_manifest
+from core.plugin.registry import KINDS, builtin_manifest, read_manifest
 
 
 def test_builtin_components_are_registered_by_their_plugin_modules(registry):
@@ -108,12 +108,12 @@ def test_object_missing_a_protocol_method_is_refused():
 
 
 def test_every_kind_has_a_hook_spec():
-    import core.hookspecs
-    from core.registry import HOOKS
+    import core.plugin.hookspecs
+    from core.plugin.registry import HOOKS
 
     assert set(HOOKS) == set(KINDS)
     for hook in HOOKS.values():
-        assert callable(getattr(core.hookspecs, hook))
+        assert callable(getattr(core.plugin.hookspecs, hook))
 
 
 class _Loss:

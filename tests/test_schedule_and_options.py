@@ -5,9 +5,9 @@ import math
 import pytest
 
 from core import SettingsError, TrainSettings, hookimpl, train
-from core.registry import default_registry
-from core.schedule import SCHEDULES, cosine
-from core.settings import parse_optimizer_args
+from core.plugin.registry import default_registry
+from core.training.schedule import SCHEDULES, cosine
+from core.training.settings import parse_optimizer_args
 
 
 def test_cosine_starts_at_lr_and_decays_towards_zero():

@@ -17,15 +17,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from core.assemble import build_stack
-from core.experiment import (
+from core.network.assemble import build_stack
+from core.pipeline.experiment import (
     DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
     prepare_data, train,
 )
-from core.registry import Registry, default_registry
-from core.schedule import SCHEDULES
-from core.settings import TrainSettings
-from core.training import divergence, divergence_error, error_rates, fit_runs
+from core.plugin.registry import Registry, default_registry
+from core.training.schedule import SCHEDULES
+from core.training.settings import TrainSettings
+from core.training.loop import divergence, divergence_error, error_rates, fit_runs
 
 
 def supports_runs(registry: Registry, settings: TrainSettings) -> bool:

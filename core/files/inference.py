@@ -12,14 +12,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from core import memory
-from core.atomic import atomic_write_text, check_writable, write_lock
-from core.data import disk_dataset
+from core.files.atomic import atomic_write_text, check_writable, write_lock
+from core.data.disk import disk_dataset
 from core.errors import RowError, SettingsError
-from core.model_file import LoadedModel, load_model
-from core.registry import Registry
-from core.settings import MAX_SEED
-from core.tabular import Table, TableError, format_predictions, output_format, read_table
+from core.files.model_file import LoadedModel, load_model
+from core.plugin.registry import Registry
+from core.training import memory
+from core.training.settings import MAX_SEED
+from core.data.tabular import Table, TableError, format_predictions, output_format, read_table
 
 # Fresh test sets draw from stream 15 of a seed, which no training run uses (0-2 today).
 EVALUATE_STREAM = 15

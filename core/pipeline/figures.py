@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from core import preprocess
-from core.atomic import atomic_write_bytes
-from core.data import CENTER, RADIUS
-from core.experiment import TrainResult, datasets
-from core.multirun import MultiRunResult
-from core.protocols import decision_threshold
-from core.registry import Registry
+from core.data import preprocess
+from core.files.atomic import atomic_write_bytes
+from core.data.disk import CENTER, RADIUS
+from core.pipeline.experiment import TrainResult, datasets
+from core.pipeline.multirun import MultiRunResult
+from core.network.protocols import decision_threshold
+from core.plugin.registry import Registry
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
 

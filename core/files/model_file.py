@@ -46,18 +46,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from core import preprocess
-from core.assemble import LayerSpec, build_stack, shapes_only
-from core.atomic import atomic_write_bytes
-from core.data import DTYPES
+from core.data import preprocess
+from core.network.assemble import LayerSpec, build_stack, shapes_only
+from core.files.atomic import atomic_write_bytes
+from core.data.disk import DTYPES
 from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
-from core.protocols import Loss, decision_threshold
-from core.registry import Registry, default_registry
-from core.sequential import Sequential
-from core.settings import TrainSettings
+from core.network.protocols import Loss, decision_threshold
+from core.plugin.registry import Registry, default_registry
+from core.network.sequential import Sequential
+from core.training.settings import TrainSettings
 
 if TYPE_CHECKING:
-    from core.experiment import TrainResult
+    from core.training.result import TrainResult
 
 FORMAT = "nn-scratch"
 FORMAT_VERSION = 1
@@ -90,7 +90,7 @@ def plugin_provenance(plugin: str) -> tuple[str | None, str | None]:
     # An editable install lists no top-level packages: a plugin module that lives in this
     # framework's own plugins/ folder ships with it.
     module_file = getattr(sys.modules.get(plugin), "__file__", None)
-    builtin_plugins = Path(__file__).resolve().parent.parent / "plugins"
+    builtin_plugins = Path(__file__).resolve().parents[2] / "plugins"
     if module_file and Path(module_file).resolve().is_relative_to(builtin_plugins):
         return DISTRIBUTION, framework_version()
     return None, None

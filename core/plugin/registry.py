@@ -24,7 +24,7 @@ from typing import Any
 
 import pluggy
 
-from core import hookspecs
+from core.plugin import hookspecs
 from core.errors import PluginError, RegistrationError, SettingsError, UnknownComponentError
 
 # kind -> the hook that registers it
@@ -288,7 +288,7 @@ def _validation_line(plugin: str, error: pluggy.PluginValidationError) -> str:
 
 def builtin_manifest() -> Path:
     """Where the built-in `registry.toml` lies: beside `core/` in a checkout, inside it in a wheel."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # core/
     for candidate in (here / "registry.toml", here.parent / "registry.toml"):
         if candidate.is_file():
             return candidate

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import SettingsError
-from core.stack import EXAMPLE, parse_layer_text
+from core.network.stack import EXAMPLE, parse_layer_text
 
 DTYPE_NAMES = ("float32", "float64")
 DEVICE_NAMES = ("cpu", "cuda")

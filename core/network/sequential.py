@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.protocols import Module, Parameter, param, zero_grad
+from core.network.protocols import Module, Parameter, param, zero_grad
 
 if TYPE_CHECKING:
     import torch

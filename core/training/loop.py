@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from core.errors import DivergenceError
-from core.protocols import Loss, Module, Optimizer, decision_threshold
+from core.network.protocols import Loss, Module, Optimizer, decision_threshold
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while

@@ -9,10 +9,10 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from core.stack import constructor_parameters
+from core.network.stack import constructor_parameters
 
 if TYPE_CHECKING:
-    from core.registry import Registry
+    from core.plugin.registry import Registry
 
 FROM_CONTEXT = {  # who fills a parameter when the user does not
     "in_features": "inferred from the layer before",

@@ -10,12 +10,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from core.atomic import atomic_write_text
+from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.experiment import check
-from core.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
-from core.registry import Registry, default_registry
-from core.settings import TrainSettings
+from core.pipeline.experiment import check
+from core.pipeline.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
+from core.plugin.registry import Registry, default_registry
+from core.training.settings import TrainSettings
 
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from core.errors import SettingsError
-from core.sequential import Sequential
+from core.network.sequential import Sequential
 
 # Per parameter: the value, its gradient, and up to two optimizer slots (Adam's moments).
 COPIES_PER_PARAMETER = 4

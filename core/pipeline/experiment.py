@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from core import preprocess
-from core import memory
-from core.assemble import LayerSpec, build_stack, mlp_specs, shapes_only
-from core.atomic import write_locks
-from core.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
-from core.data import DTYPES, disk_dataset
+from core.data import preprocess
+from core.network.assemble import LayerSpec, build_stack, mlp_specs, shapes_only
+from core.files.atomic import write_locks
+from core.files.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
+from core.data.disk import DTYPES, disk_dataset
+from core.training import memory
 from core.errors import SettingsError
-from core.registry import Entry, Registry, default_registry
-from core.schedule import SCHEDULES
-from core.sequential import Sequential
-from core.settings import TrainSettings
-from core.stack import parse_layers
-from core.training import error_rate, fit
+from core.plugin.registry import Entry, Registry, default_registry
+from core.training.schedule import SCHEDULES
+from core.network.sequential import Sequential
+from core.training.settings import TrainSettings
+from core.network.stack import parse_layers
+from core.training.loop import error_rate, fit
+from core.training.result import TrainResult
 
 # Independent random streams drawn from one seed.
 STREAMS = {"data": 0, "init": 1, "shuffle": 2}
@@ -99,29 +100,6 @@ def build_network(
     if settings.layers:
         check_single_output(model, dtype, where)
     return model
-
-
-@dataclass
-class TrainResult:
-    """What a run produced."""
-
-    settings: TrainSettings
-    losses: list[float]  # mean training loss of each epoch
-    train_error: float  # fraction of training points misclassified at the end
-    test_error: float  # fraction of test points misclassified at the end
-    specs: list[LayerSpec]  # the network, by registered names and arguments
-    model: Sequential = field(repr=False)
-    # the input step fitted on the training inputs; `core.preprocess.apply` replays it
-    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(preprocess.IDENTITY))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "settings": self.settings.to_dict(),
-            "train_error": self.train_error,
-            "test_error": self.test_error,
-            "losses": self.losses,
-            "preprocessing": self.preprocessing,
-        }
 
 
 def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:

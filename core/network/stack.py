@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from core.errors import SettingsError
 
 if TYPE_CHECKING:
-    from core.assemble import LayerSpec
-    from core.registry import Registry
+    from core.network.assemble import LayerSpec
+    from core.plugin.registry import Registry
 
 STACK_KINDS = ("layer", "activation")
 INFERRED = ("in_features", "generator", "dtype")  # filled in by the assembler, never typed
@@ -74,7 +74,7 @@ def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:
     """The checked specs of a stack text: names resolved, keys matched to signatures."""
-    from core.assemble import LayerSpec
+    from core.network.assemble import LayerSpec
 
     specs = []
     for name, args in parse_layer_text(text):

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import NNError, PluginError, SettingsError
-from core.registry import (
+from core.plugin.registry import (
     PluginRecord, Registry, builtin_manifest, default_registry, error_line, read_manifest,
 )
 

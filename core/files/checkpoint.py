@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from core.assemble import LayerSpec
-from core.atomic import atomic_write_bytes, check_writable
+from core.network.assemble import LayerSpec
+from core.files.atomic import atomic_write_bytes, check_writable
 from core.errors import DivergenceError, NNError, SettingsError
-from core.model_file import (
+from core.files.model_file import (
     ModelFile,
     check_components,
     component_records,
@@ -39,11 +39,11 @@ from core.model_file import (
     read_model_file,
     settings_from_dict,
 )
-from core.protocols import Optimizer
-from core.registry import Registry, default_registry
-from core.sequential import Sequential
-from core.settings import TrainSettings
-from core.training import divergence, divergence_error
+from core.network.protocols import Optimizer
+from core.plugin.registry import Registry, default_registry
+from core.network.sequential import Sequential
+from core.training.settings import TrainSettings
+from core.training.loop import divergence, divergence_error
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from core.protocols import Initializer, Module
-from core.registry import Registry
-from core.sequential import Sequential
+from core.network.protocols import Initializer, Module
+from core.plugin.registry import Registry
+from core.network.sequential import Sequential
 
 # Arguments a layer gets from its context when its factory's signature names them.
 CONTEXT_ARGS = ("in_features", "init", "generator", "dtype", "device", "runs")

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import SettingsError
-from core.ensemble import supports_runs, train_ensemble
-from core.experiment import TrainResult, train
-from core.registry import Registry, default_registry
-from core.settings import MAX_SEED, TrainSettings
+from core.pipeline.ensemble import supports_runs, train_ensemble
+from core.pipeline.experiment import TrainResult, train
+from core.plugin.registry import Registry, default_registry
+from core.training.settings import MAX_SEED, TrainSettings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run; on_run(run_index, result)
 EpochCallback = Callable[[int, int, float], None]
