@@ -293,7 +293,7 @@ def _train(settings, registry, *, runs, one_at_a_time, plot, as_json, save, chec
     _one_thread()
     state = read_checkpoint(resume, registry) if resume is not None else None
     settings = state.settings if state is not None else settings  # a resumed run's own
-    check(settings, registry)
+    check(settings, registry, runs=1 if one_at_a_time else runs)
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     if runs == 1:

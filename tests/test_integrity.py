@@ -246,6 +246,11 @@ def test_a_network_too_big_for_memory_is_refused_before_allocating(tmp_path):
     assert_one_line_error(result, "--hidden", "memory")
 
 
+def test_many_runs_trained_together_count_each_network():
+    result = invoke("train", "--hidden", "20000,20000", "--runs", "100", "--epochs", "1")
+    assert_one_line_error(result, "--runs", "memory")
+
+
 def test_layers_too_big_for_memory_are_refused_before_allocating():
     result = invoke("train", "--layers", "linear:out=200000,tanh,linear:out=200000,tanh,linear:out=1")
     assert_one_line_error(result, "--layers", "memory")

@@ -145,7 +145,7 @@ def compare(
     registry = registry or default_registry()
     configs = configurations(base, variations)
     for settings in configs:
-        check(settings, registry)
+        check(settings, registry, runs=runs if together else 1)
     varied = [key for key, values in variations.items() if len(values) > 1]
     results = []
     for index, settings in enumerate(configs):

@@ -116,8 +116,9 @@ def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
             )
 
 
-def check(settings: TrainSettings, registry: Registry) -> None:
-    """Fail on any name or optimizer option the registry cannot build, before any work."""
+def check(settings: TrainSettings, registry: Registry, runs: int = 1) -> None:
+    """Fail on any name or optimizer option the registry cannot build, or on a run too big
+    for memory (`runs` networks trained together), before any work."""
     names = [("loss", settings.loss), ("initializer", settings.init)]
     if not settings.layers:
         names.append(("activation", settings.act))
@@ -128,7 +129,7 @@ def check(settings: TrainSettings, registry: Registry) -> None:
     with torch.set_grad_enabled(False):
         shapes = shapes_only(registry, network_specs(registry, settings), 2, DTYPES[settings.dtype])
         if shapes is not None:
-            check_memory(settings, shapes)
+            check_memory(settings, shapes, runs)
         if settings.layers:  # names, arguments and the single output
             if shapes is None:
                 build_network(registry, settings)  # checks them, at the cost of the weights
@@ -136,19 +137,21 @@ def check(settings: TrainSettings, registry: Registry) -> None:
                 check_single_output(shapes, DTYPES[settings.dtype], "meta")
 
 
-def check_memory(settings: TrainSettings, shapes: Sequential) -> None:
+def check_memory(settings: TrainSettings, shapes: Sequential, runs: int = 1) -> None:
     """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
 
-    `shapes` is the run's network built on the meta device (`shapes_only`).
+    `shapes` is the run's network built on the meta device (`shapes_only`); `runs`
+    networks trained together (an ensemble) each need their own weights and activations.
     """
     dtype = DTYPES[settings.dtype]
     network, per_point = memory.network_bytes(shapes, 2, 1, dtype, "meta")
-    per_point += memory.data_bytes(1, 2)
+    per_point = runs * per_point + memory.data_bytes(1, 2)
+    size = "--layers" if settings.layers else "--hidden"
     memory.check_fits({
-        "--layers" if settings.layers else "--hidden": network,
+        size if runs == 1 else f"{size} or --runs": runs * network,
         "n_train": settings.n_train * per_point,  # every training point goes through at once
         "n_test": settings.n_test * per_point,
-    }, "this run")
+    }, "this run" if runs == 1 else f"these {runs} runs")
 
 
 def check_single_output(
