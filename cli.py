@@ -16,12 +16,28 @@ from typing import Annotated, Any, Optional
 import typer
 
 from core.errors import NNError, SettingsError
-from core.training.settings import TrainSettings, parse_optimizer_args, parse_widths
+from core.training.settings import (
+    TrainSettings, has_data_settings, parse_optimizer_args, parse_widths,
+)
 
 DEFAULTS = TrainSettings()
 # `nn-cli train` options that make up TrainSettings (refused beside --resume).
 SETTING_OPTIONS = ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
-                   "seed", "dtype", "device", "layers", "opt", "schedule", "preprocess")
+                   "seed", "dtype", "device", "layers", "opt", "schedule", "preprocess", "data",
+                   "target", "test_fraction", "val_fraction", "patience")
+# CLI option -> the TrainSettings field it sets, where the names differ
+FIELD_OF = {"opt": "optimizer_args"}
+DataOpt = Annotated[str, typer.Option(
+    help="What to learn: a dataset with options, e.g. spiral:arms=3,noise=0.2 "
+         "(`nn-cli list dataset`), or a .csv/.tsv/.json/.npz file.")]
+TargetOpt = Annotated[Optional[str], typer.Option(
+    help="A file's target column (name or number; default: 'label', else the last).")]
+TestFractionOpt = Annotated[float, typer.Option(
+    help="Share held out for testing when the data have no test split (stratified).")]
+ValFractionOpt = Annotated[float, typer.Option(
+    help="Share of the training rows held out to pick the best epoch (0: none).")]
+PatienceOpt = Annotated[Optional[int], typer.Option(
+    help="Stop after this many epochs without a lower validation loss (needs --val-fraction).")]
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -221,6 +237,9 @@ def info(
         typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
     if not data["parameters"]:
         typer.echo("  none")
+    if data.get("defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
+        typer.echo(f"defaults for options not typed: {shown}")
     if data["doc"]:
         typer.echo("\n" + data["doc"])
 
@@ -256,13 +275,24 @@ def train(
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint file (default: beside --save).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every K epochs.")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
+    data: DataOpt = DEFAULTS.data,
+    target: TargetOpt = None,
+    test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
+    val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
+    patience: PatienceOpt = None,
 ) -> None:
-    """Train a network on the disk problem and report its train and test error."""
+    """Train a network (on the report's disk unless --data says otherwise) and report its
+    train and test error.
+
+    Options not typed take the dataset's defaults (`nn-cli info DATASET`), and the loss
+    the task's: bce for two classes, cross_entropy for more, mse for regression.
+    """
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
         layers=layers, preprocess=preprocess, schedule=schedule,
-        optimizer_args=parse_optimizer_args(opt),
+        optimizer_args=parse_optimizer_args(opt), data=data, target=target,
+        test_fraction=test_fraction, val_fraction=val_fraction, patience=patience,
     )
     _check_outputs(runs, plot, None)
     if runs > 1 and any(v is not None for v in (save, checkpoint, checkpoint_every, resume)):
@@ -278,21 +308,24 @@ def train(
     # --save fails now, not after training; held for the whole run, a second run with the
     # same --save is refused at once (see core/files/atomic.py).
     with write_locks(save):
-        _train(settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
+        _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
                as_json=as_json, save=save, checkpoint=checkpoint,
                checkpoint_every=checkpoint_every, resume=resume, seed=seed)
 
 
-def _train(settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
+def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
            checkpoint_every, resume, seed) -> None:
-    from core.pipeline.experiment import check, train as run  # imports torch: only once there is work
+    from core.pipeline.experiment import check, train as run, with_data_defaults  # imports torch
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
     from core.pipeline.multirun import MultiRunResult, run_many
     from core.pipeline.progress import epoch_reporter, runs_reporter
 
     _one_thread()
     state = read_checkpoint(resume, registry) if resume is not None else None
-    settings = state.settings if state is not None else settings  # a resumed run's own
+    if state is not None:
+        settings = state.settings  # a resumed run's own
+    else:
+        settings = with_data_defaults(settings, registry, _typed(ctx))
     check(settings, registry, runs=1 if one_at_a_time else runs)
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
@@ -314,15 +347,30 @@ def _train(settings, registry, *, runs, one_at_a_time, plot, as_json, save, chec
         _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
     if as_json:
         typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
-    elif runs == 1:
-        typer.echo(f"train error {result.train_error:.2%}   test error {result.test_error:.2%}")
+        return
+    first = many.results[0]
+    regression = first.task == "regression"
+    fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
+    what = "RMSE" if regression else "error"
+    if runs == 1:
+        typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
     else:
         s = many.summary()
         typer.echo(
             f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
-            f"train error {s['train_error_mean']:.2%} ± {s['train_error_std']:.2%}   "
-            f"test error {s['test_error_mean']:.2%} ± {s['test_error_std']:.2%}"
+            f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
+            f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
         )
+    if runs == 1 and has_data_settings(settings) and first.metrics:
+        from core.data.metrics import text_report
+
+        typer.echo(f"\ntest set ({first.dataset['name']}, {first.task}):\n{text_report(first.metrics)}")
+
+
+def _typed(ctx: typer.Context) -> set[str]:
+    """The TrainSettings fields whose options were typed (not left at their defaults)."""
+    return {FIELD_OF.get(name, name) for name in SETTING_OPTIONS
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
 
 
 def _one_thread() -> None:
@@ -388,26 +436,40 @@ def compare(
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
+    data: _many(str, "A dataset with options, or a file (`nn-cli list dataset`).") = None,
+    target: TargetOpt = None,
+    test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
+    val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
+    patience: PatienceOpt = None,
 ) -> None:
-    """Train every combination of the given values `--runs` times; print mean ± std."""
+    """Train every combination of the given values `--runs` times; print mean ± std.
+
+    Options not given take each dataset's defaults, as `nn-cli train` does.
+    """
     given = {
         "act": act, "loss": loss, "init": init, "optimizer": optimizer,
         "optimizer_args": opt and [parse_optimizer_args(o) for o in opt],
         "hidden": hidden and [parse_widths(h) for h in hidden], "epochs": epochs, "lr": lr,
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
-        "device": device, "layers": layers,
+        "device": device, "layers": layers, "data": data,
     }
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
     from core.pipeline.compare import configurations
 
-    base = TrainSettings(seed=seed)
+    base = TrainSettings(seed=seed, target=target, test_fraction=test_fraction,
+                         val_fraction=val_fraction, patience=patience)
+    typed = set(variations) | (_typed(ctx) & {"target", "test_fraction", "val_fraction", "patience"})
     configs = configurations(base, variations)  # checks every value before any work
     from core.pipeline.compare import compare as run_compare
     from core.pipeline.progress import runs_reporter
 
     _one_thread()
     registry = load(ctx, plugin, registry_file, strict_plugins)
+    if data:  # a dataset's own defaults may change the epochs the progress bar counts
+        from core.pipeline.experiment import with_data_defaults
+
+        configs = [with_data_defaults(c, registry, typed) for c in configs]
     longest = max(c.epochs for c in configs)
     with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
 
@@ -415,7 +477,8 @@ def compare(
             progress.label, progress.offset = name, index * runs
 
         comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration, together=not one_at_a_time)
+                                 progress.on_run, next_configuration, together=not one_at_a_time,
+                                 typed=typed)
     if plot is not None:
         _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
     if csv_path is not None:
@@ -444,15 +507,17 @@ def predict(
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
+    proba: Annotated[bool, typer.Option("--proba", help="Add one probability per class (p_NAME columns).")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
 ) -> None:
-    """Predict the score and class of every row of a file with a saved model."""
+    """Predict the score and class (its name) of every row of a file with a saved model;
+    a regression model predicts its targets."""
     from core.files.inference import predict_file
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
-    text = predict_file(model, input, output=output, fmt=fmt, registry=registry)
+    text = predict_file(model, input, output=output, fmt=fmt, registry=registry, proba=proba)
     if output is None:
         typer.echo(text, nl=False)
 
@@ -469,15 +534,19 @@ def evaluate(
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
 ) -> None:
-    """Report a saved model's error on fresh points of the disk task or on a labelled file."""
+    """Report a saved model's error on a labelled file, or without one on fresh points of
+    the disk task (a model of other data: on its run's own test rows)."""
     from core.files.inference import evaluate_model
+    from core.pipeline.experiment import test_rows
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
-    result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry)
+    result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry,
+                            test_split=test_rows)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:
-        typer.echo(f"error {result.error:.2%} on {result.n} points ({result.source})")
+        figure = f"RMSE {result.error:.4g}" if result.measure == "rmse" else f"error {result.error:.2%}"
+        typer.echo(f"{figure} on {result.n} points ({result.source})")
 
 
 def main() -> None:

@@ -43,6 +43,10 @@ _WHERE = {
     "mlp_specs": "core.network.assemble",
     "parse_layers": "core.network.stack",
     "disk_dataset": "core.data.disk",
+    "Dataset": "core.data.dataset",
+    "DataError": "core.data.dataset",
+    "build_dataset": "core.data.dataset",
+    "read_data_file": "core.data.reading",
     "error_rate": "core.training.loop",
     "fit": "core.training.loop",
     "TrainResult": "core.training.result",
@@ -75,7 +79,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file stands for
     from core.network.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
+    from core.data.dataset import DataError, Dataset, build_dataset
     from core.data.disk import disk_dataset
+    from core.data.reading import read_data_file
     from core.plugin.discovery import load_registry
     from core.errors import (
         DivergenceError, ModelFileError, NNError, PluginError, RegistrationError, SettingsError,

@@ -1,6 +1,6 @@
 """The authoring kit: checks a plugin author runs from their own pytest suite.
 
-    from nn_testing import check_module, check_loss, check_initializer
+    from nn_testing import check_module, check_loss, check_initializer, check_dataset
 
     def test_my_layer():
         check_module(MyLayer, alpha=0.2)        # a factory and its arguments
@@ -150,6 +150,44 @@ def check_initializer(
             _expect(torch.equal(*weights), label, "determinism under a seed",
                     f"{where}: two fills with seed {seed} differ by up to "
                     f"{(weights[0] - weights[1]).abs().max().item():.3g}")
+
+
+def check_dataset(
+    factory_or_name: Callable[..., Any] | str,
+    *,
+    registry: Any = None,
+    seed: int = 0,
+    **options: Any,
+) -> None:
+    """Check a dataset: it returns a `core.Dataset` whose tensors keep the contract.
+
+    Builds it as the pipeline does (its options, plus `generator`, `n_train`, `n_test` and
+    `dtype` when its signature names them) and checks, each as a named check: the shapes
+    and dtypes of x and y, labels within the class names, finite values, feature names and
+    input shape consistent with the columns, the task's class count, and the same seed
+    giving the same tensors twice.
+    """
+    from core import Dataset
+    from core.data.dataset import build_from_factory, dataset_problems
+
+    factory, label = _resolve(factory_or_name, ("dataset",), registry)
+    built = [build_from_factory(factory, options, seed=seed, check=False) for _ in range(2)]
+    data = built[0]
+    _expect(isinstance(data, Dataset), label, "returns a Dataset",
+            f"the factory returned {type(data).__name__}, not core.Dataset")
+    for problem in dataset_problems(data):
+        _expect(False, label, "contract", problem)
+    _expect(len(data.x_train) > 0, label, "contract", "x_train has no rows")
+    if data.task != "regression":
+        present = torch.bincount(data.y_train, minlength=data.n_classes)  # (classes,)
+        _expect(bool((present > 0).sum() >= 2), label, "classes",
+                f"the training labels hold {(present > 0).sum().item()} class(es); at least 2 are needed")
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        a, b = getattr(built[0], name), getattr(built[1], name)
+        _expect((a is None) == (b is None) and (a is None or torch.equal(a, b)), label,
+                "determinism under a seed", f"{name} differs between two builds with seed {seed}")
+    _expect(built[0].metadata() == built[1].metadata(), label, "determinism under a seed",
+            "the metadata differs between two builds")
 
 
 # -- helpers -------------------------------------------------------------------------

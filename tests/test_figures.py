@@ -69,7 +69,7 @@ def test_points_show_each_runs_mistakes_circle_and_boundary(comparison, curves, 
 
 def test_write_figures_saves_pngs_that_open(curves, registry, tmp_path):
     paths = write_figures(tmp_path / "new" / "folder", curves, registry)
-    assert [p.name for p in paths] == ["loss.png", "test_points.png"]
+    assert [p.name for p in paths] == ["loss.png", "test_points.png", "confusion.png"]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         image = matplotlib.image.imread(path)

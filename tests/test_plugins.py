@@ -411,6 +411,6 @@ def test_info_with_an_unknown_kind_is_one_line():
     result = CliRunner().invoke(app, ["info", "linear", "--kind", "nosuch"])
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        "nn-cli: error: unknown kind 'nosuch'; registered: activation, initializer, layer, "
-        "loss, optimizer (see `nn-cli list`)"
+        "nn-cli: error: unknown kind 'nosuch'; registered: activation, dataset, initializer, "
+        "layer, loss, optimizer (see `nn-cli list`)"
     )

@@ -15,11 +15,18 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         ("activation", "sigmoid"): "plugins.activations",
         ("loss", "mse"): "plugins.losses",
         ("loss", "bce"): "plugins.losses",
+        ("loss", "cross_entropy"): "plugins.losses",
+        ("loss", "ce"): "plugins.losses",
+        ("loss", "mae"): "plugins.losses",
+        ("loss", "huber"): "plugins.losses",
         ("initializer", "default"): "plugins.initializers",
         ("initializer", "he"): "plugins.initializers",
         ("initializer", "xavier"): "plugins.initializers",
         ("optimizer", "sgd"): "plugins.optimizers",
         ("optimizer", "adam"): "plugins.optimizers",
+        **{("dataset", name): "plugins.datasets" for name in (
+            "disk", "moons", "circles", "xor", "spiral", "gauss", "digits", "iris", "wine",
+            "breast_cancer", "diabetes", "file")},
     }
     got = {(e.kind, e.name): e.plugin for e in registry.entries()}
     assert got == expected

@@ -7,6 +7,10 @@ form model files store (core/model_file.py):
 
     {}                                                 no preprocessing
     {"standardize": {"mean": [...], "std": [...]}}     (x - mean) / std, per feature
+
+A regression run standardises its targets too, under "target" (same form); the network
+learns (y - mean) / std and `target_output` maps its outputs back to the target's units.
+`apply` leaves the "target" entry to `target_output`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 from core.errors import SettingsError
 
 IDENTITY: dict[str, Any] = {}  # what "no preprocessing" looks like in a result
-STEPS = ("standardize",)
+STEPS = ("standardize", "target")
 
 
 def fit_standardize(x: torch.Tensor) -> dict[str, Any]:
@@ -29,6 +33,31 @@ def fit_standardize(x: torch.Tensor) -> dict[str, Any]:
     # NOTE: a constant feature would divide by zero; leave it centred but unscaled.
     std = torch.where(std > 0, std, torch.ones_like(std))
     return {"standardize": {"mean": mean.tolist(), "std": std.tolist()}}
+
+
+def fit_target(y: torch.Tensor) -> dict[str, Any]:
+    """The "target" entry of a regression run: mean and std of the training targets (n, t)."""
+    return fit_standardize(y)["standardize"]
+
+
+def scale_target(preprocessing: dict[str, Any], y: torch.Tensor) -> torch.Tensor:
+    """Targets (n, t) in the units the network learns (standardised when fitted so)."""
+    target = preprocessing.get("target")
+    if not target:
+        return y
+    mean = torch.tensor(target["mean"], dtype=torch.float64, device=y.device)  # (t,)
+    std = torch.tensor(target["std"], dtype=torch.float64, device=y.device)  # (t,)
+    return ((y.double() - mean) / std).to(y.dtype)
+
+
+def target_output(preprocessing: dict[str, Any], out: torch.Tensor) -> torch.Tensor:
+    """Network outputs (..., n, t) back in the target's units, in float64."""
+    target = preprocessing.get("target")
+    if not target:
+        return out.double()
+    mean = torch.tensor(target["mean"], dtype=torch.float64, device=out.device)  # (t,)
+    std = torch.tensor(target["std"], dtype=torch.float64, device=out.device)  # (t,)
+    return out.double() * std + mean
 
 
 def apply(preprocessing: dict[str, Any], x: torch.Tensor) -> torch.Tensor:

@@ -53,21 +53,28 @@ class Rows(NamedTuple):
     label_index: int | None
 
 
-def read_table(path: str | os.PathLike, *, labels_required: bool = False) -> Table:
+def read_table(
+    path: str | os.PathLike, *, labels_required: bool = False,
+    class_names: list[str] | None = None, label: str = LABEL, any_labels: bool = False,
+) -> Table:
     """Read features (and labels, when present or required) from a CSV or JSON file.
 
-    Every error names the file and the line (counted from 1, blank lines included).
+    With `class_names` (a model's), the label column may hold those names (or numbers
+    naming them), and `labels` holds their class indices; else labels are 0 or 1.
+    The label column is the one called `label`; `any_labels` accepts any number there
+    (a regression target). Every error names the file and the line (counted from 1, blank
+    lines included).
     """
     shown = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")  # -sig: drops a byte-order mark
     except (OSError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
+    cell = _Cells(shown, label, class_names)
     if shown.lower().endswith(".json") or text.lstrip().startswith("["):
-        rows = _json_rows(shown, text, labels_required)
+        values, lines, label_index = _json_rows(shown, text, labels_required, cell)
     else:
-        rows = _csv_rows(shown, text, labels_required)
-    values, lines, label_index = rows
+        values, lines, label_index = _csv_rows(shown, text, labels_required, cell)
     if not values:
         raise TableError(f"{shown}: no rows of features")
     width = len(values[0])
@@ -85,6 +92,8 @@ def read_table(path: str | os.PathLike, *, labels_required: bool = False) -> Tab
         return Table(data, None, lines)
     keep = [j for j in range(width) if j != label_index]
     labels = data[:, label_index : label_index + 1]  # (n, 1)
+    if class_names is not None or any_labels:  # names were mapped to indices while reading
+        return Table(data[:, keep], labels, lines)
     bad = ((labels != 0) & (labels != 1)).nonzero()
     if len(bad):
         row = int(bad[0, 0])
@@ -112,7 +121,28 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[: limit - 12]}... ({len(text)} chars)"
 
 
-def _is_number(text: str) -> bool:
+@dataclass
+class _Cells:
+    """Reads one cell: a number, or in the label column, a class name given `class_names`."""
+
+    shown: str
+    label: str
+    class_names: list[str] | None
+
+    def __call__(self, line: int, column: str, value: Any, is_label: bool) -> float:
+        if not (is_label and self.class_names is not None):
+            return _number(self.shown, line, column, value)
+        text = value if isinstance(value, str) else repr(value)
+        text = text.strip()
+        if text not in self.class_names and is_number(text) and float(text) == int(float(text)):
+            text = str(int(float(text)))  # 1.0 names the class "1"
+        if text not in self.class_names:
+            raise TableError(f"{self.shown}: line {line}, {column}: {_short(value)} is not a class of "
+                             f"the model; its classes: {', '.join(self.class_names)}")
+        return float(self.class_names.index(text))
+
+
+def is_number(text: str) -> bool:
     try:
         float(text)
         return True
@@ -134,21 +164,21 @@ def _csv_records(shown: str, text: str) -> list[tuple[int, list[str]]]:
     return records
 
 
-def _csv_rows(shown: str, text: str, labels_required: bool) -> Rows:
+def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Rows:
     records = _csv_records(shown, text)
     if not records:
         return Rows([], [], None)
     header = None
-    if not any(_is_number(field) for field in records[0][1]):
+    if not any(is_number(field) for field in records[0][1]):
         header, records = [field.strip() for field in records[0][1]], records[1:]
     if header is not None:
-        label_index = header.index(LABEL) if LABEL in header else None
+        label_index = header.index(cell.label) if cell.label in header else None
         names = header
     else:
         label_index = len(records[0][1]) - 1 if labels_required and records else None
         names = []
     values = [
-        [_number(shown, line, names[j] if j < len(names) else f"column {j + 1}", field)
+        [cell(line, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
          for j, field in enumerate(fields)]
         for line, fields in records
     ]
@@ -202,7 +232,7 @@ def _json_items(shown: str, text: str) -> list[tuple[int, Any]]:
     return items
 
 
-def _json_rows(shown: str, text: str, labels_required: bool) -> Rows:
+def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Rows:
     items = _json_items(shown, text)
     if not items:
         return Rows([], [], None)
@@ -216,13 +246,14 @@ def _json_rows(shown: str, text: str, labels_required: bool) -> Rows:
                     f"{shown}: line {line}: the row does not have the keys of line "
                     f"{first_line} ({', '.join(keys)})"
                 )
-        values = [[_number(shown, line, k, row[k]) for k in keys] for line, row in items]
-        return Rows(values, lines, keys.index(LABEL) if LABEL in keys else None)
+        values = [[cell(line, k, row[k], k == cell.label) for k in keys] for line, row in items]
+        return Rows(values, lines, keys.index(cell.label) if cell.label in keys else None)
     values = []
     for line, row in items:
         if not isinstance(row, list):
             raise TableError(f"{shown}: line {line}: the row is not a list of numbers")
-        values.append([_number(shown, line, f"value {j + 1}", v) for j, v in enumerate(row)])
+        last = len(row) - 1 if labels_required else -1
+        values.append([cell(line, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
     return Rows(values, lines, len(values[0]) - 1 if labels_required else None)
 
 
@@ -247,3 +278,21 @@ def format_predictions(scores: torch.Tensor, classes: torch.Tensor, fmt: str) ->
         return json.dumps([dict(zip(names, row)) for row in rows]) + "\n"
     lines = [",".join(names)] + [",".join(repr(v) for v in row) for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def format_rows(names: list[str], rows: list[list[Any]], fmt: str) -> str:
+    """Rows of numbers and class names as CSV (header `names`) or a JSON list of objects.
+    Floats are written with repr, which reads back to the same double bit for bit."""
+    if fmt == "json":
+        return json.dumps([dict(zip(names, row)) for row in rows]) + "\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+    return out.getvalue()
+
+
+def class_value(name: str) -> int | str:
+    """A class as written in predictions: its name, or the number when the name is one."""
+    return int(name) if name.lstrip("-").isdigit() else name

@@ -112,6 +112,7 @@ class RunState:
     registry: Registry
     in_features: int = 2
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] | None = None  # the data's metadata (names, task), as model files keep
 
 
 def save_checkpoint(path: str | os.PathLike, run: RunState, losses: list[float], every: int) -> Path:
@@ -119,6 +120,7 @@ def save_checkpoint(path: str | os.PathLike, run: RunState, losses: list[float],
     header = model_header(
         specs=run.specs, settings=run.settings, in_features=run.in_features,
         registry=run.registry, preprocessing=run.preprocessing, kind="checkpoint",
+        dataset=run.dataset,
     )
     header["components"] += component_records(run.registry, [("optimizer", run.settings.optimizer)])
     tensors = model_tensors(run.model)

@@ -19,7 +19,9 @@ from core.files.model_file import LoadedModel, load_model
 from core.plugin.registry import Registry
 from core.training import memory
 from core.training.settings import MAX_SEED
-from core.data.tabular import Table, TableError, format_predictions, output_format, read_table
+from core.data.tabular import (
+    Table, TableError, class_value, format_predictions, format_rows, output_format, read_table,
+)
 
 # Fresh test sets draw from stream 15 of a seed, which no training run uses (0-2 today).
 EVALUATE_STREAM = 15
@@ -32,24 +34,59 @@ def predict_file(
     output: str | None = None,
     fmt: str | None = None,
     registry: Registry | None = None,
+    proba: bool = False,
 ) -> str:
     """Predict every row of `input_path`; return the text, and write it to `output` if given.
 
-    The output is written atomically, and only once every row has been predicted.
+    Classification: `score` (the network's output for the predicted class: a logit for
+    bce and cross_entropy) and `class` (the class name, or its number when the name is
+    one); with `proba`, one `p_NAME` column per class. Regression: one column per target,
+    in the target's units. The output is written atomically, once every row is predicted.
     """
     fmt = output_format(fmt, output)
     if output is not None:
         check_writable(output)
     loaded = load_model(model_path, registry)
-    table = read_table(input_path)
+    table = read_labelled(loaded, input_path, required=False)
     check_width(table, loaded, input_path)
     with rows_named_by_line(table, input_path):
         prediction = loaded.predict(table.features)
-    text = format_predictions(prediction.scores, prediction.classes, fmt)
+        if "dataset" not in loaded.header and not proba:  # a file from before datasets
+            text = format_predictions(prediction.scores, prediction.classes, fmt)
+        else:
+            text = format_rows(*prediction_table(loaded, table.features, prediction, proba), fmt)
     if output is not None:
         with write_lock(output):  # one writer; removes what a killed one left
             atomic_write_text(output, text)
     return text
+
+
+def prediction_table(loaded: LoadedModel, x: torch.Tensor, prediction, proba: bool):
+    """(column names, rows) of `predict`'s output for a model with data metadata."""
+    if prediction.classes is None:  # regression
+        names = list(loaded.dataset.get("target_names") or ["prediction"])
+        return names, prediction.scores.tolist()
+    classes = loaded.class_names
+    picked = prediction.classes.view(-1)  # (n,)
+    scores = prediction.scores.gather(1, picked.view(-1, 1)) if prediction.scores.shape[1] > 1 \
+        else prediction.scores  # (n, 1)
+    names = ["score", "class"]
+    rows = [[float(score), class_value(classes[c])] for score, c in zip(scores.view(-1).tolist(), picked.tolist())]
+    if proba:
+        names += [f"p_{name}" for name in classes]
+        for row, p in zip(rows, loaded.probabilities(x).tolist()):
+            row += [float(v) for v in p]
+    return names, rows
+
+
+def read_labelled(loaded: LoadedModel, path, *, required: bool) -> Table:
+    """An input file for this model: its label column (the run's --target, else `label`)
+    may hold the model's class names."""
+    label = loaded.settings.target or "label"
+    named = loaded.dataset.get("name") != "disk" and loaded.task != "regression"
+    names = loaded.class_names if named else None  # the disk's labels stay 0 or 1
+    return read_table(path, labels_required=required, class_names=names, label=label,
+                      any_labels=loaded.task == "regression")
 
 
 def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike) -> None:
@@ -72,12 +109,16 @@ def rows_named_by_line(table: Table, input_path: str | os.PathLike) -> Iterator[
 
 @dataclass
 class Evaluation:
-    error: float  # fraction of points misclassified
+    error: float  # fraction of points misclassified (measure "rmse": the RMSE of a regression)
     n: int  # points evaluated
     source: str  # the file, or "disk task, seed S"
+    measure: str = "error"  # what `error` is: "error" (a fraction) or "rmse"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.measure == "error":  # as before regression models existed
+            del d["measure"]
+        return d
 
 
 def evaluate_model(
@@ -87,15 +128,30 @@ def evaluate_model(
     seed: int = 0,
     n: int = 1000,
     registry: Registry | None = None,
+    test_split=None,
 ) -> Evaluation:
-    """The model's error on a labelled file, or on `n` fresh points of the disk task."""
+    """The model's error on a labelled file, or on `n` fresh points of the disk task; a
+    model of other data, without a file, on its run's own test rows, which
+    `test_split(settings, registry)` gives as raw (x, labels) (core.pipeline.experiment's
+    `test_rows`, passed in from above: files cannot reach the pipeline)."""
     loaded = load_model(model_path, registry)
     if input_path is not None:
-        table = read_table(input_path, labels_required=True)
+        table = read_labelled(loaded, input_path, required=True)
         check_width(table, loaded, input_path)
         with rows_named_by_line(table, input_path):
             error = loaded.error_rate(table.features, table.labels)
-        return Evaluation(error, len(table.labels), str(input_path))
+        return Evaluation(error, len(table.labels), str(input_path),
+                          "rmse" if loaded.task == "regression" else "error")
+    if loaded.dataset.get("name", "disk") != "disk":
+        if test_split is None:
+            raise SettingsError(
+                f"{model_path} was trained on {loaded.dataset['name']!r}, not the disk: give "
+                f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
+            )
+        x, labels = test_split(loaded.settings, registry)
+        return Evaluation(loaded.error_rate(x, labels), len(labels),
+                          f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",
+                          "rmse" if loaded.task == "regression" else "error")
     if n < 1:
         raise SettingsError(f"n must be an integer >= 1, got {n}")
     if not 0 <= seed < MAX_SEED:

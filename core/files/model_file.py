@@ -141,10 +141,12 @@ def model_header(
     registry: Registry,
     preprocessing: dict[str, Any] | None = None,
     kind: str = "model",
+    dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON header describing a network built from `specs` by a run with `settings`."""
     needed = [(s.kind, s.name) for s in specs]
     needed += [("loss", settings.loss), ("initializer", settings.init)]
+    extra = {} if dataset is None else {"dataset": dataset}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -158,6 +160,7 @@ def model_header(
         "settings": settings.to_dict(),
         "preprocessing": preprocessing or {},
         "components": component_records(registry, needed),
+        **extra,
     }
 
 
@@ -195,12 +198,17 @@ def save_model(
     header = model_header(
         specs=result.specs, settings=result.settings, in_features=_in_features(result),
         registry=registry, preprocessing=getattr(result, "preprocessing", None),
+        dataset=getattr(result, "dataset", None),
     )
     return atomic_write_bytes(path, encode(model_tensors(result.model), header))
 
 
 def _in_features(result: TrainResult) -> int:
-    """Input width: the first module's `in_features` (Linear's), else the disk task's 2."""
+    """Input width: the data's feature count, else the first module's `in_features`
+    (Linear's), else the disk task's 2."""
+    dataset = getattr(result, "dataset", None)
+    if dataset and dataset.get("feature_names"):
+        return len(dataset["feature_names"])
     return int(getattr(result.model.modules[0], "in_features", 2))
 
 
@@ -437,6 +445,14 @@ def check_preprocessing(preprocessing: dict[str, Any], file: ModelFile) -> None:
             if not ok or not all(v > 0 for v in args["std"]):
                 raise file.fail("preprocessing 'standardize' needs mean and std lists "
                                 "of in_features finite numbers, std > 0")
+        if step == "target":
+            ok = isinstance(args, dict) and all(
+                isinstance(args.get(k), list) and args[k]
+                and all(_is_finite(v) for v in args[k]) for k in ("mean", "std")
+            )
+            if not ok or not all(v > 0 for v in args["std"]):
+                raise file.fail("preprocessing 'target' needs mean and std lists of finite "
+                                "numbers, std > 0")
 
 
 def _is_finite(value: Any) -> bool:
@@ -453,8 +469,17 @@ def _is_finite(value: Any) -> bool:
 
 
 class Prediction(NamedTuple):
-    scores: torch.Tensor  # (n, outputs): the network's raw output
-    classes: torch.Tensor  # (n, outputs): 1 where the score is above the loss's threshold
+    # (n, outputs): the network's raw output (regression: in the target's units)
+    scores: torch.Tensor
+    # (n, 1) class indices (a one-output network: 1 where the score is above the loss's
+    # threshold; one output per class: the largest); None for regression
+    classes: torch.Tensor | None
+
+
+# What a file written before datasets (no "dataset" entry) was trained on.
+DISK_METADATA = {"name": "disk", "task": "binary", "feature_names": ["x", "y"],
+                 "input_shape": [2], "class_names": ["0", "1"], "target_names": [],
+                 "one_hot": False}
 
 
 @dataclass
@@ -478,6 +503,19 @@ class LoadedModel:
     @property
     def preprocessing(self) -> dict[str, Any]:
         return self.header["preprocessing"]
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """The training data's metadata: task, feature and class names, input shape."""
+        return self.header.get("dataset") or DISK_METADATA
+
+    @property
+    def task(self) -> str:
+        return self.dataset.get("task", "binary")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset.get("class_names") or [])
 
     def check_inputs(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
@@ -504,12 +542,30 @@ class LoadedModel:
             scores = self.model.forward(x)  # (n, outputs)
         _refuse_non_finite(scores, f"the score is not finite: the inputs are too large for "
                                    f"the model in {dtype}")
+        if self.task == "regression":
+            return Prediction(preprocess.target_output(self.preprocessing, scores), None)
+        if self.dataset.get("one_hot"):
+            return Prediction(scores, scores.argmax(dim=-1, keepdim=True))  # (n, 1)
         return Prediction(scores, (scores > decision_threshold(self.loss)).long())
 
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, classes): one probability per class, by the loss's `probabilities`."""
+        to_probabilities = getattr(self.loss, "probabilities", None)
+        if self.task == "regression" or to_probabilities is None:
+            raise ModelFileError(
+                f"{self.path}: a {self.task} model trained with loss {self.header['loss']!r} "
+                f"gives no class probabilities"
+            )
+        return to_probabilities(self.predict(x).scores)
+
     def error_rate(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Fraction of rows whose predicted class differs from the 0/1 label `y` (n, 1)."""
-        classes = self.predict(x).classes  # (n, 1)
-        return (classes != (y.reshape(classes.shape) > 0.5)).double().mean().item()
+        """Fraction of rows whose predicted class differs from the label `y` (class indices,
+        (n,) or (n, 1)); for regression, the RMSE against the targets `y` (n, targets)."""
+        prediction = self.predict(x)
+        if prediction.classes is None:
+            return (prediction.scores - y.reshape(prediction.scores.shape).double()).pow(2).mean().sqrt().item()
+        classes = prediction.classes  # (n, 1)
+        return (classes != (y.reshape(classes.shape) + 0.5).long()).double().mean().item()
 
 
 def _refuse_non_finite(x: torch.Tensor, reason: str) -> None:

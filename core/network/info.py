@@ -20,6 +20,9 @@ FROM_CONTEXT = {  # who fills a parameter when the user does not
     "dtype": "the run's dtype",
     "init": "the run's --init (or init=NAME in --layers)",
     "parameters": "the network's parameters",
+    "n_train": "the run's n_train",
+    "n_test": "the run's n_test",
+    "target": "the run's --target",
 }
 
 
@@ -48,6 +51,8 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
             "filled_by": FROM_CONTEXT.get(pname),
         })
     record = registry.records.get(entry.plugin)
+    defaults = getattr(factory, "defaults", None)  # a dataset's settings for options not typed
+    extra = {"defaults": dict(defaults)} if isinstance(defaults, dict) and entry.kind == "dataset" else {}
     return {
         "kind": entry.kind,
         "name": entry.name,
@@ -59,6 +64,7 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
         "plugin": entry.plugin,
         "source": record.source if record else None,
         "origin": record.origin if record else None,
+        **extra,
     }
 
 

@@ -96,6 +96,18 @@ def constructor_parameters(factory: Any) -> dict[str, inspect.Parameter]:
     }
 
 
+def match_key(key: str, settable: list[str], takes_any: bool) -> tuple[str, str | None]:
+    """(the parameter `key` names, None): itself, or the one it uniquely begins (`out` for
+    `out_features`); a factory taking **kwargs takes any other key as it is. Else
+    (key, "is not an" / "is an ambiguous"), for the caller's message."""
+    matches = [key] if key in settable else [n for n in settable if n.startswith(key)]
+    if len(matches) == 1:
+        return matches[0], None
+    if takes_any:
+        return key, None
+    return key, "is an ambiguous" if matches else "is not an"
+
+
 def _checked_args(kind: str, name: str, factory: Any, args: dict[str, Any]) -> dict[str, Any]:
     parameters = constructor_parameters(factory)
     takes_any = any(p.kind == p.VAR_KEYWORD for p in parameters.values())
@@ -107,14 +119,13 @@ def _checked_args(kind: str, name: str, factory: Any, args: dict[str, Any]) -> d
             raise SettingsError(
                 f"{kind} {name!r}: {key} is filled in by the assembler, not given in layers"
             )
-        matches = [key] if key in settable else [n for n in settable if n.startswith(key)]
-        if len(matches) != 1 and not takes_any:
-            what = "is ambiguous" if matches else "is not an argument"
+        full, problem = match_key(key, settable, takes_any)
+        if problem:
             raise SettingsError(
-                f"{kind} {name!r}: {key!r} {what}; its arguments are {accepted} "
+                f"{kind} {name!r}: {key!r} {problem} argument; its arguments are {accepted} "
                 f"(see `nn-cli info {name}`)"
             )
-        checked[matches[0] if len(matches) == 1 else key] = value
+        checked[full] = value
     missing = [
         n for n, p in parameters.items()
         if p.default is p.empty and p.kind != p.VAR_KEYWORD

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.pipeline.experiment import check
+from core.pipeline.experiment import check, with_data_defaults
 from core.pipeline.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
 from core.plugin.registry import Registry, default_registry
 from core.training.settings import TrainSettings
@@ -135,6 +135,7 @@ def compare(
     on_run: RunCallback | None = None,
     on_configuration: Callable[[int, str], None] | None = None,
     together: bool = True,
+    typed: Collection[str] | None = None,
 ) -> Comparison:
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
     `run_many` does (`together`: as one batched ensemble where the components allow).
@@ -144,6 +145,8 @@ def compare(
     """
     registry = registry or default_registry()
     configs = configurations(base, variations)
+    if typed is not None:  # what the user chose; each dataset's defaults fill in the rest
+        configs = [with_data_defaults(settings, registry, typed) for settings in configs]
     for settings in configs:
         check(settings, registry, runs=runs if together else 1)
     varied = [key for key, values in variations.items() if len(values) > 1]

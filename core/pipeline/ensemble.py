@@ -20,16 +20,19 @@ import torch
 from core.network.assemble import build_stack
 from core.pipeline.experiment import (
     DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
-    prepare_data, train,
+    data_metadata, prepare_data, shape_of, train,
 )
 from core.plugin.registry import Registry, default_registry
 from core.training.schedule import SCHEDULES
 from core.training.settings import TrainSettings
-from core.training.loop import divergence, divergence_error, error_rates, fit_runs
+from core.training.evaluate import output_errors, output_metrics, run_errors
+from core.training.loop import divergence, divergence_error, fit_runs
 
 
 def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
     """Whether every component these settings name declares `supports_runs = True`."""
+    if settings.val_fraction > 0:  # each run keeps its own best epoch: one at a time
+        return False
     named = [(spec.kind, spec.name) for spec in network_specs(registry, settings)]
     named += [("loss", settings.loss), ("optimizer", settings.optimizer)]
     return all(getattr(registry.get(kind, name).factory, "supports_runs", False)
@@ -61,18 +64,21 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
     check_optimizer_args(optimizer_entry, settings)
-    data = [prepare_data(run) for run in runs]
-    x_train = torch.stack([d.x_train for d in data])  # (runs, n_train, 2)
-    y_train = torch.stack([d.y_train for d in data])  # (runs, n_train, 1)
-    x_test = torch.stack([d.x_test for d in data])  # (runs, n_test, 2)
-    y_test = torch.stack([d.y_test for d in data])  # (runs, n_test, 1)
+    data = [prepare_data(run, registry) for run in runs]
+    x_train = torch.stack([d.x_train for d in data])  # (runs, n_train, in)
+    y_train = torch.stack([d.y_train for d in data])  # (runs, n_train, out)
+    x_test = torch.stack([d.x_test for d in data])  # (runs, n_test, in)
+    labels_train = torch.stack([d.labels_train for d in data])  # (runs, n_train, ...)
+    labels_test = torch.stack([d.labels_test for d in data])  # (runs, n_test, ...)
 
     # Each run's network is built alone, drawing its weights from its own seed; the
     # ensemble starts from those weights stacked, and hands the trained ones back.
-    specs = network_specs(registry, settings)
-    singles = [build_network(registry, run, specs) for run in runs]
+    in_features, out_features = shape_of(data[0], registry, settings)
+    specs = network_specs(registry, settings, out_features)
+    singles = [build_network(registry, run, specs, in_features=in_features,
+                             out_features=out_features) for run in runs]
     ensemble = build_stack(
-        registry, specs, 2, init=settings.init,
+        registry, specs, in_features, init=settings.init,
         generator=torch.Generator().manual_seed(0),  # overwritten just below
         dtype=DTYPES[settings.dtype], device=device(settings), runs=len(runs),
     )
@@ -99,17 +105,33 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
         lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
     )
-    train_errors = error_rates(ensemble, loss, x_train, y_train).tolist()  # (runs,)
-    test_errors = error_rates(ensemble, loss, x_test, y_test).tolist()  # (runs,)
+    # Each run's data share a task, an encoding and (per run) a preprocessing.
+    how = dict(task=data[0].task, one_hot=data[0].one_hot)
+    if how["task"] == "regression":  # each run maps its outputs back with its own statistics
+        outputs = ensemble.forward(x_train), ensemble.forward(x_test)  # (runs, n, targets) each
+        train_errors, test_errors = (
+            [output_errors(out[i], loss, d_labels(d), preprocessing=d.preprocessing, **how).item()
+             for i, d in enumerate(data)]
+            for out, d_labels in zip(outputs, (lambda d: d.labels_train, lambda d: d.labels_test))
+        )
+    else:
+        train_errors = run_errors(ensemble, loss, x_train, labels_train, preprocessing={},
+                                  **how).tolist()  # (runs,)
+        test_errors = run_errors(ensemble, loss, x_test, labels_test, preprocessing={},
+                                 **how).tolist()  # (runs,)
+    test_outputs = ensemble.forward(x_test)  # (runs, n_test, out)
     for j, p in enumerate(stacked):
         for i, params in enumerate(per_run):
             params[j].value.copy_(p.value[i])
-    return [
-        TrainResult(
-            run, losses[i], train_errors[i], test_errors[i], specs, singles[i], data[i].preprocessing
-        )
-        for i, run in enumerate(runs)
-    ]
+    results = []
+    for i, (run, d) in enumerate(zip(runs, data)):
+        metrics = output_metrics(test_outputs[i], loss, d.labels_test, preprocessing=d.preprocessing,
+                                 class_names=d.dataset.class_names, **how)
+        results.append(TrainResult(
+            run, losses[i], train_errors[i], test_errors[i], specs, singles[i], d.preprocessing,
+            dataset=data_metadata(d), metrics=metrics,
+        ))
+    return results
 
 
 def check_runs(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +15,9 @@ from core.data import preprocess
 from core.network.assemble import LayerSpec, build_stack, mlp_specs, shapes_only
 from core.files.atomic import write_locks
 from core.files.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
-from core.data.disk import DTYPES, disk_dataset
+from core.data.dataset import Dataset, build_dataset, parse_data_text
+from core.data.disk import DTYPES
+from core.data.split import is_one_hot, loss_tasks, output_width, split_indices, training_targets
 from core.training import memory
 from core.errors import SettingsError
 from core.plugin.registry import Entry, Registry, default_registry
@@ -21,13 +25,16 @@ from core.training.schedule import SCHEDULES
 from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
 from core.network.stack import parse_layers
-from core.training.loop import error_rate, fit
+from core.training.evaluate import output_metrics, run_errors
+from core.training.loop import fit
 from core.training.result import TrainResult
 
-# Independent random streams drawn from one seed.
-STREAMS = {"data": 0, "init": 1, "shuffle": 2}
+# Independent random streams drawn from one seed ("split": test and validation rows).
+STREAMS = {"data": 0, "init": 1, "shuffle": 2, "split": 3}
 # settings.preprocess -> the function fitting that step on the training inputs
 PREPROCESSORS = {"standardize": preprocess.fit_standardize, "none": lambda x: dict(preprocess.IDENTITY)}
+# The loss a task trains with when none is chosen (`with_data_defaults`).
+TASK_LOSSES = {"binary": "bce", "multiclass": "cross_entropy", "regression": "mse"}
 
 
 def generator(settings: TrainSettings, stream: str) -> torch.Generator:
@@ -46,60 +53,166 @@ def device(settings: TrainSettings) -> torch.device:
 
 @dataclass
 class Data:
-    """A run's training and test sets, preprocessed: x (n, 2), y (n, 1), on the run's device."""
+    """A run's sets, split, preprocessed and encoded for its loss, on the run's device.
+
+    x (n, features); y what the loss trains on: (n, 1) 0/1, (n, classes) one-hot, or
+    (n, targets) regression targets (standardised when the run standardises);
+    `labels_*` the raw labels: (n,) class indices, or (n, targets) in the target's units.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     preprocessing: dict[str, Any]  # fitted on the raw training inputs; preprocess.apply replays it
+    dataset: Dataset | None = None  # what the data are: task, names, shape (tensors unsplit)
+    one_hot: bool = False  # the loss trains one output per class
+    labels_train: torch.Tensor | None = None
+    labels_test: torch.Tensor | None = None
+    x_val: torch.Tensor | None = None  # held out of training to pick the best epoch
+    y_val: torch.Tensor | None = None
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task if self.dataset is not None else "binary"
 
 
-def datasets(settings: TrainSettings) -> tuple[torch.Tensor, ...]:
-    """The run's raw x_train, y_train, x_test, y_test, drawn from its seed on the CPU."""
-    dtype = DTYPES[settings.dtype]
-    data = generator(settings, "data")
-    x_train, y_train = disk_dataset(settings.n_train, data, dtype)
-    x_test, y_test = disk_dataset(settings.n_test, data, dtype)
-    return x_train, y_train, x_test, y_test
-
-
-def prepare_data(settings: TrainSettings) -> Data:
-    """The data of a run: drawn from its seed, preprocessed, moved to its device.
-
-    The one data pipeline: `train` and `train_ensemble` both take their data from here.
-    The preprocessing statistics come from the training inputs only and the same map is
-    applied to both sets.
-    """
-    where = device(settings)
-    x_train, y_train, x_test, y_test = datasets(settings)
-    preprocessing = PREPROCESSORS[settings.preprocess](x_train)
-    x_train, x_test = preprocess.apply(preprocessing, x_train), preprocess.apply(preprocessing, x_test)
-    return Data(
-        x_train.to(where), y_train.to(where), x_test.to(where), y_test.to(where), preprocessing
+def load_dataset(settings: TrainSettings, registry: Registry) -> Dataset:
+    """The Dataset `settings.data` names, drawn from the run's "data" stream."""
+    return build_dataset(
+        registry, settings.data, generator=generator(settings, "data"),
+        context={"n_train": settings.n_train, "n_test": settings.n_test,
+                 "dtype": DTYPES[settings.dtype], "target": settings.target},
     )
 
 
-def network_specs(registry: Registry, settings: TrainSettings) -> list[LayerSpec]:
-    """The run's network by registered names: `settings.layers` when given, else the MLP."""
+def check_loss_fits(registry: Registry, loss_name: str, task: str) -> None:
+    """A loss that does not fit the task (bce with 10 classes) names the ones that do."""
+    if task in loss_tasks(registry.get("loss", loss_name).factory):
+        return
+    fitting = [e.name for e in registry.entries("loss") if task in loss_tasks(e.factory)]
+    raise SettingsError(
+        f"loss {loss_name!r} does not fit this {task} task; losses that do: "
+        f"{', '.join(fitting) or 'none registered'}"
+    )
+
+
+@dataclass
+class Split:
+    """A run's raw rows (float64 x, labels as the Dataset holds them), split three ways."""
+
+    dataset: Dataset
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+
+
+def split_data(settings: TrainSettings, registry: Registry) -> Split:
+    """The run's dataset, split: its own test split, or one drawn from the seed's "split"
+    stream (stratified for classification); validation rows out of the training rows."""
+    dataset = load_dataset(settings, registry)
+    x_train, y_train, x_test, y_test = dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
+    split = generator(settings, "split")
+    if x_test is None:
+        keep, held = split_indices(y_train, settings.test_fraction, split, task=dataset.task)
+        x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
+    if settings.val_fraction == 0:
+        return Split(dataset, x_train, y_train, x_test, y_test)
+    keep, held = split_indices(y_train, settings.val_fraction, split, task=dataset.task,
+                               what="validation")
+    return Split(dataset, x_train[keep], y_train[keep], x_test, y_test, x_train[held], y_train[held])
+
+
+def test_rows(settings: TrainSettings, registry: Registry | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's test rows, raw: x (n, features) float64 and the Dataset's labels."""
+    split = split_data(settings, registry or default_registry())
+    return split.x_test, split.y_test
+
+
+def datasets(settings: TrainSettings, registry: Registry | None = None) -> tuple[torch.Tensor, ...]:
+    """The run's raw x_train, y_train, x_test, y_test at its precision, on the CPU, before
+    preprocessing: x (n, features); y (n, 1) 0/1 for a binary task (as the disk's always
+    were), (n,) class indices for more classes, (n, targets) for regression."""
+    split = split_data(settings, registry or default_registry())
+    dtype = DTYPES[settings.dtype]
+
+    def labels(y):
+        return y.to(dtype).view(-1, 1) if split.dataset.task == "binary" else y
+
+    return split.x_train.to(dtype), labels(split.y_train), split.x_test.to(dtype), labels(split.y_test)
+
+
+def prepare_data(settings: TrainSettings, registry: Registry | None = None) -> Data:
+    """The data of a run: built from its seed, split, preprocessed, moved to its device.
+
+    The one data pipeline: `train` and `train_ensemble` both take their data from here.
+    A dataset without its own test split is split with the seed's "split" stream
+    (stratified for classification); the validation rows, when asked for, come out of the
+    training rows the same way. The preprocessing statistics come from the training inputs
+    only and the same map is applied to every set.
+    """
+    registry = registry or default_registry()
+    where, dtype = device(settings), DTYPES[settings.dtype]
+    split = split_data(settings, registry)
+    dataset = split.dataset
+    check_loss_fits(registry, settings.loss, dataset.task)
+    one_hot = is_one_hot(registry.get("loss", settings.loss).factory, dataset.task)
+    x_train, y_train, x_test, y_test, x_val, y_val = (
+        split.x_train, split.y_train, split.x_test, split.y_test, split.x_val, split.y_val
+    )
+    x_train = x_train.to(dtype)  # the training inputs at the run's precision, as fitted
+    preprocessing = PREPROCESSORS[settings.preprocess](x_train)
+    if dataset.task == "regression" and settings.preprocess == "standardize":
+        preprocessing["target"] = preprocess.fit_target(y_train)
+
+    def inputs(x):
+        return None if x is None else preprocess.apply(preprocessing, x.to(dtype)).to(where)
+
+    def targets(y):
+        if y is None:
+            return None
+        encoded = training_targets(y, dataset.task, dataset.n_classes, one_hot)
+        return preprocess.scale_target(preprocessing, encoded).to(dtype).to(where)
+
+    return Data(
+        inputs(x_train), targets(y_train), inputs(x_test), targets(y_test), preprocessing,
+        dataset, one_hot, y_train.to(where), y_test.to(where), inputs(x_val), targets(y_val),
+    )
+
+
+def network_specs(
+    registry: Registry, settings: TrainSettings, out_features: int = 1
+) -> list[LayerSpec]:
+    """The run's network by registered names: `settings.layers` when given, else the MLP
+    with `out_features` outputs (what the data and the loss need, `output_width`)."""
     if settings.layers:  # the whole stack by name; checked before any weight is drawn
         return parse_layers(settings.layers, registry)
-    return mlp_specs(settings.hidden, 1, settings.act)
+    return mlp_specs(settings.hidden, out_features, settings.act)
 
 
 def build_network(
-    registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None
+    registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None,
+    *, in_features: int = 2, out_features: int = 1,
 ) -> Sequential:
     """The run's network, its weights drawn from the seed's "init" stream."""
-    specs = network_specs(registry, settings) if specs is None else specs
+    specs = network_specs(registry, settings, out_features) if specs is None else specs
     dtype, where = DTYPES[settings.dtype], device(settings)
     model = build_stack(
-        registry, specs, 2, init=settings.init, generator=generator(settings, "init"),
+        registry, specs, in_features, init=settings.init, generator=generator(settings, "init"),
         dtype=dtype, device=where,
     )
     if settings.layers:
-        check_single_output(model, dtype, where)
+        check_output_width(model, in_features, out_features, dtype, where)
     return model
+
+
+def shape_of(data: Data, registry: Registry, settings: TrainSettings) -> tuple[int, int]:
+    """(in_features, out_features) of the run's network."""
+    loss = registry.get("loss", settings.loss).factory
+    return data.x_train.shape[-1], output_width(data.dataset, loss)
 
 
 def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
@@ -127,25 +240,36 @@ def check(settings: TrainSettings, registry: Registry, runs: int = 1) -> None:
     check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
     device(settings)
     with torch.set_grad_enabled(False):
-        shapes = shapes_only(registry, network_specs(registry, settings), 2, DTYPES[settings.dtype])
+        # The data's own size first, as the settings give it (the disk task's 2 features),
+        # then the network's, once the data say how wide it is: nothing big is allocated
+        # before both are known to fit.
+        check_memory(settings, None, runs)
+        data = prepare_data(settings, registry)  # the dataset, its split and the loss's fit
+        in_features, out_features = shape_of(data, registry, settings)
+        specs = network_specs(registry, settings, out_features)
+        shapes = shapes_only(registry, specs, in_features, DTYPES[settings.dtype])
         if shapes is not None:
-            check_memory(settings, shapes, runs)
-        if settings.layers:  # names, arguments and the single output
-            if shapes is None:
-                build_network(registry, settings)  # checks them, at the cost of the weights
+            check_memory(settings, shapes, runs, in_features)
+        if settings.layers:  # names, arguments and the output width
+            if shapes is None:  # checks them, at the cost of the weights
+                build_network(registry, settings, in_features=in_features, out_features=out_features)
             else:
-                check_single_output(shapes, DTYPES[settings.dtype], "meta")
+                check_output_width(shapes, in_features, out_features, DTYPES[settings.dtype], "meta")
 
 
-def check_memory(settings: TrainSettings, shapes: Sequential, runs: int = 1) -> None:
+def check_memory(
+    settings: TrainSettings, shapes: Sequential | None, runs: int = 1, in_features: int = 2
+) -> None:
     """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
 
-    `shapes` is the run's network built on the meta device (`shapes_only`); `runs`
-    networks trained together (an ensemble) each need their own weights and activations.
+    `shapes` is the run's network built on the meta device (`shapes_only`; None: count the
+    data alone); `runs` networks trained together (an ensemble) each need their own weights
+    and activations.
     """
     dtype = DTYPES[settings.dtype]
-    network, per_point = memory.network_bytes(shapes, 2, 1, dtype, "meta")
-    per_point = runs * per_point + memory.data_bytes(1, 2)
+    network, per_point = (0, 0) if shapes is None else memory.network_bytes(
+        shapes, in_features, 1, dtype, "meta")
+    per_point = runs * per_point + memory.data_bytes(1, in_features)
     size = "--layers" if settings.layers else "--hidden"
     memory.check_fits({
         size if runs == 1 else f"{size} or --runs": runs * network,
@@ -154,15 +278,17 @@ def check_memory(settings: TrainSettings, shapes: Sequential, runs: int = 1) -> 
     }, "this run" if runs == 1 else f"these {runs} runs")
 
 
-def check_single_output(
-    model: Sequential, dtype: torch.dtype, where: torch.device | str = "cpu"
+def check_output_width(
+    model: Sequential, in_features: int, out_features: int, dtype: torch.dtype,
+    where: torch.device | str = "cpu",
 ) -> None:
-    """The disk problem has one output: a stack ending wider than that is a settings error."""
-    width = model.forward(torch.zeros(1, 2, dtype=dtype, device=where)).shape[-1]
-    if width != 1:
+    """A stack must end with as many outputs as the data and loss need (one for the disk)."""
+    width = model.forward(torch.zeros(1, in_features, dtype=dtype, device=where)).shape[-1]
+    if width != out_features:
         raise SettingsError(
-            f"layers must end with one output feature for this task, got {width}; "
-            f"end the stack with linear:out_features=1"
+            f"layers must end with {'one' if out_features == 1 else out_features} output "
+            f"feature{'s' if out_features > 1 else ''} for this task, got {width}; "
+            f"end the stack with linear:out_features={out_features}"
         )
 
 
@@ -183,35 +309,108 @@ def train(
     """
     if resume is not None and resume.settings != settings:
         raise SettingsError("resume: the checkpoint's settings differ from the run's")
+    if settings.val_fraction > 0 and (resume is not None or checkpoint is not None):
+        raise SettingsError("checkpoints and resume are for runs without --val-fraction "
+                            "(the best epoch's weights are kept in memory only)")
     registry = registry or default_registry()
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
     check_optimizer_args(optimizer_entry, settings)
     # One run per checkpoint file: a second is refused; what a killed writer left is removed.
     with write_locks(checkpoint.path if checkpoint else None), torch.set_grad_enabled(False):
-        data = prepare_data(settings)
-        specs = network_specs(registry, settings)
-        model = build_network(registry, settings, specs)
+        data = prepare_data(settings, registry)
+        in_features, out_features = shape_of(data, registry, settings)
+        specs = network_specs(registry, settings, out_features)
+        model = build_network(registry, settings, specs, in_features=in_features,
+                              out_features=out_features)
         optimizer = optimizer_entry.create(
             parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
         )
         shuffle = generator(settings, "shuffle")
         run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
-                       preprocessing=data.preprocessing)
+                       in_features=in_features, preprocessing=data.preprocessing,
+                       dataset=data_metadata(data))
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         after_epoch = AfterEpoch(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
         )
+        best = BestEpoch(model, loss, data, settings.patience) if data.x_val is not None else None
         schedule = SCHEDULES[settings.schedule]
         losses = done + fit(
             model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs - len(done),
-            batch_size=settings.batch_size, generator=shuffle, on_epoch=after_epoch,
+            batch_size=settings.batch_size, generator=shuffle,
+            on_epoch=after_epoch if best is None else best.after(after_epoch),
             # fit counts its epochs from 1; the schedule counts from the run's first
             lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
         )
-        return TrainResult(
-            settings, losses, error_rate(model, loss, data.x_train, data.y_train),
-            error_rate(model, loss, data.x_test, data.y_test), specs, model, data.preprocessing,
-        )
+        if best is not None:
+            best.restore()
+        return result_of(settings, losses, specs, model, loss, data,
+                         best_epoch=None if best is None else best.best_epoch)
+
+
+def result_of(
+    settings, losses, specs, model, loss, data: Data, best_epoch: int | None = None
+) -> TrainResult:
+    """The TrainResult of a trained network: its errors and, on the test set, its metrics."""
+    how = dict(task=data.task, one_hot=data.one_hot, preprocessing=data.preprocessing)
+    errors = [run_errors(model, loss, x, labels, **how).item()
+              for x, labels in ((data.x_train, data.labels_train), (data.x_test, data.labels_test))]
+    metrics = output_metrics(model.forward(data.x_test), loss, data.labels_test,
+                             class_names=data.dataset.class_names, **how)
+    return TrainResult(settings, losses, errors[0], errors[1], specs, model, data.preprocessing,
+                       dataset=data_metadata(data), metrics=metrics, best_epoch=best_epoch)
+
+
+def data_metadata(data: Data) -> dict[str, Any]:
+    """What model files and results record of the data: the Dataset's metadata, and
+    whether the network has one output per class (`one_hot`)."""
+    return {**data.dataset.metadata(), "one_hot": data.one_hot}
+
+
+class BestEpoch:
+    """Early stopping on the validation loss: remembers the best epoch's weights, asks the
+    loop to stop after `patience` epochs without a lower validation loss, restores them."""
+
+    def __init__(self, model: Sequential, loss, data: Data, patience: int | None) -> None:
+        self.model, self.loss, self.data, self.patience = model, loss, data, patience
+        self.best_loss, self.best_epoch, self.weights = math.inf, 0, None
+
+    def after(self, then: Callable[[int, float], Any]) -> Callable[[int, float], bool]:
+        def after_epoch(epoch: int, train_loss: float) -> bool:
+            then(epoch, train_loss)
+            value = self.loss.forward(self.model.forward(self.data.x_val), self.data.y_val).item()
+            if value < self.best_loss:
+                self.best_loss, self.best_epoch = value, epoch
+                self.weights = [p.value.clone() for p in self.model.parameters()]
+            return self.patience is not None and epoch - self.best_epoch >= self.patience
+        return after_epoch
+
+    def restore(self) -> None:
+        if self.weights is not None:
+            for p, value in zip(self.model.parameters(), self.weights):
+                p.value.copy_(value)
+
+
+def with_data_defaults(
+    settings: TrainSettings, registry: Registry, given: Collection[str] = ()
+) -> TrainSettings:
+    """`settings` with the dataset's defaults for every field not in `given`.
+
+    A dataset factory may carry `defaults`, a dict of TrainSettings fields that suit it
+    (digits: a wider network, fewer epochs); the loss defaults to the task's
+    (TASK_LOSSES: bce for two classes, cross_entropy for more, mse for regression).
+    `nn-cli train` passes the options typed on the command line as `given`; the disk
+    has no defaults of its own, so its runs are unchanged.
+    """
+    name, _ = parse_data_text(settings.data)
+    suggested = dict(getattr(registry.get("dataset", name).factory, "defaults", {}))
+    if "loss" not in given and "loss" not in suggested:
+        with torch.set_grad_enabled(False):
+            suggested["loss"] = TASK_LOSSES[load_dataset(settings, registry).task]
+    if "layers" in given:  # a stack typed by hand replaces act and hidden
+        suggested = {k: v for k, v in suggested.items() if k not in ("act", "hidden")}
+    changes = {k: v for k, v in suggested.items() if k not in given}
+    return dataclasses.replace(settings, **changes) if changes else settings

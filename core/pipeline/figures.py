@@ -46,7 +46,12 @@ def describe(configurations) -> str:
         same = all(getattr(c, field) == getattr(first, field) for c in configurations)
         return text if same else f"{field} varies"
 
-    net = first.layers if first.layers else "-".join(map(str, (2, *first.hidden, 1))) + " net"
+    if first.layers:
+        net = first.layers
+    elif first.data == "disk":  # the report's shape, in and out
+        net = "-".join(map(str, (2, *first.hidden, 1))) + " net"
+    else:  # the in and out widths follow each dataset
+        net = "hidden " + "-".join(map(str, first.hidden))
     o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
     return (  # two lines, so the title fits the figure
         f"{shared('layers', shared('hidden', net))}, {shared('init', first.init + ' init')}, "
@@ -82,9 +87,18 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
 
 
 def classify(result: TrainResult, x: torch.Tensor, registry: Registry) -> torch.Tensor:
-    """The trained network's class (bool, (n,)) for raw inputs `x` (n, 2)."""
+    """The trained network's class for raw inputs `x` (n, features): bool (n,) for a
+    one-output network (class 1 above the loss's threshold), else class indices (n,)."""
+    out = _outputs(result, x)
+    if (result.dataset or {}).get("one_hot"):
+        return out.argmax(dim=-1)
     threshold = decision_threshold(registry.create("loss", result.settings.loss))
-    return (_outputs(result, x)[:, 0] > threshold).cpu()
+    return (out[:, 0] > threshold).cpu()
+
+
+def _labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices (n,) from `datasets`' labels: (n, 1) 0/1 or (n,) indices."""
+    return (y.view(-1) > 0.5).long() if y.dim() == 2 else y.long()
 
 
 def _outputs(result: TrainResult, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +131,10 @@ def points_figure(
     axes = fig.subplots(len(rows), columns, squeeze=False)
     for (name, multirun), row in zip(rows, axes):
         for result, ax in zip(multirun.results, row):
-            _, _, x_test, y_test = datasets(result.settings)
+            _, _, x_test, y_test = datasets(result.settings, registry)
+            if result.settings.data != "disk":
+                _regions(ax, result, x_test, _labels(y_test), registry, name)
+                continue
             wrong = classify(result, x_test, registry) != (y_test[:, 0] > 0.5)  # (n,)
             ok, bad = x_test[~wrong].numpy(), x_test[wrong].numpy()
             ax.scatter(ok[:, 0], ok[:, 1], s=4, c="tab:blue", alpha=0.5)
@@ -136,8 +153,93 @@ def points_figure(
         Line2D([], [], color="black", label="true circle (area 1/2)"),
         Line2D([], [], color="tab:orange", linestyle="--", label="network's decision boundary"),
     ]
+    if any(r.settings.data != "disk" for _, r in rows):  # regions, not a circle and a line
+        handles = handles[:2] + [Line2D([], [], color="tab:gray", linewidth=6, alpha=0.3,
+                                        label="shaded: the predicted class")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle("Test points of the first runs\n" + describe([r.settings for _, r in rows]), fontsize=9)
+    return fig
+
+
+def _regions(ax, result: TrainResult, x: torch.Tensor, labels: torch.Tensor, registry, name) -> None:
+    """2-D data of any number of classes: the predicted class over the plane, shaded, the
+    test points coloured by their true class, and the misclassified ones crossed."""
+    low, high = x.min(dim=0).values - 0.3, x.max(dim=0).values + 0.3  # (2,) each
+    xs = torch.linspace(float(low[0]), float(high[0]), GRID, dtype=torch.float64)
+    ys = torch.linspace(float(low[1]), float(high[1]), GRID, dtype=torch.float64)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (GRID, GRID)
+    grid = classify(result, torch.stack([xx.reshape(-1), yy.reshape(-1)], 1), registry)
+    k = max(2, len((result.dataset or {}).get("class_names") or []))
+    ax.contourf(xx.numpy(), yy.numpy(), grid.long().reshape(GRID, GRID).numpy(),
+                levels=[c - 0.5 for c in range(k + 1)], cmap="tab10", vmin=0, vmax=9, alpha=0.25)
+    wrong = classify(result, x, registry).long() != labels  # (n,)
+    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=5, c=labels.numpy(), cmap="tab10", vmin=0, vmax=9)
+    bad = x[wrong].numpy()
+    ax.scatter(bad[:, 0], bad[:, 1], s=18, c="tab:red", marker="x")
+    ax.set(xlabel=(result.dataset or {}).get("feature_names", ["x1", "x2"])[0],
+           ylabel=(result.dataset or {}).get("feature_names", ["x1", "x2"])[1])
+    ax.set_title(f"{name}\nseed {result.settings.seed}: {int(wrong.sum())} wrong "
+                 f"({result.test_error:.1%})", fontsize=8)
+
+
+def confusion_figure(rows: Sequence[tuple[str, MultiRunResult]]):
+    """The test confusion matrix of each configuration's first run."""
+    fig = _figure(figsize=(4.2 * len(rows), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    for (name, multirun), ax in zip(rows, axes):
+        result = multirun.results[0]
+        matrix = result.metrics["confusion_matrix"]
+        names = result.metrics and [c["class"] for c in result.metrics["classes"]]
+        ax.imshow(matrix, cmap="Blues")
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set(xlabel="predicted", ylabel="true")
+        ax.set_title(f"{name}, seed {result.settings.seed}: test error {result.test_error:.1%}", fontsize=8)
+    return fig
+
+
+def regression_figure(rows: Sequence[tuple[str, MultiRunResult]], registry: Registry):
+    """Predicted against true test targets of each configuration's first run."""
+    fig = _figure(figsize=(4.2 * len(rows), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    for (name, multirun), ax in zip(rows, axes):
+        result = multirun.results[0]
+        _, _, x_test, y_test = datasets(result.settings, registry)
+        predicted = preprocess.target_output(result.preprocessing, _outputs(result, x_test))
+        true = y_test.double()
+        ax.scatter(true[:, 0].numpy(), predicted[:, 0].numpy(), s=8, alpha=0.6)
+        both = torch.cat([true[:, 0], predicted[:, 0]])
+        ax.plot([float(both.min()), float(both.max())], [float(both.min()), float(both.max())],
+                color="black", linewidth=1)
+        ax.set(xlabel="true", ylabel="predicted")
+        ax.set_title(f"{name}, seed {result.settings.seed}: R^2 {result.metrics['r2']:.3f}", fontsize=8)
+    return fig
+
+
+def misclassified_figure(rows: Sequence[tuple[str, MultiRunResult]], registry: Registry, most: int = 24):
+    """Images (input_shape (channels, h, w)): the first misclassified test images of each
+    configuration's first run, with their true and predicted classes."""
+    result = rows[0][1].results[0]
+    shape = result.dataset["input_shape"]
+    names = result.dataset["class_names"]
+    _, _, x_test, y_test = datasets(result.settings, registry)
+    labels = _labels(y_test)
+    predicted = classify(result, x_test, registry).long()
+    wrong = (predicted != labels).nonzero().view(-1)[:most].tolist()
+    columns = 8
+    fig = _figure(figsize=(columns * 1.1, (max(1, len(wrong)) // columns + 1) * 1.3), layout="constrained")
+    axes = fig.subplots(max(1, -(-len(wrong) // columns)), columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i in zip(axes.flat, wrong):
+        image = x_test[i].view(*shape)[0].numpy()  # the first channel
+        ax.imshow(image, cmap="gray_r")
+        ax.set_title(f"{names[labels[i]]} -> {names[predicted[i]]}", fontsize=7)
+    fig.suptitle(f"{rows[0][0]}, seed {result.settings.seed}: {len(wrong)} misclassified test "
+                 f"images shown (true -> predicted)", fontsize=8)
     return fig
 
 
@@ -145,14 +247,24 @@ def write_figures(
     directory: Path, curves: Sequence[tuple[str, MultiRunResult]], registry: Registry,
     runs_shown: int = 3,
 ) -> list[Path]:
-    """Save `loss.png` and `test_points.png` in `directory` (created if missing)."""
+    """Save `loss.png` and what the data call for in `directory` (created if missing):
+    `test_points.png` (2-D data), `misclassified.png` (images), `confusion.png` (every
+    classification), `predicted.png` (regression)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     shared = describe([r.settings for _, r in curves])
-    figures = {
-        "loss.png": loss_figure(curves, f"Training loss, mean over runs ± 1 std\n{shared}"),
-        "test_points.png": points_figure(curves, registry, runs_shown),
-    }
+    figures = {"loss.png": loss_figure(curves, f"Training loss, mean over runs ± 1 std\n{shared}")}
+    first = curves[0][1].results[0]
+    dataset = first.dataset or {"task": "binary", "input_shape": [2]}
+    if dataset["task"] == "regression":
+        figures["predicted.png"] = regression_figure(curves, registry)
+    else:
+        if list(dataset["input_shape"]) == [2]:
+            figures["test_points.png"] = points_figure(curves, registry, runs_shown)
+        if len(dataset["input_shape"]) == 3:
+            figures["misclassified.png"] = misclassified_figure(curves, registry)
+        if all(r.results[0].metrics for _, r in curves):
+            figures["confusion.png"] = confusion_figure(curves)
     paths = []
     for name, fig in figures.items():
         png = io.BytesIO()

@@ -46,3 +46,14 @@ def register_initializers(register):
 @hookspec
 def register_optimizers(register):
     """Register Optimizer factories: `factory(parameters, lr=..., **options)`."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register Dataset factories, e.g. `register("moons", moons)`.
+
+    The factory returns a `core.Dataset` (core/data/dataset.py: the tensors, the task, the
+    feature names, the input shape and the class names). Its keyword parameters are the
+    options of `--data name:key=value,...`; `generator` (seeded from the run's seed),
+    `n_train`, `n_test`, `dtype` and `target` are passed when its signature names them.
+    """

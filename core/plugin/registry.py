@@ -34,6 +34,7 @@ HOOKS = {
     "loss": "register_losses",
     "initializer": "register_initializers",
     "optimizer": "register_optimizers",
+    "dataset": "register_datasets",
 }
 KINDS = tuple(HOOKS)
 
@@ -45,6 +46,7 @@ REQUIRED_METHODS = {
     "loss": ("forward", "backward"),
     "initializer": ("__call__",),
     "optimizer": ("step", "zero_grad"),
+    "dataset": ("__call__",),  # a function (or class) returning a core.Dataset
 }
 
 

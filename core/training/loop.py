@@ -54,13 +54,14 @@ def fit(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float], bool | None] | None = None,
     lr_at: Callable[[int], float] | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
     Each epoch visits the samples in an order drawn from `generator`, in batches of
-    `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch.
+    `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch;
+    when it returns True, training stops there (early stopping).
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
@@ -140,8 +141,8 @@ def _fit(
             total += value * min(batch_size, n - start)  # stays a tensor: no sync per step
         history.append(total / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
-        if on_epoch is not None:
-            on_epoch(epoch, history[-1])  # () or (runs,)
+        if on_epoch is not None and on_epoch(epoch, history[-1]):  # () or (runs,)
+            break  # the callback asked to stop (early stopping)
     if not history:  # zero epochs, e.g. resuming a run whose last epoch was checkpointed
         return torch.zeros((0, *runs), dtype=torch.float64)
     return torch.stack(history)  # (epochs,) or (epochs, runs)

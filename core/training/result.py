@@ -12,7 +12,7 @@ from typing import Any
 from core.data import preprocess
 from core.network.assemble import LayerSpec
 from core.network.sequential import Sequential
-from core.training.settings import TrainSettings
+from core.training.settings import TrainSettings, has_data_settings
 
 
 @dataclass
@@ -21,18 +21,33 @@ class TrainResult:
 
     settings: TrainSettings
     losses: list[float]  # mean training loss of each epoch
-    train_error: float  # fraction of training points misclassified at the end
-    test_error: float  # fraction of test points misclassified at the end
+    # fraction of points misclassified at the end (regression: the RMSE, in the target's units)
+    train_error: float
+    test_error: float
     specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
     # the input step fitted on the training inputs; `core.data.preprocess.apply` replays it
     preprocessing: dict[str, Any] = field(default_factory=lambda: dict(preprocess.IDENTITY))
+    # what the data were (core.Dataset.metadata(): task, feature and class names, shape)
+    dataset: dict[str, Any] | None = None
+    # on the test set: per-class table and confusion matrix, or RMSE, MAE and R^2
+    metrics: dict[str, Any] | None = None
+    best_epoch: int | None = None  # with a validation set: the epoch whose weights were kept
+
+    @property
+    def task(self) -> str:
+        return (self.dataset or {}).get("task", "binary")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "settings": self.settings.to_dict(),
             "train_error": self.train_error,
             "test_error": self.test_error,
             "losses": self.losses,
             "preprocessing": self.preprocessing,
         }
+        if has_data_settings(self.settings):  # the disk's JSON stays as it was before datasets
+            d.update(task=self.task, dataset=self.dataset, metrics=self.metrics,
+                     best_epoch=self.best_epoch)
+        return d
+

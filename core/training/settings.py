@@ -41,6 +41,13 @@ class TrainSettings:
     preprocess: str = "standardize"  # input step fitted on the training inputs: standardize, none
     schedule: str = "cosine"  # learning rate over the epochs: cosine (decays to 0), constant
     optimizer_args: OptimizerArgs = ()  # extra optimizer options, e.g. (("momentum", 0.9),)
+    # What to learn: a registered dataset with options ("spiral:arms=3,noise=0.2", see
+    # `nn-cli list dataset`) or a .csv/.tsv/.json/.npz file (core/data/dataset.py).
+    data: str = "disk"
+    target: str | None = None  # a file's target column (default: "label", else the last)
+    test_fraction: float = 0.25  # held out for testing when the data has no test split
+    val_fraction: float = 0.0  # of the training rows, held out to pick the best epoch
+    patience: int | None = None  # stop after this many epochs without a lower validation loss
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer_args, Mapping):  # accept a dict; store it hashable, sorted
@@ -78,6 +85,7 @@ class TrainSettings:
         ):
             if value not in accepted:
                 raise SettingsError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
+        self._check_data()
         for pair in self.optimizer_args:
             if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
                     and isinstance(pair[1], (bool, int, float))):
@@ -86,10 +94,47 @@ class TrainSettings:
                 )
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field; those added with datasets (DATA_FIELDS) only when they differ from
+        their defaults, so a disk run's JSON and files read exactly as before them."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["optimizer_args"] = dict(self.optimizer_args)
+        for name, default in DATA_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
+
+
+    def _check_data(self) -> None:
+        from core.data.dataset import parse_data_text  # the syntax now; names with a registry
+
+        parse_data_text(self.data)
+        if self.target is not None and (not isinstance(self.target, str) or not self.target):
+            raise SettingsError(f"target must be a column name or number, got {self.target!r}")
+        for name, value, low in (("test_fraction", self.test_fraction, 0.0),
+                                 ("val_fraction", self.val_fraction, -1.0)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not (low < value < 1) or (name == "val_fraction" and value < 0)):
+                accepted = "(0, 1)" if name == "test_fraction" else "[0, 1)"
+                raise SettingsError(f"{name} must be a number in {accepted}, got {value!r}")
+        if self.patience is not None:
+            if not _is_int(self.patience) or self.patience < 1:
+                raise SettingsError(f"patience must be an integer >= 1, got {self.patience!r}")
+            if not self.val_fraction > 0:
+                raise SettingsError(
+                    "patience stops on the validation loss: give val_fraction too "
+                    "(e.g. --val-fraction 0.2 --patience 10)"
+                )
+
+
+# Fields added with datasets and their defaults: left out of to_dict() at these values.
+DATA_FIELDS = {"data": "disk", "target": None, "test_fraction": 0.25, "val_fraction": 0.0,
+               "patience": None}
+
+
+def has_data_settings(settings: TrainSettings) -> bool:
+    """Whether any dataset setting (--data, --target, fractions, patience) is not its default."""
+    return any(name in DATA_FIELDS for name in settings.to_dict())
 
 
 def _is_int(value: object) -> bool:

@@ -1,4 +1,5 @@
-"""nn-scratch-extras: a PReLU layer (learned negative slope per feature) and swish.
+"""nn-scratch-extras: a PReLU layer (learned negative slope per feature), swish, and a
+checkerboard dataset.
 
 The hooks below are all nn-scratch needs; the entry point in pyproject.toml points here.
 torch comes through core.lazy, so `nn-cli list` reads this module without importing torch.
@@ -6,7 +7,7 @@ torch comes through core.lazy, so `nn-cli list` reads this module without import
 
 from __future__ import annotations
 
-from core import Parameter, StateError, hookimpl
+from core import Dataset, DataError, Parameter, StateError, hookimpl
 from core.lazy import torch
 
 
@@ -54,6 +55,27 @@ class Swish:
 
     def parameters(self) -> list[Parameter]:
         return []
+
+
+def checkerboard(generator: torch.Generator, n: int = 1000, squares: int = 4,
+                 noise: float = 0.0) -> Dataset:
+    """Uniform points of the unit square coloured like a `squares` x `squares` checkerboard."""
+    if not (isinstance(squares, int) and squares >= 2 and isinstance(n, int) and n >= 2):
+        raise DataError(f"checkerboard: n and squares must be integers >= 2, got {n!r}, {squares!r}")
+    x = torch.rand(n, 2, generator=generator, dtype=torch.float64)  # (n, 2): every draw seeded
+    cell = (x * squares).floor().long()  # (n, 2): which square each point falls in
+    y = (cell.sum(dim=1) % 2).long()  # (n,): the square's colour
+    x = x + noise * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return Dataset("checkerboard", "binary", x, y, ("x", "y"), (2,), ("white", "black"))
+
+
+# Options `nn-cli train --data checkerboard` uses when not typed: a wider net, more epochs.
+checkerboard.defaults = {"hidden": (64, 64), "epochs": 300, "act": "relu"}
+
+
+@hookimpl
+def register_datasets(register):
+    register("checkerboard", checkerboard)
 
 
 @hookimpl

@@ -3,8 +3,8 @@
 import pytest
 
 from core import TrainSettings, load_registry, train
-from nn_testing import check_module
-from nn_scratch_extras import PReLU, Swish
+from nn_testing import check_dataset, check_module
+from nn_scratch_extras import PReLU, Swish, checkerboard
 
 
 @pytest.mark.parametrize("alpha", [0.25, 0.0, -0.5])
@@ -31,3 +31,17 @@ def test_a_network_with_them_trains():
     result = train(settings, registry)
     assert result.losses[-1] < result.losses[0]
     assert result.test_error < 0.3
+
+
+@pytest.mark.parametrize("squares", [2, 4])
+def test_checkerboard_passes_the_kit(squares):
+    check_dataset(checkerboard, squares=squares, n=300)
+
+
+def test_a_network_learns_the_checkerboard():
+    registry = load_registry(["nn_scratch_extras"])
+    assert registry.get("dataset", "checkerboard").factory is checkerboard
+    settings = TrainSettings(data="checkerboard:squares=2", hidden=(32, 32), act="relu",
+                             epochs=100, seed=0)
+    result = train(settings, registry)
+    assert result.test_error < 0.1 and result.dataset["class_names"] == ["white", "black"]
