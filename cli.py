@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from core.errors import NNError, SettingsError
+from core.errors import Interrupted, NNError, SettingsError
 from core.training.settings import (
     TrainSettings, has_data_settings, parse_optimizer_args, parse_widths,
 )
@@ -62,8 +62,12 @@ class OneLineErrors(typer.core.TyperGroup):
                 code = _fail(e.format_message())
         except NNError as e:
             code = _fail(str(e))
-        except typer.Abort:
-            code = _fail("aborted")
+        except Stopped as e:
+            typer.echo(f"nn-cli: {e}", err=True)
+            code = INTERRUPTED
+        except typer.Abort:  # Ctrl-C anywhere else, as click reports it
+            typer.echo("nn-cli: interrupted", err=True)
+            code = INTERRUPTED
         except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises RuntimeError
             if not _out_of_memory(e):
                 raise
@@ -72,6 +76,13 @@ class OneLineErrors(typer.core.TyperGroup):
                 f"--layers), --batch-size, or evaluate's --n, or split the input file"
             )
         return code if isinstance(code, int) else 0
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+class Stopped(Exception):
+    """Ctrl-C stopped a command; the message says how far it got and how to go on."""
 
 
 def _fail(message: str) -> int:
@@ -112,9 +123,9 @@ RegistryOpt = Annotated[Optional[Path], typer.Option(
     "--registry", metavar="PATH",
     help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
 StrictOpt = Annotated[bool, typer.Option(
-    "--strict-plugins", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+    "--strict-plugins", metavar="", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
 OneAtATimeOpt = Annotated[bool, typer.Option(
-    "--one-at-a-time",
+    "--one-at-a-time", metavar="",  # a flag: no value (typer would show <bool>)
     help="Train the runs one after another, each bit for bit its seed's single run, instead "
          "of together as one batched ensemble (faster; equal to rounding).")]
 
@@ -155,7 +166,7 @@ def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, st
 def list_components(
     ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -187,7 +198,7 @@ def list_components(
 @app.command("plugins")
 def list_plugins(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -213,7 +224,7 @@ def info(
     name: Annotated[str, typer.Argument(help="A registered component's name.")],
     kind: Annotated[Optional[str], typer.Option(
         help="Its kind, when several kinds use the name.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -264,7 +275,7 @@ def train(
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
              "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
@@ -287,6 +298,7 @@ def train(
     Options not typed take the dataset's defaults (`nn-cli info DATASET`), and the loss
     the task's: bce for two classes, cross_entropy for more, mse for regression.
     """
+    _refuse_beside_layers(layers, _given(ctx, ("act", "hidden")))
     settings = TrainSettings(
         act=act, loss=loss, init=init, optimizer=optimizer, hidden=parse_widths(hidden),
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
@@ -328,23 +340,32 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
         settings = with_data_defaults(settings, registry, _typed(ctx))
     check(settings, registry, runs=1 if one_at_a_time else runs)
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
+    typer.echo(_what_it_trains(settings, runs), err=as_json)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
-    if runs == 1:
-        with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-            result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
-        many = MultiRunResult(settings, [result])
-    else:
-        with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
-            many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                            together=not one_at_a_time)
+    progress = None
+    try:
+        if runs == 1:
+            with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
+                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
+            many = MultiRunResult(settings, [result])
+        else:
+            with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
+                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                                together=not one_at_a_time)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) and runs == 1:
+            raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
+        finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
+        raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
     if save is not None:
         from core.files.model_file import save_model
 
         save_model(save, result, registry=registry)
+        typer.echo(f"wrote {save}", err=as_json)
     if plot is not None:
-        from core.pipeline.compare import label
+        from core.pipeline.compare import run_label
 
-        _write_figures(plot, [(label(settings, ["act", "loss"]), many)], registry, as_json)
+        _write_figures(plot, [(run_label(settings), many)], registry, as_json)
     if as_json:
         typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
         return
@@ -356,8 +377,9 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
         typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
     else:
         s = many.summary()
+        how = "trained together as one batched ensemble" if many.together else "one at a time"
         typer.echo(
-            f"{runs} runs (seeds {seed}-{seed + runs - 1}), mean ± std:   "
+            f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
             f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
             f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
         )
@@ -371,6 +393,37 @@ def _typed(ctx: typer.Context) -> set[str]:
     """The TrainSettings fields whose options were typed (not left at their defaults)."""
     return {FIELD_OF.get(name, name) for name in SETTING_OPTIONS
             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+
+
+def _what_it_trains(settings: TrainSettings, runs: int) -> str:
+    """One line: the network, loss, optimizer and data a `train` is about to fit."""
+    from core.pipeline.compare import describe
+
+    seeds = f"seed {settings.seed}" if runs == 1 else (
+        f"{runs} runs, seeds {settings.seed}-{settings.seed + runs - 1}")
+    data = (f"{settings.n_train} training and {settings.n_test} test points of the disk task"
+            if settings.data == "disk" else f"data {settings.data}")
+    return f"training {describe([settings], width=None)}; {data}, {seeds}"
+
+
+def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list[str] | None,
+                      registry_file: Path | None) -> str:
+    """The line for a Ctrl-C during a single run: the epoch, and the command that resumes
+    from its newest checkpoint, with the plugin options that the run needed."""
+    import shlex
+
+    where = f"interrupted during epoch {e.epoch} of {e.epochs}"
+    if e.checkpoint is None:
+        return (f"{where}; no checkpoint was written, so it cannot resume "
+                f"(--checkpoint-every K writes one every K epochs)")
+    top = ctx.find_root().obj or {}
+    options = [("--resume", e.checkpoint), ("--save", save)]
+    options += [("--plugin", p) for p in [*top.get("plugins", []), *(plugin or [])]]
+    options += [("--registry", registry_file if registry_file is not None else top.get("registry"))]
+    command = " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in options
+                       if value is not None)
+    return (f"{where}; the checkpoint of epoch {e.checkpoint_epoch} in {e.checkpoint} is kept; "
+            f"resume with: nn-cli train {command}")
 
 
 def _one_thread() -> None:
@@ -431,7 +484,7 @@ def compare(
     one_at_a_time: OneAtATimeOpt = False,
     plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
@@ -453,6 +506,7 @@ def compare(
         "schedule": schedule, "batch_size": batch_size, "preprocess": preprocess, "dtype": dtype,
         "device": device, "layers": layers, "data": data,
     }
+    _refuse_beside_layers(layers, [f"--{key}" for key in ("act", "hidden") if given[key]])
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     _check_outputs(runs, plot, csv_path)
     from core.pipeline.compare import configurations
@@ -471,14 +525,20 @@ def compare(
 
         configs = [with_data_defaults(c, registry, typed) for c in configs]
     longest = max(c.epochs for c in configs)
-    with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
+    try:
+        with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
 
-        def next_configuration(index: int, name: str) -> None:
-            progress.label, progress.offset = name, index * runs
+            progress.configurations = len(configs)
 
-        comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                 progress.on_run, next_configuration, together=not one_at_a_time,
-                                 typed=typed)
+            def next_configuration(index: int, name: str) -> None:
+                progress.label, progress.offset = name, index * runs
+
+            comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
+                                     progress.on_run, next_configuration,
+                                     together=not one_at_a_time, typed=typed)
+    except KeyboardInterrupt:
+        raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
+                      f"finished; nothing was written") from None
     if plot is not None:
         _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
     if csv_path is not None:
@@ -489,21 +549,35 @@ def compare(
         typer.echo(comparison.table())
 
 
+def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` that the command line gave, as flags (`--batch-size`)."""
+    return ["--" + name.replace("_", "-") for name in names
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+
+
 def _refuse_settings_beside_resume(ctx: typer.Context) -> None:
     """The checkpoint fixes the run: a setting given beside --resume would be ignored."""
-    given = [name for name in SETTING_OPTIONS
-             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    given = _given(ctx, SETTING_OPTIONS)
     if given:
         raise SettingsError(
-            f"--resume continues the checkpoint's run with its own settings; drop "
-            f"{', '.join('--' + n.replace('_', '-') for n in given)}"
+            f"--resume continues the checkpoint's run with its own settings; drop {', '.join(given)}"
+        )
+
+
+def _refuse_beside_layers(layers: Any, given: list[str]) -> None:
+    """--layers is the whole network: --act and --hidden, which shape the default one, would
+    be ignored beside it."""
+    if layers and given:
+        raise SettingsError(
+            f"--layers gives the whole network, so {' and '.join(given)} would be ignored; "
+            f"drop {' and '.join(given)}, or write the activation and widths into --layers"
         )
 
 
 @app.command()
 def predict(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
@@ -525,11 +599,11 @@ def predict(
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="A model file written by `nn-cli train --save`.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[Optional[str], typer.Option("--input", help="CSV or JSON rows with a label column; default: fresh points.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
     n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,

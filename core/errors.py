@@ -23,7 +23,8 @@ class UnknownComponentError(NNError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str], see: str | None = None):
         self.kind, self.name, self.known = kind, name, sorted(known)
         see = see or f"nn-cli list {kind}"
-        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
+        by_case = [k for k in self.known if k.lower() == str(name).lower()]  # MSE -> mse
+        close = by_case or difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         accepted = ", ".join(self.known) or "none registered"
         super().__init__(
@@ -67,3 +68,16 @@ class RowError(NNError, ValueError):
 
 class UnverifiedFileWarning(UserWarning):
     """A file loaded without an integrity check (written before checksums): the CLI's note."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training: in which epoch, and the newest checkpoint on disk.
+
+    A KeyboardInterrupt still, so code that stops on Ctrl-C keeps stopping on it.
+    """
+
+    def __init__(self, epoch: int, epochs: int, checkpoint: str | None, checkpoint_epoch: int | None):
+        super().__init__(epoch, epochs, checkpoint, checkpoint_epoch)
+        self.epoch, self.epochs = epoch, epochs  # the epoch that was training, of how many
+        self.checkpoint = checkpoint  # the checkpoint file a resume starts from, if written
+        self.checkpoint_epoch = checkpoint_epoch  # the epoch it holds

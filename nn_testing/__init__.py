@@ -8,9 +8,12 @@
 
 Each check builds the component in float64, runs its hand-written backward and compares
 it with torch.autograd run over the component's own forward, on random inputs of several
-batch sizes; then it checks that parameter gradients accumulate until `zero_grad`, that
-parameters and their gradients have matching shapes, and that a seed gives the same
-component twice. A failure raises `CheckFailed` (an AssertionError) naming the check and
+batch sizes, at the parameters' initial values and again at random ones (a backward that
+forgets a gain initialised to 1 fails); then it checks that parameter gradients accumulate
+until `zero_grad`, that parameters and their gradients have matching shapes, and that a
+seed gives the same component twice. A component that declares `supports_runs = True` is
+checked on the runs path too: a leading run dimension on every parameter and the input,
+and each run computing what the single component computes with that run's parameters. A failure raises `CheckFailed` (an AssertionError) naming the check and
 by how much it missed.
 
 NOTE: this package is test tooling, not framework code: it uses torch.autograd as the
@@ -29,6 +32,7 @@ import torch
 from core.network.protocols import Parameter, zero_grad
 
 BATCH_SIZES = (1, 3, 8)
+RUNS = 3  # runs in the check of a component that declares supports_runs
 TOLERANCE = {torch.float64: (1e-9, 1e-11), torch.float32: (1e-4, 1e-5)}  # (rtol, atol)
 
 
@@ -41,6 +45,7 @@ def check_module(
     *,
     in_features: int = 4,
     batch_sizes: Sequence[int] = BATCH_SIZES,
+    runs: int | None = RUNS,
     registry: Any = None,
     seed: int = 0,
     **args: Any,
@@ -49,49 +54,112 @@ def check_module(
 
     `args` are passed to the factory; `in_features`, `init`, `generator` and `dtype` are
     passed too when its signature names them, as the assembler does (and `out_features=3`
-    unless given).
+    unless given). The gradients are compared at the parameters' initial values and again
+    after moving every parameter to random values (seeded), so a backward that is right
+    only at the initial values (a gain of 1, a bias of 0) fails. A component that declares
+    `supports_runs = True` is also checked with `runs` runs (None: not): parameters with a
+    leading run dimension, input (runs, batch, in_features), each run equal to the single
+    component holding that run's parameters.
     """
     factory, label = _resolve(factory_or_name, ("layer", "activation"), registry)
     module = _build_module(factory, in_features, seed, args)
     params = module.parameters()
+    _check_parameter_shapes(params, label)
+    initial = [p.value.clone() for p in params]
+    dtype = params[0].value.dtype if params else torch.float64
+    generator = torch.Generator().manual_seed(seed + 1)
+    shapes = [(batch, in_features) for batch in batch_sizes]
+    x, upstream = _check_gradients(module, params, shapes, dtype, generator, label, "")
+    if params:
+        _randomize(params, generator)
+        x, upstream = _check_gradients(module, params, shapes, dtype, generator, label,
+                                       ", random parameters")
+        _check_accumulation(module, params, x, upstream, label)
+    again = _build_module(factory, in_features, seed, args)
+    for p, q, value in zip(params, again.parameters(), initial, strict=True):
+        _expect(torch.equal(value, q.value), label, "determinism under a seed",
+                f"{_pname(p)} differs between two builds with seed {seed}: max "
+                f"{(value - q.value).abs().max().item():.3g}")
+    if runs is not None and getattr(factory, "supports_runs", False):
+        _check_runs(factory, label, in_features, batch_sizes, runs, seed, args, generator)
+
+
+def _check_parameter_shapes(params: list[Parameter], label: str) -> None:
     for p in params:
         _expect(tuple(p.grad.shape) == tuple(p.value.shape), label, "parameter shapes",
                 f"{_pname(p)} has value {tuple(p.value.shape)} but grad {tuple(p.grad.shape)}")
         _expect(p.grad.dtype == p.value.dtype, label, "parameter shapes",
                 f"{_pname(p)} has value {p.value.dtype} but grad {p.grad.dtype}")
-    dtype = params[0].value.dtype if params else torch.float64
-    generator = torch.Generator().manual_seed(seed + 1)
-    for batch in batch_sizes:
-        x = torch.randn(batch, in_features, generator=generator, dtype=dtype)  # (batch, in)
+
+
+def _randomize(params: list[Parameter], generator: torch.Generator) -> None:
+    """Move every parameter to random values: its own plus a standard normal draw."""
+    for p in params:
+        p.value.add_(torch.randn(p.value.shape, generator=generator, dtype=p.value.dtype))
+
+
+def _check_gradients(module, params, shapes, dtype, generator, label: str, where: str):
+    """Forward and backward against autograd for an input of each shape; the last input
+    and upstream gradient come back for the checks that follow."""
+    for shape in shapes:
+        batch = ", ".join(f"{n} runs" for n in shape[:-2]) + (", " if len(shape) > 2 else "")
+        batch += f"batch {shape[-2]}{where}"
+        x = torch.randn(shape, generator=generator, dtype=dtype)  # (..., batch, in)
         zero_grad(module)
         expected_out, expected_grads = _autograd(module, params, x, generator)
         upstream = expected_grads.pop("upstream")
         out = module.forward(x)
-        _expect(out.shape[0] == batch, label, "output shape",
-                f"batch {batch} in, {tuple(out.shape)} out: the first dimension must stay the batch")
-        _close(out, expected_out, label, f"forward is deterministic (batch {batch})")
+        lead = x.dim() - 1
+        _expect(tuple(out.shape[:lead]) == tuple(x.shape[:lead]), label, "output shape",
+                f"{tuple(x.shape)} in, {tuple(out.shape)} out: the dimensions before the "
+                f"features must stay ({', '.join(map(str, x.shape[:lead]))}, ...)")
+        _close(out, expected_out, label, f"forward is deterministic ({batch})")
         grad_in = module.backward(upstream)
         _expect(tuple(grad_in.shape) == tuple(x.shape), label, "input gradient shape",
                 f"input {tuple(x.shape)} but gradient {tuple(grad_in.shape)}")
-        _close(grad_in, expected_grads["input"], label, f"input gradient vs autograd (batch {batch})")
+        _close(grad_in, expected_grads["input"], label, f"input gradient vs autograd ({batch})")
         for i, p in enumerate(params):
-            check = f"{_pname(p)} gradient vs autograd (batch {batch})"
-            _close(p.grad, expected_grads[i], label, check)
-    if params:  # a second backward adds to the first; zero_grad clears both
-        once = [p.grad.clone() for p in params]
-        module.forward(x)
-        module.backward(upstream)
-        for p, g in zip(params, once):
-            _close(p.grad, 2 * g, label, f"{_pname(p)} gradient accumulates over two backwards")
-        zero_grad(module)
-        for p in params:
-            _expect(not p.grad.any(), label, "zero_grad",
-                    f"{_pname(p)} gradient is {p.grad.abs().max().item():.3g} after zero_grad, not 0")
-    again = _build_module(factory, in_features, seed, args)
-    for p, q in zip(params, again.parameters(), strict=True):
-        _expect(torch.equal(p.value, q.value), label, "determinism under a seed",
-                f"{_pname(p)} differs between two builds with seed {seed}: max "
-                f"{(p.value - q.value).abs().max().item():.3g}")
+            _close(p.grad, expected_grads[i], label, f"{_pname(p)} gradient vs autograd ({batch})")
+    return x, upstream
+
+
+def _check_accumulation(module, params, x, upstream, label: str) -> None:
+    """A second backward adds to the first; zero_grad clears both."""
+    once = [p.grad.clone() for p in params]
+    module.forward(x)
+    module.backward(upstream)
+    for p, g in zip(params, once):
+        _close(p.grad, 2 * g, label, f"{_pname(p)} gradient accumulates over two backwards")
+    zero_grad(module)
+    for p in params:
+        _expect(not p.grad.any(), label, "zero_grad",
+                f"{_pname(p)} gradient is {p.grad.abs().max().item():.3g} after zero_grad, not 0")
+
+
+def _check_runs(factory, label, in_features, batch_sizes, runs, seed, args, generator) -> None:
+    """The runs path: `runs` copies with a leading run dimension, each its own component."""
+    takes_runs = "runs" in _signature(factory)
+    batched = _build_module(factory, in_features, seed, {"runs": runs, **args} if takes_runs else args)
+    single = _build_module(factory, in_features, seed, args)
+    params, singles = batched.parameters(), single.parameters()
+    _expect(len(params) == len(singles), label, "run dimension",
+            f"{len(params)} parameters with runs={runs}, {len(singles)} without")
+    for p, q in zip(params, singles):
+        _expect(tuple(p.value.shape) == (runs, *q.value.shape), label, "run dimension",
+                f"{_pname(p)} is {tuple(p.value.shape)} with runs={runs}; expected "
+                f"{(runs, *q.value.shape)}, the single run's shape after a leading run dimension")
+    _check_parameter_shapes(params, label)
+    _randomize(params, generator)
+    dtype = params[0].value.dtype if params else torch.float64
+    shapes = [(runs, batch, in_features) for batch in batch_sizes]
+    x, upstream = _check_gradients(batched, params, shapes, dtype, generator, label, "")
+    if params:
+        _check_accumulation(batched, params, x, upstream, label)
+    out = batched.forward(x)  # (runs, batch, out)
+    for r in range(runs):  # run r is the single component holding run r's parameters
+        for p, q in zip(params, singles):
+            q.value.copy_(p.value[r])
+        _close(out[r], single.forward(x[r]), label, f"run {r} of {runs} equals a single run")
 
 
 def check_loss(
@@ -209,11 +277,15 @@ def _gaussian(weight: torch.Tensor, fan_in: int, fan_out: int, generator: torch.
     weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype) / fan_in**0.5)
 
 
-def _build_module(factory: Any, in_features: int, seed: int, args: dict[str, Any]) -> Any:
+def _signature(factory: Any) -> Any:
     try:
-        accepted = inspect.signature(factory).parameters
+        return inspect.signature(factory).parameters
     except (TypeError, ValueError):
-        accepted = {}
+        return {}
+
+
+def _build_module(factory: Any, in_features: int, seed: int, args: dict[str, Any]) -> Any:
+    accepted = _signature(factory)
     context = {"in_features": in_features, "out_features": 3, "init": _gaussian,
                "generator": torch.Generator().manual_seed(seed), "dtype": torch.float64}
     kwargs = dict(args)

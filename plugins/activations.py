@@ -29,7 +29,8 @@ class ReLU(_Activation):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.cache = x > 0  # the mask
-        return x * self.cache
+        # NOTE: not x * mask, which is -inf * 0 = NaN at x = -inf; max(x, 0) is 0 there.
+        return x.clamp_min(0)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         return grad_output * self.cached()

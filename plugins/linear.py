@@ -23,6 +23,8 @@ class Linear:
         device: torch.device | str = "cpu",
         runs: int | None = None,
     ):
+        if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 1:
+            raise ValueError(f"out_features must be an integer >= 1, got {out_features!r}")
         self.in_features, self.out_features = in_features, out_features
         lead = () if runs is None else (runs,)
         weight = torch.empty(*lead, in_features, out_features, dtype=dtype, device=device)

@@ -304,6 +304,8 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path, one_thr
         # child on a busy machine still kills it mid-run.
         target = rng.randint(done + 1, min(done + 6, EPOCHS - 10)) if kills < 3 else None
         for line in process.stderr:  # "epoch k/N ..." once checkpoint k is on disk
+            if not line.startswith("epoch "):  # "training ...": what it trains, first
+                continue
             seen.append(read_checkpoint(checkpoint).epoch)  # a complete file, always
             if target is not None and line.startswith(f"epoch {target}/"):
                 time.sleep(rng.uniform(0, 0.01))  # land anywhere in the next epoch or write
@@ -367,3 +369,85 @@ def test_resuming_a_checkpoint_of_the_last_epoch_just_reports_the_run(tmp_path):
     again = runner.invoke(app, ["train", "--resume", str(tmp_path / "m.ckpt.safetensors"), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["losses"] == json.loads(first.stdout)["losses"]
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ctrl_c_at_epoch(monkeypatch):
+    """Ctrl-C arrives while epoch `n` trains (the callback after it never runs)."""
+    from core.files.checkpoint import AfterEpoch
+
+    real = AfterEpoch.__call__
+
+    def arm(n):
+        def interrupted(self, index, loss):
+            if len(self.losses) + 1 == n:
+                raise KeyboardInterrupt
+            real(self, index, loss)
+
+        monkeypatch.setattr(AfterEpoch, "__call__", interrupted)
+
+    return arm
+
+
+def test_ctrl_c_says_where_it_stopped_and_how_to_resume(tmp_path, ctrl_c_at_epoch, monkeypatch):
+    ctrl_c_at_epoch(6)
+    model = tmp_path / "m.safetensors"
+    args = ["train", "--epochs", "8", "--hidden", "6", "--save", model, "--checkpoint-every", "2"]
+    result = invoke(*args)
+    assert result.exit_code == 130, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("nn-cli: interrupted during epoch 6 of 8"), result.stderr
+    checkpoint = tmp_path / "m.ckpt.safetensors"
+    assert f"checkpoint of epoch 4 in {checkpoint}" in lines[-1]
+    command = f"nn-cli train --resume {checkpoint} --save {model}"
+    assert lines[-1].endswith(f"resume with: {command}"), lines[-1]
+    assert "Traceback" not in result.output and not model.exists()
+    assert read_checkpoint(checkpoint).epoch == 4
+    monkeypatch.undo()  # no more Ctrl-C
+    resumed = invoke(*command.split()[1:])  # the command it printed works
+    assert resumed.exit_code == 0, resumed.output
+    assert model.exists()
+
+
+def test_ctrl_c_without_a_checkpoint_says_so(ctrl_c_at_epoch):
+    ctrl_c_at_epoch(2)
+    result = invoke("train", "--epochs", "3", "--hidden", "6")
+    assert result.exit_code == 130, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("nn-cli: interrupted during epoch 2 of 3"), line
+    assert "no checkpoint" in line and "--checkpoint-every" in line
+
+
+def test_ctrl_c_in_many_runs_says_how_many_finished(ctrl_c_at_epoch):
+    ctrl_c_at_epoch(2)  # the first run (one at a time) never gets past its epoch 2
+    result = invoke("train", "--epochs", "3", "--hidden", "6", "--runs", "3", "--one-at-a-time")
+    assert result.exit_code == 130, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("nn-cli: interrupted"), line
+    assert "0 of 3 runs finished" in line
+
+
+def test_a_real_sigint_stops_with_the_resume_command(tmp_path, one_thread):
+    """SIGINT as a terminal's Ctrl-C sends it, to a real process."""
+    model, checkpoint = tmp_path / "m.safetensors", tmp_path / "m.ckpt.safetensors"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "train", "--epochs", "100000", "--hidden", "6",
+         "--save", str(model), "--checkpoint-every", "1"],
+        cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 2/"):
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("nn-cli: interrupted during epoch "), err
+    assert f"resume with: nn-cli train --resume {checkpoint} --save {model}" in last
+    assert read_checkpoint(checkpoint).epoch >= 2

@@ -73,7 +73,7 @@ def test_train_prints_progress_and_final_errors(run):
     result = run("train", *FAST)
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("epoch 1/2  loss ")
+    assert lines[0].startswith("training ") and lines[1].startswith("epoch 1/2  loss ")
     assert lines[-1].startswith("train error ") and "test error" in lines[-1]
 
 
@@ -128,3 +128,88 @@ def test_bad_input_is_one_line_and_exit_2(run, option, value, fragments):
 
 def test_unknown_option_is_one_line_and_exit_2(run):
     assert_one_line_error(run("train", "--bogus"), "--bogus")
+
+
+# -- --layers describes the network; options it overrides are refused -------------------
+STACK = "linear:out=6,relu,linear:out=1"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--act", "relu"), ("--act", "tanh"), ("--hidden", "8,8")])
+def test_options_that_layers_overrides_are_refused(run, option, value):
+    result = run("train", "--layers", STACK, option, value, "--epochs", "1")
+    assert_one_line_error(result, option, "--layers")
+
+
+def test_settings_refuse_an_act_or_hidden_beside_layers():
+    from core import SettingsError, TrainSettings
+
+    with pytest.raises(SettingsError, match="act"):
+        TrainSettings(layers=STACK, act="relu")
+    with pytest.raises(SettingsError, match="hidden"):
+        TrainSettings(layers=STACK, hidden=(8,))
+
+
+def test_json_settings_describe_the_stack_that_trained(run):
+    data = json.loads(run("train", "--layers", STACK, "--epochs", "1", "--json").stdout)
+    settings = data["settings"]
+    assert settings["layers"] == STACK
+    assert settings["act"] is None and settings["hidden"] is None  # not tanh, [25, 25, 25]
+
+
+def test_figure_labels_and_titles_describe_the_stack():
+    from core import TrainSettings
+    from core.pipeline.compare import run_label
+    from core.pipeline.figures import describe
+
+    settings = TrainSettings(layers=STACK, loss="mse", epochs=1)
+    for text in (run_label(settings), describe([settings])):
+        assert STACK in text and "mse" in text, text
+        assert "tanh" not in text and "25" not in text, text
+    plain = TrainSettings(act="relu")
+    assert "relu" in run_label(plain) and "relu" in describe([plain])
+
+
+# -- rough edges a newcomer met in the first hour ----------------------------------------
+
+
+def test_train_says_first_what_it_trains(run):
+    result = run("train", "--loss", "mse", *FAST)
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("training "), first
+    for fragment in ("2-8-8-1 net", "tanh", "mse loss", "adam", "lr 0.04", "2 epochs",
+                     "1000 training and 1000 test points"):
+        assert fragment in first, first
+    stack = run("train", "--layers", STACK, "--epochs", "1", "--json")
+    assert stack.stderr.startswith(f"training layers {STACK}")  # beside --json: on stderr
+    json.loads(stack.stdout)
+
+
+def test_save_says_what_it_wrote(run, tmp_path):
+    model = tmp_path / "m.safetensors"
+    result = run("train", *FAST, "--save", str(model))
+    assert f"wrote {model}" in result.stdout
+    quiet = run("train", *FAST, "--save", str(model), "--json")
+    assert f"wrote {model}" in quiet.stderr and json.loads(quiet.stdout)
+
+
+@pytest.mark.parametrize(("option", "value", "suggestion"),
+                         [("--loss", "MSE", "'mse'"), ("--act", "Tanh", "'tanh'"),
+                          ("--optimizer", "Adam", "'adam'")])
+def test_a_name_in_the_wrong_case_gets_a_suggestion(run, option, value, suggestion):
+    assert_one_line_error(run("train", option, value), f"did you mean {suggestion}")
+
+
+def test_hidden_zero_is_named_as_typed(run):
+    result = run("train", "--hidden", "0")
+    assert_one_line_error(result, "got 0")
+    assert "(0,)" not in result.stderr
+
+
+def test_help_shows_flags_without_a_value_and_arguments_by_name(run):
+    for command in ("train", "compare", "list", "evaluate"):
+        text = run(command, "--help").stdout
+        for line in text.splitlines():
+            if any(flag in line for flag in ("--json ", "--strict-plugins", "--one-at-a-time")):
+                assert "<bool>" not in line, line
+    usage = run("predict", "--help").stdout
+    assert "{model}" not in usage and "MODEL" in usage

@@ -69,8 +69,34 @@ def test_runs_json_is_identical_twice(run):
 def test_runs_text_prints_a_line_per_run_and_mean_and_std(run):
     result = run("train", "--runs", "2", *FAST)
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("run 1/2  seed 0  train error")
-    assert lines[-1].startswith("2 runs (seeds 0-1), mean ± std:") and "test error" in lines[-1]
+    assert lines[0].startswith("training ") and lines[0].endswith("2 runs, seeds 0-1")
+    assert lines[1].startswith("run 1/2  seed 0  train error")
+    assert lines[-1].startswith("2 runs (seeds 0-1, trained together as one batched ensemble), "
+                                "mean ± std:") and "test error" in lines[-1]
+    alone = run("train", "--runs", "2", "--one-at-a-time", *FAST).stdout.strip().splitlines()
+    assert alone[-1].startswith("2 runs (seeds 0-1, one at a time), mean ± std:")
+
+
+def test_runs_json_says_whether_the_runs_trained_together(run):
+    together = json.loads(run("train", "--runs", "2", "--json", *FAST).stdout)
+    alone = json.loads(run("train", "--runs", "2", "--one-at-a-time", "--json", *FAST).stdout)
+    assert together["together"] is True and alone["together"] is False
+
+
+def test_the_runs_bar_gives_way_to_the_epochs_bar_when_the_runs_train_together():
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from core.pipeline.progress import RunProgress
+
+    with Progress(console=Console(file=io.StringIO())) as bars:
+        progress = RunProgress(3, 5, None, bars)
+        progress.on_epoch(None, 2, 0.5)  # all three runs finished epoch 2
+        runs_bar, epochs_bar = bars.tasks
+        assert not runs_bar.visible and epochs_bar.completed == 2
+        assert "together" in epochs_bar.fields["what"]
 
 
 def test_train_plot_writes_both_figures(run, tmp_path):
@@ -90,8 +116,8 @@ def test_compare_runs_the_cartesian_product(run, tmp_path):
     data = json.loads(result.stdout)
     assert data["varied"] == ["act", "loss"]
     labels = [c["label"] for c in data["configurations"]]
-    assert labels == ["act=tanh loss=mse", "act=tanh loss=bce", "act=relu loss=mse",
-                      "act=relu loss=bce"]
+    assert labels == ["--act tanh --loss mse", "--act tanh --loss bce", "--act relu --loss mse",
+                      "--act relu --loss bce"]
     assert all(len(c["runs"]) == 2 and c["settings"]["epochs"] == 2 for c in data["configurations"])
     rows = list(csv.DictReader(out.open()))
     assert [r["label"] for r in rows] == labels
@@ -115,7 +141,7 @@ def test_compare_prints_a_table_of_mean_and_std(run):
     table = result.stdout.strip().splitlines()[-3:]
     assert table[0].split() == ["configuration", "runs", "train", "error", "test", "error",
                                 "final", "loss"]
-    assert table[1].startswith("lr=0.01") and table[2].startswith("lr=0.02")
+    assert table[1].startswith("--lr 0.01") and table[2].startswith("--lr 0.02")
     assert table[1].count("±") == 3
 
 
@@ -123,7 +149,8 @@ def test_compare_varies_optimizer_options_and_writes_plots(run, tmp_path):
     result = run("compare", "--optimizer", "sgd", "--opt", "", "--opt", "momentum=0.9",
                  "--plot", str(tmp_path), *FAST)
     assert result.exit_code == 0, result.output
-    assert "optimizer_args=- " in result.stdout and "optimizer_args=momentum=0.9 " in result.stdout
+    assert "--opt '' " in result.stdout and "--opt momentum=0.9 " in result.stdout  # the user's flags
+    assert "optimizer_args" not in result.stdout
     assert (tmp_path / "loss.png").exists() and (tmp_path / "test_points.png").exists()
 
 
@@ -131,7 +158,16 @@ def test_configurations_and_labels():
     configs = configurations(TrainSettings(), {"act": ["tanh", "relu"], "hidden": [(3,), (4, 4)]})
     assert [(c.act, c.hidden) for c in configs] == [
         ("tanh", (3,)), ("tanh", (4, 4)), ("relu", (3,)), ("relu", (4, 4))]
-    assert label(configs[1], ["act", "hidden"]) == "act=tanh hidden=4,4"
+    assert label(configs[1], ["act", "hidden"]) == "--act tanh --hidden 4,4"
+
+
+def test_a_single_configuration_is_labelled_by_what_it_changes(run):
+    # one non-default setting is not "defaults": the label says what the user gave
+    data = json.loads(run("compare", "--lr", "0.02", "--json", *FAST).stdout)
+    assert [c["label"] for c in data["configurations"]] == ["--hidden 6 --epochs 2 --lr 0.02"]
+    assert label(TrainSettings(), []) == "defaults"
+    assert label(TrainSettings(optimizer_args={"momentum": 0.9}, optimizer="sgd"), []) == (
+        "--optimizer sgd --opt momentum=0.9")
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,8 @@ def test_fit_losses_are_the_running_total_of_batch_losses(registry):
 
 
 def test_a_stack_given_by_layers_trains_as_an_ensemble_too(registry):
-    settings = dataclasses.replace(SMALL, layers="linear:out=6,tanh,linear:out=4,relu,linear:out=1")
+    settings = dataclasses.replace(SMALL, hidden=TrainSettings().hidden,  # layers is the network
+                                   layers="linear:out=6,tanh,linear:out=4,relu,linear:out=1")
     assert supports_runs(registry, settings)
     together = train_ensemble(settings, [0, 3], registry)
     alone = [train(dataclasses.replace(settings, seed=s), registry) for s in [0, 3]]

@@ -33,8 +33,8 @@ def test_example_trains_with_its_activation_and_in_a_stack(extras):
     listed = json.loads(runner.invoke(app, ["-p", "nn_scratch_extras", "list", "--json"]).stdout)
     assert {(r["name"], r["plugin"]) for r in listed} >= {("prelu", "nn_scratch_extras"),
                                                           ("swish", "nn_scratch_extras")}
-    for args in (["--act", "swish"], ["--layers", "linear:out=8,prelu:alpha=0.1,linear:out=1"]):
+    for args in (["--act", "swish", "--hidden", "8"], ["--layers", "linear:out=8,prelu:alpha=0.1,linear:out=1"]):
         result = runner.invoke(app, ["-p", "nn_scratch_extras", "train", "--epochs", "1",
-                                     "--hidden", "8", "--json", *args])
+                                     "--json", *args])
         assert result.exit_code == 0, result.output
         assert 0 <= json.loads(result.stdout)["test_error"] <= 1

@@ -1,6 +1,7 @@
 """The figures show what the JSON says, and are written as PNGs that open."""
 
 import json
+import math
 
 import matplotlib.image
 import pytest
@@ -37,15 +38,18 @@ def test_loss_lines_are_the_json_means_on_a_log_axis(comparison, curves):
         assert list(line.get_ydata()) == config["loss_mean"]
         assert line.get_label().startswith(config["label"])
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["act=tanh (mean of 2 runs)", "act=relu (mean of 2 runs)"]
+    assert legend == ["--act tanh (mean of 2 runs)", "--act relu (mean of 2 runs)"]
 
 
-def test_loss_band_spans_one_std(comparison, curves):
+def test_loss_band_spans_one_std_in_log_space(comparison, curves):
     fig = loss_figure(curves)
     band = fig.axes[0].collections[0]  # the first configuration's fill_between
     ys = band.get_paths()[0].vertices[:, 1]
     mean, sd = comparison.results[0].loss_mean, comparison.results[0].loss_std
-    assert max(ys) == pytest.approx(max(m + s for m, s in zip(mean, sd)), rel=1e-12)
+    upper = [m * math.exp(s / m) for m, s in zip(mean, sd)]  # log(mean) + std / mean
+    lower = [m * math.exp(-s / m) for m, s in zip(mean, sd)]
+    assert max(ys) == pytest.approx(max(upper), rel=1e-12)
+    assert min(ys) == pytest.approx(min(lower), rel=1e-12)
 
 
 def test_points_show_each_runs_mistakes_circle_and_boundary(comparison, curves, registry):
@@ -74,3 +78,36 @@ def test_write_figures_saves_pngs_that_open(curves, registry, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         image = matplotlib.image.imread(path)
         assert image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_the_std_band_is_drawn_in_log_space_and_never_stretches_the_axis():
+    """Where mean - std nears 0 the band used to plunge to 1e-3 of the mean, stretching the
+    log axis by decades: in log space it is mean / e^(std/mean) .. mean * e^(std/mean)."""
+    from types import SimpleNamespace
+
+    from core.pipeline.multirun import MultiRunResult
+
+    runs = [SimpleNamespace(losses=[1.0, 0.5, 0.2]), SimpleNamespace(losses=[0.001, 0.5, 0.2])]
+    result = MultiRunResult(SMALL, runs)
+    assert result.loss_mean[0] - result.loss_std[0] < 0  # the case that broke the old band
+    fig = loss_figure([("two runs", result)], "title")
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    assert low > min(result.loss_mean) / 10, (low, result.loss_mean)
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() > 0 and ys.max() < 10 * max(result.loss_mean)
+
+
+def test_a_long_title_fits_inside_the_figure(curves):
+    from core.pipeline.compare import describe
+
+    settings = TrainSettings(layers="linear:out=25,tanh,linear:out=25,tanh,linear:out=25,tanh,"
+                                    "linear:out=1:init=he", optimizer="sgd",
+                             optimizer_args={"momentum": 0.9, "nesterov": True})
+    fig = loss_figure(curves, "Training loss, mean over runs ± 1 std\n" + describe([settings]))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    box = ax.title.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)

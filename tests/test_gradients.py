@@ -49,6 +49,20 @@ def test_relu_at_exactly_zero_has_zero_gradient_like_torch(registry):
     assert torch.equal(expected, torch.tensor([[0.0, 0.0, 0.0, 11.0]], dtype=torch.float64))
 
 
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_at_infinities_matches_torch(registry, name):
+    """relu(-inf) is 0 as max(x, 0) says, not -inf * 0 = NaN; tanh and sigmoid saturate."""
+    inf = float("inf")
+    x = torch.tensor([[-inf, -1.0, 0.0, 1.0, inf]], dtype=torch.float64)
+    upstream = torch.tensor([[2.0, 3.0, 5.0, 7.0, 11.0]], dtype=torch.float64)
+    expected_out, expected_grad = autograd_of(ACTIVATIONS[name], x, upstream)
+    module = registry.create("activation", name)
+    out = module.forward(x)
+    assert not out.isnan().any(), out
+    assert torch.equal(out, expected_out)
+    torch.testing.assert_close(module.backward(upstream), expected_grad, **TIGHT)
+
+
 @pytest.mark.parametrize("value", [-50.0, 50.0, -1000.0, 1000.0])
 def test_sigmoid_saturated_is_finite_and_correct(registry, value):
     x = torch.full((3, 1), value, dtype=torch.float64)

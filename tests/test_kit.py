@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from core.network.protocols import Parameter
 from core.plugin.registry import default_registry
 from nn_testing import CheckFailed, check_initializer, check_loss, check_module
 from plugins.activations import Tanh
@@ -104,3 +105,78 @@ def test_kit_catches_an_initializer_that_leaves_elements_unfilled_or_infinite():
 def test_kit_resolves_unknown_names_with_the_registry_message():
     with pytest.raises(KeyError, match="unknown layer 'linaer'"):
         check_module("linaer", registry=REGISTRY)
+
+
+# -- gradients at random parameter values, and the runs path ---------------------------
+from plugin_layernorm import LayerNorm, LayerNormNoGain  # noqa: E402  (tests/ is on sys.path)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 0.5])
+def test_kit_passes_a_correct_layernorm(eps):
+    check_module(LayerNorm, eps=eps, in_features=5)
+
+
+def test_kit_catches_a_layernorm_backward_that_forgets_the_gain():
+    # The gain starts at 1, where the mistake changes nothing: only moved parameters show it.
+    with pytest.raises(CheckFailed, match=r"input gradient vs autograd \(batch \d+, random parameters"):
+        check_module(LayerNormNoGain, in_features=5)
+
+
+class Scale:
+    """The README's Scale layer, with the input gradient forgetting the scale."""
+
+    def __init__(self, in_features: int, start: float = 1.0, dtype=None):
+        self.out_features = in_features
+        self.scale = Parameter.of(torch.full((in_features,), start, dtype=dtype), "scale")
+
+    def forward(self, x):
+        self.input = x
+        return x * self.scale.value
+
+    def backward(self, grad_output):
+        self.scale.grad += (grad_output * self.input).sum(dim=0)
+        return grad_output  # the planted mistake: right only while the scale is 1
+
+    def parameters(self):
+        return [self.scale]
+
+
+def test_kit_catches_a_mistake_hidden_by_the_initial_values():
+    with pytest.raises(CheckFailed, match="random parameters"):
+        check_module(Scale, start=1.0)
+
+
+class LayerNormRunsMixed(LayerNorm):
+    """Right for one run; with runs, every run's gain gradient is the sum over all runs."""
+
+    def backward(self, grad_output):
+        xhat, _ = self.cache
+        gain_grad = self.gain.grad.clone()
+        grad_input = super().backward(grad_output)
+        flat = (grad_output * xhat).reshape(-1, xhat.shape[-1]).sum(dim=0)  # (features,)
+        self.gain.grad.copy_(gain_grad + flat)  # broadcast over the runs: the mistake
+        return grad_input
+
+
+def test_kit_checks_the_runs_path_of_a_component_that_supports_runs():
+    check_module(LayerNormRunsMixed, in_features=5, runs=None)  # one run: right
+    with pytest.raises(CheckFailed, match=r"gain gradient vs autograd \(3 runs, batch \d+"):
+        check_module(LayerNormRunsMixed, in_features=5)
+
+
+class RunsIgnored(Linear):
+    """Declares supports_runs, then builds one layer whatever `runs` says."""
+
+    def __init__(self, in_features, out_features, init, generator=None, dtype=None, runs=None):
+        super().__init__(in_features, out_features, init, generator, dtype)
+
+
+def test_kit_catches_parameters_without_a_run_dimension():
+    with pytest.raises(CheckFailed, match="run dimension"):
+        check_module(RunsIgnored, out_features=2)
+
+
+def test_kit_runs_path_matches_each_run_to_the_single_layer():
+    # a correct run-batched layer passes, and so does an activation (no `runs` argument)
+    check_module(Linear, out_features=2, runs=4)
+    check_module(Tanh, runs=2)

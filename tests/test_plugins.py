@@ -20,6 +20,7 @@ from core.errors import PluginError
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--epochs", "1", "--hidden", "4", "--json"]
+STACK_FAST = ["--epochs", "1", "--json"]  # --layers is the network: no --hidden beside it
 
 GOOD = '''
 from core import hookimpl
@@ -127,7 +128,7 @@ def test_a_plugin_file_registers_and_trains_in_an_assembled_stack(run, tmp_path)
     rows = {(r["kind"], r["name"]): r for r in json.loads(listed.stdout)}
     assert rows[("activation", "cube")]["source"] == "--plugin"
     assert rows[("layer", "gain")]["origin"] == str(path)
-    result = run("train", "--plugin", path, "--layers", "linear:out=6,gain:start=0.5,cube,linear:out=1", *FAST)
+    result = run("train", "--plugin", path, "--layers", "linear:out=6,gain:start=0.5,cube,linear:out=1", *STACK_FAST)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["settings"]["layers"] == "linear:out=6,gain:start=0.5,cube,linear:out=1"
@@ -280,12 +281,56 @@ def test_info_on_a_name_of_two_kinds_asks_for_the_kind(run, tmp_path):
     ],
 )
 def test_bad_layers_are_one_line_errors(run, layers, fragments):
-    result = run("train", "--layers", layers, *FAST)
+    result = run("train", "--layers", layers, *STACK_FAST)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nn-cli: error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+
+
+LAYERNORM = Path(__file__).resolve().parent / "plugin_layernorm.py"
+
+
+@pytest.mark.parametrize(
+    ("layers", "fragments"),
+    [
+        ("linear:out=-5,linear:out=1", ["layer 'linear'", "out_features must be", ">= 1", "-5"]),
+        ("linear:out=0,linear:out=1", ["layer 'linear'", "out_features must be", ">= 1", "got 0"]),
+        ("linear:out=abc,linear:out=1", ["layer 'linear'", "out_features must be an int", "'abc'"]),
+        ("linear:out=2.5,linear:out=1", ["layer 'linear'", "out_features must be an int", "2.5"]),
+        ("linear:out=true,linear:out=1", ["layer 'linear'", "out_features must be an int", "True"]),
+        ("linear:out=25:runs=2,linear:out=1", ["layer 'linear'", "runs is filled in by the assembler"]),
+        ("linear:out=25:device=cuda,linear:out=1", ["layer 'linear'", "device is filled in by the assembler"]),
+        ("linear:out=4,my_layernorm:eps=0,linear:out=1", ["layer 'my_layernorm'", "eps must be > 0, got 0"]),
+        ("linear:out=4,my_layernorm:eps=abc,linear:out=1", ["layer 'my_layernorm'", "eps must be a float", "'abc'"]),
+        ("linear:out=4,my_layernorm:eps=-1e-3,linear:out=1", ["layer 'my_layernorm'", "eps must be > 0"]),
+    ],
+)
+def test_bad_layer_values_are_one_line_errors_without_a_traceback(run, layers, fragments):
+    result = run("train", "--plugin", LAYERNORM, "--layers", layers, *STACK_FAST)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nn-cli: error: "), result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_arguments_the_assembler_fills_in_are_not_offered(run):
+    result = run("train", "--layers", "linear:size=3,linear:out=1", *STACK_FAST)
+    line = result.stderr.strip()
+    assert "its arguments are out_features, init " in line, line
+    assert "runs" not in line and "device" not in line and "dtype" not in line
+    info = json.loads(run("info", "linear", "--json").stdout)
+    filled = {p["name"]: p["filled_by"] for p in info["parameters"]}
+    assert filled["runs"] and filled["device"]  # `nn-cli info` says who fills them
+
+
+def test_a_plugin_layer_with_good_values_trains(run):
+    result = run("train", "--plugin", LAYERNORM, "--layers",
+                 "linear:out=4,my_layernorm:eps=1e-3,tanh,linear:out=1", *STACK_FAST)
+    assert result.exit_code == 0, result.output
 
 
 def fake_distribution(site: Path, module_source: str, module: str) -> None:

@@ -9,6 +9,8 @@ Input files
         required), or objects whose "label" key is the label and whose other keys, in the
         first object's order, are the features.
 A file is JSON when its name ends in .json or its text starts with "["; otherwise CSV.
+An error names where the bad value is: a CSV file's line number (blank lines and the header
+counted, as an editor counts them), or a JSON list's row number.
 
 Output: one row per input row with its score and class, as CSV (header "score,class") or
 JSON (a list of {"score": ..., "class": ...}); scores are written with Python's repr, which

@@ -420,6 +420,8 @@ def settings_from_dict(d: dict[str, Any], *, strict: bool, file: ModelFile) -> T
     if unknown and strict:
         raise file.fail(f"settings {', '.join(unknown)} unknown to this nn-scratch")
     values = {k: v for k, v in d.items() if k in known}
+    if values.get("layers") is not None:  # the stack is the network; files of 0.1.0 kept
+        values.pop("act", None), values.pop("hidden", None)  # the default's act/hidden
     if isinstance(values.get("hidden"), list):
         values["hidden"] = tuple(values["hidden"])
     try:

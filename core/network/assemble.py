@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from core.errors import NNError, SettingsError
 from core.network.protocols import Initializer, Module
 from core.plugin.registry import Registry
 from core.network.sequential import Sequential
@@ -72,7 +73,14 @@ def build_module(
     for key in CONTEXT_ARGS:
         if key in accepted:
             kwargs.setdefault(key, context[key])
-    return entry.create(**kwargs)
+    try:
+        return entry.create(**kwargs)
+    except NNError:
+        raise
+    except (ValueError, TypeError) as e:  # the constructor refused a value: say which layer
+        given = ", ".join(f"{k}={v!r}" for k, v in spec.args.items())
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise SettingsError(f"{spec.kind} {spec.name!r} ({given or 'no arguments'}): {detail}") from None
 
 
 def output_width(

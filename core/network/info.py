@@ -18,6 +18,8 @@ FROM_CONTEXT = {  # who fills a parameter when the user does not
     "in_features": "inferred from the layer before",
     "generator": "the run's seeded generator",
     "dtype": "the run's dtype",
+    "device": "the run's --device",
+    "runs": "the number of runs trained together (None for one)",
     "init": "the run's --init (or init=NAME in --layers)",
     "parameters": "the network's parameters",
     "n_train": "the run's n_train",

@@ -3,9 +3,12 @@
 Components are separated by commas; each is a registered layer or activation name,
 followed by `:key=value` constructor arguments. Values read as int, float, bool
 (`true`/`false`) or else str. A key may be shortened to a unique prefix of the factory's
-parameter (`out` for `out_features`). `in_features`, `generator` and `dtype` come from the
-context (the layer before, the run) and may not be given; `init=NAME` picks another
-registered initializer for that layer.
+parameter (`out` for `out_features`). A value must fit the parameter's annotation when it
+is a plain `int`, `float`, `bool` or `str` (or a union of them; an int is taken for a
+float). `in_features`, `generator`, `dtype`, `device` and `runs` come from the context
+(the layer before, the run) and may not be given; `init=NAME` picks another registered
+initializer for that layer. Whatever else a value must be, the constructor judges: its
+ValueError or TypeError becomes a SettingsError naming the layer (core.assemble).
 
 `parse_layer_text` checks the syntax only (no registry, so settings can check it early);
 `parse_layers` also checks every name and key against the registry and the factories'
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
+import typing
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
@@ -25,7 +30,8 @@ if TYPE_CHECKING:
     from core.plugin.registry import Registry
 
 STACK_KINDS = ("layer", "activation")
-INFERRED = ("in_features", "generator", "dtype")  # filled in by the assembler, never typed
+# Filled in by the assembler from the layer before and the run, never typed in a stack.
+INFERRED = ("in_features", "generator", "dtype", "device", "runs")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
 _NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _KEY = re.compile(r"[A-Za-z_]\w*\Z")
@@ -125,6 +131,8 @@ def _checked_args(kind: str, name: str, factory: Any, args: dict[str, Any]) -> d
                 f"{kind} {name!r}: {key!r} {problem} argument; its arguments are {accepted} "
                 f"(see `nn-cli info {name}`)"
             )
+        if full in parameters:
+            value = _typed(kind, name, full, value, parameters[full])
         checked[full] = value
     missing = [
         n for n, p in parameters.items()
@@ -137,3 +145,39 @@ def _checked_args(kind: str, name: str, factory: Any, args: dict[str, Any]) -> d
             f"{name}:{missing[0]}=... (its arguments are {accepted})"
         )
     return checked
+
+
+# The annotations a stack value is checked against, as written or as types.
+_PLAIN = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+_WORDS = {int: "an int", float: "a float", bool: "true or false", str: "text"}
+
+
+def _plain_types(annotation: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation allows (`float`, `int | None`), or None when it names
+    anything else: then the constructor alone judges the value."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):  # under `from __future__ import annotations`
+        found = [_PLAIN.get(part.strip()) for part in annotation.split("|")]
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found = [a if a in _PLAIN.values() else None for a in typing.get_args(annotation)]
+    else:
+        found = [annotation if annotation in _PLAIN.values() else None]
+    return None if None in found else tuple(found)
+
+
+def _typed(kind: str, name: str, key: str, value: Any, parameter: inspect.Parameter) -> Any:
+    """`value` as the parameter's annotation takes it, or a SettingsError naming both."""
+    accepted = _plain_types(parameter.annotation)
+    if accepted is None:
+        return value
+    if isinstance(value, bool):
+        fits = bool in accepted
+    elif isinstance(value, int) and int not in accepted and float in accepted:
+        value, fits = float(value), True  # `eps=1` for a float
+    else:
+        fits = type(value) in accepted
+    if not fits:
+        wanted = " or ".join(_WORDS[t] for t in accepted if t in _WORDS)
+        raise SettingsError(f"{kind} {name!r}: {key} must be {wanted}, got {value!r}")
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import textwrap
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from core.pipeline.multirun import EpochCallback, MultiRunResult, RunCallback, r
 from core.plugin.registry import Registry, default_registry
 from core.training.settings import TrainSettings
 
+TITLE_WIDTH = 80  # characters per line of a figure's title: the loss figure's width at its font size
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",
     "final_loss_mean", "final_loss_std",
@@ -41,18 +43,67 @@ def configurations(
             for combo in itertools.product(*(variations[k] for k in keys))]
 
 
+# settings field -> the nn-cli option that sets it (fields without one show as name=value)
+FLAGS = {name: "--" + name.replace("_", "-")
+         for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                      "dtype", "layers", "device", "preprocess", "schedule")} | {"optimizer_args": "--opt"}
+
+
 def label(settings: TrainSettings, varied: Sequence[str]) -> str:
-    """'act=tanh loss=mse' from the fields that differ between configurations."""
+    """'--act tanh --loss mse': the fields in `varied` as the nn-cli options that set them;
+    with none varied, the fields off their defaults; 'defaults' when there are none."""
+    defaults = TrainSettings()
+    keys = list(varied) or [
+        f.name for f in fields(TrainSettings)
+        if f.name != "seed" and getattr(settings, f.name) != getattr(defaults, f.name)
+    ]
     d = settings.to_dict()
     parts = []
-    for key in varied:
+    for key in keys:
         value = d[key]
         if isinstance(value, list):
             value = ",".join(map(str, value))
         elif isinstance(value, dict):
-            value = ",".join(f"{k}={v}" for k, v in value.items()) or "-"
-        parts.append(f"{key}={value}")
+            value = ",".join(f"{k}={v}" for k, v in value.items()) or "''"
+        parts.append(f"{FLAGS[key]} {value}" if key in FLAGS else f"{key}={value}")
     return " ".join(parts) or "defaults"
+
+
+def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_WIDTH) -> str:
+    """The settings all `configurations` share, for a figure's title; what varies between
+    them (and so stands in each label) shows as "varies". Lines of at most `width`
+    characters, for a figure's title; one line with `width=None`."""
+    first = configurations[0]
+
+    def shared(field: str, text: str) -> str:
+        same = all(getattr(c, field) == getattr(first, field) for c in configurations)
+        return text if same else f"{field} varies"
+
+    if first.layers:  # the stack is the whole network
+        net = shared("layers", f"layers {first.layers}")
+    else:  # the disk's in and out widths are the report's; other datasets set their own
+        widths = ("-".join(map(str, (2, *first.hidden, 1))) + " net" if first.data == "disk"
+                  else "hidden " + "-".join(map(str, first.hidden)))
+        net = f"{shared('hidden', widths)}, {shared('act', first.act)}"
+    if first.data != "disk" or any(c.data != first.data for c in configurations):
+        net = f"{shared('data', f'data {first.data}')}, {net}"
+    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
+    lines = [  # short lines, so the title fits the figure
+        f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
+        f"{shared('optimizer', shared('optimizer_args', o))}, "
+        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)}), "
+        f"{shared('batch_size', f'batch {first.batch_size}')}, "
+        f"{shared('epochs', f'{first.epochs} epoch' + ('s' if first.epochs != 1 else ''))}",
+        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}",
+    ]
+    if width is None:
+        return ", ".join(lines)
+    return "\n".join(wrapped for line in lines for wrapped in textwrap.wrap(line, width))
+
+
+def run_label(settings: TrainSettings) -> str:
+    """A single configuration's label (`nn-cli train --plot`): its network and its loss."""
+    return label(settings, ["layers" if settings.layers else "act", "loss"])
 
 
 @dataclass

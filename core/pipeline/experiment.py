@@ -19,7 +19,7 @@ from core.data.dataset import Dataset, build_dataset, parse_data_text
 from core.data.disk import DTYPES
 from core.data.split import is_one_hot, loss_tasks, output_width, split_indices, training_targets
 from core.training import memory
-from core.errors import SettingsError
+from core.errors import Interrupted, SettingsError
 from core.plugin.registry import Entry, Registry, default_registry
 from core.training.schedule import SCHEDULES
 from core.network.sequential import Sequential
@@ -338,13 +338,18 @@ def train(
         )
         best = BestEpoch(model, loss, data, settings.patience) if data.x_val is not None else None
         schedule = SCHEDULES[settings.schedule]
-        losses = done + fit(
-            model, loss, optimizer, data.x_train, data.y_train, epochs=settings.epochs - len(done),
-            batch_size=settings.batch_size, generator=shuffle,
-            on_epoch=after_epoch if best is None else best.after(after_epoch),
-            # fit counts its epochs from 1; the schedule counts from the run's first
-            lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
-        )
+        try:
+            losses = done + fit(
+                model, loss, optimizer, data.x_train, data.y_train,
+                epochs=settings.epochs - len(done), batch_size=settings.batch_size,
+                generator=shuffle, on_epoch=after_epoch if best is None else best.after(after_epoch),
+                # fit counts its epochs from 1; the schedule counts from the run's first
+                lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
+            )
+        except KeyboardInterrupt:  # Ctrl-C: say how far it got and what is on disk
+            saved = after_epoch.last_checkpoint
+            raise Interrupted(len(after_epoch.losses) + 1, settings.epochs,
+                              str(checkpoint.path) if saved else None, saved) from None
         if best is not None:
             best.restore()
         return result_of(settings, losses, specs, model, loss, data,

@@ -12,6 +12,7 @@ Each function returns the `matplotlib.figure.Figure` (for tests and notebooks);
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from core.data import preprocess
 from core.files.atomic import atomic_write_bytes
 from core.data.disk import CENTER, RADIUS
+from core.pipeline.compare import describe
 from core.pipeline.experiment import TrainResult, datasets
 from core.pipeline.multirun import MultiRunResult
 from core.network.protocols import decision_threshold
@@ -37,32 +39,6 @@ def _figure(**kwargs):
     return fig
 
 
-def describe(configurations) -> str:
-    """The settings all `configurations` share, for a figure's title; what varies between
-    them (and so stands in each label) shows as "varies"."""
-    first = configurations[0]
-
-    def shared(field: str, text: str) -> str:
-        same = all(getattr(c, field) == getattr(first, field) for c in configurations)
-        return text if same else f"{field} varies"
-
-    if first.layers:
-        net = first.layers
-    elif first.data == "disk":  # the report's shape, in and out
-        net = "-".join(map(str, (2, *first.hidden, 1))) + " net"
-    else:  # the in and out widths follow each dataset
-        net = "hidden " + "-".join(map(str, first.hidden))
-    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
-    return (  # two lines, so the title fits the figure
-        f"{shared('layers', shared('hidden', net))}, {shared('init', first.init + ' init')}, "
-        f"{shared('optimizer', shared('optimizer_args', o))}, "
-        f"{shared('lr', f'lr {first.lr:g}')} ({shared('schedule', first.schedule)})\n"
-        f"{shared('batch_size', f'batch {first.batch_size}')}, "
-        f"{shared('epochs', f'{first.epochs} epochs')}, "
-        f"inputs: {shared('preprocess', first.preprocess)}, {shared('dtype', first.dtype)}"
-    )
-
-
 def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None = None):
     """Mean training loss per epoch over the runs, ± one sample std, one line per label."""
     fig = _figure(figsize=(7, 4.5), layout="constrained")
@@ -71,8 +47,12 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
         epochs = list(range(1, len(result.loss_mean) + 1))
         mean, std = result.loss_mean, result.loss_std
         (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} runs)")
-        low = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]  # the log axis needs > 0
-        ax.fill_between(epochs, low, [m + s for m, s in zip(mean, std)],
+        # NOTE: on a log axis, mean ± std plunges towards 0 (decades down) where std nears
+        # the mean; in log space the band is log(mean) ± std/mean (the std of log(loss) to
+        # first order), which stays > 0 and is mean ± std where std is small.
+        spread = [math.exp(s / m) for m, s in zip(mean, std)]
+        ax.fill_between(epochs, [m / f for m, f in zip(mean, spread)],
+                        [m * f for m, f in zip(mean, spread)],
                         color=line.get_color(), alpha=0.2, linewidth=0)
     from matplotlib.ticker import MaxNLocator
 
@@ -81,7 +61,7 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training loss (log scale)")
     ax.set_title(title or "Training loss, mean over runs ± 1 std", fontsize=10)
-    ax.legend(title="shaded: ± 1 sample std", fontsize=8, title_fontsize=8)
+    ax.legend(title="shaded: ± 1 sample std (in log space)", fontsize=8, title_fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return fig
 
@@ -191,13 +171,15 @@ def confusion_figure(rows: Sequence[tuple[str, MultiRunResult]]):
         matrix = result.metrics["confusion_matrix"]
         names = result.metrics and [c["class"] for c in result.metrics["classes"]]
         ax.imshow(matrix, cmap="Blues")
+        high = max(max(row) for row in matrix) / 2  # counts on dark cells are written in white
         for i, row in enumerate(matrix):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if v > high else "black")
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set(xlabel="predicted", ylabel="true")
-        ax.set_title(f"{name}, seed {result.settings.seed}: test error {result.test_error:.1%}", fontsize=8)
+        ax.set_title(f"{name}\nseed {result.settings.seed}: test error {result.test_error:.1%}", fontsize=8)
     return fig
 
 
@@ -215,7 +197,7 @@ def regression_figure(rows: Sequence[tuple[str, MultiRunResult]], registry: Regi
         ax.plot([float(both.min()), float(both.max())], [float(both.min()), float(both.max())],
                 color="black", linewidth=1)
         ax.set(xlabel="true", ylabel="predicted")
-        ax.set_title(f"{name}, seed {result.settings.seed}: R^2 {result.metrics['r2']:.3f}", fontsize=8)
+        ax.set_title(f"{name}\nseed {result.settings.seed}: R^2 {result.metrics['r2']:.3f}", fontsize=8)
     return fig
 
 

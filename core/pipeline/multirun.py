@@ -20,8 +20,9 @@ from core.pipeline.experiment import TrainResult, train
 from core.plugin.registry import Registry, default_registry
 from core.training.settings import MAX_SEED, TrainSettings
 
-# on_epoch(run_index, epoch, loss) after each epoch of each run; on_run(run_index, result)
-EpochCallback = Callable[[int, int, float], None]
+# on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
+# runs training together, with their mean loss); on_run(run_index, result)
+EpochCallback = Callable[[int | None, int, float], None]
 RunCallback = Callable[[int, TrainResult], None]
 
 
@@ -36,6 +37,7 @@ class MultiRunResult:
 
     settings: TrainSettings  # the configuration; its seed is the first run's
     results: list[TrainResult]  # one per seed
+    together: bool = False  # trained together as one batched ensemble (else one at a time)
 
     @property
     def seeds(self) -> list[int]:
@@ -79,6 +81,7 @@ class MultiRunResult:
                 for r in self.results
             ],
             **self.summary(),
+            "together": self.together,
             "loss_mean": self.loss_mean,
             "loss_std": self.loss_std,
             "std": "sample (n - 1)",
@@ -99,10 +102,10 @@ def train_seeds(
 ) -> list[TrainResult]:
     """One independent run per seed: all together as one batched ensemble when `together`
     and every component supports it (core/ensemble.py), else one after another."""
-    if together and len(seeds) > 1 and supports_runs(registry, settings):
-        # The runs advance together: the epoch callback sees the mean loss over them.
+    if batched(settings, len(seeds), registry, together):
+        # The runs advance together: the epoch callback gets run None and the mean loss.
         epoch_callback = None if on_epoch is None else (
-            lambda epoch, loss: on_epoch(0, epoch, loss)
+            lambda epoch, loss: on_epoch(None, epoch, loss)
         )
         results = train_ensemble(settings, seeds, registry, on_epoch=epoch_callback)
         for i, result in enumerate(results):
@@ -139,4 +142,9 @@ def run_many(
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
     registry = registry or default_registry()
     results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
-    return MultiRunResult(settings, results)
+    return MultiRunResult(settings, results, batched(settings, runs, registry, together))
+
+
+def batched(settings: TrainSettings, runs: int, registry: Registry, together: bool) -> bool:
+    """Whether `runs` runs train together as one batched ensemble."""
+    return together and runs > 1 and supports_runs(registry, settings)

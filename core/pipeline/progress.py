@@ -44,16 +44,22 @@ class RunProgress:
     def __init__(self, total_runs: int, epochs: int, stream, progress=None):
         self.total_runs, self.epochs, self.stream, self.progress = total_runs, epochs, stream, progress
         self.label, self.offset = "", 0
+        self.finished = 0  # runs done, over every configuration so far
+        self.configurations = 1  # a comparison's count: its runs bar says which one runs
         if progress is not None:
             self.runs_task = progress.add_task("runs", total=total_runs, what="runs", loss="-")
             self.epochs_task = progress.add_task("epochs", total=epochs, what="epochs", loss="-")
 
-    def on_epoch(self, run: int, epoch: int, loss: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.epochs_task, completed=epoch, loss=f"{loss:.6f}")
+    def on_epoch(self, run: int | None, epoch: int, loss: float) -> None:
+        if self.progress is None:
+            return
+        if run is None:  # every run at once: the epochs bar is the whole story
+            self.progress.update(self.runs_task, visible=self.configurations > 1)
+            self.progress.update(self.epochs_task, what="epochs, runs together (mean loss)")
+        self.progress.update(self.epochs_task, completed=epoch, loss=f"{loss:.6f}")
 
     def on_run(self, run: int, result) -> None:
-        done = self.offset + run + 1
+        done = self.finished = self.offset + run + 1
         if self.progress is not None:
             self.progress.update(self.runs_task, completed=done, what=f"runs {self.label}".rstrip())
             return

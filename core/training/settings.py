@@ -16,17 +16,18 @@ MAX_SEED = 2**40
 PREPROCESS_NAMES = ("standardize", "none")  # see core/preprocess.py
 SCHEDULE_NAMES = ("cosine", "constant")  # see core/schedule.py
 OptimizerArgs = tuple[tuple[str, bool | int | float], ...]
+DEFAULT_ACT, DEFAULT_HIDDEN = "tanh", (25, 25, 25)  # the report's network
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that decides a run; the same settings give the same result bit for bit."""
 
-    act: str = "tanh"  # activation after each hidden layer
+    act: str = DEFAULT_ACT  # activation after each hidden layer (not with layers)
     loss: str = "bce"  # loss on the network's single output (bench/defaults.py: why bce)
     init: str = "xavier"  # weight initializer of every linear layer
     optimizer: str = "adam"  # optimizer updating the parameters
-    hidden: tuple[int, ...] = (25, 25, 25)  # hidden layer widths
+    hidden: tuple[int, ...] = DEFAULT_HIDDEN  # hidden layer widths (not with layers)
     epochs: int = 150  # passes over the training set
     lr: float = 0.04  # learning rate (the schedule's starting value)
     batch_size: int = 200  # samples per gradient step
@@ -59,9 +60,13 @@ class TrainSettings:
         for name, value in positive_ints.items():
             if not _is_int(value) or value < 1:
                 raise SettingsError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.layers is not None:
+            self._check_beside_layers()
         if not self.hidden or any(not _is_int(w) or w < 1 for w in self.hidden):
+            shown = (",".join(map(str, self.hidden)) if isinstance(self.hidden, tuple)
+                     else repr(self.hidden))  # as typed: 25,0 rather than (25, 0)
             raise SettingsError(
-                f"hidden must be one or more integer widths >= 1, got {self.hidden!r}"
+                f"hidden must be one or more integer widths >= 1, such as 25,25,25; got {shown}"
             )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise SettingsError(f"lr must be a finite number > 0, got {self.lr!r}")
@@ -93,15 +98,31 @@ class TrainSettings:
                     f"optimizer_args must map option names to numbers or booleans, got {pair!r}"
                 )
 
+    def _check_beside_layers(self) -> None:
+        """`layers` is the whole network: act and hidden, which shape only the default one,
+        must stay at their defaults (None, as `to_dict` writes them, reads as the default)."""
+        for name, default in (("act", DEFAULT_ACT), ("hidden", DEFAULT_HIDDEN)):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default)
+            elif value != default:
+                raise SettingsError(
+                    f"layers gives the whole network, so {name}={value!r} would be ignored; "
+                    f"drop {name}, or write it into layers (such as {EXAMPLE!r})"
+                )
+
     def to_dict(self) -> dict[str, Any]:
         """Every field; those added with datasets (DATA_FIELDS) only when they differ from
-        their defaults, so a disk run's JSON and files read exactly as before them."""
+        their defaults, so a disk run's JSON and files read exactly as before them. With
+        `layers`, act and hidden are None: the stack is the network."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["optimizer_args"] = dict(self.optimizer_args)
         for name, default in DATA_FIELDS.items():
             if d[name] == default:
                 del d[name]
+        if self.layers is not None:
+            d["act"] = d["hidden"] = None
         return d
 
 
