@@ -322,11 +322,12 @@ def train(
     with write_locks(save):
         _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
                as_json=as_json, save=save, checkpoint=checkpoint,
-               checkpoint_every=checkpoint_every, resume=resume, seed=seed)
+               checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
+               registry_file=registry_file)
 
 
 def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
-           checkpoint_every, resume, seed) -> None:
+           checkpoint_every, resume, seed, plugin, registry_file) -> None:
     from core.pipeline.experiment import check, train as run, with_data_defaults  # imports torch
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
     from core.pipeline.multirun import MultiRunResult, run_many
