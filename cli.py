@@ -229,9 +229,13 @@ def info(
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
 ) -> None:
-    """A component's signature, parameters and defaults, documentation and plugin."""
+    """A component's signature, parameters and defaults, documentation and plugin; or, given a
+    saved model file, its layers' output shapes and parameter counts."""
     from core.network.info import component_info
 
+    if Path(name).is_file():  # a model or checkpoint file: its layer table
+        _model_summary(name, load(ctx, plugin, registry_file, strict_plugins), as_json)
+        return
     data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -253,6 +257,30 @@ def info(
         typer.echo(f"defaults for options not typed: {shown}")
     if data["doc"]:
         typer.echo("\n" + data["doc"])
+
+
+def _print_summary(in_shape, rows: list[dict], as_json: bool) -> None:
+    from core.network.summary import format_table
+
+    if as_json:
+        typer.echo(json.dumps({"input_shape": list(in_shape) if isinstance(in_shape, tuple)
+                               else [in_shape], "layers": rows}, indent=2))
+    else:
+        typer.echo(format_table(rows, in_shape))
+
+
+def _model_summary(path: str, registry, as_json: bool) -> None:
+    from core.files.model_file import load_model
+    from core.network.assemble import LayerSpec
+    from core.network.summary import layer_table
+
+    loaded = load_model(path, registry)
+    shape = loaded.model.input_shape or loaded.in_features  # images, or flat rows
+    specs = [LayerSpec.from_dict(s) for s in loaded.header["architecture"]]
+    rows = layer_table(loaded.model, specs, shape, loaded.dtype)
+    if not as_json:
+        typer.echo(f"{path}: a {loaded.header['kind']} trained on {loaded.dataset.get('name', 'disk')}")
+    _print_summary(shape, rows, as_json)
 
 
 @app.command()
@@ -291,6 +319,8 @@ def train(
     test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
 ) -> None:
     """Train a network (on the report's disk unless --data says otherwise) and report its
     train and test error.
@@ -323,12 +353,14 @@ def train(
         _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
                as_json=as_json, save=save, checkpoint=checkpoint,
                checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
-               registry_file=registry_file)
+               registry_file=registry_file, summary=summary)
 
 
 def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
-           checkpoint_every, resume, seed, plugin, registry_file) -> None:
-    from core.pipeline.experiment import check, train as run, with_data_defaults  # imports torch
+           checkpoint_every, resume, seed, plugin, registry_file, summary) -> None:
+    from core.pipeline.experiment import (  # imports torch
+        check, network_summary, train as run, with_data_defaults,
+    )
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
     from core.pipeline.multirun import MultiRunResult, run_many
     from core.pipeline.progress import epoch_reporter, runs_reporter
@@ -340,6 +372,9 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     else:
         settings = with_data_defaults(settings, registry, _typed(ctx))
     check(settings, registry, runs=1 if one_at_a_time else runs)
+    if summary:
+        _print_summary(*network_summary(settings, registry), as_json)
+        return
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     typer.echo(_what_it_trains(settings, runs), err=as_json)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.

@@ -19,6 +19,7 @@ _WHERE = {
     "RegistrationError": "core.errors",
     "SettingsError": "core.errors",
     "StateError": "core.errors",
+    "ShapeError": "core.errors",
     "UnknownComponentError": "core.errors",
     "hookimpl": "core.plugin.hookspecs",
     "hookspec": "core.plugin.hookspecs",
@@ -30,6 +31,10 @@ _WHERE = {
     "decision_threshold": "core.network.protocols",
     "param": "core.network.protocols",
     "zero_grad": "core.network.protocols",
+    "set_training": "core.network.protocols",
+    "is_training": "core.network.protocols",
+    "evaluating": "core.network.protocols",
+    "buffers": "core.network.protocols",
     "TrainSettings": "core.training.settings",
     "Entry": "core.plugin.registry",
     "Registry": "core.plugin.registry",
@@ -85,7 +90,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.plugin.discovery import load_registry
     from core.errors import (
         DivergenceError, ModelFileError, NNError, PluginError, RegistrationError, SettingsError,
-        StateError, UnknownComponentError,
+        ShapeError, StateError, UnknownComponentError,
     )
     from core.files.checkpoint import Checkpointing, read_checkpoint
     from core.pipeline.ensemble import train_ensemble
@@ -94,7 +99,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.training.result import TrainResult
     from core.plugin.hookspecs import hookimpl, hookspec
     from core.network.protocols import (
-        Initializer, Loss, Module, Optimizer, Parameter, decision_threshold, param, zero_grad,
+        Initializer, Loss, Module, Optimizer, Parameter, buffers, decision_threshold, evaluating,
+        is_training, param, set_training, zero_grad,
     )
     from core.plugin.registry import Entry, PluginRecord, Registry, default_registry
     from core.network.sequential import Sequential

@@ -43,6 +43,10 @@ class StateError(NNError, RuntimeError):
     """A method was called out of order, e.g. `backward` before `forward`."""
 
 
+class ShapeError(NNError, ValueError):
+    """A module cannot take an input of this shape: names the module and both shapes."""
+
+
 class PluginError(NNError):
     """A plugin could not be loaded: its import failed, its hook raised, or it was refused.
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from core.network.protocols import Parameter, zero_grad
+from core.network.protocols import Parameter, set_training, zero_grad
 
 BATCH_SIZES = (1, 3, 8)
 RUNS = 3  # runs in the check of a component that declares supports_runs
@@ -44,6 +44,7 @@ def check_module(
     factory_or_name: Callable[..., Any] | str,
     *,
     in_features: int = 4,
+    in_shape: Sequence[int] | None = None,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     runs: int | None = RUNS,
     registry: Any = None,
@@ -60,28 +61,64 @@ def check_module(
     `supports_runs = True` is also checked with `runs` runs (None: not): parameters with a
     leading run dimension, input (runs, batch, in_features), each run equal to the single
     component holding that run's parameters.
+
+    Images: `in_shape=(3, 7, 9)` makes the input (batch, *in_shape) instead of
+    (batch, in_features); `in_channels` (its first size) and `in_shape` are passed too when
+    the signature names them, and `in_features` is its last size. A module with modes (an
+    optional `train(mode)`) is checked in training and in evaluation. A module that keeps a
+    torch.Generator (dropout; a list of them with runs) has it replayed, so autograd and
+    the hand-written backward see the same random draws.
     """
     factory, label = _resolve(factory_or_name, ("layer", "activation"), registry)
-    module = _build_module(factory, in_features, seed, args)
+    sample = (in_features,) if in_shape is None else tuple(in_shape)
+    module = _build_module(factory, sample, seed, args)
     params = module.parameters()
     _check_parameter_shapes(params, label)
     initial = [p.value.clone() for p in params]
     dtype = params[0].value.dtype if params else torch.float64
     generator = torch.Generator().manual_seed(seed + 1)
-    shapes = [(batch, in_features) for batch in batch_sizes]
-    x, upstream = _check_gradients(module, params, shapes, dtype, generator, label, "")
-    if params:
-        _randomize(params, generator)
-        x, upstream = _check_gradients(module, params, shapes, dtype, generator, label,
-                                       ", random parameters")
-        _check_accumulation(module, params, x, upstream, label)
-    again = _build_module(factory, in_features, seed, args)
+    shapes = [(batch, *sample) for batch in batch_sizes]
+    for mode in _modes(module):
+        where = _mode_text(mode)
+        set_training(module, mode)
+        for p, value in zip(params, initial):
+            p.value.copy_(value)
+        x, upstream = _check_gradients(module, params, shapes, dtype, generator, label, where)
+        if params:
+            _randomize(params, generator)
+            x, upstream = _check_gradients(module, params, shapes, dtype, generator, label,
+                                           ", random parameters" + where)
+            _check_accumulation(module, params, x, upstream, label)
+    again = _build_module(factory, sample, seed, args)
     for p, q, value in zip(params, again.parameters(), initial, strict=True):
         _expect(torch.equal(value, q.value), label, "determinism under a seed",
                 f"{_pname(p)} differs between two builds with seed {seed}: max "
                 f"{(value - q.value).abs().max().item():.3g}")
     if runs is not None and getattr(factory, "supports_runs", False):
-        _check_runs(factory, label, in_features, batch_sizes, runs, seed, args, generator)
+        _check_runs(factory, label, sample, batch_sizes, runs, seed, args, generator)
+
+
+def _modes(module: Any) -> list[bool | None]:
+    return [True, False] if callable(getattr(module, "train", None)) else [None]
+
+
+def _mode_text(mode: bool | None) -> str:
+    return "" if mode is None else (", in training" if mode else ", in evaluation")
+
+
+def _generator_states(module: Any) -> list[tuple[torch.Generator, torch.Tensor]]:
+    """Every torch.Generator the module keeps (alone or in a list) with its state, to replay draws."""
+    found = []
+    for value in vars(module).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, torch.Generator) and all(item is not g for g, _ in found):
+                found.append((item, item.get_state()))
+    return found
+
+
+def _restore(states: list[tuple[torch.Generator, torch.Tensor]]) -> None:
+    for generator, state in states:
+        generator.set_state(state)
 
 
 def _check_parameter_shapes(params: list[Parameter], label: str) -> None:
@@ -98,21 +135,25 @@ def _randomize(params: list[Parameter], generator: torch.Generator) -> None:
         p.value.add_(torch.randn(p.value.shape, generator=generator, dtype=p.value.dtype))
 
 
-def _check_gradients(module, params, shapes, dtype, generator, label: str, where: str):
+def _check_gradients(module, params, shapes, dtype, generator, label: str, where: str, lead: int = 1):
     """Forward and backward against autograd for an input of each shape; the last input
-    and upstream gradient come back for the checks that follow."""
+    and upstream gradient come back for the checks that follow. `lead`: the dimensions
+    before a sample's own (the batch; the runs and the batch)."""
     for shape in shapes:
-        batch = ", ".join(f"{n} runs" for n in shape[:-2]) + (", " if len(shape) > 2 else "")
-        batch += f"batch {shape[-2]}{where}"
-        x = torch.randn(shape, generator=generator, dtype=dtype)  # (..., batch, in)
+        batch = ", ".join(f"{n} runs" for n in shape[:lead - 1]) + (", " if lead > 1 else "")
+        batch += f"batch {shape[lead - 1]}{where}"
+        x = torch.randn(shape, generator=generator, dtype=dtype)  # (..., batch, *sample)
         zero_grad(module)
+        replay = _generator_states(module)
         expected_out, expected_grads = _autograd(module, params, x, generator)
         upstream = expected_grads.pop("upstream")
+        _restore(replay)
         out = module.forward(x)
-        lead = x.dim() - 1
+        if shape is shapes[-1]:
+            _restore(replay)  # the accumulation check replays this last forward's draws
         _expect(tuple(out.shape[:lead]) == tuple(x.shape[:lead]), label, "output shape",
                 f"{tuple(x.shape)} in, {tuple(out.shape)} out: the dimensions before the "
-                f"features must stay ({', '.join(map(str, x.shape[:lead]))}, ...)")
+                f"sample's own must stay ({', '.join(map(str, x.shape[:lead]))}, ...)")
         _close(out, expected_out, label, f"forward is deterministic ({batch})")
         grad_in = module.backward(upstream)
         _expect(tuple(grad_in.shape) == tuple(x.shape), label, "input gradient shape",
@@ -136,11 +177,11 @@ def _check_accumulation(module, params, x, upstream, label: str) -> None:
                 f"{_pname(p)} gradient is {p.grad.abs().max().item():.3g} after zero_grad, not 0")
 
 
-def _check_runs(factory, label, in_features, batch_sizes, runs, seed, args, generator) -> None:
+def _check_runs(factory, label, sample, batch_sizes, runs, seed, args, generator) -> None:
     """The runs path: `runs` copies with a leading run dimension, each its own component."""
     takes_runs = "runs" in _signature(factory)
-    batched = _build_module(factory, in_features, seed, {"runs": runs, **args} if takes_runs else args)
-    single = _build_module(factory, in_features, seed, args)
+    batched = _build_module(factory, sample, seed, {"runs": runs, **args} if takes_runs else args)
+    single = _build_module(factory, sample, seed, args)
     params, singles = batched.parameters(), single.parameters()
     _expect(len(params) == len(singles), label, "run dimension",
             f"{len(params)} parameters with runs={runs}, {len(singles)} without")
@@ -151,15 +192,29 @@ def _check_runs(factory, label, in_features, batch_sizes, runs, seed, args, gene
     _check_parameter_shapes(params, label)
     _randomize(params, generator)
     dtype = params[0].value.dtype if params else torch.float64
-    shapes = [(runs, batch, in_features) for batch in batch_sizes]
-    x, upstream = _check_gradients(batched, params, shapes, dtype, generator, label, "")
-    if params:
-        _check_accumulation(batched, params, x, upstream, label)
-    out = batched.forward(x)  # (runs, batch, out)
-    for r in range(runs):  # run r is the single component holding run r's parameters
-        for p, q in zip(params, singles):
-            q.value.copy_(p.value[r])
-        _close(out[r], single.forward(x[r]), label, f"run {r} of {runs} equals a single run")
+    shapes = [(runs, batch, *sample) for batch in batch_sizes]
+    for mode in _modes(batched):
+        set_training(batched, mode)
+        set_training(single, mode)
+        x, upstream = _check_gradients(batched, params, shapes, dtype, generator, label,
+                                       _mode_text(mode), lead=2)
+        if params:
+            _check_accumulation(batched, params, x, upstream, label)
+        if mode and _generator_states(batched):
+            continue  # random draws: the runs and the single component draw different masks
+        out = batched.forward(x)  # (runs, batch, ...)
+        for r in range(runs):  # run r is the single component holding run r's parameters
+            for p, q in zip(params, singles):
+                q.value.copy_(p.value[r])
+            for name, buffer in _buffers(single).items():  # running statistics
+                buffer.copy_(_buffers(batched)[name][r])
+            _close(out[r], single.forward(x[r]), label,
+                   f"run {r} of {runs} equals a single run{_mode_text(mode)}")
+
+
+def _buffers(module: Any) -> dict[str, torch.Tensor]:
+    named = getattr(module, "buffers", None)
+    return dict(named()) if callable(named) else {}
 
 
 def check_loss(
@@ -284,9 +339,10 @@ def _signature(factory: Any) -> Any:
         return {}
 
 
-def _build_module(factory: Any, in_features: int, seed: int, args: dict[str, Any]) -> Any:
+def _build_module(factory: Any, sample: tuple[int, ...], seed: int, args: dict[str, Any]) -> Any:
     accepted = _signature(factory)
-    context = {"in_features": in_features, "out_features": 3, "init": _gaussian,
+    context = {"in_features": sample[-1], "in_channels": sample[0], "in_shape": sample,
+               "out_features": 3, "init": _gaussian,
                "generator": torch.Generator().manual_seed(seed), "dtype": torch.float64}
     kwargs = dict(args)
     for key, value in context.items():

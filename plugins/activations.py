@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from core import Parameter, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
@@ -63,8 +65,56 @@ class Sigmoid(_Activation):
         return grad_output * s * (1 - s)
 
 
+class LeakyReLU(_Activation):
+    """x for x > 0, negative_slope * x otherwise; the gradient at exactly 0 is the slope, as in PyTorch."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = x > 0  # the mask
+        return torch.where(self.cache, x, x * self.negative_slope)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.cached(), grad_output, grad_output * self.negative_slope)
+
+
+class GELU(_Activation):
+    """x * Phi(x), Phi the standard normal CDF (approximate="tanh": the tanh formula, as PyTorch's)."""
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.cache = x  # the input: both derivatives are written in x
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        return x * _phi_cdf(x)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        x = self.cached()
+        if self.approximate == "tanh":
+            t = torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)  # d(tanh's argument)/dx
+            return grad_output * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * inner)
+        density = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)  # the normal pdf
+        return grad_output * (_phi_cdf(x) + x * density)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+def _phi_cdf(x: torch.Tensor) -> torch.Tensor:
+    """The standard normal CDF, 0.5 (1 + erf(x / sqrt 2))."""
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+
+
 @hookimpl
 def register_activations(register):
     register("relu", ReLU)
     register("tanh", Tanh)
     register("sigmoid", Sigmoid)
+    register("leaky_relu", LeakyReLU)
+    register("gelu", GELU)

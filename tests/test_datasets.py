@@ -205,7 +205,7 @@ def test_layers_must_end_with_the_width_the_data_need():
 
 def test_regression_reports_rmse_mae_and_r2():
     out = json_of("train", "--data", "diabetes", *FAST)
-    assert out["task"] == "regression" and set(out["metrics"]) == {"rmse", "mae", "r2"}
+    assert out["task"] == "regression" and set(out["metrics"]) == {"rmse", "mae", "r2", "psnr"}
     assert out["test_error"] == pytest.approx(out["metrics"]["rmse"])
     assert "R^2" in invoke("train", "--data", "diabetes", *FAST).stdout
 

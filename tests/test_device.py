@@ -59,3 +59,17 @@ def test_cuda_ensemble_matches_the_cpu_runs(registry, optimizer):
     for a, b in zip(together, alone, strict=True):
         for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
             torch.testing.assert_close(p.value.cpu(), q.value, rtol=1e-10, atol=1e-12)
+
+
+@needs_cuda
+def test_cuda_cnn_with_batchnorm_and_dropout_matches_the_cpu_run(registry):
+    settings = TrainSettings(
+        data="digits", loss="cross_entropy", dtype="float64", epochs=1, batch_size=64, lr=0.003,
+        layers="conv2d:out=4,k=3,pad=1,batchnorm,relu,maxpool2d:k=2,dropout:p=0.2,flatten,"
+               "linear:out=10")
+    cpu = train(settings, registry)
+    cuda = train(dataclasses.replace(settings, device="cuda"), registry)
+    for p, q in zip(cpu.model.parameters(), cuda.model.parameters(), strict=True):
+        torch.testing.assert_close(q.value.cpu(), p.value, rtol=1e-8, atol=1e-10)
+    for name, t in cuda.model.buffers().items():
+        torch.testing.assert_close(t.cpu(), cpu.model.buffers()[name], rtol=1e-8, atol=1e-10)

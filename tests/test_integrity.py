@@ -129,6 +129,23 @@ def test_resume_of_a_checkpoint_with_nan_weights_is_refused(tmp_path):
     assert not model.exists()
 
 
+@pytest.mark.parametrize("change", [
+    lambda t: t.pop("rng.shuffle"),
+    lambda t: t.update({"rng.shuffle": t["rng.shuffle"].float()}),
+    lambda t: t.update({"rng.init": t["rng.init"][:100]}),
+])
+def test_resume_of_a_checkpoint_with_a_bad_generator_state_is_refused_before_training(tmp_path,
+                                                                                      change):
+    """Refused when the file is read: not after train has said what it trains."""
+    ckpt, model = tmp_path / "c.safetensors", tmp_path / "m.safetensors"
+    result = invoke("train", *FAST, "--checkpoint", ckpt, "--checkpoint-every", "1")
+    assert result.exit_code == 0, result.output
+    edit_tensors(ckpt, change)
+    result = invoke("train", "--resume", ckpt, "--save", model)
+    assert_one_line_error(result, "generator state 'rng.")
+    assert result.stdout == "" and not model.exists()
+
+
 # -- 11.3 a finite input never gives a NaN score -----------------------------------------
 
 
@@ -264,6 +281,13 @@ def test_layers_too_big_for_memory_are_refused_before_allocating():
     assert_one_line_error(result, "--layers", "memory")
 
 
+def test_an_image_network_too_big_for_memory_is_refused_before_allocating():
+    """Counted on the meta build for the digits' 1x8x8 images (a conv's outputs per image)."""
+    result = invoke("train", "--data", "digits", "--epochs", "1",
+                    "--layers", "conv2d:out=100000,k=3,pad=1,relu,flatten,linear:out=10")
+    assert_one_line_error(result, "needs about", "memory")
+
+
 def test_evaluate_n_too_big_for_memory_is_refused(saved):
     assert_one_line_error(invoke("evaluate", saved, "--n", "100000000000"), "--n", "memory")
 
@@ -299,11 +323,64 @@ def test_the_loader_checks_shapes_before_building_the_network(saved, monkeypatch
     import core.files.model_file as mf
 
     built = []
-    real = mf.build_stack
-    monkeypatch.setattr(mf, "build_stack", lambda *a, **k: built.append(k) or real(*a, **k))
+    real = mf.build_flat_stack
+    monkeypatch.setattr(mf, "build_flat_stack", lambda *a, **k: built.append(k) or real(*a, **k))
     with pytest.raises(ModelFileError, match="shape"):
         load_model(saved)
     assert all(k.get("device") == "meta" for k in built)
+
+
+IMAGE_NET = "conv2d:out=4,k=3,pad=1,batchnorm,relu,maxpool2d:k=2,flatten,linear:out=10"
+
+
+@pytest.fixture
+def image_model(tmp_path):
+    """A CNN with batchnorm on digits: its file holds running statistics (buffers)."""
+    path = tmp_path / "cnn.safetensors"
+    result = invoke("train", "--data", "digits", "--layers", IMAGE_NET, "--epochs", "1",
+                    "--save", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def edit_tensors(path, change):
+    """Rewrite the file's tensors through `change(dict)`, re-signed: the header stays."""
+    tensors = load_file(path)
+    change(tensors)
+    outer, _ = split(path)
+    save_file(tensors, path, metadata=outer["__metadata__"])
+    return resign(path)
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda t: t.pop("modules.1.running_mean"), ["missing tensor 'modules.1.running_mean'"]),
+    (lambda t: t.update({"modules.1.running_var": torch.ones(5)}), ["'modules.1.running_var'", "[4]"]),
+    (lambda t: t.update({"modules.1.running_var": t["modules.1.running_var"].double()}),
+     ["'modules.1.running_var'", "float64"]),
+    (lambda t: t.update({"modules.1.running_std": torch.ones(4)}), ["unexpected tensor"]),
+])
+def test_an_image_models_buffers_are_checked_before_building(image_model, monkeypatch, change,
+                                                             fragments):
+    """Running statistics are checked against the header like weights, on the meta build."""
+    edit_tensors(image_model, change)
+    import core.files.model_file as mf
+
+    built = []
+    real = mf.build_flat_stack
+    monkeypatch.setattr(mf, "build_flat_stack", lambda *a, **k: built.append(k) or real(*a, **k))
+    with pytest.raises(ModelFileError) as error:
+        load_model(image_model)
+    assert all(f in str(error.value) for f in fragments), error.value
+    assert built == []  # refused before the real network was built
+
+
+def test_an_image_models_running_statistics_load_as_saved(image_model):
+    saved_tensors = load_file(image_model)
+    buffers = load_model(image_model).model.buffers()
+    assert set(buffers) == {"1.running_mean", "1.running_var"}
+    for name, value in buffers.items():
+        assert torch.equal(value, saved_tensors[f"modules.{name}"])
+    assert not torch.equal(buffers["1.running_var"], torch.ones(4))  # they moved in training
 
 
 # -- 11.7 input files -------------------------------------------------------------------

@@ -13,9 +13,19 @@ from plugins.losses import MSELoss
 REGISTRY = default_registry()
 
 
+# Layers that take images get an image; the rest rows of features. Arguments a layer needs.
+IMAGE_LAYERS = {"conv2d": dict(out_channels=2, kernel_size=3, padding=2),
+                "conv_transpose2d": dict(out_channels=2, kernel_size=3, stride=2),
+                "maxpool2d": dict(kernel_size=2), "avgpool2d": dict(kernel_size=2),
+                "upsample": {}, "flatten": {}, "batchnorm": {}}
+
+
 @pytest.mark.parametrize("name", REGISTRY.names("layer") + REGISTRY.names("activation"))
 def test_kit_passes_every_builtin_module(name):
-    check_module(name, registry=REGISTRY)
+    if name in IMAGE_LAYERS:
+        check_module(name, registry=REGISTRY, in_shape=(3, 5, 6), **IMAGE_LAYERS[name])
+    else:
+        check_module(name, registry=REGISTRY)
 
 
 @pytest.mark.parametrize("name", REGISTRY.names("loss"))

@@ -223,10 +223,10 @@ def bad_files(tmp_path, saved):
     )
 
     header = header_of(saved)
-    header["architecture"][1]["name"] = "gelu"
+    header["architecture"][1]["name"] = "softsign"
     files["unknown component"] = (
-        rewrite(saved, tmp_path / "gelu.safetensors", header=header),
-        ["activation 'gelu'", "no installed plugin registers"],
+        rewrite(saved, tmp_path / "softsign.safetensors", header=header),
+        ["activation 'softsign'", "no installed plugin registers"],
     )
 
     header = header_of(saved)

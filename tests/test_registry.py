@@ -13,6 +13,17 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         ("activation", "relu"): "plugins.activations",
         ("activation", "tanh"): "plugins.activations",
         ("activation", "sigmoid"): "plugins.activations",
+        ("activation", "leaky_relu"): "plugins.activations",
+        ("activation", "gelu"): "plugins.activations",
+        ("layer", "conv2d"): "plugins.conv",
+        ("layer", "conv_transpose2d"): "plugins.conv",
+        ("layer", "maxpool2d"): "plugins.pooling",
+        ("layer", "avgpool2d"): "plugins.pooling",
+        ("layer", "upsample"): "plugins.pooling",
+        ("layer", "flatten"): "plugins.pooling",
+        ("layer", "batchnorm"): "plugins.normalization",
+        ("layer", "layernorm"): "plugins.normalization",
+        ("layer", "dropout"): "plugins.normalization",
         ("loss", "mse"): "plugins.losses",
         ("loss", "bce"): "plugins.losses",
         ("loss", "cross_entropy"): "plugins.losses",
@@ -27,6 +38,8 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         **{("dataset", name): "plugins.datasets" for name in (
             "disk", "moons", "circles", "xor", "spiral", "gauss", "digits", "iris", "wine",
             "breast_cancer", "diabetes", "file")},
+        ("dataset", "mnist"): "plugins.image_datasets",
+        ("dataset", "denoise"): "plugins.image_datasets",
     }
     got = {(e.kind, e.name): e.plugin for e in registry.entries()}
     assert got == expected

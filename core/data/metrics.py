@@ -5,6 +5,7 @@ Plain functions of tensors, returning JSON-friendly dicts; `text_report` renders
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -44,22 +45,28 @@ def classification_metrics(
 
 
 def regression_metrics(true: torch.Tensor, predicted: torch.Tensor) -> dict[str, Any]:
-    """RMSE and MAE (in the target's units) and R^2 (1 - SSE / total sum of squares)."""
+    """RMSE and MAE (in the target's units), R^2 (1 - SSE / total sum of squares), and the
+    PSNR in dB, 10 log10(peak^2 / MSE) with the targets' range as the peak (1 for images
+    in [0, 1], as the denoising task's)."""
     true, predicted = true.double().cpu(), predicted.double().cpu()  # (n, targets)
     diff = predicted - true
     total = ((true - true.mean(dim=0)) ** 2).sum()
     sse = (diff**2).sum()
+    mse = float(diff.pow(2).mean())
+    peak = float(true.max() - true.min()) if true.numel() else 0.0
     return {
-        "rmse": float(diff.pow(2).mean().sqrt()),
+        "rmse": mse**0.5,
         "mae": float(diff.abs().mean()),
         "r2": float(1 - sse / total) if total > 0 else 0.0,
+        "psnr": 10 * math.log10(peak**2 / mse) if mse > 0 and peak > 0 else None,  # None: exact
     }
 
 
 def text_report(metrics: dict[str, Any]) -> str:
     """The per-class table and confusion matrix (classification) or the three figures."""
     if "rmse" in metrics:
-        return f"RMSE {metrics['rmse']:.4g}   MAE {metrics['mae']:.4g}   R^2 {metrics['r2']:.4f}"
+        return (f"RMSE {metrics['rmse']:.4g}   MAE {metrics['mae']:.4g}   R^2 {metrics['r2']:.4f}"
+                + (f"   PSNR {metrics['psnr']:.2f} dB" if metrics.get("psnr") is not None else ""))
     names = [row["class"] for row in metrics["classes"]]
     width = max(5, *(len(n) for n in names))
     lines = [f"{'class':<{width}}  precision  recall     f1  support"]

@@ -3,6 +3,8 @@
 A checkpoint is a model file (see core.model_file) of kind "checkpoint", with more tensors
   "optimizer.{key}"  the optimizer's state_dict() tensors (SGD velocities, Adam moments)
   "rng.shuffle"      the state of the generator that orders each epoch (uint8 tensor)
+  "rng.init"         the state of the generator the weights were drawn from, which dropout
+                     goes on drawing from (absent in checkpoints written before dropout)
 and a "training" section in the header:
   epoch              epochs completed; losses has that many entries
   losses             mean training loss of each completed epoch (JSON floats round-trip)
@@ -44,6 +46,13 @@ from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
 from core.training.loop import divergence, divergence_error
+
+
+# The generators a checkpoint holds ("rng.{name}"): the epochs' order, and the weights'
+# stream that dropout goes on drawing from.
+STREAMS = ("shuffle", "init")
+# Generators a checkpoint of an older nn-scratch lacks; no module of its network drew from them.
+OPTIONAL_STREAMS = ("init",)
 
 
 @dataclass(frozen=True)
@@ -174,14 +183,21 @@ class Checkpoint:
         except (NNError, KeyError, TypeError, ValueError, RuntimeError) as e:
             raise file.fail(f"optimizer state does not fit: {e}") from None
         for name, gen in generators.items():
-            state_tensor = file.tensors.get(f"rng.{name}")
-            if state_tensor is None or state_tensor.dtype != torch.uint8:
-                raise file.fail(f"missing or bad generator state 'rng.{name}'")
-            try:
-                gen.set_state(state_tensor)
-            except RuntimeError as e:
-                raise file.fail(f"bad generator state 'rng.{name}': {e}") from None
+            set_generator_state(file, name, gen)
         return list(self.losses)
+
+
+def set_generator_state(file: ModelFile, name: str, gen: torch.Generator) -> None:
+    """Put the file's "rng.{name}" into `gen`; a missing or bad state is a ModelFileError."""
+    state_tensor = file.tensors.get(f"rng.{name}")
+    if state_tensor is None and name in OPTIONAL_STREAMS:
+        return  # written before any module drew from it while training
+    if state_tensor is None or state_tensor.dtype != torch.uint8:
+        raise file.fail(f"missing or bad generator state 'rng.{name}'")
+    try:
+        gen.set_state(state_tensor)
+    except RuntimeError as e:
+        raise file.fail(f"bad generator state 'rng.{name}': {e}") from None
 
 
 def read_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -> Checkpoint:
@@ -200,6 +216,8 @@ def read_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -
             and isinstance(numbers, dict)
             and all(isinstance(v, float) and math.isfinite(v) for v in losses)):
         raise file.fail("checkpoint 'training' section is inconsistent (epoch, losses, every)")
+    for name in STREAMS:  # now, not once training has started
+        set_generator_state(file, name, torch.Generator())
     file.note_if_unverified()
     return Checkpoint(file, settings, epoch, losses, every)
 

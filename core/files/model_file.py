@@ -1,6 +1,8 @@
 """Model files: a trained network in one safetensors file that rebuilds it by registered names.
 
-Tensors: the weights, named "modules.{i}.{Parameter.name}" (module i of the Sequential).
+Tensors: the weights, named "modules.{i}.{Parameter.name}" (module i of the Sequential),
+and each module's non-trainable state (its optional `buffers()`, e.g. batchnorm's
+running statistics), named "modules.{i}.{buffer name}".
 Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds JSON:
 
     format             "nn-scratch"
@@ -9,7 +11,7 @@ Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds 
     framework_version  version of the nn-scratch distribution that wrote it
     in_features        input width of the first module
     dtype              "float32" or "float64"
-    architecture       [LayerSpec.to_dict(), ...], rebuilt with core.assemble.build_stack
+    architecture       [LayerSpec.to_dict(), ...], rebuilt with core.network.assemble.build_flat_stack
     init               the initializer build_stack needs (its draws are then overwritten)
     loss               loss name; its decision_threshold turns a score into a class
     settings           TrainSettings.to_dict() of the run
@@ -47,11 +49,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_stack, shapes_only
+from core.network.assemble import LayerSpec, build_flat_stack, shapes_only
 from core.files.atomic import atomic_write_bytes
 from core.data.disk import DTYPES
 from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
-from core.network.protocols import Loss, decision_threshold
+from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
@@ -128,9 +130,17 @@ def parameter_names(model: Sequential) -> list[tuple[str, Any]]:
     return named
 
 
+def model_state(model: Sequential) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor a file holds for `model`, by name: its parameters, then its buffers."""
+    named = [(name, p.value) for name, p in parameter_names(model)]
+    for i, module in enumerate(model.modules):
+        named += [(f"modules.{i}.{name}", t) for name, t in buffers(module).items()]
+    return named
+
+
 def model_tensors(model: Sequential) -> dict[str, torch.Tensor]:
     # On the CPU and contiguous, as safetensors needs; a CUDA model saves the same bytes.
-    return {name: p.value.cpu().contiguous() for name, p in parameter_names(model)}
+    return {name: t.cpu().contiguous() for name, t in model_state(model)}
 
 
 def model_header(
@@ -364,18 +374,29 @@ def check_components(file: ModelFile, registry: Registry, extra: list[tuple[str,
         )
 
 
+def input_shape(header: dict[str, Any]) -> int | tuple[int, ...]:
+    """The width of an input row, or one sample's shape when the data's has several
+    dimensions (images); the network then reshapes each row to it."""
+    dataset = header.get("dataset")
+    shape = dataset.get("input_shape") if isinstance(dataset, dict) else None
+    if (isinstance(shape, list) and len(shape) > 1 and all(isinstance(n, int) and n > 0 for n in shape)
+            and math.prod(shape) == header["in_features"]):
+        return tuple(shape)
+    return header["in_features"]
+
+
 def rebuild(file: ModelFile, registry: Registry) -> Sequential:
     """The network the file describes, with its saved weights (names and shapes checked)."""
     h = file.header
     check_components(file, registry)
     specs = [LayerSpec.from_dict(s) for s in h["architecture"]]
-    dtype = DTYPES[h["dtype"]]
-    shapes = shapes_only(registry, specs, h["in_features"], dtype)
+    shape, dtype = input_shape(h), DTYPES[h["dtype"]]
+    shapes = shapes_only(registry, specs, shape, dtype)
     if shapes is not None:  # the header against the tensors, before allocating anything
         check_tensors(file, shapes)
     try:
-        model = build_stack(
-            registry, specs, h["in_features"], init=h["init"],
+        model = build_flat_stack(
+            registry, specs, shape, init=h["init"],
             generator=torch.Generator().manual_seed(0), dtype=dtype,
         )
     except (NNError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
@@ -385,31 +406,32 @@ def rebuild(file: ModelFile, registry: Registry) -> Sequential:
 
 
 def load_weights(file: ModelFile, model: Sequential) -> None:
-    """Overwrite the model's parameters with the file's "modules.*" tensors, exactly."""
-    for name, p in check_tensors(file, model).items():
-        p.value.copy_(file.tensors[name])
+    """Overwrite the model's parameters and buffers with the file's "modules.*" tensors, exactly."""
+    for name, value in check_tensors(file, model).items():
+        value.copy_(file.tensors[name])
 
 
-def check_tensors(file: ModelFile, model: Sequential) -> dict[str, Any]:
-    """The file's "modules.*" tensors are the model's parameters: names, shapes, dtypes.
+def check_tensors(file: ModelFile, model: Sequential) -> dict[str, torch.Tensor]:
+    """The file's "modules.*" tensors are the model's parameters and buffers (batchnorm's
+    running statistics): names, shapes, dtypes.
 
-    Returns the parameters by name. `model` may be a shapes-only (meta) build.
+    Returns the model's tensors by name. `model` may be a shapes-only (meta) build.
     """
-    expected = dict(parameter_names(model))
+    expected = dict(model_state(model))
     saved = {k: t for k, t in file.tensors.items() if k.startswith("modules.")}
     for name in sorted(saved.keys() - expected.keys()):
         raise file.fail(f"unexpected tensor {name!r}; the architecture has {', '.join(expected)}")
-    for name, p in expected.items():
+    for name, value in expected.items():
         if name not in saved:
-            raise file.fail(f"missing tensor {name!r} of shape {list(p.value.shape)}")
+            raise file.fail(f"missing tensor {name!r} of shape {list(value.shape)}")
         tensor = saved[name]
-        if tensor.shape != p.value.shape:
+        if tensor.shape != value.shape:
             raise file.fail(
                 f"tensor {name!r} has shape {list(tensor.shape)}; "
-                f"the architecture needs {list(p.value.shape)}"
+                f"the architecture needs {list(value.shape)}"
             )
-        if tensor.dtype != p.value.dtype:
-            raise file.fail(f"tensor {name!r} is {tensor.dtype}; the model is {p.value.dtype}")
+        if tensor.dtype != value.dtype:
+            raise file.fail(f"tensor {name!r} is {tensor.dtype}; the model is {value.dtype}")
     return expected
 
 
@@ -589,6 +611,7 @@ def load_model(path: str | os.PathLike, registry: Registry | None = None) -> Loa
     if file.header["kind"] not in ("model", "checkpoint"):
         raise file.fail(f"unknown kind {file.header['kind']!r}; expected 'model' or 'checkpoint'")
     model = rebuild(file, registry)
+    set_training(model, False)  # predictions and errors: dropout off, running statistics
     if file.header["kind"] == "model":
         extra = sorted(k for k in file.tensors if not k.startswith("modules."))
         if extra:

@@ -7,19 +7,24 @@ same description builds it, prints it, and (later) saves it.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from core.errors import NNError, SettingsError
-from core.network.protocols import Initializer, Module
+from core.errors import NNError, SettingsError, ShapeError
+from core.network.protocols import Initializer, Module, evaluating
+from core.network.shapes import describe_shape, sample_shape
 from core.plugin.registry import Registry
 from core.network.sequential import Sequential
 
-# Arguments a layer gets from its context when its factory's signature names them.
-CONTEXT_ARGS = ("in_features", "init", "generator", "dtype", "device", "runs")
+# Arguments a layer gets from its context when its factory's signature names them:
+# `in_shape` is one sample's shape as the layer before produces it, (features,) or
+# (channels, height, width); `in_features` is its last size, `in_channels` its first.
+CONTEXT_ARGS = ("in_features", "in_channels", "in_shape", "init", "generator", "dtype", "device",
+                "runs")
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ def mlp_specs(hidden: Sequence[int], out_features: int, activation: str) -> list
 def build_module(
     registry: Registry,
     spec: LayerSpec,
-    in_features: int,
+    in_shape: int | tuple[int, ...],
     *,
     init: Initializer,
     generator: torch.Generator,
@@ -60,13 +65,15 @@ def build_module(
 ) -> Module:
     """Create one module, passing the context arguments its factory's signature names.
 
-    `in_features` comes from the module before; `init`, `generator`, `dtype`, `device`
-    and `runs` from the run. Explicit arguments in the spec win over the context.
+    `in_shape` (an int: a width) comes from the module before, and `in_features` and
+    `in_channels` from it; `init`, `generator`, `dtype`, `device` and `runs` from the run.
+    Explicit arguments in the spec win over the context.
     """
     entry = registry.get(spec.kind, spec.name)
     accepted = inspect.signature(entry.factory).parameters
-    context = {"in_features": in_features, "init": init, "generator": generator, "dtype": dtype,
-               "device": device, "runs": runs}
+    shape = sample_shape(in_shape)
+    context = {"in_features": shape[-1], "in_channels": shape[0], "in_shape": shape,
+               "init": init, "generator": generator, "dtype": dtype, "device": device, "runs": runs}
     kwargs = dict(spec.args)
     if isinstance(kwargs.get("init"), str):  # `linear:init=he` in a stack text: a name
         kwargs["init"] = registry.create("initializer", kwargs["init"])
@@ -83,49 +90,101 @@ def build_module(
         raise SettingsError(f"{spec.kind} {spec.name!r} ({given or 'no arguments'}): {detail}") from None
 
 
-def output_width(
-    module: Module, in_features: int, dtype: torch.dtype, device: torch.device | str = "cpu",
-    runs: int | None = None,
-) -> int:
-    """How many features `module` produces from `in_features`, found by a probe forward."""
-    out_features = getattr(module, "out_features", None)
-    if isinstance(out_features, int):
-        return out_features
+def output_shape(
+    module: Module, in_shape: int | Sequence[int], dtype: torch.dtype,
+    device: torch.device | str = "cpu", runs: int | None = None,
+) -> tuple[int, ...]:
+    """One sample's shape after `module`, found by a probe forward of one zero sample.
+
+    The probe runs in evaluation mode, so it moves no running statistic and draws nothing.
+    """
     lead = () if runs is None else (runs,)
-    probe = torch.zeros(*lead, 1, in_features, dtype=dtype, device=device)  # (..., 1, in)
-    return module.forward(probe).shape[-1]
+    probe = torch.zeros(*lead, 1, *sample_shape(in_shape), dtype=dtype, device=device)
+    with evaluating(module):
+        return tuple(module.forward(probe).shape[len(lead) + 1:])
 
 
 def build_stack(
+    registry: Registry, specs: Sequence[LayerSpec], in_features: int | Sequence[int], **options: Any
+) -> Sequential:
+    """A Sequential of the modules `specs` name, each layer's input shape inferred.
+
+    `in_features` is the data's width, or one sample's shape ((1, 8, 8) for 8x8 grey
+    images); `options` are `build_layers`'s (init, generator, dtype, device, runs). A
+    module that cannot take the shape the one before it produces is a ShapeError naming
+    the layer and both shapes. With `runs=R` every module must support runs
+    (`supports_runs = True`): it is built as R independent copies with a leading run
+    dimension (see core/ensemble.py).
+    """
+    return Sequential(*(module for module, _ in build_layers(registry, specs, in_features, **options)))
+
+
+def build_flat_stack(
+    registry: Registry, specs: Sequence[LayerSpec], input_shape: int | Sequence[int], **options: Any
+) -> Sequential:
+    """`build_stack` for data kept as flat rows, (n, features).
+
+    When the sample shape has several dimensions (an image, (1, 8, 8)) and the first
+    component takes images (its factory sets `takes_images = True`: conv2d, pooling,
+    upsample, flatten), the network is built for that shape and reshapes each row to it on
+    the way in, flattening each output on the way out (Sequential.input_shape). Any other
+    stack (an MLP) is built for the flat rows.
+    """
+    shape = sample_shape(input_shape)
+    images = len(shape) > 1 and bool(specs) and getattr(
+        registry.get(specs[0].kind, specs[0].name).factory, "takes_images", False)
+    model = build_stack(registry, specs, shape if images else math.prod(shape), **options)
+    model.input_shape = shape if images else None
+    return model
+
+
+def build_layers(
     registry: Registry,
     specs: Sequence[LayerSpec],
-    in_features: int,
+    in_features: int | Sequence[int],
     *,
     init: str | Initializer,
     generator: torch.Generator | None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     runs: int | None = None,
-) -> Sequential:
-    """A Sequential of the modules `specs` name, each layer's in-features inferred.
+) -> list[tuple[Module, tuple[int, ...]]]:
+    """Each module of `build_stack` with one sample's shape after it (for a summary table).
 
-    `init` is an initializer's registered name, or an initializer itself.
-
-    With `runs=R` every module must support runs (`supports_runs = True`): it is built as
-    R independent copies with a leading run dimension (see core/ensemble.py).
+    `init` is an initializer's registered name, or an initializer itself; the weights are
+    drawn from `generator` in layer order.
     """
     initializer = registry.create("initializer", init) if isinstance(init, str) else init
     for spec in specs:  # fail on a bad name before drawing any weight
         registry.get(spec.kind, spec.name)
-    modules: list[Module] = []
-    for spec in specs:
-        module = build_module(
-            registry, spec, in_features, init=initializer, generator=generator, dtype=dtype,
-            device=device, runs=runs,
-        )
-        in_features = output_width(module, in_features, dtype, device, runs)
-        modules.append(module)
-    return Sequential(*modules)
+    shape = sample_shape(in_features)
+    built: list[tuple[Module, tuple[int, ...]]] = []
+    for position, spec in enumerate(specs, start=1):
+        try:
+            module = build_module(
+                registry, spec, shape, init=initializer, generator=generator, dtype=dtype,
+                device=device, runs=runs,
+            )
+        except ShapeError as e:
+            raise ShapeError(f"layers item {position} ({spec.name}): {e}") from None
+        try:
+            out = output_shape(module, shape, dtype, device, runs)
+        except ShapeError as e:
+            raise ShapeError(
+                f"layers item {position} ({spec.name}) cannot take input {describe_shape(shape)}: {e}"
+            ) from None
+        except NNError:
+            raise
+        except (RuntimeError, IndexError, ValueError) as e:  # torch failed on the shape
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            hint = "; put flatten before a layer that takes features" if len(shape) > 1 else ""
+            raise ShapeError(
+                f"layers item {position} ({spec.name}) cannot take input "
+                f"{describe_shape(shape)}: {first}{hint}"
+            ) from None
+        built.append((module, out))
+        shape = out
+    return built
 
 
 def build_mlp(
@@ -152,22 +211,27 @@ def _no_draws(weight: torch.Tensor, fan_in: int, fan_out: int, generator: Any) -
 
 
 def shapes_only(
-    registry: Registry, specs: Sequence[LayerSpec], in_features: int, dtype: torch.dtype,
-    runs: int | None = None,
+    registry: Registry, specs: Sequence[LayerSpec], input_shape: int | Sequence[int],
+    dtype: torch.dtype, runs: int | None = None,
 ) -> Sequential | None:
     """The network `specs` build, on torch's "meta" device: shapes and dtypes, no memory.
 
-    A cheap look at what the real build would allocate (a model file's header against its
-    tensors, a run's size against the memory at hand). None when a module cannot be built,
-    or run forward, on the meta device; then only the real build can tell.
+    Built as `build_flat_stack` builds it for data of `input_shape` (a width, or one
+    sample's shape), and run forward on one flat row, as the real model is fed. A cheap look
+    at what the real build would allocate (a model file's header against its tensors, a
+    run's size against the memory at hand). None when a module cannot be built, or run
+    forward, on the meta device (or the stack does not fit the shape); then only the real
+    build can tell, and it says why.
     """
     without_init = [LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
                     for s in specs]
     lead = () if runs is None else (runs,)
+    width = math.prod(sample_shape(input_shape))
     try:
-        model = build_stack(registry, without_init, in_features, init=_no_draws, generator=None,
-                            dtype=dtype, device="meta", runs=runs)
-        model.forward(torch.zeros(*lead, 1, in_features, dtype=dtype, device="meta"))
+        model = build_flat_stack(registry, without_init, input_shape, init=_no_draws,
+                                 generator=None, dtype=dtype, device="meta", runs=runs)
+        with evaluating(model):
+            model.forward(torch.zeros(*lead, 1, width, dtype=dtype, device="meta"))
     except Exception:  # noqa: BLE001 -- a plugin module that needs real values: skip the look
         return None
     return model

@@ -6,6 +6,7 @@ without inheriting from anything here.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -39,6 +40,24 @@ class Module(Protocol):
     `backward(grad_output)` returns the gradient with respect to the input of the last
     `forward`, and *adds* the gradients of its parameters into `Parameter.grad`.
     `parameters()` lists the trainable parameters (empty for activations).
+
+    Two more methods are optional; a module without them has one mode and no state, and
+    the helpers below (`set_training`, `buffers`) treat it so:
+
+    `train(mode: bool = True)` switches between training (True, the mode a module starts
+    in) and evaluation (False): dropout is off and batchnorm uses its running statistics
+    in evaluation. The training loop switches to training before each epoch; errors,
+    `evaluate` and `predict` run in evaluation. A module with modes keeps the current one
+    in a `training` attribute.
+
+    `buffers() -> dict[str, torch.Tensor]` names the non-trainable state (running mean and
+    variance) that model files and checkpoints save and load. The module updates these
+    tensors in place, never rebinding them, so loading can copy into them; with a leading
+    run dimension each buffer has one too.
+
+    A module that draws random numbers while training (dropout) keeps the generator the
+    assembler gave it in `generator`; built with `runs`, it keeps one per run in a list
+    `generators`, which the ensemble sets to the generators of the runs' own networks.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
@@ -85,6 +104,35 @@ def zero_grad(module: Module) -> None:
     """Clear every accumulated parameter gradient of `module`."""
     for p in module.parameters():
         p.grad.zero_()
+
+
+def set_training(module: Module, mode: bool) -> None:
+    """Switch `module` to training (True) or evaluation (False), if it has modes."""
+    switch = getattr(module, "train", None)
+    if callable(switch):
+        switch(mode)
+
+
+def is_training(module: Module) -> bool:
+    """The module's mode: its `training` attribute, True for a module without modes."""
+    return bool(getattr(module, "training", True))
+
+
+@contextmanager
+def evaluating(module: Module):
+    """Evaluation mode for the block, then back to the mode the module was in."""
+    before = is_training(module)
+    set_training(module, False)
+    try:
+        yield module
+    finally:
+        set_training(module, before)
+
+
+def buffers(module: Module) -> dict[str, torch.Tensor]:
+    """The module's non-trainable state by name ({} for a module without `buffers`)."""
+    named = getattr(module, "buffers", None)
+    return dict(named()) if callable(named) else {}
 
 
 def decision_threshold(loss: Loss) -> float:

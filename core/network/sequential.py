@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.network.protocols import Module, Parameter, param, zero_grad
+from core.network.protocols import Module, Parameter, buffers, param, set_training, zero_grad
 
 if TYPE_CHECKING:
     import torch
@@ -13,17 +13,46 @@ if TYPE_CHECKING:
 class Sequential:
     """A chain of modules; itself a Module."""
 
-    def __init__(self, *modules: Module):
+    def __init__(self, *modules: Module, input_shape: tuple[int, ...] | None = None):
         self.modules = list(modules)
+        self.training = True  # the mode last set by train(); modules start in training
+        # With a sample shape of several dimensions (images, (1, 8, 8)), the network takes
+        # and gives flat rows, as the data pipeline keeps them: each row becomes a sample of
+        # this shape on the way in, and each output is flattened on the way out.
+        self.input_shape = tuple(input_shape) if input_shape and len(input_shape) > 1 else None
+        self.output_shape: torch.Size | None = None  # of the last forward, when flattened
+
+    def train(self, mode: bool = True) -> None:
+        """Training (True) or evaluation (False) mode for every module that has modes."""
+        self.training = mode
+        for module in self.modules:
+            set_training(module, mode)
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Every module's non-trainable state, named "{index}.{name}"."""
+        return {f"{i}.{name}": t for i, m in enumerate(self.modules) for name, t in buffers(m).items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_shape is not None:
+            rows = x.shape[:-1]  # (..., batch)
+            x = x.reshape(*rows, *self.input_shape)  # (..., batch, *input_shape)
         for module in self.modules:
             x = module.forward(x)
+        if self.input_shape is not None:
+            self.output_shape = x.shape
+            x = x.reshape(*rows, -1)  # (..., batch, outputs)
         return x
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.input_shape is not None:
+            grad_output = grad_output.reshape(self.output_shape)
         for module in reversed(self.modules):
             grad_output = module.backward(grad_output)
+        if self.input_shape is not None:
+            grad_output = grad_output.flatten(-len(self.input_shape))  # (..., batch, features)
         return grad_output
 
     def parameters(self) -> list[Parameter]:

@@ -1,7 +1,9 @@
 """A network written as text: `linear:out=25,tanh,my_layer:alpha=0.2,linear:out=1`.
 
 Components are separated by commas; each is a registered layer or activation name,
-followed by `:key=value` constructor arguments. Values read as int, float, bool
+followed by `:key=value` constructor arguments. A comma-separated `key=value` with no name
+adds to the component before it, so `conv2d:out=16,k=3,pad=1,relu` reads as
+`conv2d:out=16:k=3:pad=1,relu`. Values read as int, float, bool
 (`true`/`false`) or else str. A key may be shortened to a unique prefix of the factory's
 parameter (`out` for `out_features`). A value must fit the parameter's annotation when it
 is a plain `int`, `float`, `bool` or `str` (or a union of them; an int is taken for a
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 STACK_KINDS = ("layer", "activation")
 # Filled in by the assembler from the layer before and the run, never typed in a stack.
-INFERRED = ("in_features", "generator", "dtype", "device", "runs")
+INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype", "device", "runs")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
 _NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _KEY = re.compile(r"[A-Za-z_]\w*\Z")
@@ -54,28 +56,35 @@ def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
     """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks."""
     if not text.strip():
         raise SettingsError(f"layers must name at least one component, such as {EXAMPLE!r}")
-    items = []
+    items: list[tuple[str, dict[str, Any]]] = []
     for position, item in enumerate(text.split(","), start=1):
         name, *pairs = [part.strip() for part in item.split(":")]
+        if "=" in name and items:  # `k=3` after `conv2d:out=16`: one more argument of it
+            _add_arguments(items[-1][1], [item.strip()], position, item)
+            continue
         if not _NAME.match(name):
             raise SettingsError(
                 f"layers item {position} ({item.strip()!r}) must start with a component name; "
                 f"write name:key=value,... such as {EXAMPLE!r}"
             )
         args: dict[str, Any] = {}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            key, value = key.strip(), value.strip()
-            if not sep or not _KEY.match(key) or not value:
-                raise SettingsError(
-                    f"layers item {position} ({item.strip()!r}): {pair!r} is not key=value; "
-                    f"write name:key=value, such as 'linear:out=25'"
-                )
-            if key in args:
-                raise SettingsError(f"layers item {position} ({item.strip()!r}) gives {key!r} twice")
-            args[key] = parse_value(value)
+        _add_arguments(args, pairs, position, item)
         items.append((name, args))
     return items
+
+
+def _add_arguments(args: dict[str, Any], pairs: list[str], position: int, item: str) -> None:
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _KEY.match(key) or not value:
+            raise SettingsError(
+                f"layers item {position} ({item.strip()!r}): {pair!r} is not key=value; "
+                f"write name:key=value, such as 'linear:out=25'"
+            )
+        if key in args:
+            raise SettingsError(f"layers item {position} ({item.strip()!r}) gives {key!r} twice")
+        args[key] = parse_value(value)
 
 
 def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:
@@ -107,6 +116,8 @@ def match_key(key: str, settable: list[str], takes_any: bool) -> tuple[str, str 
     `out_features`); a factory taking **kwargs takes any other key as it is. Else
     (key, "is not an" / "is an ambiguous"), for the caller's message."""
     matches = [key] if key in settable else [n for n in settable if n.startswith(key)]
+    if len(matches) > 1:  # `out`: out_channels, a whole first word, over output_padding
+        matches = [n for n in matches if n.split("_")[0] == key] or matches
     if len(matches) == 1:
         return matches[0], None
     if takes_any:

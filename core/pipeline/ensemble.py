@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from core.network.assemble import build_stack
+from core.network.assemble import build_flat_stack
 from core.pipeline.experiment import (
     DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
     data_metadata, prepare_data, shape_of, train,
 )
+from core.network.protocols import evaluating, set_training
 from core.plugin.registry import Registry, default_registry
 from core.training.schedule import SCHEDULES
 from core.training.settings import TrainSettings
@@ -77,7 +78,7 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     specs = network_specs(registry, settings, out_features)
     singles = [build_network(registry, run, specs, in_features=in_features,
                              out_features=out_features) for run in runs]
-    ensemble = build_stack(
+    ensemble = build_flat_stack(
         registry, specs, in_features, init=settings.init,
         generator=torch.Generator().manual_seed(0),  # overwritten just below
         dtype=DTYPES[settings.dtype], device=device(settings), runs=len(runs),
@@ -86,13 +87,19 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     per_run = [model.parameters() for model in singles]
     for j, p in enumerate(stacked):
         p.value.copy_(torch.stack([params[j].value for params in per_run]))  # (runs, ...)
+    for name, buffer in ensemble.buffers().items():  # running statistics, (runs, ...)
+        buffer.copy_(torch.stack([model.buffers()[name] for model in singles]))
+    for j, module in enumerate(ensemble.modules):  # dropout: run i draws as its own network
+        if getattr(module, "generators", None) is not None:
+            module.generators = [model.modules[j].generator for model in singles]
 
     optimizer = optimizer_entry.create(
         parameters=stacked, lr=settings.lr, **dict(settings.optimizer_args)
     )
     schedule = SCHEDULES[settings.schedule]
 
-    initial_losses = loss.forward(ensemble.forward(x_train), y_train).tolist()  # (runs,)
+    with evaluating(ensemble):  # moves no running statistic, draws no mask
+        initial_losses = loss.forward(ensemble.forward(x_train), y_train).tolist()  # (runs,)
 
     def after_epoch(epoch: int, run_losses: list[float]) -> None:
         check_runs(runs, stacked, epoch, run_losses, initial_losses)
@@ -105,6 +112,7 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
         lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
     )
+    set_training(ensemble, False)  # the trained networks measure in evaluation
     # Each run's data share a task, an encoding and (per run) a preprocessing.
     how = dict(task=data[0].task, one_hot=data[0].one_hot)
     if how["task"] == "regression":  # each run maps its outputs back with its own statistics
@@ -123,6 +131,9 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     for j, p in enumerate(stacked):
         for i, params in enumerate(per_run):
             params[j].value.copy_(p.value[i])
+    for name, buffer in ensemble.buffers().items():
+        for i, model in enumerate(singles):
+            model.buffers()[name].copy_(buffer[i])
     results = []
     for i, (run, d) in enumerate(zip(runs, data)):
         metrics = output_metrics(test_outputs[i], loss, d.labels_test, preprocessing=d.preprocessing,

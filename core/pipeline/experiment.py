@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_stack, mlp_specs, shapes_only
+from core.network.assemble import LayerSpec, build_flat_stack, mlp_specs, shapes_only
+from core.network.shapes import sample_shape
+from core.network.summary import layer_table
 from core.files.atomic import write_locks
 from core.files.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data.dataset import Dataset, build_dataset, parse_data_text
@@ -20,6 +22,7 @@ from core.data.disk import DTYPES
 from core.data.split import is_one_hot, loss_tasks, output_width, split_indices, training_targets
 from core.training import memory
 from core.errors import Interrupted, SettingsError
+from core.network.protocols import evaluating, set_training
 from core.plugin.registry import Entry, Registry, default_registry
 from core.training.schedule import SCHEDULES
 from core.network.sequential import Sequential
@@ -195,24 +198,43 @@ def network_specs(
 
 def build_network(
     registry: Registry, settings: TrainSettings, specs: list[LayerSpec] | None = None,
-    *, in_features: int = 2, out_features: int = 1,
+    init: torch.Generator | None = None,
+    *, in_features: int | tuple[int, ...] = 2, out_features: int = 1,
 ) -> Sequential:
-    """The run's network, its weights drawn from the seed's "init" stream."""
+    """The run's network, its weights drawn from the seed's "init" stream (`init`, if given).
+
+    Modules that draw while training (dropout) go on drawing from that same generator.
+    """
     specs = network_specs(registry, settings, out_features) if specs is None else specs
     dtype, where = DTYPES[settings.dtype], device(settings)
-    model = build_stack(
-        registry, specs, in_features, init=settings.init, generator=generator(settings, "init"),
-        dtype=dtype, device=where,
+    model = build_flat_stack(  # images come in as flat rows, (n, features), like every input
+        registry, specs, in_features, init=settings.init,
+        generator=generator(settings, "init") if init is None else init, dtype=dtype, device=where,
     )
     if settings.layers:
-        check_output_width(model, in_features, out_features, dtype, where)
+        check_output_width(model, math.prod(sample_shape(in_features)), out_features, dtype, where)
     return model
 
 
+def network_summary(settings: TrainSettings, registry: Registry) -> tuple[Any, list[dict[str, Any]]]:
+    """(input shape, rows of core.network.summary.layer_table) of the network these settings
+    train on their data, built from the seed as `train` builds it; nothing is trained."""
+    with torch.set_grad_enabled(False):
+        data = prepare_data(settings, registry)
+        in_shape, out_features = shape_of(data, registry, settings)
+        specs = network_specs(registry, settings, out_features)
+        model = build_network(registry, settings, specs, in_features=in_shape,
+                              out_features=out_features)
+        in_shape = model.input_shape or data.x_train.shape[-1]  # images, or flat rows
+        return in_shape, layer_table(model, specs, in_shape, DTYPES[settings.dtype])
+
+
 def shape_of(data: Data, registry: Registry, settings: TrainSettings) -> tuple[int, int]:
-    """(in_features, out_features) of the run's network."""
+    """(in_features, out_features) of the run's network: in_features is the width of a
+    row, or one sample's shape when it has several dimensions (digits: (1, 8, 8))."""
     loss = registry.get("loss", settings.loss).factory
-    return data.x_train.shape[-1], output_width(data.dataset, loss)
+    shape = tuple(data.dataset.input_shape)
+    return (shape if len(shape) > 1 else data.x_train.shape[-1]), output_width(data.dataset, loss)
 
 
 def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
@@ -245,16 +267,17 @@ def check(settings: TrainSettings, registry: Registry, runs: int = 1) -> None:
         # before both are known to fit.
         check_memory(settings, None, runs)
         data = prepare_data(settings, registry)  # the dataset, its split and the loss's fit
-        in_features, out_features = shape_of(data, registry, settings)
+        in_features, out_features = shape_of(data, registry, settings)  # maybe a sample shape
+        width = math.prod(sample_shape(in_features))  # of a row, as the network takes it
         specs = network_specs(registry, settings, out_features)
         shapes = shapes_only(registry, specs, in_features, DTYPES[settings.dtype])
         if shapes is not None:
-            check_memory(settings, shapes, runs, in_features)
-        if settings.layers:  # names, arguments and the output width
+            check_memory(settings, shapes, runs, width)
+        if settings.layers:  # names, arguments, shapes and the output width
             if shapes is None:  # checks them, at the cost of the weights
                 build_network(registry, settings, in_features=in_features, out_features=out_features)
             else:
-                check_output_width(shapes, in_features, out_features, DTYPES[settings.dtype], "meta")
+                check_output_width(shapes, width, out_features, DTYPES[settings.dtype], "meta")
 
 
 def check_memory(
@@ -263,7 +286,7 @@ def check_memory(
     """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
 
     `shapes` is the run's network built on the meta device (`shapes_only`; None: count the
-    data alone); `runs` networks trained together (an ensemble) each need their own weights
+    data alone), `in_features` the width of a row (the product of an image's shape); `runs` networks trained together (an ensemble) each need their own weights
     and activations.
     """
     dtype = DTYPES[settings.dtype]
@@ -283,7 +306,8 @@ def check_output_width(
     where: torch.device | str = "cpu",
 ) -> None:
     """A stack must end with as many outputs as the data and loss need (one for the disk)."""
-    width = model.forward(torch.zeros(1, in_features, dtype=dtype, device=where)).shape[-1]
+    with evaluating(model):
+        width = model.forward(torch.zeros(1, in_features, dtype=dtype, device=where)).shape[-1]
     if width != out_features:
         raise SettingsError(
             f"layers must end with {'one' if out_features == 1 else out_features} output "
@@ -321,17 +345,21 @@ def train(
         data = prepare_data(settings, registry)
         in_features, out_features = shape_of(data, registry, settings)
         specs = network_specs(registry, settings, out_features)
-        model = build_network(registry, settings, specs, in_features=in_features,
+        init = generator(settings, "init")
+        model = build_network(registry, settings, specs, init, in_features=in_features,
                               out_features=out_features)
         optimizer = optimizer_entry.create(
             parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
         )
         shuffle = generator(settings, "shuffle")
-        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle}, registry,
-                       in_features=in_features, preprocessing=data.preprocessing,
+        # "init" too: dropout draws its masks from it, so a resumed run needs its state.
+        run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle, "init": init},
+                       registry, in_features=data.x_train.shape[-1], preprocessing=data.preprocessing,
                        dataset=data_metadata(data))
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
-        initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
+        # In evaluation: measuring moves no running statistic and draws no dropout mask.
+        with evaluating(model):
+            initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         after_epoch = AfterEpoch(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
@@ -360,6 +388,7 @@ def result_of(
     settings, losses, specs, model, loss, data: Data, best_epoch: int | None = None
 ) -> TrainResult:
     """The TrainResult of a trained network: its errors and, on the test set, its metrics."""
+    set_training(model, False)  # a trained network measures and predicts in evaluation
     how = dict(task=data.task, one_hot=data.one_hot, preprocessing=data.preprocessing)
     errors = [run_errors(model, loss, x, labels, **how).item()
               for x, labels in ((data.x_train, data.labels_train), (data.x_test, data.labels_test))]
@@ -386,17 +415,22 @@ class BestEpoch:
     def after(self, then: Callable[[int, float], Any]) -> Callable[[int, float], bool]:
         def after_epoch(epoch: int, train_loss: float) -> bool:
             then(epoch, train_loss)
-            value = self.loss.forward(self.model.forward(self.data.x_val), self.data.y_val).item()
+            with evaluating(self.model):
+                value = self.loss.forward(self.model.forward(self.data.x_val), self.data.y_val).item()
             if value < self.best_loss:
                 self.best_loss, self.best_epoch = value, epoch
-                self.weights = [p.value.clone() for p in self.model.parameters()]
+                self.weights = [t.clone() for t in self.state()]
             return self.patience is not None and epoch - self.best_epoch >= self.patience
         return after_epoch
 
+    def state(self) -> list[torch.Tensor]:
+        """The weights and the running statistics: what the best epoch's network was."""
+        return [p.value for p in self.model.parameters()] + list(self.model.buffers().values())
+
     def restore(self) -> None:
         if self.weights is not None:
-            for p, value in zip(self.model.parameters(), self.weights):
-                p.value.copy_(value)
+            for tensor, value in zip(self.state(), self.weights):
+                tensor.copy_(value)
 
 
 def with_data_defaults(

@@ -24,7 +24,7 @@ from core.data.disk import CENTER, RADIUS
 from core.pipeline.compare import describe
 from core.pipeline.experiment import TrainResult, datasets
 from core.pipeline.multirun import MultiRunResult
-from core.network.protocols import decision_threshold
+from core.network.protocols import decision_threshold, evaluating
 from core.plugin.registry import Registry
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
@@ -85,7 +85,7 @@ def _outputs(result: TrainResult, x: torch.Tensor) -> torch.Tensor:
     """The trained network's outputs (n, 1) for raw inputs `x` (n, 2), on the CPU."""
     weight = result.model.parameters()[0].value  # the network's dtype and device
     x = preprocess.apply(result.preprocessing, x.to(weight.device, weight.dtype))
-    with torch.set_grad_enabled(False):
+    with torch.set_grad_enabled(False), evaluating(result.model):
         return result.model.forward(x).cpu()  # (n, 1)
 
 

@@ -14,7 +14,7 @@ import torch
 from core.data import preprocess
 from core.data.dataset import CLASSIFICATION
 from core.data.metrics import classification_metrics, regression_metrics
-from core.network.protocols import Loss, Module, decision_threshold
+from core.network.protocols import Loss, Module, decision_threshold, evaluating
 
 
 def predicted_classes(out: torch.Tensor, loss: Loss, one_hot: bool) -> torch.Tensor:
@@ -28,8 +28,8 @@ def run_errors(
     model: Module, loss: Loss, x: torch.Tensor, labels: torch.Tensor, *, task: str,
     one_hot: bool, preprocessing: dict[str, Any],
 ) -> torch.Tensor:
-    """() or (runs,): the fraction misclassified, or the RMSE in the target's units."""
-    with torch.set_grad_enabled(False):
+    """() or (runs,): the fraction misclassified, or the RMSE in the target's units (in evaluation)."""
+    with torch.set_grad_enabled(False), evaluating(model):
         return output_errors(model.forward(x), loss, labels, task=task, one_hot=one_hot,
                              preprocessing=preprocessing)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from core.errors import DivergenceError
-from core.network.protocols import Loss, Module, Optimizer, decision_threshold
+from core.network.protocols import Loss, Module, Optimizer, decision_threshold, evaluating, set_training
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while
@@ -67,7 +67,7 @@ def fit(
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
         each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at
+            model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at, lead=0
         )
     return history.tolist()  # (epochs,)
 
@@ -93,52 +93,57 @@ def fit_runs(
     each_epoch = None if on_epoch is None else (lambda e, losses: on_epoch(e, losses.tolist()))
     with torch.set_grad_enabled(False):
         history = _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, generators, each_epoch, lr_at
+            model, loss, optimizer, x, y, epochs, batch_size, generators, each_epoch, lr_at, lead=1
         )
     return history.T.tolist()  # (runs, epochs)
 
 
 def shuffled(
-    x: torch.Tensor, y: torch.Tensor, generators: Sequence[torch.Generator]
+    x: torch.Tensor, y: torch.Tensor, generators: Sequence[torch.Generator], lead: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`x` (..., n, in) and `y` (..., n, out) in one epoch's order, as contiguous copies.
+    """`x` (..., n, *sample) and `y` (..., n, *target) in one epoch's order, as contiguous copies.
 
-    One run draws `randperm(n)` from its generator; with a leading run dimension, row r is
-    ordered by `generators[r]`. The orders are drawn on the CPU, where the generators live,
-    so a seed gives the same batches on every device.
+    `lead` is the number of run dimensions before the samples (0 or 1). One run draws
+    `randperm(n)` from its generator; with a run dimension, row r is ordered by
+    `generators[r]`. The orders are drawn on the CPU, where the generators live, so a seed
+    gives the same batches on every device.
     """
-    n = x.shape[-2]
+    n = x.shape[lead]
     orders = [torch.randperm(n, generator=g) for g in generators]
-    order = (torch.stack(orders) if x.dim() == 3 else orders[0]).to(x.device)  # (..., n)
+    order = (torch.stack(orders) if lead else orders[0]).to(x.device)  # (..., n)
     return in_order(x, order), in_order(y, order)
 
 
 def in_order(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """`x` (..., n, f) reordered along n by `order` (..., n), as one contiguous tensor."""
-    index = order.unsqueeze(-1).expand(*order.shape, x.shape[-1])  # (..., n, f), a view
-    return x.gather(-2, index)  # like x
+    """`x` (..., n, *sample) reordered along n by `order` (..., n), as one contiguous tensor."""
+    if order.dim() == 1:
+        return x.index_select(0, order)
+    runs = torch.arange(order.shape[0], device=order.device).unsqueeze(1)  # (runs, 1)
+    return x[runs, order]  # (runs, n, *sample)
 
 
 def _fit(
-    model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None
+    model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None, *, lead
 ) -> torch.Tensor:
-    n = x.shape[-2]
-    runs = x.shape[:-2]  # () or (runs,)
+    n = x.shape[lead]
+    runs = x.shape[:lead]  # () or (runs,)
     history = []
     for epoch in range(1, epochs + 1):
+        set_training(model, True)  # dropout on, batchnorm on batch statistics
         if lr_at is not None:
             optimizer.lr = lr_at(epoch)
         # Reordered once per epoch, so each batch is a view: the same samples as gathering
         # x[order[start:stop]] step by step, without a gather per step.
-        xs, ys = shuffled(x, y, generators)  # (..., n, in), (..., n, out)
+        xs, ys = shuffled(x, y, generators, lead)  # (..., n, *sample), (..., n, *target)
         total = torch.zeros(runs, dtype=torch.float64, device=x.device)  # () or (runs,)
         for start in range(0, n, batch_size):
-            stop = start + batch_size
-            value = loss.forward(model.forward(xs[..., start:stop, :]), ys[..., start:stop, :])
+            size = min(batch_size, n - start)
+            value = loss.forward(model.forward(xs.narrow(lead, start, size)),
+                                 ys.narrow(lead, start, size))
             optimizer.zero_grad()
             model.backward(loss.backward())
             optimizer.step()
-            total += value * min(batch_size, n - start)  # stays a tensor: no sync per step
+            total += value * size  # stays a tensor: no sync per step
         history.append(total / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None and on_epoch(epoch, history[-1]):  # () or (runs,)
@@ -149,8 +154,8 @@ def _fit(
 
 
 def error_rates(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fraction of points whose predicted class differs from the 0/1 label, per run."""
-    with torch.set_grad_enabled(False):
+    """Fraction of points whose predicted class differs from the 0/1 label, per run (in evaluation)."""
+    with torch.set_grad_enabled(False), evaluating(model):
         predicted = model.forward(x) > decision_threshold(loss)  # (..., n, 1)
         return (predicted != (y > 0.5)).double().mean(dim=(-2, -1))  # () or (runs,)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from core.errors import SettingsError
+from core.network.protocols import evaluating
 from core.network.sequential import Sequential
 
 # Per parameter: the value, its gradient, and up to two optimizer slots (Adam's moments).
@@ -73,11 +74,19 @@ def data_bytes(points: int, in_features: int) -> int:
 
 def output_widths(model: Sequential, in_features: int, dtype: torch.dtype,
                   device: torch.device | str) -> list[int]:
-    """The number of features each module outputs, found by a one-row forward."""
-    widths, x = [], torch.zeros(1, in_features, dtype=dtype, device=device)  # (1, in)
-    for module in model.modules:
-        x = module.forward(x)  # (1, width)
-        widths.append(x.shape[-1])
+    """The number of values each module outputs for one sample, found by a one-row forward.
+
+    `in_features` is the width of a row; a model that reshapes rows to images
+    (`Sequential.input_shape`) gets the row as one image, as its forward would. The probe
+    runs in evaluation mode: no running statistic moves, no dropout mask is drawn.
+    """
+    shape = model.input_shape or (in_features,)
+    x = torch.zeros(1, *shape, dtype=dtype, device=device)  # (1, *sample)
+    widths = []
+    with evaluating(model):
+        for module in model.modules:
+            x = module.forward(x)  # (1, *output)
+            widths.append(math.prod(x.shape[1:]))
     return widths
 
 

@@ -1,0 +1,242 @@
+"""Issue 14's figures: CNNs on digits and the course's denoiser, against torch.nn, in one process.
+
+    python bench/images.py                  # every section (about 20 minutes on 2 busy cores)
+    python bench/images.py --only accuracy,denoise
+    python bench/images.py --quick          # a sanity run: fewer epochs, seeds and repeats
+
+Sections (seeds 0-4, digits split 75/25 stratified by the pipeline, one thread):
+  accuracy  the CNN below (batchnorm, dropout) from `--layers` on digits (Adam 3e-3, batch 32, 30 epochs, cosine
+            schedule, standardised pixels): mean test error; beside it torch.nn's same CNN
+            from the same initial weights on the same batches, with Adam at a constant 3e-3
+            (the issue's reference recipe)
+  step      one training step of that CNN (forward, loss, backward, Adam) at batch 32 and
+            256: ours against torch.nn + autograd + torch.optim, alternating, medians over
+            repeats; and the peak of live tensor memory over 20 steps of each
+  ensemble  30 runs of the plain CNN (2 epochs each) as one batched ensemble against the same 30
+            runs one at a time
+  denoise   the course's denoiser (`--data denoise`, its default network and settings) and
+            the same network in torch.nn from the same weights, batches and learning rates:
+            PSNR on the held-out images
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed import peak_bytes  # noqa: E402: the same memory measure as bench/speed.py
+
+from core import TrainSettings, default_registry, train, train_ensemble  # noqa: E402
+from core.data.metrics import regression_metrics  # noqa: E402
+from core.pipeline.experiment import (  # noqa: E402
+    build_network, generator, network_specs, prepare_data, shape_of, with_data_defaults,
+)
+from core.training.schedule import SCHEDULES  # noqa: E402
+
+# The issue's reference CNN, and the same with batchnorm after each convolution and dropout
+# before the last layer: the one that reaches the error target, so the one timed.
+PLAIN_CNN = ("conv2d:out=16,k=3,pad=1,relu,maxpool2d:k=2,conv2d:out=32,k=3,pad=1,relu,maxpool2d:k=2,"
+             "flatten,linear:out=10")
+CNN = ("conv2d:out=16,k=3,pad=1,batchnorm,relu,maxpool2d:k=2,conv2d:out=32,k=3,pad=1,batchnorm,relu,"
+       "maxpool2d:k=2,flatten,dropout:p=0.3,linear:out=10")
+DIGITS = TrainSettings(data="digits", layers=CNN, loss="cross_entropy", optimizer="adam", lr=3e-3,
+                       batch_size=32, epochs=30, init="he")
+SEEDS = range(5)
+
+
+def torch_twin(ours) -> torch.nn.Sequential:
+    """torch.nn layers holding our network's exact weights (the same layouts as torch's)."""
+    layers = []
+    for module in ours.modules:
+        kind = type(module).__name__
+        if kind in ("Conv2d", "ConvTranspose2d"):
+            w = module.weight.value
+            layer = getattr(torch.nn, kind)(module.in_channels, module.out_channels,
+                                            module.kernel_size, module.stride, module.padding,
+                                            dtype=w.dtype)
+            with torch.no_grad():
+                layer.weight.copy_(w)
+                layer.bias.copy_(module.bias.value)
+        elif kind == "Linear":
+            w = module.weight.value
+            layer = torch.nn.Linear(module.in_features, module.out_features, dtype=w.dtype)
+            with torch.no_grad():
+                layer.weight.copy_(w.T)  # ours is (in, out)
+                layer.bias.copy_(module.bias.value)
+        elif kind == "BatchNorm":
+            layer = torch.nn.BatchNorm2d(module.channels, module.eps, module.momentum,
+                                         dtype=module.weight.value.dtype)
+            with torch.no_grad():
+                layer.weight.copy_(module.weight.value)
+                layer.bias.copy_(module.bias.value)
+        elif kind == "Dropout":
+            layer = torch.nn.Dropout(module.p)  # torch's own masks: the same rate, other draws
+        elif kind == "MaxPool2d":
+            layer = torch.nn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+        elif kind == "Upsample":
+            layer = torch.nn.Upsample(scale_factor=module.scale_factor, mode="nearest")
+        else:
+            layer = {"ReLU": torch.nn.ReLU, "Sigmoid": torch.nn.Sigmoid, "Flatten": torch.nn.Flatten}[kind]()
+        layers.append(layer)
+    return torch.nn.Sequential(*layers)
+
+
+def torch_train(settings, registry, loss_fn, *, schedule: str):
+    """torch.nn's run of `settings`: our initial weights, our batches, its own loop."""
+    data = prepare_data(settings, registry)
+    in_shape, out = shape_of(data, registry, settings)
+    model = build_network(registry, settings, network_specs(registry, settings, out),
+                          in_features=in_shape, out_features=out)
+    shape = model.input_shape
+    theirs = torch_twin(model)
+    optimizer = torch.optim.Adam(theirs.parameters(), lr=settings.lr)
+    shuffle = generator(settings, "shuffle")
+    x, y = data.x_train.view(-1, *shape), data.y_train
+    n = len(x)
+    for epoch in range(1, settings.epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = SCHEDULES[schedule](settings.lr, epoch, settings.epochs)
+        order = torch.randperm(n, generator=shuffle)
+        for start in range(0, n, settings.batch_size):
+            rows = order[start:start + settings.batch_size]
+            with torch.enable_grad():
+                optimizer.zero_grad()
+                loss_fn(theirs(x[rows]).flatten(1), y[rows]).backward()
+                optimizer.step()
+    theirs.eval()
+    with torch.no_grad():
+        return theirs(data.x_test.view(-1, *shape)).flatten(1), data
+
+
+def bench_accuracy(registry, quick: bool) -> None:
+    epochs = 3 if quick else DIGITS.epochs
+    seeds = SEEDS[:2] if quick else SEEDS
+    print(f"\n## accuracy: CNN on digits, seeds {seeds[0]}-{seeds[-1]}, {epochs} epochs\n")
+    print(f"layers: {CNN}\n")
+    ours, theirs = [], []
+    for seed in seeds:
+        settings = dataclasses.replace(DIGITS, seed=seed, epochs=epochs)
+        ours.append(train(settings, registry).test_error)
+        out, data = torch_train(settings, registry, torch.nn.functional.cross_entropy,
+                                schedule="constant")
+        theirs.append((out.argmax(1) != data.labels_test).double().mean().item())
+        print(f"seed {seed}: ours {ours[-1]:.2%}   torch.nn {theirs[-1]:.2%}", flush=True)
+    print("\n| side | mean test error | std | min | max |\n|---|---|---|---|---|")
+    for name, errors in (("ours (--layers, cosine)", ours), ("torch.nn (constant lr)", theirs)):
+        std = statistics.stdev(errors) if len(errors) > 1 else 0.0
+        print(f"| {name} | {statistics.mean(errors):.2%} | {std:.2%} | {min(errors):.2%} | "
+              f"{max(errors):.2%} |")
+
+
+def bench_step(registry, quick: bool) -> None:
+    print("\n## step: one training step of the CNN, one thread\n")
+    settings = dataclasses.replace(DIGITS, dtype="float32")
+    data = prepare_data(settings, registry)
+    in_shape, out = shape_of(data, registry, settings)
+    specs = network_specs(registry, settings, out)
+    repeats, steps = (5, 5) if quick else (21, 20)
+    print("| batch | ours (ms) | torch.nn (ms) | speed-up | ours peak MiB | torch.nn peak MiB | memory ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for batch in (32, 256):
+        x, y = data.x_train[:batch], data.y_train[:batch]
+        model = build_network(registry, settings, specs, in_features=in_shape, out_features=out)
+        theirs = torch_twin(model)
+        loss = registry.create("loss", settings.loss)
+        optimizer = registry.create("optimizer", "adam", parameters=model.parameters(), lr=settings.lr)
+        their_opt = torch.optim.Adam(theirs.parameters(), lr=settings.lr)
+        images = x.view(-1, *model.input_shape)
+
+        model.train(), theirs.train()
+
+        def ours_steps():
+            with torch.set_grad_enabled(False):
+                for _ in range(steps):
+                    loss.forward(model.forward(x), y)
+                    optimizer.zero_grad()
+                    model.backward(loss.backward())
+                    optimizer.step()
+
+        def their_steps():
+            with torch.enable_grad():
+                for _ in range(steps):
+                    their_opt.zero_grad()
+                    torch.nn.functional.cross_entropy(theirs(images), y).backward()
+                    their_opt.step()
+
+        ours_steps(), their_steps()  # warm up
+        mine, other = [], []
+        for _ in range(repeats):  # alternating, so both sides see the same machine load
+            for fn, times in ((ours_steps, mine), (their_steps, other)):
+                start = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - start) / steps)
+        a, b = statistics.median(mine), statistics.median(other)
+        pa, pb = peak_bytes(ours_steps, torch.device("cpu")), peak_bytes(their_steps, torch.device("cpu"))
+        print(f"| {batch} | {a * 1e3:.3f} | {b * 1e3:.3f} | {b / a:.2f}x | {pa / 2**20:.2f} | "
+              f"{pb / 2**20:.2f} | {pa / pb:.2f} |", flush=True)
+
+
+def bench_ensemble(registry, quick: bool) -> None:
+    runs = 6 if quick else 30
+    settings = dataclasses.replace(DIGITS, layers=PLAIN_CNN, epochs=1 if quick else 2)
+    print(f"\n## ensemble: {runs} runs of the plain CNN, {settings.epochs} epochs each\n")
+    print(f"layers: {PLAIN_CNN}\n")
+    start = time.perf_counter()
+    train_ensemble(settings, range(runs), registry)
+    together = time.perf_counter() - start
+    start = time.perf_counter()
+    for seed in range(runs):
+        train(dataclasses.replace(settings, seed=seed), registry)
+    apart = time.perf_counter() - start
+    print(f"| as one ensemble | one at a time | speed-up |\n|---|---|---|\n"
+          f"| {together:.1f} s | {apart:.1f} s | {apart / together:.2f}x |")
+
+
+def bench_denoise(registry, quick: bool) -> None:
+    base = with_data_defaults(TrainSettings(data="denoise"), registry, ())
+    seeds = SEEDS[:1] if quick else SEEDS
+    settings = dataclasses.replace(base, epochs=2 if quick else base.epochs)
+    print(f"\n## denoise: the course's network on noisy digits, seeds {seeds[0]}-{seeds[-1]}\n")
+    print(f"layers: {settings.layers}; Adam {settings.lr:g}, batch {settings.batch_size}, "
+          f"{settings.epochs} epochs, {settings.schedule} schedule, MSE\n")
+    ours, theirs, noisy = [], [], []
+    for seed in seeds:
+        run = dataclasses.replace(settings, seed=seed)
+        ours.append(train(run, registry).metrics["psnr"])
+        out, data = torch_train(run, registry, torch.nn.functional.mse_loss, schedule=run.schedule)
+        theirs.append(regression_metrics(data.labels_test, out)["psnr"])
+        noisy.append(regression_metrics(data.labels_test, data.x_test)["psnr"])
+        print(f"seed {seed}: ours {ours[-1]:.2f} dB   torch.nn {theirs[-1]:.2f} dB   "
+              f"(noisy input {noisy[-1]:.2f} dB)", flush=True)
+    print("\n| side | mean PSNR (dB) | min | max |\n|---|---|---|---|")
+    for name, values in (("ours", ours), ("torch.nn", theirs), ("the noisy input itself", noisy)):
+        print(f"| {name} | {statistics.mean(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+
+
+SECTIONS = {"accuracy": bench_accuracy, "step": bench_step, "ensemble": bench_ensemble,
+            "denoise": bench_denoise}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--quick", action="store_true", help="a sanity run")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    registry = default_registry()
+    print(f"torch {torch.__version__}, one thread, {time.strftime('%Y-%m-%d %H:%M')}")
+    for name in args.only.split(","):
+        if name not in SECTIONS:
+            raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+        SECTIONS[name](registry, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Normalisation and dropout: the layers whose behaviour depends on the mode.
+
+Both use the optional parts of the Module protocol (core/protocols.py): `train(mode)`
+switches training and evaluation, `buffers()` names batchnorm's running statistics,
+which model files and checkpoints save. Inputs may be (batch, features) or images
+(batch, channels, height, width), with a leading run dimension in an ensemble.
+"""
+
+from __future__ import annotations
+
+from core import Parameter, ShapeError, StateError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
+
+
+class _Modes:
+    """A module that starts in training mode and keeps it in `training`."""
+
+    training = True
+    supports_runs = True
+
+    def train(self, mode: bool = True) -> None:
+        self.training = bool(mode)
+
+    def eval(self) -> None:
+        self.train(False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+class BatchNorm(_Modes):
+    """Batch normalisation over the batch (and pixels) per feature or channel, with running statistics.
+
+    Takes (batch, features) like torch's BatchNorm1d or (batch, channels, h, w) like
+    BatchNorm2d. Training normalises with the batch's mean and (biased) variance and moves
+    the running ones by `momentum` (the running variance unbiased, as torch does);
+    evaluation normalises with the running statistics. Scale 1, shift 0 to start.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        runs: int | None = None,
+    ):
+        if not 0.0 <= momentum <= 1.0:
+            raise ShapeError(f"batchnorm momentum must be in [0, 1], got {momentum!r}")
+        if not eps > 0:
+            raise ShapeError(f"batchnorm eps must be > 0, got {eps!r}")
+        self.channels, self.eps, self.momentum, self.runs = in_channels, eps, momentum, runs
+        lead = () if runs is None else (runs,)
+        like = {"dtype": dtype, "device": device}
+        self.weight = Parameter.of(torch.ones(*lead, in_channels, **like), "weight")
+        self.bias = Parameter.of(torch.zeros(*lead, in_channels, **like), "bias")
+        self.running_mean = torch.zeros(*lead, in_channels, **like)
+        self.running_var = torch.ones(*lead, in_channels, **like)
+        self.cache: tuple | None = None
+
+    def axes(self, x: torch.Tensor) -> tuple[tuple[int, ...], list[int]]:
+        """The dimensions statistics reduce over, and the shape a per-channel vector broadcasts as."""
+        batch = 0 if self.runs is None else 1
+        if x.dim() not in (batch + 2, batch + 4) or x.shape[batch + 1] != self.channels:
+            raise ShapeError(
+                f"batchnorm takes {self.channels} features, or images of {self.channels} "
+                f"channels, got per-sample shape {tuple(x.shape[batch + 1:])}"
+            )
+        reduce = (batch, *range(batch + 2, x.dim()))  # the batch and every pixel
+        view = [1] * x.dim()
+        view[batch + 1] = self.channels
+        if self.runs is not None:
+            view[0] = self.runs
+        return reduce, view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reduce, view = self.axes(x)
+        if self.training:
+            count = x.numel() // (self.channels * (self.runs or 1))  # values per channel
+            if count < 2:
+                raise ShapeError(
+                    f"batchnorm needs more than one value per channel in training, got input "
+                    f"shape {tuple(x.shape)}; use a batch of 2 or more"
+                )
+            mean = x.mean(dim=reduce, keepdim=True)  # view-shaped
+            centred = x - mean
+            var = (centred * centred).mean(dim=reduce, keepdim=True)  # biased, as torch normalises
+            # NOTE: detached so that an autograd check of this forward (the kit) leaves the
+            # running statistics plain tensors; the framework runs without autograd anyway.
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(mean.detach().reshape(self.running_mean.shape), alpha=m)
+            unbiased = var.detach().reshape(self.running_var.shape) * (count / (count - 1))
+            self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+        else:
+            centred = x - self.running_mean.view(view)
+            var = self.running_var.view(view)
+        inv_std = torch.rsqrt(var + self.eps)  # view-shaped
+        normalised = centred * inv_std  # like x
+        self.cache = (normalised, inv_std, reduce, view, self.training)
+        return normalised * self.weight.value.view(view) + self.bias.value.view(view)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.cache is None:
+            raise StateError("BatchNorm.backward called before forward")
+        normalised, inv_std, reduce, view, batch_statistics = self.cache
+        self.weight.grad += (grad_output * normalised).sum(dim=reduce)  # (..., channels)
+        self.bias.grad += grad_output.sum(dim=reduce)  # (..., channels)
+        grad_normalised = grad_output * self.weight.value.view(view)  # like x
+        if not batch_statistics:  # running statistics are constants
+            return grad_normalised * inv_std
+        # The batch's mean and variance depend on every input: project out their directions.
+        return inv_std * (
+            grad_normalised
+            - grad_normalised.mean(dim=reduce, keepdim=True)
+            - normalised * (grad_normalised * normalised).mean(dim=reduce, keepdim=True)
+        )
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight, self.bias]
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+
+class LayerNorm:
+    """Layer normalisation over each sample's every value, with a scale and shift per value.
+
+    Like torch's LayerNorm(normalized_shape = the sample's shape): (features,) after a
+    linear layer, (channels, h, w) on images. The same in both modes.
+    """
+
+    supports_runs = True
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        eps: float = 1e-5,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        runs: int | None = None,
+    ):
+        if not eps > 0:
+            raise ShapeError(f"layernorm eps must be > 0, got {eps!r}")
+        self.in_shape, self.eps, self.runs = tuple(in_shape), eps, runs
+        lead = () if runs is None else (runs,)
+        like = {"dtype": dtype, "device": device}
+        self.weight = Parameter.of(torch.ones(*lead, *self.in_shape, **like), "weight")
+        self.bias = Parameter.of(torch.zeros(*lead, *self.in_shape, **like), "bias")
+        self.dims = tuple(range(-len(self.in_shape), 0))  # the sample's own dimensions
+        self.cache: tuple | None = None
+
+    def affine(self, p: Parameter) -> torch.Tensor:
+        return p.value if self.runs is None else p.value.unsqueeze(1)  # (runs, 1, *sample)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
+            raise ShapeError(
+                f"layernorm was built for per-sample shape {self.in_shape}, got input {tuple(x.shape)}"
+            )
+        mean = x.mean(dim=self.dims, keepdim=True)  # (..., batch, 1, ...)
+        centred = x - mean
+        inv_std = torch.rsqrt((centred * centred).mean(dim=self.dims, keepdim=True) + self.eps)
+        normalised = centred * inv_std  # like x
+        self.cache = (normalised, inv_std)
+        return normalised * self.affine(self.weight) + self.affine(self.bias)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.cache is None:
+            raise StateError("LayerNorm.backward called before forward")
+        normalised, inv_std = self.cache
+        batch = 0 if self.runs is None else 1
+        self.weight.grad += (grad_output * normalised).sum(dim=batch)  # (..., *sample)
+        self.bias.grad += grad_output.sum(dim=batch)
+        g = grad_output * self.affine(self.weight)  # like x
+        return inv_std * (
+            g - g.mean(dim=self.dims, keepdim=True)
+            - normalised * (g * normalised).mean(dim=self.dims, keepdim=True)
+        )
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight, self.bias]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+class Dropout(_Modes):
+    """Zeroes each value with probability p in training and scales the rest by 1/(1-p); identity in evaluation.
+
+    The masks are drawn from the run's seeded generator (the one its weights were drawn
+    from), so a seed gives the same training bit for bit. With `runs=R`, run r draws its
+    mask from `generators[r]`; the ensemble hands each the generator of that run's own
+    network, so run r drops exactly what the single run of its seed drops.
+    """
+
+    def __init__(
+        self, p: float = 0.5, *, generator: torch.Generator | None = None, runs: int | None = None
+    ):
+        if not 0.0 <= p < 1.0:
+            raise ShapeError(f"dropout p must be in [0, 1), got {p!r}")
+        self.p, self.generator = p, generator
+        self.generators = None if runs is None else [generator] * runs
+        self.mask: torch.Tensor | None = None
+        self.called = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.called = True
+        if not self.training or self.p == 0.0:
+            self.mask = None
+            return x
+        # Drawn on the CPU, where the generators live, so a seed gives the same masks anywhere.
+        if self.generators is None:
+            uniform = torch.rand(x.shape, generator=self.generator, dtype=x.dtype)
+        else:  # (runs, batch, ...): each run's mask from its own generator
+            uniform = torch.stack([torch.rand(x.shape[1:], generator=g, dtype=x.dtype)
+                                   for g in self.generators])
+        keep = uniform >= self.p
+        self.mask = (keep.to(x.dtype) / (1 - self.p)).to(x.device)  # like x: 0 or 1/(1-p)
+        return x * self.mask
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if not self.called:
+            raise StateError("Dropout.backward called before forward")
+        return grad_output if self.mask is None else grad_output * self.mask
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+
+@hookimpl
+def register_layers(register):
+    register("batchnorm", BatchNorm)
+    register("layernorm", LayerNorm)
+    register("dropout", Dropout)

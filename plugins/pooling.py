@@ -1,0 +1,179 @@
+"""Layers that move pixels without weights: max and average pooling, nearest upsampling, flatten.
+
+Images are (..., batch, channels, height, width); the leading dimensions (a run dimension
+in an ensemble) come along untouched, so each declares `supports_runs`.
+"""
+
+from __future__ import annotations
+
+from core import Parameter, ShapeError, StateError, hookimpl
+from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.shapes import check_positive, conv_out_size
+
+
+class _NoParameters:
+    supports_runs = True
+    takes_images = True  # first in a stack, it gets the data's rows as images (core.network.assemble)
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+
+def image_size(layer: str, x: torch.Tensor) -> tuple[int, int, int]:
+    """(channels, height, width) of an image batch, or a ShapeError naming the layer."""
+    if x.dim() < 4:
+        raise ShapeError(
+            f"{layer} takes images (channels, height, width), got per-sample shape "
+            f"{tuple(x.shape[1:])}; it cannot follow flatten or a linear layer"
+        )
+    return tuple(x.shape[-3:])
+
+
+class _Pool(_NoParameters):
+    """Shared by both pools: window position (i, j) of every output is one strided slice.
+
+    Pooling is k * k element-wise ops over those slices (views of the padded input), and
+    its backward k * k additions into the same slices of a zero gradient: no im2col copy
+    of the input, which for a per-channel window costs more than the pooling itself.
+    """
+
+    name = ""
+    fill = 0.0  # what padding holds
+
+    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0):
+        stride = kernel_size if stride is None else stride
+        check_positive(kernel_size=kernel_size, stride=stride)
+        if not isinstance(padding, int) or not 0 <= padding <= kernel_size // 2:
+            raise ShapeError(
+                f"{self.name} padding must be an integer in [0, kernel_size // 2] = "
+                f"[0, {kernel_size // 2}], got {padding!r}"
+            )
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.in_shape: torch.Size | None = None
+
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """x with `padding` pixels of `fill` on each side (x itself without padding)."""
+        c, h, w = image_size(self.name, x)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        self.in_shape = x.shape
+        self.out_hw = (conv_out_size(h, k, s, p, 1), conv_out_size(w, k, s, p, 1))
+        if min(self.out_hw) < 1:
+            raise ShapeError(f"{self.name} window {k} does not fit a {h}x{w} input with padding {p}")
+        if not p:
+            return x
+        out = x.new_full((*x.shape[:-2], h + 2 * p, w + 2 * p), self.fill)
+        out[..., p:p + h, p:p + w] = x
+        return out
+
+    def windows(self, padded: torch.Tensor):
+        """The k * k slices (views), one per window position, each (..., c, oh, ow)."""
+        (oh, ow), s = self.out_hw, self.stride
+        for i in range(self.kernel_size):
+            for j in range(self.kernel_size):
+                yield padded[..., i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+
+    def unpadded_zeros(self, like: torch.Tensor) -> torch.Tensor:
+        h, w = self.in_shape[-2:]
+        p = self.padding
+        return like.new_zeros((*self.in_shape[:-2], h + 2 * p, w + 2 * p))
+
+    def crop(self, padded: torch.Tensor) -> torch.Tensor:
+        h, w = self.in_shape[-2:]
+        p = self.padding
+        return padded[..., p:p + h, p:p + w] if p else padded
+
+
+class MaxPool2d(_Pool):
+    """Max over each kernel_size window (stride defaults to the window); gradient to the first max."""
+
+    name = "maxpool2d"
+    fill = float("-inf")  # padding never wins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack(list(self.windows(self.padded(x))), dim=-1)  # (..., c, oh, ow, k*k)
+        # NOTE: max returns the first of equal maxima, as torch's max pooling does.
+        best, self.argmax = stacked.max(dim=-1, keepdim=True)  # (..., c, oh, ow, 1)
+        return best.squeeze(-1)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.in_shape is None:
+            raise StateError("MaxPool2d.backward called before forward")
+        area = self.kernel_size * self.kernel_size
+        routed = grad_output.new_zeros((*grad_output.shape, area))  # (..., c, oh, ow, k*k)
+        routed.scatter_(-1, self.argmax, grad_output.unsqueeze(-1))
+        grad = self.unpadded_zeros(grad_output)
+        for position, window in enumerate(self.windows(grad)):
+            window += routed[..., position]
+        return self.crop(grad)
+
+
+class AvgPool2d(_Pool):
+    """Mean over each kernel_size window (stride defaults to the window); padding counts as 0."""
+
+    name = "avgpool2d"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        windows = self.windows(self.padded(x))
+        total = next(windows).clone()  # (..., c, oh, ow)
+        for window in windows:
+            total += window
+        return total.div_(self.kernel_size * self.kernel_size)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.in_shape is None:
+            raise StateError("AvgPool2d.backward called before forward")
+        grad = self.unpadded_zeros(grad_output)
+        share = grad_output / (self.kernel_size * self.kernel_size)
+        for window in self.windows(grad):
+            window += share
+        return self.crop(grad)
+
+
+class Upsample(_NoParameters):
+    """Nearest-neighbour upsampling by an integer scale_factor: each pixel becomes a block."""
+
+    def __init__(self, scale_factor: int = 2):
+        check_positive(scale_factor=scale_factor)
+        self.scale_factor = scale_factor
+        self.in_hw: tuple[int, int] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w = image_size("upsample", x)
+        self.in_hw, s = (h, w), self.scale_factor
+        blocks = x.unsqueeze(-1).unsqueeze(-3).expand(*x.shape[:-2], h, s, w, s)  # a view
+        return blocks.reshape(*x.shape[:-2], h * s, w * s)  # (..., c, h*s, w*s)
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.in_hw is None:
+            raise StateError("Upsample.backward called before forward")
+        (h, w), s = self.in_hw, self.scale_factor
+        blocks = grad_output.reshape(*grad_output.shape[:-2], h, s, w, s)
+        return blocks.sum(dim=(-3, -1))  # (..., c, h, w)
+
+
+class Flatten(_NoParameters):
+    """Every dimension after the batch into one: (batch, c, h, w) -> (batch, c*h*w)."""
+
+    def __init__(self, runs: int | None = None):
+        self.start = 1 if runs is None else 2  # the batch is dimension 0, or 1 after the runs
+        self.in_shape: torch.Size | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.in_shape = x.shape
+        return x.flatten(self.start)  # a view when x is contiguous
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        if self.in_shape is None:
+            raise StateError("Flatten.backward called before forward")
+        return grad_output.reshape(self.in_shape)
+
+
+@hookimpl
+def register_layers(register):
+    register("maxpool2d", MaxPool2d)
+    register("avgpool2d", AvgPool2d)
+    register("upsample", Upsample)
+    register("flatten", Flatten)

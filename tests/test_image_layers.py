@@ -1,0 +1,231 @@
+"""The image layers: the kit's autograd checks at awkward sizes, and the same values as torch.nn.
+
+The kit (nn_testing.check_module) differentiates each layer's own forward with autograd
+and checks the hand-written backward against it, in both modes, with and without a run
+dimension. The tests below it check the forward itself against torch.nn.functional, so
+a layer that computes the wrong function consistently is caught too.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import ShapeError, StateError, evaluating
+from nn_testing import CheckFailed, check_module
+from plugins.conv import Conv2d, ConvTranspose2d
+from plugins.normalization import BatchNorm, Dropout, LayerNorm
+from plugins.pooling import AvgPool2d, Flatten, MaxPool2d, Upsample
+
+TIGHT = dict(rtol=1e-12, atol=1e-12)
+BATCHES = (1, 2)  # batch 1 on every layer; batchnorm needs 2 values per channel, so 1 x 1 pixel takes 2
+
+# (factory, per-sample input shape, arguments): odd sizes, strides, paddings and dilations;
+# kernels larger than the stride, padding larger than half the kernel.
+KIT_CASES = {
+    "conv2d 3x3 pad 1": (Conv2d, (2, 7, 9), dict(out_channels=3, kernel_size=3, padding=1)),
+    "conv2d stride 2 dilation 2 pad 3": (
+        Conv2d, (3, 11, 8), dict(out_channels=2, kernel_size=3, stride=2, padding=3, dilation=2)),
+    "conv2d kernel 5 stride 3 pad 4": (
+        Conv2d, (1, 9, 10), dict(out_channels=4, kernel_size=5, stride=3, padding=4)),
+    "conv2d 1x1": (Conv2d, (5, 3, 3), dict(out_channels=2, kernel_size=1)),
+    "conv_transpose2d stride 2": (ConvTranspose2d, (3, 4, 5), dict(out_channels=2, kernel_size=3, stride=2)),
+    "conv_transpose2d stride 3 pad 2 outpad 1 dilation 2": (
+        ConvTranspose2d, (2, 5, 3),
+        dict(out_channels=3, kernel_size=4, stride=3, padding=2, output_padding=1, dilation=2)),
+    "maxpool2d 2": (MaxPool2d, (2, 8, 7), dict(kernel_size=2)),
+    "maxpool2d 3 stride 2 pad 1": (MaxPool2d, (3, 9, 6), dict(kernel_size=3, stride=2, padding=1)),
+    "avgpool2d 3 stride 2 pad 1": (AvgPool2d, (2, 7, 8), dict(kernel_size=3, stride=2, padding=1)),
+    "avgpool2d 2": (AvgPool2d, (1, 5, 5), dict(kernel_size=2)),
+    "upsample 2": (Upsample, (2, 3, 5), dict(scale_factor=2)),
+    "upsample 3": (Upsample, (1, 4, 3), dict(scale_factor=3)),
+    "flatten images": (Flatten, (3, 4, 5), {}),
+    "batchnorm 2-D": (BatchNorm, (3, 5, 4), {}),
+    "batchnorm 1-D": (BatchNorm, (6,), {}),
+    "layernorm images": (LayerNorm, (2, 3, 5), {}),
+    "layernorm features": (LayerNorm, (7,), {}),
+    "dropout": (Dropout, (3, 4, 4), dict(p=0.3)),
+    "dropout p=0": (Dropout, (5,), dict(p=0.0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KIT_CASES))
+def test_kit_passes_image_layer(case):
+    factory, shape, args = KIT_CASES[case]
+    batches = (2, 3) if factory is BatchNorm and len(shape) == 1 else BATCHES
+    check_module(factory, in_shape=shape, batch_sizes=batches, **args)
+
+
+@pytest.mark.parametrize("args", [dict(negative_slope=0.2), {}])
+def test_kit_passes_leaky_relu(registry, args):
+    check_module("leaky_relu", registry=registry, **args)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_kit_passes_gelu(registry, approximate):
+    check_module("gelu", registry=registry, approximate=approximate)
+
+
+class BatchNormForgetsTheMeanGradient(BatchNorm):
+    """The planted mistake: backward as if the batch statistics were constants."""
+
+    def backward(self, grad_output):
+        normalised, inv_std, reduce, view, _ = self.cache
+        self.cache = (normalised, inv_std, reduce, view, False)
+        return super().backward(grad_output)
+
+
+def test_kit_catches_batchnorm_that_treats_batch_statistics_as_constants():
+    with pytest.raises(CheckFailed, match="input gradient vs autograd .*in training"):
+        check_module(BatchNormForgetsTheMeanGradient, in_shape=(2, 3, 3), batch_sizes=(2,))
+
+
+class ConvWithoutRuns(Conv2d):
+    """Claims runs but mixes them: every run uses run 0's weights."""
+
+    def _matrix(self):
+        w = super()._matrix()
+        return w[:1].expand_as(w) if w.dim() == 3 else w
+
+
+def test_kit_catches_a_layer_that_mixes_its_runs():
+    with pytest.raises(CheckFailed, match="3 runs"):
+        check_module(ConvWithoutRuns, in_shape=(2, 5, 5), out_channels=2, kernel_size=3)
+
+
+# -- the forward against torch.nn.functional --------------------------------------------------------
+
+def gaussian(weight, fan_in, fan_out, generator):
+    weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype))
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 2, 3, 2), (5, 3, 4, 1), (2, 2, 0, 1)])
+def test_conv2d_computes_torch_conv2d(k, s, p, d):
+    conv = Conv2d(3, 4, k, s, p, d, init=gaussian, generator=torch.Generator().manual_seed(1),
+                  dtype=torch.float64)
+    conv.bias.value.copy_(randn(4, seed=2))
+    x = randn(1, 3, 11, 9)
+    expected = F.conv2d(x, conv.weight.value, conv.bias.value, s, p, d)
+    torch.testing.assert_close(conv.forward(x), expected, **TIGHT)
+
+
+@pytest.mark.parametrize("k,s,p,op,d", [(3, 2, 0, 0, 1), (4, 3, 2, 1, 2), (2, 2, 0, 1, 1)])
+def test_conv_transpose2d_computes_torch_conv_transpose2d(k, s, p, op, d):
+    conv = ConvTranspose2d(3, 2, k, s, p, op, d, init=gaussian,
+                           generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    conv.bias.value.copy_(randn(2, seed=2))
+    x = randn(2, 3, 5, 4)
+    expected = F.conv_transpose2d(x, conv.weight.value, conv.bias.value, s, p, op, dilation=d)
+    torch.testing.assert_close(conv.forward(x), expected, **TIGHT)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 1, 1)])
+def test_pools_compute_torch_pools(k, s, p):
+    x = randn(2, 3, 9, 7)
+    torch.testing.assert_close(MaxPool2d(k, s, p).forward(x), F.max_pool2d(x, k, s, p), **TIGHT)
+    torch.testing.assert_close(AvgPool2d(k, s, p).forward(x), F.avg_pool2d(x, k, s, p), **TIGHT)
+
+
+def test_maxpool_padding_never_wins_over_negative_values():
+    x = -1 - randn(1, 1, 4, 4).abs()  # every value below the zero that unfold would pad with
+    torch.testing.assert_close(MaxPool2d(3, 2, 1).forward(x), F.max_pool2d(x, 3, 2, 1), **TIGHT)
+
+
+def test_upsample_is_torch_nearest():
+    x = randn(2, 3, 4, 5)
+    expected = F.interpolate(x, scale_factor=3, mode="nearest")
+    torch.testing.assert_close(Upsample(3).forward(x), expected, **TIGHT)
+
+
+def test_batchnorm_matches_torch_in_both_modes_and_keeps_running_statistics():
+    ours = BatchNorm(3, momentum=0.2, dtype=torch.float64)
+    theirs = torch.nn.BatchNorm2d(3, momentum=0.2, dtype=torch.float64)
+    for seed in range(3):
+        x = randn(4, 3, 5, 5, seed=seed) * 2 + 1
+        torch.testing.assert_close(ours.forward(x), theirs(x).detach(), **TIGHT)
+    torch.testing.assert_close(ours.running_mean, theirs.running_mean, **TIGHT)
+    torch.testing.assert_close(ours.running_var, theirs.running_var, **TIGHT)
+    ours.eval(), theirs.eval()
+    x = randn(2, 3, 5, 5, seed=9)
+    torch.testing.assert_close(ours.forward(x), theirs(x).detach(), **TIGHT)
+    assert set(ours.buffers()) == {"running_mean", "running_var"}
+
+
+def test_batchnorm1d_matches_torch():
+    ours, theirs = BatchNorm(5, dtype=torch.float64), torch.nn.BatchNorm1d(5, dtype=torch.float64)
+    x = randn(6, 5)
+    torch.testing.assert_close(ours.forward(x), theirs(x).detach(), **TIGHT)
+    torch.testing.assert_close(ours.running_var, theirs.running_var, **TIGHT)
+
+
+def test_batchnorm_refuses_one_value_per_channel_in_training_but_not_in_evaluation():
+    bn = BatchNorm(4, dtype=torch.float64)
+    with pytest.raises(ShapeError, match="more than one value per channel"):
+        bn.forward(randn(1, 4))
+    with evaluating(bn):
+        assert bn.forward(randn(1, 4)).shape == (1, 4)
+
+
+def test_layernorm_matches_torch():
+    ours = LayerNorm((3, 4, 5), dtype=torch.float64)
+    ours.weight.value.copy_(randn(3, 4, 5, seed=1))
+    ours.bias.value.copy_(randn(3, 4, 5, seed=2))
+    x = randn(2, 3, 4, 5, seed=3)
+    expected = F.layer_norm(x, (3, 4, 5), ours.weight.value, ours.bias.value)
+    torch.testing.assert_close(ours.forward(x), expected, **TIGHT)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_and_leaky_relu_compute_torch(registry, approximate):
+    x = randn(7, 5) * 3
+    gelu = registry.create("activation", "gelu", approximate=approximate)
+    torch.testing.assert_close(gelu.forward(x), F.gelu(x, approximate=approximate), **TIGHT)
+    leaky = registry.create("activation", "leaky_relu", negative_slope=0.1)
+    torch.testing.assert_close(leaky.forward(x), F.leaky_relu(x, 0.1), **TIGHT)
+
+
+def test_leaky_relu_at_exactly_zero_has_the_slope_as_gradient_like_torch(registry):
+    x = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    F.leaky_relu(x, 0.1).backward(torch.ones(1, 3, dtype=torch.float64))
+    leaky = registry.create("activation", "leaky_relu", negative_slope=0.1)
+    leaky.forward(x.detach())
+    assert torch.equal(leaky.backward(torch.ones(1, 3, dtype=torch.float64)), x.grad)
+
+
+def test_dropout_is_seeded_scaled_and_off_in_evaluation():
+    def run(seed):
+        dropout = Dropout(0.25, generator=torch.Generator().manual_seed(seed))
+        return dropout, dropout.forward(torch.ones(200, 50, dtype=torch.float64))
+
+    dropout, y = run(5)
+    assert torch.equal(y, run(5)[1])  # the same seed, the same mask
+    assert not torch.equal(y, run(6)[1])
+    assert set(y.unique().tolist()) == {0.0, 1 / 0.75}
+    assert abs((y == 0).double().mean().item() - 0.25) < 0.02
+    upstream = randn(200, 50)
+    assert torch.equal(dropout.backward(upstream), upstream * y)  # y is the mask itself here
+    dropout.eval()
+    x = randn(3, 4)
+    assert dropout.forward(x) is x and dropout.backward(x) is x
+
+
+@pytest.mark.parametrize("layer", [
+    Conv2d(1, 1, 3, init=gaussian, dtype=torch.float64), ConvTranspose2d(1, 1, 3, init=gaussian),
+    MaxPool2d(2), AvgPool2d(2), Upsample(2), Flatten(), BatchNorm(2), LayerNorm((2,)), Dropout(0.5),
+], ids=type)
+def test_backward_before_forward_is_a_state_error(layer):
+    with pytest.raises(StateError, match="before forward"):
+        layer.backward(torch.zeros(1, 1, 2, 2))
+
+
+def test_conv2d_names_the_shapes_it_cannot_take():
+    conv = Conv2d(2, 3, 5, init=gaussian, dtype=torch.float64)
+    with pytest.raises(ShapeError, match="does not fit a 3x3 input"):
+        conv.forward(randn(1, 2, 3, 3))
+    with pytest.raises(ShapeError, match="images of 2 channels"):
+        conv.forward(randn(1, 3, 8, 8))
+    with pytest.raises(ShapeError, match="cannot follow flatten"):
+        MaxPool2d(2).forward(randn(4, 10))
