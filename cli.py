@@ -7,7 +7,9 @@ The CLI is thin: it parses options into `TrainSettings`, and everything else hap
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -86,7 +88,9 @@ class Stopped(Exception):
 
 
 def _fail(message: str) -> int:
-    typer.echo(f"nn-cli: error: {message}", err=True)
+    rank = os.environ.get("RANK", "0")  # set by torchrun: say which process failed
+    where = "" if rank == "0" else f" (rank {rank})"
+    typer.echo(f"nn-cli: error{where}: {message}", err=True)
     return 2
 
 
@@ -124,6 +128,10 @@ RegistryOpt = Annotated[Optional[Path], typer.Option(
     help="A registry.toml listing plugin modules (default: ./registry.toml when present).")]
 StrictOpt = Annotated[bool, typer.Option(
     "--strict-plugins", metavar="", help="A plugin that fails to load is fatal (also NN_STRICT_PLUGINS=1).")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    metavar="K",
+    help="Start K local processes under torchrun (rendezvous on 127.0.0.1) and split the "
+         "work between them: the runs, or with one run each batch (data parallel).")]
 OneAtATimeOpt = Annotated[bool, typer.Option(
     "--one-at-a-time", metavar="",  # a flag: no value (typer would show <bool>)
     help="Train the runs one after another, each bit for bit its seed's single run, instead "
@@ -321,12 +329,17 @@ def train(
     patience: PatienceOpt = None,
     summary: Annotated[bool, typer.Option(
         "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
+    workers: WorkersOpt = None,
 ) -> None:
     """Train a network (on the report's disk unless --data says otherwise) and report its
     train and test error.
 
     Options not typed take the dataset's defaults (`nn-cli info DATASET`), and the loss
     the task's: bce for two classes, cross_entropy for more, mse for regression.
+
+    Under torchrun (or with --workers K) the processes share the work: --runs N splits the
+    seeds between them; a single run trains data parallel, each process on its slice of
+    every batch. Rank 0 alone prints and writes files.
     """
     _refuse_beside_layers(layers, _given(ctx, ("act", "hidden")))
     settings = TrainSettings(
@@ -336,24 +349,26 @@ def train(
         optimizer_args=parse_optimizer_args(opt), data=data, target=target,
         test_fraction=test_fraction, val_fraction=val_fraction, patience=patience,
     )
-    _check_outputs(runs, plot, None)
-    if runs > 1 and any(v is not None for v in (save, checkpoint, checkpoint_every, resume)):
-        raise SettingsError(
-            f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
-            f"and --resume work on one run: drop them or --runs"
-        )
-    registry = load(ctx, plugin, registry_file, strict_plugins)
-    if resume is not None:
-        _refuse_settings_beside_resume(ctx)
-    from core.files.atomic import write_locks
+    with _workers(ctx, workers):  # --workers K: the other K - 1 start now
+        _check_outputs(runs, plot, None)
+        if runs > 1 and any(v is not None for v in (save, checkpoint, checkpoint_every, resume)):
+            raise SettingsError(
+                f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
+                f"and --resume work on one run: drop them or --runs"
+            )
+        registry = load(ctx, plugin, registry_file, strict_plugins)
+        if resume is not None:
+            _refuse_settings_beside_resume(ctx)
+        from core.files.atomic import write_locks
 
-    # --save fails now, not after training; held for the whole run, a second run with the
-    # same --save is refused at once (see core/files/atomic.py).
-    with write_locks(save):
-        _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
-               as_json=as_json, save=save, checkpoint=checkpoint,
-               checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
-               registry_file=registry_file, summary=summary)
+        # --save fails now, not after training; held for the whole run, a second run with
+        # the same --save is refused at once (see core/files/atomic.py). Under torchrun
+        # rank 0 alone writes files, so it alone holds the lock.
+        with write_locks(save if os.environ.get("RANK", "0") == "0" else None):
+            _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
+                   as_json=as_json, save=save, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
+                   registry_file=registry_file, summary=summary)
 
 
 def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
@@ -366,7 +381,12 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     from core.pipeline.progress import epoch_reporter, runs_reporter
 
     _one_thread()
+    restarted = resume is None and _restarted_from(checkpoint)
+    resume = checkpoint if restarted else resume
     state = read_checkpoint(resume, registry) if resume is not None else None
+    if restarted and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
+                   f"(epoch {state.epoch})", err=True)
     if state is not None:
         settings = state.settings  # a resumed run's own
     else:
@@ -376,23 +396,31 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
         _print_summary(*network_summary(settings, registry), as_json)
         return
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
-    typer.echo(_what_it_trains(settings, runs), err=as_json)
+    world = _world(settings.device)
+    quiet = world is not None and not world.main  # only rank 0 reports
+    if not quiet:
+        typer.echo(_what_it_trains(settings, runs), err=as_json)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     progress = None
     try:
         if runs == 1:
-            with epoch_reporter(settings.epochs, to_stderr=as_json) as on_epoch:
-                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan, resume=state)
+            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
+                             resume=state, world=world)
             many = MultiRunResult(settings, [result])
         else:
-            with runs_reporter(runs, settings.epochs, to_stderr=as_json) as progress:
+            total = _share_count(runs, world)
+            with runs_reporter(total, settings.epochs, to_stderr=as_json,
+                               quiet=quiet) as progress:
                 many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                                together=not one_at_a_time)
+                                together=not one_at_a_time, world=world)
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and runs == 1:
             raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
         finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
         raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
+    if quiet:
+        return
     if save is not None:
         from core.files.model_file import save_model
 
@@ -429,6 +457,57 @@ def _typed(ctx: typer.Context) -> set[str]:
     """The TrainSettings fields whose options were typed (not left at their defaults)."""
     return {FIELD_OF.get(name, name) for name in SETTING_OPTIONS
             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+
+
+def _world(device: str):
+    """This process's place under torchrun (core.training.distributed.World), or None when alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from core.training.distributed import World
+
+    return World.from_env(device)
+
+
+def _share_count(total: int, world) -> int:
+    """How many of `total` runs this process trains (all of them when alone)."""
+    from core.training.distributed import share
+
+    return len(share(range(total), world))
+
+
+def _restarted_from(checkpoint: str | None) -> bool:
+    """Whether to go on from the run's --checkpoint file: torchrun restarted this group
+    after a failure (TORCHELASTIC_RESTART_COUNT > 0) and the file exists."""
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    return restarts > 0 and checkpoint is not None and Path(checkpoint).is_file()
+
+
+def _workers(ctx: typer.Context, workers: int | None):
+    """With --workers K: this process as rank 0 of K, the other K - 1 running this same
+    command (core.training.distributed.LocalWorkers); without, nothing."""
+    if workers is None:
+        return contextlib.nullcontext()
+    from core.training.distributed import LocalWorkers
+
+    args = [*_given_options(ctx.find_root()), ctx.info_name, *_given_options(ctx)]
+    return LocalWorkers(workers, [str(Path(__file__).resolve()), *args])
+
+
+def _given_options(ctx: typer.Context) -> list[str]:
+    """The options given to this command (not their defaults), as command-line words."""
+    words = []
+    for param in ctx.command.params:
+        source = getattr(ctx.get_parameter_source(param.name), "name", "DEFAULT")
+        if param.param_type_name != "option" or param.name == "workers" or source == "DEFAULT":
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            if value or param.secondary_opts:
+                words.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        for item in value if param.multiple else [value]:
+            words += [param.opts[0], str(item)]
+    return words
 
 
 def _what_it_trains(settings: TrainSettings, runs: int) -> str:
@@ -530,10 +609,15 @@ def compare(
     test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Train every combination of the given values `--runs` times; print mean ± std.
 
     Options not given take each dataset's defaults, as `nn-cli train` does.
+
+    Under torchrun (or with --workers K) the (configuration, seed) pairs are split between
+    the processes; rank 0 gathers the results, prints and writes the same table, JSON, CSV
+    and figures as one process would.
     """
     given = {
         "act": act, "loss": loss, "init": init, "optimizer": optimizer,
@@ -544,45 +628,55 @@ def compare(
     }
     _refuse_beside_layers(layers, [f"--{key}" for key in ("act", "hidden") if given[key]])
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
-    _check_outputs(runs, plot, csv_path)
-    from core.pipeline.compare import configurations
+    with _workers(ctx, workers):  # --workers K: the other K - 1 start now
+        _check_outputs(runs, plot, csv_path)
+        from core.pipeline.compare import configurations
 
-    base = TrainSettings(seed=seed, target=target, test_fraction=test_fraction,
-                         val_fraction=val_fraction, patience=patience)
-    typed = set(variations) | (_typed(ctx) & {"target", "test_fraction", "val_fraction", "patience"})
-    configs = configurations(base, variations)  # checks every value before any work
-    from core.pipeline.compare import compare as run_compare
-    from core.pipeline.progress import runs_reporter
+        base = TrainSettings(seed=seed, target=target, test_fraction=test_fraction,
+                             val_fraction=val_fraction, patience=patience)
+        typed = set(variations) | (_typed(ctx) & {"target", "test_fraction", "val_fraction",
+                                                  "patience"})
+        configs = configurations(base, variations)  # checks every value before any work
+        from core.pipeline.compare import compare as run_compare
+        from core.pipeline.progress import runs_reporter
 
-    _one_thread()
-    registry = load(ctx, plugin, registry_file, strict_plugins)
-    if data:  # a dataset's own defaults may change the epochs the progress bar counts
-        from core.pipeline.experiment import with_data_defaults
+        _one_thread()
+        registry = load(ctx, plugin, registry_file, strict_plugins)
+        from core.pipeline.experiment import check, with_data_defaults
 
-        configs = [with_data_defaults(c, registry, typed) for c in configs]
-    longest = max(c.epochs for c in configs)
-    try:
-        with runs_reporter(runs * len(configs), longest, to_stderr=as_json) as progress:
+        if data:  # a dataset's own defaults may change the epochs the progress bar counts
+            configs = [with_data_defaults(c, registry, typed) for c in configs]
+        for settings in configs:  # every name, before the processes join
+            check(settings, registry)
+        world = _world(configs[0].device)
+        quiet = world is not None and not world.main  # only rank 0 reports
+        longest = max(c.epochs for c in configs)
+        try:
+            total = _share_count(runs * len(configs), world)
+            with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
 
-            progress.configurations = len(configs)
+                progress.configurations = len(configs)
 
-            def next_configuration(index: int, name: str) -> None:
-                progress.label, progress.offset = name, index * runs
+                def next_configuration(index: int, name: str) -> None:
+                    progress.label, progress.offset = name, index * runs
 
-            comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                     progress.on_run, next_configuration,
-                                     together=not one_at_a_time, typed=typed)
-    except KeyboardInterrupt:
-        raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
-                      f"finished; nothing was written") from None
-    if plot is not None:
-        _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
-    if csv_path is not None:
-        comparison.write_csv(csv_path)
-    if as_json:
-        typer.echo(json.dumps(comparison.to_dict()))
-    else:
-        typer.echo(comparison.table())
+                comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
+                                         progress.on_run, next_configuration,
+                                         together=not one_at_a_time, typed=typed,
+                                         world=world)
+        except KeyboardInterrupt:
+            raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
+                          f"finished; nothing was written") from None
+        if quiet:
+            return
+        if plot is not None:
+            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
+        if csv_path is not None:
+            comparison.write_csv(csv_path)
+        if as_json:
+            typer.echo(json.dumps(comparison.to_dict()))
+        else:
+            typer.echo(comparison.table())
 
 
 def _given(ctx: typer.Context, names: tuple[str, ...]) -> list[str]:
@@ -657,6 +751,43 @@ def evaluate(
     else:
         figure = f"RMSE {result.error:.4g}" if result.measure == "rmse" else f"error {result.error:.2%}"
         typer.echo(f"{figure} on {result.n} points ({result.source})")
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(
+        help="Address to bind; anything but 127.0.0.1 lets other machines train here.")] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Serve the playground: pick data and a network in the browser, watch it train here."""
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"port must be an integer from 0 to 65535, got {port}")
+    try:
+        import uvicorn  # noqa: F401  (the extra's other half; playground.serve uses it)
+
+        from playground import create_app
+    except ImportError as e:
+        raise SettingsError(
+            f"nn-cli serve needs the serve extra ({e.name} is missing): "
+            f"pip install 'nn-scratch[serve]'"
+        ) from None
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    if host not in LOCAL_HOSTS:
+        typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
+                   f"train networks on this machine; the playground has no login", err=True)
+    _one_thread()
+    from playground.serve import make_server, run
+
+    run(make_server(create_app(registry), host, port), open_browser=open_browser, announce=lambda url: typer.echo(
+        f"nn-cli: playground at {url} (Ctrl-C stops it)"))
 
 
 def main() -> None:

@@ -204,16 +204,21 @@ def save_model(
     provides each component. The result's `preprocessing` (a dict, when the run has one)
     is saved and applied again by `LoadedModel.predict`.
     """
+    return atomic_write_bytes(path, model_file_bytes(result, registry=registry))
+
+
+def model_file_bytes(result: TrainResult, *, registry: Registry | None = None) -> bytes:
+    """The bytes `save_model` writes: for a file written elsewhere, or sent (the playground)."""
     registry = registry or default_registry()
     header = model_header(
-        specs=result.specs, settings=result.settings, in_features=_in_features(result),
+        specs=result.specs, settings=result.settings, in_features=in_features_of(result),
         registry=registry, preprocessing=getattr(result, "preprocessing", None),
         dataset=getattr(result, "dataset", None),
     )
-    return atomic_write_bytes(path, encode(model_tensors(result.model), header))
+    return encode(model_tensors(result.model), header)
 
 
-def _in_features(result: TrainResult) -> int:
+def in_features_of(result: TrainResult) -> int:
     """Input width: the data's feature count, else the first module's `in_features`
     (Linear's), else the disk task's 2."""
     dataset = getattr(result, "dataset", None)

@@ -9,14 +9,19 @@ import textwrap
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
 from core.pipeline.experiment import check, with_data_defaults
-from core.pipeline.multirun import EpochCallback, MultiRunResult, RunCallback, run_many
+from core.pipeline.multirun import (
+    EpochCallback, MultiRunResult, RunCallback, batched, check_runs, run_many, sweep,
+)
 from core.plugin.registry import Registry, default_registry
 from core.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from core.training.distributed import World
 
 TITLE_WIDTH = 80  # characters per line of a figure's title: the loss figure's width at its font size
 SUMMARY_KEYS = (
@@ -187,12 +192,16 @@ def compare(
     on_configuration: Callable[[int, str], None] | None = None,
     together: bool = True,
     typed: Collection[str] | None = None,
-) -> Comparison:
+    world: World | None = None,
+) -> Comparison | None:
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
     `run_many` does (`together`: as one batched ensemble where the components allow).
 
     Every configuration is checked before the first is trained, so a bad value fails fast.
-    `on_configuration(index, label)` precedes each configuration's runs.
+    `on_configuration(index, label)` precedes each configuration's runs (with `world`,
+    each group of runs this process trains). With `world` (core.training.distributed, under
+    torchrun) the (configuration, seed) pairs are split across the processes: rank 0
+    gets the Comparison, the other ranks None.
     """
     registry = registry or default_registry()
     configs = configurations(base, variations)
@@ -200,7 +209,19 @@ def compare(
         configs = [with_data_defaults(settings, registry, typed) for settings in configs]
     for settings in configs:
         check(settings, registry, runs=runs if together else 1)
+        check_runs(settings, runs)
     varied = [key for key, values in variations.items() if len(values) > 1]
+    if world is not None:
+
+        def on_group(index: int, _first_run: int) -> None:
+            if on_configuration is not None:
+                on_configuration(index, label(configs[index], varied))
+
+        grouped = sweep(configs, runs, registry, world, on_epoch, on_run, on_group, together)
+        if grouped is None:
+            return None
+        return Comparison(varied, [MultiRunResult(s, r, batched(s, runs, registry, together))
+                                   for s, r in zip(configs, grouped)])
     results = []
     for index, settings in enumerate(configs):
         if on_configuration is not None:

@@ -7,7 +7,7 @@ import inspect
 import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +31,9 @@ from core.network.stack import parse_layers
 from core.training.evaluate import output_metrics, run_errors
 from core.training.loop import fit
 from core.training.result import TrainResult
+
+if TYPE_CHECKING:
+    from core.training.distributed import DataParallel, World
 
 # Independent random streams drawn from one seed ("split": test and validation rows).
 STREAMS = {"data": 0, "init": 1, "shuffle": 2, "split": 3}
@@ -316,6 +319,18 @@ def check_output_width(
         )
 
 
+def data_parallel(
+    world: World, settings: TrainSettings, model: Sequential, checkpoint: Checkpointing | None
+) -> DataParallel:
+    """This process's part in a data-parallel run, once every rank is checked to run the
+    same settings (and to checkpoint to the same file)."""
+    from core.training.distributed import DataParallel, check_same_everywhere
+
+    check_same_everywhere(world, "the run's settings", settings, lambda s: str(s.to_dict()))
+    check_same_everywhere(world, "--checkpoint", checkpoint and str(checkpoint.path), str)
+    return DataParallel(world, model)
+
+
 def train(
     settings: TrainSettings,
     registry: Registry | None = None,
@@ -323,6 +338,7 @@ def train(
     *,
     checkpoint: Checkpointing | None = None,
     resume: Checkpoint | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Draw the data, build the network by name, train it and measure its errors.
 
@@ -330,6 +346,11 @@ def train(
     the run's state is written every `checkpoint.every` epochs; with `resume` (from
     `core.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
     goes on from it and ends exactly as the uninterrupted run.
+
+    With `world` (core.training.distributed.World.from_env(), under torchrun) the run is data
+    parallel: every process calls this with the same settings (checked), takes its slice of
+    each batch, and the gradients are summed across processes at each step; rank 0 alone
+    writes the checkpoint. Every process returns the same trained network.
     """
     if resume is not None and resume.settings != settings:
         raise SettingsError("resume: the checkpoint's settings differ from the run's")
@@ -341,7 +362,9 @@ def train(
     optimizer_entry = registry.get("optimizer", settings.optimizer)
     check_optimizer_args(optimizer_entry, settings)
     # One run per checkpoint file: a second is refused; what a killed writer left is removed.
-    with write_locks(checkpoint.path if checkpoint else None), torch.set_grad_enabled(False):
+    # Data parallel, rank 0 alone writes the checkpoint, so it alone holds the lock.
+    writes = checkpoint is not None and (world is None or world.main)
+    with write_locks(checkpoint.path if writes else None), torch.set_grad_enabled(False):
         data = prepare_data(settings, registry)
         in_features, out_features = shape_of(data, registry, settings)
         specs = network_specs(registry, settings, out_features)
@@ -351,6 +374,7 @@ def train(
         optimizer = optimizer_entry.create(
             parameters=model.parameters(), lr=settings.lr, **dict(settings.optimizer_args)
         )
+        shard = None if world is None else data_parallel(world, settings, model, checkpoint)
         shuffle = generator(settings, "shuffle")
         # "init" too: dropout draws its masks from it, so a resumed run needs its state.
         run = RunState(settings, specs, model, optimizer, {"shuffle": shuffle, "init": init},
@@ -361,6 +385,9 @@ def train(
         with evaluating(model):
             initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
+        if shard is not None:  # after any restore: every rank goes on from the same state
+            shard.check_same_start(len(done))
+            checkpoint = checkpoint if shard.world.main else None
         after_epoch = AfterEpoch(
             run, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
         )
@@ -373,6 +400,7 @@ def train(
                 generator=shuffle, on_epoch=after_epoch if best is None else best.after(after_epoch),
                 # fit counts its epochs from 1; the schedule counts from the run's first
                 lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
+                shard=shard,
             )
         except KeyboardInterrupt:  # Ctrl-C: say how far it got and what is on disk
             saved = after_epoch.last_checkpoint

@@ -5,19 +5,29 @@ seed draws its data, its weights and its shuffling, so any run can be replayed a
 for bit when the runs went one at a time (`together=False`), to rounding when they trained
 together as a batched ensemble, whose batched matmuls may add in another order.
 Standard deviations are sample standard deviations (divisor n - 1), 0.0 for a single run.
+
+Under torchrun (or `nn-cli --workers K`) `sweep` splits (configuration, seed) pairs across
+the processes, each rank's share trained as above, and gathers the results on rank 0.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from core.errors import SettingsError
+from core import errors
+from core.errors import NNError, SettingsError
+from core.lazy import torch
+from core.data.disk import DTYPES
+from core.files.model_file import in_features_of, model_state
+from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
-from core.pipeline.experiment import TrainResult, train
+from core.pipeline.experiment import TrainResult, device, train
 from core.plugin.registry import Registry, default_registry
+from core.training.distributed import World, from_main, share
 from core.training.settings import MAX_SEED, TrainSettings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
@@ -130,21 +140,104 @@ def run_many(
     on_epoch: EpochCallback | None = None,
     on_run: RunCallback | None = None,
     together: bool = True,
-) -> MultiRunResult:
+    world: World | None = None,
+) -> MultiRunResult | None:
     """Train `runs` models with seeds settings.seed, settings.seed + 1, ...
 
     `together=False` trains them one after another even where they could train as one
     batched ensemble: slower, and each run then equals its seed's single run bit for bit.
+    With `world` (core.training.distributed, under torchrun) the seeds are split across the
+    processes (`sweep`, below): rank 0 gets the result, the other ranks None.
     """
+    check_runs(settings, runs)
+    registry = registry or default_registry()
+    if world is not None:
+        grouped = sweep([settings], runs, registry, world, on_epoch, on_run, None, together)
+        return None if grouped is None else MultiRunResult(
+            settings, grouped[0], batched(settings, runs, registry, together))
+    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
+    return MultiRunResult(settings, results, batched(settings, runs, registry, together))
+
+
+def check_runs(settings: TrainSettings, runs: int) -> None:
+    """`runs` must be a count >= 1 whose seeds all stay below MAX_SEED."""
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise SettingsError(f"runs must be an integer >= 1, got {runs!r}")
     if settings.seed + runs > MAX_SEED:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
-    registry = registry or default_registry()
-    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
-    return MultiRunResult(settings, results, batched(settings, runs, registry, together))
 
 
 def batched(settings: TrainSettings, runs: int, registry: Registry, together: bool) -> bool:
     """Whether `runs` runs train together as one batched ensemble."""
     return together and runs > 1 and supports_runs(registry, settings)
+
+
+def sweep(
+    configs: Sequence[TrainSettings],
+    runs: int,
+    registry: Registry,
+    world: World,
+    on_epoch: EpochCallback | None = None,
+    on_run: RunCallback | None = None,
+    on_configuration: Callable[[int, int], None] | None = None,
+    together: bool = True,
+) -> list[list[TrainResult]] | None:
+    """Every configuration's `runs` runs, split across the ranks; on rank 0, the results
+    of each configuration in seed order, on the other ranks None.
+
+    The pairs (configuration, seed) are shared out consecutively, so a rank trains a few
+    whole configurations or a run of seeds of one, each group as one batched ensemble
+    (`together`) or one run after another. `on_configuration(index, first_run)` precedes
+    each group. An NNError on any rank is raised on every rank.
+    """
+    pairs = [(c, seed) for c, settings in enumerate(configs) for seed in seeds_of(settings, runs)]
+    done: list[tuple[int, dict[str, Any]]] = []
+    failure = None
+    try:
+        for c, group in itertools.groupby(share(pairs, world), key=lambda pair: pair[0]):
+            seeds = [seed for _, seed in group]
+            if on_configuration is not None:
+                on_configuration(c, seeds[0] - configs[c].seed)
+            results = train_seeds(configs[c], seeds, registry, on_epoch, on_run, together)
+            done += [(c, portable(result)) for result in results]
+    except NNError as e:
+        failure = (type(e).__name__, str(e))
+    gathered: list[Any] | None = [None] * world.size if world.main else None
+    torch.distributed.gather_object((done, failure), gathered, dst=0)
+    failure = from_main(world, next((f for _, f in gathered if f), None) if world.main else None)
+    if failure is not None:
+        name, message = failure
+        raise getattr(errors, name, NNError)(message)
+    if not world.main:
+        return None
+    by_config: list[list[TrainResult]] = [[] for _ in configs]
+    for rank_done, _ in gathered:
+        for c, payload in rank_done:
+            by_config[c].append(rebuilt(payload, registry))
+    return by_config
+
+
+def portable(result: TrainResult) -> dict[str, Any]:
+    """A result as plain data and CPU tensors, to pickle across processes: the network
+    travels as its weights and buffers (model_state), rebuilt by name on arrival (plugin
+    objects are never pickled)."""
+    return {
+        "result": replace(result, model=None),
+        "in_features": in_features_of(result),
+        "state": [t.cpu() for _, t in model_state(result.model)],
+    }
+
+
+def rebuilt(payload: dict[str, Any], registry: Registry) -> TrainResult:
+    """The TrainResult `portable` described: its network rebuilt by name, weights copied."""
+    result = payload["result"]
+    settings = result.settings
+    with torch.set_grad_enabled(False):
+        model = build_stack(
+            registry, result.specs, payload["in_features"], init=settings.init,
+            generator=torch.Generator().manual_seed(0),  # overwritten just below
+            dtype=DTYPES[settings.dtype], device=device(settings),
+        )
+        for (_, tensor), value in zip(model_state(model), payload["state"], strict=True):
+            tensor.copy_(value)
+    return replace(result, model=model)

@@ -8,7 +8,13 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def epoch_reporter(epochs: int, *, to_stderr: bool) -> Iterator[Callable[[int, float], None]]:
+def epoch_reporter(
+    epochs: int, *, to_stderr: bool, quiet: bool = False
+) -> Iterator[Callable[[int, float], None] | None]:
+    """A callback per epoch: a live bar on a terminal, else a line; None when `quiet`."""
+    if quiet:
+        yield None
+        return
     stream = sys.stderr if to_stderr else sys.stdout
     if not stream.isatty():
 
@@ -41,8 +47,9 @@ class RunProgress:
     configurations before it, so one display covers a whole comparison.
     """
 
-    def __init__(self, total_runs: int, epochs: int, stream, progress=None):
+    def __init__(self, total_runs: int, epochs: int, stream, progress=None, quiet: bool = False):
         self.total_runs, self.epochs, self.stream, self.progress = total_runs, epochs, stream, progress
+        self.quiet = quiet  # report nothing (a rank other than 0 of a distributed run)
         self.label, self.offset = "", 0
         self.finished = 0  # runs done, over every configuration so far
         self.configurations = 1  # a comparison's count: its runs bar says which one runs
@@ -51,7 +58,7 @@ class RunProgress:
             self.epochs_task = progress.add_task("epochs", total=epochs, what="epochs", loss="-")
 
     def on_epoch(self, run: int | None, epoch: int, loss: float) -> None:
-        if self.progress is None:
+        if self.quiet or self.progress is None:
             return
         if run is None:  # every run at once: the epochs bar is the whole story
             self.progress.update(self.runs_task, visible=self.configurations > 1)
@@ -60,6 +67,8 @@ class RunProgress:
 
     def on_run(self, run: int, result) -> None:
         done = self.finished = self.offset + run + 1
+        if self.quiet:
+            return
         if self.progress is not None:
             self.progress.update(self.runs_task, completed=done, what=f"runs {self.label}".rstrip())
             return
@@ -73,8 +82,14 @@ class RunProgress:
 
 
 @contextmanager
-def runs_reporter(total_runs: int, epochs: int, *, to_stderr: bool) -> Iterator[RunProgress]:
-    """Two live bars (runs, epochs of the current run) on a terminal; else a line per run."""
+def runs_reporter(
+    total_runs: int, epochs: int, *, to_stderr: bool, quiet: bool = False
+) -> Iterator[RunProgress]:
+    """Two live bars (runs, epochs of the current run) on a terminal; else a line per run;
+    nothing at all when `quiet`."""
+    if quiet:
+        yield RunProgress(total_runs, epochs, None, quiet=True)
+        return
     stream = sys.stderr if to_stderr else sys.stdout
     if not stream.isatty():
         yield RunProgress(total_runs, epochs, stream)

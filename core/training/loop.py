@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
@@ -56,6 +57,7 @@ def fit(
     generator: torch.Generator,
     on_epoch: Callable[[int, float], bool | None] | None = None,
     lr_at: Callable[[int], float] | None = None,
+    shard: Shard | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
@@ -63,11 +65,14 @@ def fit(
     `batch_size` (the last one may be smaller). `on_epoch(epoch, loss)` follows each epoch;
     when it returns True, training stops there (early stopping).
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
+    `shard` (data parallel, core/training/distributed.py) makes this process train on its slice of
+    each batch and sum the gradients and losses with the other processes'.
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
         each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at, lead=0
+            model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at, lead=0,
+            shard=shard,
         )
     return history.tolist()  # (epochs,)
 
@@ -122,8 +127,22 @@ def in_order(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return x[runs, order]  # (runs, n, *sample)
 
 
+class Shard(Protocol):
+    """A process's part in data-parallel training (core.training.distributed.DataParallel)."""
+
+    def part(self, start: int, stop: int) -> tuple[int, int]:
+        """This process's slice [lo, hi) of the global batch [start, stop)."""
+
+    def reduce(self, mine: int, batch: int) -> None:
+        """Make the gradients of this process's `mine` samples those of the whole batch."""
+
+    def total(self, value: torch.Tensor) -> torch.Tensor:
+        """`value` summed over the processes."""
+
+
 def _fit(
-    model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None, *, lead
+    model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None, *, lead,
+    shard=None,
 ) -> torch.Tensor:
     n = x.shape[lead]
     runs = x.shape[:lead]  # () or (runs,)
@@ -137,14 +156,18 @@ def _fit(
         xs, ys = shuffled(x, y, generators, lead)  # (..., n, *sample), (..., n, *target)
         total = torch.zeros(runs, dtype=torch.float64, device=x.device)  # () or (runs,)
         for start in range(0, n, batch_size):
-            size = min(batch_size, n - start)
-            value = loss.forward(model.forward(xs.narrow(lead, start, size)),
-                                 ys.narrow(lead, start, size))
+            stop = min(start + batch_size, n)
+            lo, hi = (start, stop) if shard is None else shard.part(start, stop)
             optimizer.zero_grad()
-            model.backward(loss.backward())
+            if hi > lo:  # a process may get no sample of a batch smaller than the world
+                value = loss.forward(model.forward(xs.narrow(lead, lo, hi - lo)),
+                                     ys.narrow(lead, lo, hi - lo))
+                model.backward(loss.backward())
+                total += value * (hi - lo)  # stays a tensor: no sync per step
+            if shard is not None:
+                shard.reduce(hi - lo, stop - start)
             optimizer.step()
-            total += value * size  # stays a tensor: no sync per step
-        history.append(total / n)
+        history.append((total if shard is None else shard.total(total)) / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None and on_epoch(epoch, history[-1]):  # () or (runs,)
             break  # the callback asked to stop (early stopping)

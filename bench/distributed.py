@@ -1,0 +1,264 @@
+"""Several processes on one machine: sweeps, data-parallel steps, and a two-"node" run.
+
+    python bench/distributed.py                    # every section (about 10 minutes, 2 busy cores)
+    python bench/distributed.py --only sweep --repeats 3
+    python bench/distributed.py --only step,nodes
+
+Sections (every process binds and connects on 127.0.0.1 only):
+  sweep  `nn-cli compare --act tanh --act relu --loss bce --loss mse --runs 30` (4
+         configurations x 30 seeds of the disk task) in one process against `--workers 2`,
+         alternating, wall time of the whole command (start-up included); the two JSON
+         outputs must be identical.
+  step   data parallel on `digits` (scikit-learn's 8x8 images, 1797 x 64, standardised; 10
+         classes as one-hot targets, MSE, plain SGD lr 0.01): an MLP 64-256-256-10 at global
+         batch 64 and 512, ours (core.training.distributed.DataParallel: each rank its half of
+         the batch, one all_reduce over the packed gradient buffer) beside torch.nn +
+         DistributedDataParallel (gloo), same batches; K = 1 (one process, no communication)
+         and K = 2 launched in alternation; time per step is the median over repeats on rank 0.
+  nodes  two launchers (`python -m core.training.torchrun --nnodes 2 --nproc-per-node 1
+         --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:PORT`), each one "node", running a
+         sweep and a data-parallel `nn-cli train`; their outputs against one node's
+         (`--workers 2`): must be identical.
+Needs scikit-learn for `step` (pip install -e '.[bench]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(ROOT / "cli.py")
+SWEEP = ["compare", "--act", "tanh", "--act", "relu", "--loss", "bce", "--loss", "mse",
+         "--runs", "30", "--json"]
+WIDTHS = (64, 256, 256, 10)
+BATCHES = (64, 512)
+
+
+def env() -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return e | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NN_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env(), capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
+    return elapsed, done.stdout
+
+
+# -- sweep -------------------------------------------------------------------------------------
+
+def sweep(repeats: int) -> None:
+    one_cmd = [sys.executable, CLI, *SWEEP]
+    two_cmd = [*one_cmd, "--workers", "2"]
+    times: dict[str, list[float]] = {"1 process": [], "2 processes": []}
+    outputs: dict[str, set[str]] = {"1 process": set(), "2 processes": set()}
+    for i in range(repeats):
+        order = [("1 process", one_cmd), ("2 processes", two_cmd)]
+        for name, command in order if i % 2 == 0 else order[::-1]:  # alternate who goes first
+            elapsed, out = timed(command)
+            times[name].append(elapsed)
+            outputs[name].add(out)
+            print(f"  {name}: {elapsed:.2f} s", flush=True)
+    same = len(outputs["1 process"] | outputs["2 processes"]) == 1
+    one, two = (statistics.median(times[k]) for k in ("1 process", "2 processes"))
+    print(f"sweep 4 configurations x 30 seeds, median of {repeats} (whole command):")
+    print(f"  1 process    {one:7.2f} s")
+    print(f"  2 processes  {two:7.2f} s   speed-up {one / two:.2f}x   "
+          f"identical JSON: {'yes' if same else 'NO'}")
+
+
+# -- step --------------------------------------------------------------------------------------
+
+def step(repeats: int, steps: int, rounds: int) -> None:
+    results: dict[int, list[dict]] = {1: [], 2: []}
+    args = ["--worker-step", "--repeats", str(repeats), "--steps", str(steps)]
+    from core.training.distributed import launch_command
+
+    for _ in range(rounds):  # K = 1 and K = 2 launched in alternation
+        for k in (1, 2):
+            command = ([sys.executable, __file__, *args] if k == 1
+                       else launch_command(2, [__file__, *args]))
+            _, out = timed(command)
+            results[k].append(json.loads(out.strip().splitlines()[-1]))
+    print(f"data-parallel step, MLP {'-'.join(map(str, WIDTHS))} on digits, ms per step "
+          f"(median over {rounds} launches x {repeats} repeats of {steps} steps):")
+    print(f"  {'batch':>5}  {'side':<10} {'K=1':>8} {'K=2':>8} {'K=2 - K=1':>10}")
+    for batch in BATCHES:
+        for side in ("ours", "torch DDP"):
+            per_k = {k: statistics.median(t for r in results[k] for t in r[side][str(batch)])
+                     for k in (1, 2)}
+            print(f"  {batch:>5}  {side:<10} {per_k[1]:8.3f} {per_k[2]:8.3f} "
+                  f"{per_k[2] - per_k[1]:+10.3f}")
+    for name in (k for k in results[2][0] if k.startswith("all_reduce")):
+        alone = statistics.median(t for r in results[2] for t in r[name]["-"])
+        print(f"  K=2 {name} float32 numbers alone: {alone:.3f} ms (median)")
+
+
+def worker_step(repeats: int, steps: int) -> None:
+    """One process's side of `step`: both implementations, alternating, its rank's slices."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    from core import default_registry
+    from core.network.assemble import build_stack
+    from core.network.stack import parse_layers
+    from core.training.distributed import DataParallel, World, part
+
+    torch.set_num_threads(1)
+    world = World.from_env()
+    rank, size = (0, 1) if world is None else (world.rank, world.size)
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32)
+    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)  # (1797, 64)
+    y = F.one_hot(torch.tensor(digits.target), 10).float()  # (1797, 10)
+    registry = default_registry()
+    text = ",".join(f"linear:out={w},relu" for w in WIDTHS[1:-1]) + f",linear:out={WIDTHS[-1]}"
+    ours = build_stack(registry, parse_layers(text, registry), WIDTHS[0], init="he",
+                       generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    loss = registry.create("loss", "mse")
+    optimizer = registry.create("optimizer", "sgd", parameters=ours.parameters(), lr=0.01)
+    shard = None if world is None else DataParallel(world, ours)
+
+    torch.manual_seed(0)
+    layers = []
+    for fan_in, fan_out in zip(WIDTHS, WIDTHS[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    theirs = torch.nn.Sequential(*layers[:-1])
+    if world is not None:
+        theirs = torch.nn.parallel.DistributedDataParallel(theirs)
+    torch_opt = torch.optim.SGD(theirs.parameters(), lr=0.01)
+
+    def batches(batch: int):
+        for i in range(steps):
+            start = (i * batch) % (len(x) - batch)
+            lo, hi = (start, start + batch) if world is None else part(start, start + batch, world)
+            yield x[lo:hi], y[lo:hi], hi - lo, batch
+
+    def run_ours(batch: int) -> None:
+        with torch.no_grad():
+            for xb, yb, mine, total in batches(batch):
+                optimizer.zero_grad()
+                loss.forward(ours.forward(xb), yb)
+                ours.backward(loss.backward())
+                if shard is not None:
+                    shard.reduce(mine, total)
+                optimizer.step()
+
+    def run_torch(batch: int) -> None:
+        for xb, yb, _, _ in batches(batch):
+            torch_opt.zero_grad()
+            F.mse_loss(theirs(xb), yb).backward()  # DDP averages the gradients over ranks
+            torch_opt.step()
+
+    def sync() -> None:
+        if world is not None:
+            torch.distributed.barrier()
+
+    found: dict[str, dict[str, list[float]]] = {"ours": {}, "torch DDP": {}}
+    for batch in BATCHES:  # one warm-up pass each
+        run_ours(batch), run_torch(batch)
+    for r in range(repeats):
+        for batch in BATCHES:
+            sides = [("ours", run_ours), ("torch DDP", run_torch)]
+            for name, run in sides if r % 2 == 0 else sides[::-1]:
+                sync()
+                start = time.perf_counter()
+                run(batch)
+                sync()
+                per_step = (time.perf_counter() - start) / steps * 1e3
+                found[name].setdefault(str(batch), []).append(per_step)
+    if world is not None:  # the all_reduce alone: 1 number (latency) and the whole buffer
+        for name, n in (("all_reduce 1", 1), (f"all_reduce {shard.grads[0].numel()}",
+                                               shard.grads[0].numel())):
+            buffer = torch.zeros(n)
+            times = []
+            for _ in range(repeats * 20):
+                sync()
+                start = time.perf_counter()
+                torch.distributed.all_reduce(buffer)
+                times.append((time.perf_counter() - start) * 1e3)
+            found[name] = {"-": [statistics.median(times)]}
+    if rank == 0:
+        print(json.dumps(found), flush=True)
+    del size
+
+
+# -- nodes -------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_nodes(args: list[str]) -> str:
+    """`nn-cli ARGS` run by two launchers of one process each, rendezvous on 127.0.0.1."""
+    port = free_port()
+    command = [sys.executable, "-m", "core.training.torchrun", "--nnodes", "2",
+               "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"bench-{port}",
+               "--max-restarts", "0", CLI, *args]
+    launchers = [subprocess.Popen(command, env=env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in launchers]
+    for p, (_, err) in zip(launchers, outs):
+        if p.returncode != 0:
+            sys.exit(f"a launcher failed ({p.returncode}):\n{err[-3000:]}")
+    printed = [out for out, _ in outs if out.strip()]
+    assert len(printed) == 1, "exactly one node holds rank 0, which alone prints"
+    return printed[0]
+
+
+def nodes() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        train = ["train", "--epochs", "20", "--json", "--seed", "3"]
+        checks = {
+            "sweep (compare, 4 x 30)": SWEEP,
+            "data-parallel train": train,
+        }
+        print("two nodes (two launchers, --nnodes 2, c10d on 127.0.0.1) against one node "
+              "(--workers 2):")
+        for name, args in checks.items():
+            _, one = timed([sys.executable, CLI, *args, "--workers", "2"])
+            two = two_nodes(args)
+            print(f"  {name}: identical output: {'yes' if one == two else 'NO'}")
+        del tmp
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="sweep,step,nodes")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--worker-step", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker_step:
+        worker_step(args.repeats, args.steps)
+        return
+    sections = args.only.split(",")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    if "sweep" in sections:
+        sweep(args.repeats)
+    if "step" in sections:
+        step(args.repeats * 3, args.steps, args.rounds)
+    if "nodes" in sections:
+        nodes()
+
+
+if __name__ == "__main__":
+    main()

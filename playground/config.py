@@ -1,0 +1,182 @@
+"""What a playground tab asks the server to train: parsed, checked and bounded.
+
+The page sends its whole configuration as one JSON object (the same keys its URL holds).
+`parse_config` turns it into a `PlaygroundConfig` or raises `ConfigError` with one line
+naming the bad value and what is accepted; the app answers that as a 400 JSON error.
+The limits below are stated on the page (`/api/choices`) and in the README, and enforced here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from core.data.dataset import parse_data_text
+from core.errors import SettingsError
+from core.training.settings import TrainSettings, parse_widths
+
+# Limits a request may not pass (one server trains for every tab at once).
+LIMITS = {
+    "max_points": 5000,  # data set size, train and test together
+    "min_points": 20,
+    "max_width": 256,  # widest hidden layer (hidden widths and linear:out= in the layers text)
+    "max_hidden_layers": 8,
+    "max_layers_text": 400,  # characters of the layers text (and of the data set's options)
+    "max_parameters": 100_000,  # weights of the whole network
+    "max_grid": 200,  # heat map cells per side
+    "min_grid": 10,
+    "max_lr": 10.0,
+    "max_noise": 1.0,
+    "max_epochs_per_second": 2000,  # a tab trains at most this fast, whatever the network
+    "max_sessions": 8,  # tabs training at once
+    "max_body_bytes": 16_384,  # request bodies
+}
+
+
+class ConfigError(SettingsError):
+    """A playground request the server refuses (400)."""
+
+
+@dataclass(frozen=True)
+class PlaygroundConfig:
+    """One tab's run. The keys are the page's URL keys."""
+
+    data: str = "spiral"  # a registered 2-D classification data set
+    options: str = ""  # its other options as `--data` writes them, e.g. "arms=3"
+    noise: float = 0.2  # the data set's noise, where it has one (0 where it has none)
+    size: int = 1000  # points, train and test together
+    ratio: float = 0.5  # fraction of the points used for training
+    hidden: str = "16,16"  # hidden widths, comma-separated ("" for none) when layers is empty
+    act: str = "tanh"  # activation after each hidden layer
+    layers: str = ""  # the whole network as `--layers` text; replaces hidden and act
+    loss: str = "cross_entropy"  # any number of classes (bce: two)
+    init: str = "xavier"
+    optimizer: str = "adam"
+    lr: float = 0.03
+    batch: int = 10  # samples per gradient step
+    seed: int = 0  # draws the data, the weights and the shuffling
+    grid: int = 100  # heat map cells per side
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def settings(self, takes: Collection[str], epochs: int = 1) -> TrainSettings:
+        """The framework's settings of this run after `epochs` epochs (constant rate).
+
+        `takes` names the data set factory's options: `n` and `noise` go to it when it
+        has them; a data set with its own test split (the disk) gets n_train and n_test.
+        """
+        n_train = self.n_train
+        layers = self.layers.strip() or None
+        # The page keeps its widths and activation while a layers text replaces them; the
+        # framework refuses both at once, so they go as its defaults (which it ignores).
+        act, hidden = self.act, parse_widths(self.hidden) if self.hidden.strip() else ()
+        if layers or not hidden:  # a linear model gets its layers once the width is known
+            act, hidden = TrainSettings.act, TrainSettings.hidden
+        return TrainSettings(
+            act=act, loss=self.loss, init=self.init, optimizer=self.optimizer,
+            hidden=hidden, epochs=epochs, lr=self.lr, batch_size=self.batch,
+            seed=self.seed, n_train=n_train, n_test=self.size - n_train,
+            layers=layers, schedule="constant",
+            data=self.data_text(takes), test_fraction=round(1 - n_train / self.size, 12),
+        )
+
+    def data_text(self, takes: Collection[str]) -> str:
+        """The `--data` text: name, then `n`, `noise` and the other options."""
+        _, options = parse_data_text(f"{self.data}:{self.options}" if self.options.strip()
+                                     else self.data)
+        for key in ("n", "noise"):
+            if key in options:
+                raise ConfigError(f"options: give {key} in its own field, not as {key}=...")
+        if self.noise and "noise" not in takes:
+            raise ConfigError(f"data set {self.data!r} has no noise; set noise to 0")
+        given = {"n": self.size, "noise": self.noise}
+        options = {**{k: v for k, v in given.items() if k in takes}, **options}
+        text = ",".join(f"{key}={value}" for key, value in options.items())
+        return f"{self.data}:{text}" if text else self.data
+
+    @property
+    def linear_model(self) -> bool:
+        """No hidden layer and no layers text: a linear model of the inputs."""
+        return not self.layers.strip() and not self.hidden.strip()
+
+    @property
+    def n_train(self) -> int:
+        return min(self.size - 1, max(1, round(self.size * self.ratio)))
+
+
+# What a page opened without a configuration shows: three spiral arms, one class each.
+PAGE_DEFAULTS = {**asdict(PlaygroundConfig()), "options": "arms=3"}
+
+_TYPES = {f.name: f.type for f in fields(PlaygroundConfig)}
+
+
+def parse_config(body: Any) -> PlaygroundConfig:
+    """A checked configuration from a request body (a JSON object of URL keys)."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"the request body must be a JSON object of settings, got {type(body).__name__}")
+    unknown = sorted(set(body) - set(_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}; accepted: {', '.join(_TYPES)}")
+    values = {key: _coerce(key, value) for key, value in body.items()}
+    config = PlaygroundConfig(**values)
+    _check_bounds(config)
+    return config
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = _TYPES[key]
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be text, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    return number
+
+
+def _check_bounds(c: PlaygroundConfig) -> None:
+    limit = LIMITS
+    ranges = [
+        ("size", c.size, limit["min_points"], limit["max_points"]),
+        ("grid", c.grid, limit["min_grid"], limit["max_grid"]),
+        ("batch", c.batch, 1, c.size),
+        ("noise", c.noise, 0.0, limit["max_noise"]),
+    ]
+    for key, value, low, high in ranges:
+        if not low <= value <= high:
+            raise ConfigError(f"{key} must be between {low} and {high}, got {value!r}")
+    if not 0.05 <= c.ratio <= 0.95:
+        raise ConfigError(f"ratio must be between 0.05 and 0.95, got {c.ratio!r}")
+    if not 0 < c.lr <= limit["max_lr"]:
+        raise ConfigError(f"lr must be above 0 and at most {limit['max_lr']}, got {c.lr!r}")
+    for key in ("layers", "options"):
+        if len(getattr(c, key)) > limit["max_layers_text"]:
+            raise ConfigError(f"{key} must be at most {limit['max_layers_text']} characters, "
+                              f"got {len(getattr(c, key))}")
+    if not c.layers.strip() and c.hidden.strip():
+        widths = parse_widths(c.hidden)
+        if len(widths) > limit["max_hidden_layers"]:
+            raise ConfigError(
+                f"hidden may have at most {limit['max_hidden_layers']} layers, got {len(widths)}"
+            )
+        for width in widths:
+            if not 1 <= width <= limit["max_width"]:
+                raise ConfigError(
+                    f"hidden widths must be between 1 and {limit['max_width']}, got {width}"
+                )

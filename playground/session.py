@@ -1,0 +1,402 @@
+"""One tab's training run, in a worker thread that the web server only reads frames from.
+
+The worker owns every tensor of the run: commands (play, pause, step, reset, snapshot the
+model) reach it through a queue and it acts on them between epochs, so the server never
+waits on training and never sees a half-updated network. Frames are drawn by a second
+thread, the painter, from a copy of the weights taken between epochs, so that drawing a
+100 x 100 heat map (a forward pass over 10,000 points) overlaps training instead of
+pausing it. Each epoch is the framework's own
+`core.training.fit` for one epoch; N epochs here leave exactly the network that
+`core.pipeline.experiment.train` leaves after N epochs with the same settings (tested).
+
+What the page draws travels as JSON text built in the worker: a *setup* (the points and
+the plotted square, once per reset) and *frames* (epoch, losses, errors, the heat map), at
+most `fps` a second, so a network that trains faster than the page draws skips frames,
+not epochs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from core.data.dataset import CLASSIFICATION, build_from_factory
+from core.data.dataset import CONTEXT as DATA_CONTEXT
+from core.errors import NNError, SettingsError
+from core.files.model_file import model_file_bytes
+from core.network.protocols import decision_threshold
+from core.network.stack import constructor_parameters
+from core.pipeline.experiment import (
+    build_network, check, generator, network_specs, prepare_data, result_of, shape_of, split_data,
+)
+from core.plugin.registry import Registry
+from core.training.evaluate import output_errors, predicted_classes
+from core.training.loop import fit
+
+from playground.config import LIMITS, ConfigError, PlaygroundConfig
+
+FPS = 15  # frames a second while training (the page needs 10 to look live)
+PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames drop, not epochs
+
+
+@dataclass
+class Run:
+    """The tensors of one run, from its seed: what `core.pipeline.experiment.train` would build."""
+
+    config: PlaygroundConfig
+    registry: Registry
+
+    def __post_init__(self) -> None:
+        entry = self.registry.get("dataset", self.config.data)
+        self.settings = self.config.settings(constructor_parameters(entry.factory))
+        with torch.set_grad_enabled(False):
+            self.data = prepare_data(self.settings, self.registry)
+            in_features, out_features = shape_of(self.data, self.registry, self.settings)
+            if self.config.linear_model:  # no hidden layer: the inputs straight to the outputs
+                self.settings = replace(self.settings, layers=f"linear:out={out_features}")
+            self.specs = network_specs(self.registry, self.settings, out_features)
+            _check_arguments(self.specs)  # before `check` builds the network
+            check(self.settings, self.registry)
+            self.raw = split_data(self.settings, self.registry)  # the points as drawn: plotted
+            self.model = self.network(in_features, out_features)
+            _check_size(self.model)
+            # A second network and loss that the painter draws from, so that drawing never
+            # touches what the trainer's backward needs (each module caches its last input).
+            self.view = self.network(in_features, out_features)
+            self.view.eval()  # dropout off, batch norm on its running statistics
+        self.loss = self.registry.create("loss", self.settings.loss)
+        self.view_loss = self.registry.create("loss", self.settings.loss)
+        self.optimizer = self.registry.create(
+            "optimizer", self.settings.optimizer, parameters=self.model.parameters(),
+            lr=self.settings.lr,
+        )
+        self.shuffle = generator(self.settings, "shuffle")
+        self.losses: list[float] = []  # mean training loss of each epoch, as fit reports it
+        self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
+        self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
+                          self.data.x_train.dtype)
+
+    def network(self, in_features: int, out_features: int):
+        return build_network(self.registry, self.settings, self.specs, in_features=in_features,
+                             out_features=out_features)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.losses)
+
+    def train_epoch(self) -> None:
+        self.losses += fit(
+            self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
+            epochs=1, batch_size=self.config.batch, generator=self.shuffle,
+        )
+
+    def setup(self) -> dict[str, Any]:
+        """The points and the plotted square: sent once per reset."""
+        raw, dataset = self.raw, self.data.dataset
+        return {
+            "domain": self.domain, "grid": self.config.grid, "classes": dataset.n_classes,
+            "class_names": list(dataset.class_names), "data": self.settings.data,
+            "train": _points(raw.x_train, raw.y_train), "test": _points(raw.x_test, raw.y_test),
+            "config": self.config.to_dict(), "network": [s.to_dict() for s in self.specs],
+        }
+
+    def sync_view(self) -> None:
+        """Copy the trained weights and buffers (running statistics) into the network the
+        painter draws from, which stays in evaluation mode."""
+        for view, trained in zip(self.view.parameters(), self.model.parameters()):
+            view.value.copy_(trained.value)
+        trained_buffers = self.model.buffers()
+        for name, buffer in self.view.buffers().items():
+            buffer.copy_(trained_buffers[name])
+
+    def frame(self, epoch: int) -> dict[str, Any]:
+        """Where the view network stands: losses, errors and the heat map."""
+        d = self.data
+        with torch.set_grad_enabled(False):
+            train_loss, train_error = self.measure(d.x_train, d.y_train, d.labels_train)
+            test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test)
+            classes, strength = self.heatmap()
+        return {
+            "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+            "train_error": train_error, "test_error": test_error,
+            "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
+        }
+
+    def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """The view network's mean loss and error on one set, from one forward pass."""
+        out = self.view.forward(x)  # (n, outputs)
+        error = output_errors(out, self.view_loss, labels, task=self.data.task,
+                              one_hot=self.data.one_hot, preprocessing=self.data.preprocessing)
+        return self.view_loss.forward(out, y).item(), error.item()
+
+    def heatmap(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each grid cell's class and how sure the network is, as bytes (grid * grid,)."""
+        scores = self.view.forward(self.grid)  # (cells, outputs)
+        classes = predicted_classes(scores, self.view_loss, self.data.one_hot).to(torch.uint8)
+        if self.data.one_hot:  # how far the top class's probability is above a coin toss
+            k = scores.shape[-1]
+            top = (scores.double() - scores.double().logsumexp(-1, keepdim=True)).exp().amax(-1)
+            sureness = (top - 1 / k) / (1 - 1 / k)  # (cells,), 0 to 1
+        else:
+            # NOTE: scores of different losses live on different scales (logits, [0, 1]); the
+            # shade is the margin over the grid's 95th percentile, so every loss gets contrast.
+            distance = (scores[:, 0].double() - decision_threshold(self.view_loss)).abs()
+            scale = distance.kthvalue(max(1, int(0.95 * distance.numel()))).values
+            sureness = distance / scale.clamp_min(1e-12)  # (cells,)
+        strength = sureness.clamp(0.0, 1.0).mul(255).round().to(torch.uint8)
+        return classes, strength
+
+    def model_bytes(self) -> bytes:
+        """The network now, as a model file `nn-cli predict` loads."""
+        if self.epoch == 0:
+            raise SessionStateError("train at least one epoch before downloading the model")
+        settings = replace(self.settings, epochs=self.epoch)
+        result = result_of(settings, list(self.losses), self.specs, self.model, self.loss,
+                           self.data)
+        return model_file_bytes(result, registry=self.registry)
+
+
+def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
+    """Every registered data set that draws its points from the run's generator and
+    builds, with its defaults, into 2-D points labelled by class; with its options and
+    their defaults. Fixed tables (no `generator` parameter) are never built here."""
+    found = {}
+    for entry in registry.entries("dataset"):
+        if "generator" not in constructor_parameters(entry.factory):
+            continue
+        try:
+            with torch.set_grad_enabled(False):
+                dataset = build_from_factory(entry.factory, {}, seed=0, name=entry.name,
+                                             context={"n_train": 50, "n_test": 50})
+        except Exception:  # it needs an option, a file or a package: not for the page
+            continue
+        if dataset.input_shape == (2,) and dataset.task in CLASSIFICATION:
+            options = {name: None if p.default is p.empty else p.default
+                       for name, p in constructor_parameters(entry.factory).items()
+                       if name not in DATA_CONTEXT and p.kind != p.VAR_KEYWORD}
+            found[entry.name] = {"name": entry.name, "summary": entry.summary,
+                                 "plugin": entry.plugin, "options": options,
+                                 "classes": dataset.n_classes}
+    return found
+
+
+class SessionStateError(NNError):
+    """A request that this session cannot serve in its present state (409)."""
+
+
+class Session:
+    """A run, the worker thread that trains it on command, and the painter that draws it."""
+
+    def __init__(self, config: PlaygroundConfig, registry: Registry, *, fps: float = FPS,
+                 max_epochs_per_second: float = LIMITS["max_epochs_per_second"]):
+        self.config, self.registry = config, registry
+        self.run = Run(config, registry)  # a bad configuration fails here, before any thread
+        self.frame_interval = 1.0 / fps
+        self.epoch_interval = 1.0 / max_epochs_per_second
+        self.playing = False
+        self.closed = False
+        self.error: str | None = None
+        # (setup id, setup JSON, frame id, frame JSON), replaced whole by the painter
+        self.published: tuple[int, str, int, str] = (0, "", 0, "")
+        self._setups = self._frames = 0
+        self._commands: queue.Queue = queue.Queue()
+        self._paintings: queue.Queue = queue.Queue()
+        self._idle = threading.Event()  # set while the painter has nothing to draw
+        self._idle.set()
+        self.run.sync_view()
+        self._paint(self.run, True, self.run.epoch, False, None)  # the first frame, at once
+        self._threads = [
+            threading.Thread(target=self._work, name="playground-worker", daemon=True),
+            threading.Thread(target=self._painter, name="playground-painter", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- called from the server (any thread) ---------------------------------------------
+
+    def command(self, action: str) -> None:
+        if action not in ("play", "pause", "step", "reset"):
+            raise ConfigError(f"unknown action {action!r}; accepted: play, pause, step, reset")
+        self._commands.put((action, None))
+
+    def model_bytes(self) -> Future:
+        future: Future = Future()
+        self._commands.put(("model", future))
+        return future
+
+    def close(self) -> None:
+        self.closed = True
+        self._commands.put(("close", None))
+        self._paintings.put(None)
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    # -- the worker: owns the run, trains it ------------------------------------------------
+
+    def _work(self) -> None:
+        torch.set_grad_enabled(False)
+        last_frame = next_epoch = time.perf_counter()
+        while not self.closed:
+            try:
+                action, future = self._commands.get(block=not self.playing)
+            except queue.Empty:
+                action, future = None, None
+            if action == "close":
+                break
+            if action is not None:
+                self._handle(action, future)
+                continue
+            now = time.perf_counter()  # playing: one epoch, paced by the epochs/s limit
+            if now < next_epoch:
+                time.sleep(next_epoch - now)
+            next_epoch = max(next_epoch, now) + self.epoch_interval
+            trained = self._train_epoch()
+            # A frame only when the painter is free: a fast network skips frames, not epochs.
+            if trained and time.perf_counter() - last_frame >= self.frame_interval:
+                if self._publish(wait=False):
+                    last_frame = time.perf_counter()
+
+    def _handle(self, action: str, future: Future | None) -> None:
+        if action == "model":
+            try:
+                future.set_result(self.run.model_bytes())
+            except NNError as e:
+                future.set_exception(e)
+            return
+        if action == "play":
+            self.playing = self.error is None
+        elif action == "pause":
+            self.playing = False
+        elif action == "step":
+            self.playing = False
+            self._train_epoch()
+        elif action == "reset":
+            self.playing, self.error = False, None
+            self._idle.wait()  # the painter may still be drawing the old run
+            self.run = Run(self.config, self.registry)  # the same seed: the same start
+            self._publish(setup=True)
+            return
+        self._publish()
+
+    def _train_epoch(self) -> bool:
+        if self.error is not None:
+            return False
+        try:
+            self.run.train_epoch()
+            if not math.isfinite(self.run.losses[-1]):
+                raise SettingsError(
+                    f"training diverged at epoch {self.run.epoch} (the loss is not finite); "
+                    f"lower the learning rate (now {self.config.lr:g}) and reset"
+                )
+        except NNError as e:
+            self.error, self.playing = str(e), False
+            self._publish()
+            return False
+        return True
+
+    def _publish(self, setup: bool = False, wait: bool = True) -> bool:
+        """Hand the network as it is now to the painter; False if it is busy and `wait` is not."""
+        if not self._idle.is_set():
+            if not wait:
+                return False
+            self._idle.wait()
+        self._idle.clear()
+        self.run.sync_view()  # the painter draws this copy while training goes on
+        self._paintings.put((self.run, setup, self.run.epoch, self.playing, self.error))
+        return True
+
+    # -- the painter: draws frames from the copy, on its own thread -------------------------
+
+    def _painter(self) -> None:
+        torch.set_grad_enabled(False)
+        if sys.platform == "linux":  # Linux sets a thread's niceness by its thread id
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PAINTER_NICENESS)
+        while (job := self._paintings.get()) is not None:
+            try:
+                self._paint(*job)
+            finally:
+                self._idle.set()
+
+    def _paint(self, run: Run, setup: bool, epoch: int, playing: bool, error: str | None) -> None:
+        setup_id, setup_text, _, _ = self.published
+        if setup:
+            self._setups += 1
+            setup_id, setup_text = self._setups, json.dumps(run.setup())
+        frame = run.frame(epoch)
+        frame.update(setup=setup_id, playing=playing, error=error)
+        self._frames += 1
+        self.published = (setup_id, setup_text, self._frames, json.dumps(frame))
+
+
+def _check_arguments(specs) -> None:
+    """No integer argument (a width, above all) past the width limit, before any weight."""
+    for spec in specs:
+        for key, value in spec.args.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value > LIMITS["max_width"]:
+                raise ConfigError(
+                    f"{spec.name}:{key}={value} is too large; the playground takes at most "
+                    f"{LIMITS['max_width']}"
+                )
+
+
+def _check_size(model) -> None:
+    count = sum(p.value.numel() for p in model.parameters())
+    if count > LIMITS["max_parameters"]:
+        raise ConfigError(
+            f"the network has {count} weights; the playground trains at most "
+            f"{LIMITS['max_parameters']}"
+        )
+    widths = [getattr(m, "out_features", 0) for m in model.modules]
+    if max(widths, default=0) > LIMITS["max_width"]:
+        raise ConfigError(
+            f"layers may be at most {LIMITS['max_width']} wide, got {max(widths)}"
+        )
+
+
+def _domain(x: torch.Tensor) -> list[float]:
+    """[x0, x1, y0, y1]: the square around the points, with a margin."""
+    low, high = x.double().min(dim=0).values, x.double().max(dim=0).values  # (2,)
+    centre, half = (low + high) / 2, (high - low).max().item() / 2 * 1.1 or 1.0
+    return [centre[0].item() - half, centre[0].item() + half,
+            centre[1].item() - half, centre[1].item() + half]
+
+
+def _grid(domain: list[float], n: int, preprocessing: dict, dtype: torch.dtype) -> torch.Tensor:
+    """Cell centres, row 0 at the top (largest y), preprocessed: (n * n, 2)."""
+    from core.data import preprocess
+
+    x0, x1, y0, y1 = domain
+    step_x, step_y = (x1 - x0) / n, (y1 - y0) / n
+    xs = torch.arange(n, dtype=torch.float64) * step_x + x0 + step_x / 2  # (n,)
+    ys = y1 - step_y / 2 - torch.arange(n, dtype=torch.float64) * step_y  # (n,)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")  # (n, n) each
+    cells = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(dtype)  # (n * n, 2)
+    return preprocess.apply(preprocessing, cells)
+
+
+def _points(x: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:
+    return {"x": [round(v, 5) for v in x[:, 0].tolist()],
+            "y": [round(v, 5) for v in x[:, 1].tolist()],
+            "label": [int(v) for v in labels.reshape(-1).tolist()]}
+
+
+def _b64(values: torch.Tensor) -> str:
+    return base64.b64encode(values.contiguous().numpy().tobytes()).decode("ascii")

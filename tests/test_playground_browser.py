@@ -1,0 +1,182 @@
+"""The playground in a real browser: Debian's headless Chromium, driven by Playwright.
+
+Skips (saying why) where the serve extra, Playwright or /usr/bin/chromium is missing;
+.ci/run installs all three, so CI runs it. No browser is ever downloaded: Playwright
+drives the system's Chromium through `executable_path`. The screenshot goes to
+$NN_ARTIFACTS (CI keeps it) or the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+pytest.importorskip("starlette", reason="the serve extra (starlette) is not installed")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
+pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
+
+CHROMIUM = "/usr/bin/chromium"
+if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+    if os.environ.get("NN_REQUIRE_BROWSER") == "1":  # .ci/run: installed, so it must run
+        pytest.fail(f"NN_REQUIRE_BROWSER=1 but {CHROMIUM} is missing", pytrace=False)
+    pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); .ci/run installs it",
+                allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from playground_helpers import running_server  # noqa: E402
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+DATASET = "spiral"
+# Three arms, one class each: from a third of the points right to nearly all (tens of epochs).
+NETWORK = {"options": "arms=3", "hidden": "16,16", "act": "tanh", "loss": "cross_entropy",
+           "lr": "0.03", "batch": "10"}
+TEST_ERROR_BELOW = 5.0  # percent, shown on the page
+
+
+EXTRAS = Path(__file__).resolve().parent.parent / "examples" / "nn-scratch-extras"
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The playground with the example plugin package loaded, as `--plugin` loads it."""
+    import sys
+
+    from core import load_registry
+
+    sys.path.insert(0, str(EXTRAS))
+    try:
+        registry = load_registry(["nn_scratch_extras"], autoload=False)
+    finally:
+        sys.path.remove(str(EXTRAS))
+    with running_server(registry) as (url, app):
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def runs(app) -> int:
+    return len(app.state.sessions.runs)
+
+
+def canvas(page, name: str) -> str:
+    return page.evaluate(f"document.getElementById('{name}').toDataURL()")
+
+
+def set_value(page, key: str, value: str) -> None:
+    """Type a value the way a user does: the change event restarts the run."""
+    element = page.locator(f"#{key}")
+    if element.evaluate("e => e.tagName") == "SELECT":
+        element.select_option(value)
+    else:
+        element.fill(value)
+        element.dispatch_event("change")
+
+
+def test_pick_data_and_network_play_and_watch_it_learn(server, browser, tmp_path):
+    url, app = server
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    set_value(page, "data", "circles")  # then back: picking a set is part of the test
+    set_value(page, "data", DATASET)
+    for key, value in NETWORK.items():
+        set_value(page, key, value)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(page.locator("#epoch")).to_have_text("0")
+    page.click("#play")
+    expect(page.locator("#play")).to_have_text("pause", timeout=10_000)
+
+    page.wait_for_function("Number(document.getElementById('epoch').textContent) >= 3")
+    heat, curves = canvas(page, "heatmap"), canvas(page, "curves")
+    seen = int(page.locator("#epoch").text_content())
+    page.wait_for_function(
+        f"parseFloat(document.getElementById('test-error').textContent) < {TEST_ERROR_BELOW}",
+        timeout=120_000,
+    )
+    # A later frame than the one captured, however soon the error fell below the mark.
+    page.wait_for_function(f"Number(document.getElementById('epoch').textContent) > {seen}")
+    assert canvas(page, "heatmap") != heat, "the heat map did not change while training"
+    assert canvas(page, "curves") != curves, "the loss curves did not change while training"
+    page.click("#play")  # pause
+    expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
+    assert page.locator("#error").is_hidden() and errors == []
+
+    shot = Path(os.environ.get("NN_ARTIFACTS") or tmp_path) / "playground.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    # The URL holds the configuration: a new tab opened on it shows the same choices.
+    state = parse_qs(page.url.split("#", 1)[1])
+    assert state["data"] == [DATASET] and state["hidden"] == [NETWORK["hidden"]]
+    page.close()
+    again = browser.new_page()
+    again.goto(url + "#" + page_hash(state))
+    expect(again.locator("#state")).to_have_text("paused", timeout=30_000)
+    for key, value in NETWORK.items():
+        expect(again.locator(f"#{key}")).to_have_value(value)
+    expect(again.locator("#data")).to_have_value(DATASET)
+    again.close()
+    wait_until(lambda: runs(app) == 0, "closing the tabs did not stop their runs")
+
+
+def test_a_bad_request_is_shown_in_words(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url + "#hidden=0&act=tanh")
+    expect(page.locator("#error")).to_be_visible(timeout=30_000)
+    expect(page.locator("#error")).to_contain_text("hidden widths must be between 1 and 256, got 0")
+    set_value(page, "hidden", "8")  # fixing it clears the error and starts a run
+    expect(page.locator("#error")).to_be_hidden(timeout=30_000)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url)
+    chip = page.locator("#components button", has_text="prelu")
+    expect(chip).to_have_count(1, timeout=30_000)
+    expect(page.locator("#act option[value=swish]")).to_have_count(1)
+    expect(page.locator("#data option[value=checkerboard]")).to_have_count(1)
+    set_value(page, "layers", "linear:out=12")
+    chip.click()  # appends the plugin's layer to the layers text
+    set_value(page, "layers", page.locator("#layers").input_value() + ",linear:out=3")
+    expect(page.locator("#layers")).to_have_value("linear:out=12,prelu,linear:out=3")
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    for epoch in range(1, 4):
+        page.click("#step")
+        expect(page.locator("#epoch")).to_have_text(str(epoch), timeout=60_000)
+    assert page.locator("#error").is_hidden()
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def page_hash(state: dict[str, list[str]]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({k: v[0] for k, v in state.items()})
+
+
+def wait_until(condition, message: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.05)
