@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -45,6 +46,14 @@ class OneLineErrors(typer.core.TyperGroup):
     """Turns every usage error and NNError into one line on stderr and exit status 2."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            code = self._one_line_errors(*args, **kwargs)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _one_line_errors(self, *args, **kwargs) -> int:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as e:  # typer's usage errors: bad option, bad type
@@ -61,10 +70,14 @@ class OneLineErrors(typer.core.TyperGroup):
         except typer.Abort:  # Ctrl-C anywhere else, as click reports it
             typer.echo("nn-cli: interrupted", err=True)
             code = INTERRUPTED
-        code = code if isinstance(code, int) else 0
-        if standalone_mode:
-            sys.exit(code)
-        return code
+        except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises RuntimeError
+            if not _out_of_memory(e):
+                raise
+            code = _fail(
+                f"out of memory ({_first_line(e)}): lower the network's size (--hidden, "
+                f"--layers), --batch-size, or evaluate's --n, or split the input file"
+            )
+        return code if isinstance(code, int) else 0
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
@@ -79,6 +92,21 @@ def _fail(message: str) -> int:
     where = "" if rank == "0" else f" (rank {rank})"
     typer.echo(f"nn-cli: error{where}: {message}", err=True)
     return 2
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
+def _note(message, category, *_args, **_kwargs) -> None:
+    """A warning (a file loaded unverified, say) as one line on stderr."""
+    typer.echo(f"nn-cli: note: {message}", err=True)
 
 
 app = typer.Typer(
@@ -331,88 +359,98 @@ def train(
         registry = load(ctx, plugin, registry_file, strict_plugins)
         if resume is not None:
             _refuse_settings_beside_resume(ctx)
-        if save is not None:
-            from core.files.atomic import check_writable
+        from core.files.atomic import write_locks
 
-            check_writable(save)  # fail now, not after training
-        from core.pipeline.experiment import (  # imports torch
-            check, network_summary, train as run, with_data_defaults,
-        )
-        from core.files.checkpoint import checkpoint_plan, read_checkpoint
-        from core.pipeline.multirun import MultiRunResult, run_many
-        from core.pipeline.progress import epoch_reporter, runs_reporter
+        # --save fails now, not after training; held for the whole run, a second run with
+        # the same --save is refused at once (see core/files/atomic.py). Under torchrun
+        # rank 0 alone writes files, so it alone holds the lock.
+        with write_locks(save if os.environ.get("RANK", "0") == "0" else None):
+            _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
+                   as_json=as_json, save=save, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
+                   registry_file=registry_file, summary=summary)
 
-        _one_thread()
-        restarted = resume is None and _restarted_from(checkpoint)
-        resume = checkpoint if restarted else resume
-        state = read_checkpoint(resume, registry) if resume is not None else None
-        if restarted and os.environ.get("RANK", "0") == "0":
-            typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
-                       f"(epoch {state.epoch})", err=True)
-        if state is not None:
-            settings = state.settings  # a resumed run's own
-        else:
-            settings = with_data_defaults(settings, registry, _typed(ctx))
-        check(settings, registry)
-        if summary:
-            _print_summary(*network_summary(settings, registry), as_json)
-            return
-        plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
-        world = _world(settings.device)
-        quiet = world is not None and not world.main  # only rank 0 reports
-        if not quiet:
-            typer.echo(_what_it_trains(settings, runs), err=as_json)
-        # With --json, stdout holds the JSON alone and the progress goes to stderr.
-        progress = None
-        try:
-            if runs == 1:
-                with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
-                    result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
-                                 resume=state, world=world)
-                many = MultiRunResult(settings, [result])
-            else:
-                total = _share_count(runs, world)
-                with runs_reporter(total, settings.epochs, to_stderr=as_json,
-                                   quiet=quiet) as progress:
-                    many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
-                                    together=not one_at_a_time, world=world)
-        except KeyboardInterrupt as e:
-            if isinstance(e, Interrupted) and runs == 1:
-                raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
-            finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
-            raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
-        if quiet:
-            return
-        if save is not None:
-            from core.files.model_file import save_model
 
-            save_model(save, result, registry=registry)
-            typer.echo(f"wrote {save}", err=as_json)
-        if plot is not None:
-            from core.pipeline.compare import run_label
+def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
+           checkpoint_every, resume, seed, plugin, registry_file, summary) -> None:
+    from core.pipeline.experiment import (  # imports torch
+        check, network_summary, train as run, with_data_defaults,
+    )
+    from core.files.checkpoint import checkpoint_plan, read_checkpoint
+    from core.pipeline.multirun import MultiRunResult, run_many
+    from core.pipeline.progress import epoch_reporter, runs_reporter
 
-            _write_figures(plot, [(run_label(settings), many)], registry, as_json)
-        if as_json:
-            typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
-            return
-        first = many.results[0]
-        regression = first.task == "regression"
-        fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
-        what = "RMSE" if regression else "error"
+    _one_thread()
+    restarted = resume is None and _restarted_from(checkpoint)
+    resume = checkpoint if restarted else resume
+    state = read_checkpoint(resume, registry) if resume is not None else None
+    if restarted and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
+                   f"(epoch {state.epoch})", err=True)
+    if state is not None:
+        settings = state.settings  # a resumed run's own
+    else:
+        settings = with_data_defaults(settings, registry, _typed(ctx))
+    check(settings, registry, runs=1 if one_at_a_time else runs)
+    if summary:
+        _print_summary(*network_summary(settings, registry), as_json)
+        return
+    plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
+    world = _world(settings.device)
+    quiet = world is not None and not world.main  # only rank 0 reports
+    if not quiet:
+        typer.echo(_what_it_trains(settings, runs), err=as_json)
+    # With --json, stdout holds the JSON alone and the progress goes to stderr.
+    progress = None
+    try:
         if runs == 1:
-            typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
+            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
+                             resume=state, world=world)
+            many = MultiRunResult(settings, [result])
         else:
-            s = many.summary()
-            how = "trained together as one batched ensemble" if many.together else "one at a time"
-            typer.echo(
-                f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
-                f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
-                f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
-            )
-        if runs == 1 and has_data_settings(settings) and first.metrics:
-            from core.data.metrics import text_report
+            total = _share_count(runs, world)
+            with runs_reporter(total, settings.epochs, to_stderr=as_json,
+                               quiet=quiet) as progress:
+                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                                together=not one_at_a_time, world=world)
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) and runs == 1:
+            raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
+        finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
+        raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
+    if quiet:
+        return
+    if save is not None:
+        from core.files.model_file import save_model
 
-            typer.echo(f"\ntest set ({first.dataset['name']}, {first.task}):\n{text_report(first.metrics)}")
+        save_model(save, result, registry=registry)
+        typer.echo(f"wrote {save}", err=as_json)
+    if plot is not None:
+        from core.pipeline.compare import run_label
+
+        _write_figures(plot, [(run_label(settings), many)], registry, as_json)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
+        return
+    first = many.results[0]
+    regression = first.task == "regression"
+    fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
+    what = "RMSE" if regression else "error"
+    if runs == 1:
+        typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
+    else:
+        s = many.summary()
+        how = "trained together as one batched ensemble" if many.together else "one at a time"
+        typer.echo(
+            f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
+            f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
+            f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
+        )
+    if runs == 1 and has_data_settings(settings) and first.metrics:
+        from core.data.metrics import text_report
+
+        typer.echo(f"\ntest set ({first.dataset['name']}, {first.task}):\n{text_report(first.metrics)}")
 
 
 def _typed(ctx: typer.Context) -> set[str]:

@@ -62,6 +62,18 @@ class DivergenceError(NNError, ArithmeticError):
     """Training produced a NaN or infinite loss or weight; says at which epoch."""
 
 
+class RowError(NNError, ValueError):
+    """A row of inputs the model cannot score; `row` counts from 0, the message from 1."""
+
+    def __init__(self, row: int, reason: str):
+        self.row, self.reason = row, reason
+        super().__init__(f"row {row + 1}: {reason}")
+
+
+class UnverifiedFileWarning(UserWarning):
+    """A file loaded without an integrity check (written before checksums): the CLI's note."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped training: in which epoch, and the newest checkpoint on disk.
 

@@ -110,7 +110,7 @@ def test_evaluate_on_a_labelled_file(tmp_path, model):
         ("predict", "x,y\n\n0.5,0.5\n0.2,abc\n", ["line 4, y: 'abc' is not a number"]),
         ("predict", "x,y\n\n0.5,0.5\n\n0.1\n", ["line 5 has 1 values", "line 3 has 2"]),
         ("evaluate", "x,y,label\n0.5,0.5,1\n\n0.2,0.2,3\n", ["line 4 has label 3.0"]),
-        ("evaluate", "[[0.5, 0.5, 1], [0.2, 0.2, 3]]", ["row 2 has label 3.0"]),  # JSON: list rows
+        ("evaluate", "[[0.5, 0.5, 1], [0.2, 0.2, 3]]", ["line 1 has label 3.0"]),  # JSON: the line the row starts on
         ("predict", "0.5,0.5,0.5\n", ["rows have 3 features", "takes 2"]),
         ("predict", "", ["no rows"]),
         ("predict", "[1, 2", ["not valid JSON"]),

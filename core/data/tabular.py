@@ -24,9 +24,9 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -44,6 +44,15 @@ class TableError(NNError, ValueError):
 class Table:
     features: torch.Tensor  # (n, features) float64
     labels: torch.Tensor | None  # (n, 1) float64 of 0/1, when the file has them
+    lines: list[int] = field(default_factory=list)  # the file line where each row starts
+
+
+class Rows(NamedTuple):
+    """Rows of numbers read from a file, the line each starts on, and the label column."""
+
+    values: list[list[float]]
+    lines: list[int]
+    label_index: int | None
 
 
 def read_table(
@@ -55,52 +64,63 @@ def read_table(
     With `class_names` (a model's), the label column may hold those names (or numbers
     naming them), and `labels` holds their class indices; else labels are 0 or 1.
     The label column is the one called `label`; `any_labels` accepts any number there
-    (a regression target).
+    (a regression target). Every error names the file and the line (counted from 1, blank
+    lines included).
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: drops a byte-order mark
     except (OSError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
     cell = _Cells(shown, label, class_names)
     if shown.lower().endswith(".json") or text.lstrip().startswith("["):
-        rows, label_index, where = _json_rows(shown, text, labels_required, cell)
+        values, lines, label_index = _json_rows(shown, text, labels_required, cell)
     else:
-        rows, label_index, where = _csv_rows(shown, text, labels_required, cell)
-    if not rows:
+        values, lines, label_index = _csv_rows(shown, text, labels_required, cell)
+    if not values:
         raise TableError(f"{shown}: no rows of features")
-    width = len(rows[0])
-    for i, row in enumerate(rows):
+    width = len(values[0])
+    for row, line in zip(values, lines):
         if len(row) != width:
-            raise TableError(f"{shown}: {where[i]} has {len(row)} values; {where[0]} has {width}")
+            raise TableError(
+                f"{shown}: line {line} has {len(row)} values; line {lines[0]} has {width}"
+            )
     if labels_required and label_index is None:
         raise TableError(f"{shown}: no labels; add a 'label' column (or key)")
     if label_index is not None and width < 2:
         raise TableError(f"{shown}: rows need at least one feature besides the label")
-    data = torch.tensor(rows, dtype=torch.float64)  # (n, columns)
+    data = torch.tensor(values, dtype=torch.float64)  # (n, columns)
     if label_index is None:
-        return Table(data, None)
+        return Table(data, None, lines)
     keep = [j for j in range(width) if j != label_index]
     labels = data[:, label_index : label_index + 1]  # (n, 1)
     if class_names is not None or any_labels:  # names were mapped to indices while reading
-        return Table(data[:, keep], labels)
+        return Table(data[:, keep], labels, lines)
     bad = ((labels != 0) & (labels != 1)).nonzero()
     if len(bad):
         row = int(bad[0, 0])
-        raise TableError(f"{shown}: {where[row]} has label {labels[row, 0].item()!r}; labels are 0 or 1")
-    return Table(data[:, keep], labels)
+        raise TableError(
+            f"{shown}: line {lines[row]} has label {labels[row, 0].item()!r}; labels are 0 or 1"
+        )
+    return Table(data[:, keep], labels, lines)
 
 
-def _number(shown: str, where: str, column: str, value: Any) -> float:
+def _number(shown: str, line: int, column: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TableError(f"{shown}: {where}, {column}: {value!r} is not a number")
+        raise TableError(f"{shown}: line {line}, {column}: {_short(value)} is not a number")
     try:
-        number = float(value)
+        number = float(value)  # NOTE: a number too large for a double reads as inf
     except ValueError:
-        raise TableError(f"{shown}: {where}, {column}: {value!r} is not a number") from None
+        raise TableError(f"{shown}: line {line}, {column}: {_short(value)} is not a number") from None
     if not math.isfinite(number):
-        raise TableError(f"{shown}: {where}, {column}: {value!r} is not a finite number")
+        raise TableError(f"{shown}: line {line}, {column}: {_short(value)} is not a finite number")
     return number
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """repr of a value for a one-line message: a 200000-digit field is cut."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 12]}... ({len(text)} chars)"
 
 
 @dataclass
@@ -111,15 +131,15 @@ class _Cells:
     label: str
     class_names: list[str] | None
 
-    def __call__(self, where: str, column: str, value: Any, is_label: bool) -> float:
+    def __call__(self, line: int, column: str, value: Any, is_label: bool) -> float:
         if not (is_label and self.class_names is not None):
-            return _number(self.shown, where, column, value)
+            return _number(self.shown, line, column, value)
         text = value if isinstance(value, str) else repr(value)
         text = text.strip()
         if text not in self.class_names and is_number(text) and float(text) == int(float(text)):
             text = str(int(float(text)))  # 1.0 names the class "1"
         if text not in self.class_names:
-            raise TableError(f"{self.shown}: {where}, {column}: {value!r} is not a class of "
+            raise TableError(f"{self.shown}: line {line}, {column}: {_short(value)} is not a class of "
                              f"the model; its classes: {', '.join(self.class_names)}")
         return float(self.class_names.index(text))
 
@@ -132,56 +152,111 @@ def is_number(text: str) -> bool:
         return False
 
 
-def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells):
-    """Rows, the label column (or None), and where each row is: "line N" of the file."""
+def _csv_records(shown: str, text: str) -> list[tuple[int, list[str]]]:
+    """(line where it starts, fields) of each non-blank CSV record."""
     reader = csv.reader(io.StringIO(text))
-    lines = [(f"line {reader.line_num}", row) for row in reader  # blank lines skipped, counted
-             if row and any(f.strip() for f in row)]
-    if not lines:
-        return [], None, []
+    records, start = [], 1
+    try:
+        for fields in reader:
+            if fields and any(f.strip() for f in fields):
+                records.append((start, fields))
+            start = reader.line_num + 1  # a quoted field may span lines
+    except csv.Error as e:  # e.g. a field over csv's limit of 131072 characters
+        raise TableError(f"{shown}: line {reader.line_num}: {e}") from None
+    return records
+
+
+def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Rows:
+    records = _csv_records(shown, text)
+    if not records:
+        return Rows([], [], None)
     header = None
-    if not any(is_number(field) for field in lines[0][1]):
-        header, lines = [field.strip() for field in lines[0][1]], lines[1:]
+    if not any(is_number(field) for field in records[0][1]):
+        header, records = [field.strip() for field in records[0][1]], records[1:]
     if header is not None:
         label_index = header.index(cell.label) if cell.label in header else None
         names = header
     else:
-        label_index = len(lines[0][1]) - 1 if labels_required and lines else None
-        names = [f"column {j + 1}" for j in range(max((len(r) for _, r in lines), default=0))]
-    rows = [
-        [cell(where, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
-         for j, field in enumerate(row)]
-        for where, row in lines
+        label_index = len(records[0][1]) - 1 if labels_required and records else None
+        names = []
+    values = [
+        [cell(line, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
+         for j, field in enumerate(fields)]
+        for line, fields in records
     ]
-    return rows, label_index, [where for where, _ in lines]
+    return Rows(values, [line for line, _ in records], label_index)
 
 
-def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells):
-    """Rows, the label column (or None), and where each row is: "row N" of the JSON list
-    (a list has no lines to count; a JSON syntax error names its line)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TableError(f"{shown}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(data, list):
+def _json_items(shown: str, text: str) -> list[tuple[int, Any]]:
+    """(line where it starts, value) of each element of the JSON list that `text` holds.
+
+    Integers are read as floats (a 5000-digit one is infinite, then refused as such, not
+    an OverflowError); NaN and Infinity are read, then refused by `_number`.
+    """
+    decoder = json.JSONDecoder(parse_int=float)
+    items: list[tuple[int, Any]] = []
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    def fail(message: str, at: int) -> TableError:
+        line = text.count("\n", 0, at) + 1
+        return TableError(f"{shown}: line {line}: not valid JSON ({message})")
+
+    i = skip(0)
+    if i == len(text) or text[i] != "[":
+        try:
+            decoder.decode(text)
+        except json.JSONDecodeError as e:
+            raise fail(e.msg, e.pos) from None
         raise TableError(f"{shown}: JSON must be a list of rows (lists or objects)")
-    if not data:
-        return [], None, []
-    where = [f"row {i}" for i in range(1, len(data) + 1)]
-    if isinstance(data[0], dict):
-        keys = list(data[0])
-        for i, row in enumerate(data):
+    i, line, counted = skip(i + 1), 1, 0
+    empty = i < len(text) and text[i] == "]"
+    while not empty:
+        line, counted = line + text.count("\n", counted, i), i
+        try:
+            value, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise fail(e.msg, e.pos) from None
+        except RecursionError:  # [[[[... nested deeper than Python's stack
+            raise fail("nested too deeply", i) from None
+        items.append((line, value))
+        i = skip(i)
+        if i < len(text) and text[i] == "]":
+            break
+        if i == len(text) or text[i] != ",":
+            raise fail("expected ',' or ']'", i)
+        i = skip(i + 1)
+    if skip(i + 1) != len(text):
+        raise fail("extra data after the list", skip(i + 1))
+    return items
+
+
+def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Rows:
+    items = _json_items(shown, text)
+    if not items:
+        return Rows([], [], None)
+    lines = [line for line, _ in items]
+    first_line, first = items[0]
+    if isinstance(first, dict):
+        keys = list(first)
+        for line, row in items:
             if not isinstance(row, dict) or set(row) != set(keys):
-                raise TableError(f"{shown}: {where[i]} does not have the keys of row 1 ({', '.join(keys)})")
-        rows = [[cell(w, k, row[k], k == cell.label) for k in keys] for w, row in zip(where, data)]
-        return rows, keys.index(cell.label) if cell.label in keys else None, where
-    rows = []
-    for w, row in zip(where, data):
+                raise TableError(
+                    f"{shown}: line {line}: the row does not have the keys of line "
+                    f"{first_line} ({', '.join(keys)})"
+                )
+        values = [[cell(line, k, row[k], k == cell.label) for k in keys] for line, row in items]
+        return Rows(values, lines, keys.index(cell.label) if cell.label in keys else None)
+    values = []
+    for line, row in items:
         if not isinstance(row, list):
-            raise TableError(f"{shown}: {w} is not a list of numbers")
+            raise TableError(f"{shown}: line {line}: the row is not a list of numbers")
         last = len(row) - 1 if labels_required else -1
-        rows.append([cell(w, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
-    return rows, len(rows[0]) - 1 if labels_required else None, where
+        values.append([cell(line, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
+    return Rows(values, lines, len(values[0]) - 1 if labels_required else None)
 
 
 def output_format(fmt: str | None, output: str | None) -> str:

@@ -4,6 +4,12 @@ The bytes go to a temporary file in the target's own directory (so the rename st
 file system), are flushed and fsynced, then `os.replace`d over the target, and the directory
 is fsynced so the rename itself survives a power cut. On any error the temporary file is
 removed and the previous target is left untouched.
+
+One writer per file: `write_lock(path)` holds a lock (".<name>.lock" beside the target,
+kept by the `filelock` library; the operating system drops it when its process dies) for
+as long as a run may write `path`. A second run that would write the same file is refused
+in one line, and only the lock's holder removes the temporary files a killed writer left,
+so no live run's temporary file is ever deleted under it.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.errors import NNError
 
 TEMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" beside the target
+LOCK_SUFFIX = ".lock"  # the lock of a target is ".<name>.lock" beside it
 
 
 class WriteError(NNError, OSError):
@@ -73,8 +81,50 @@ def temp_files(path: str | os.PathLike) -> list[Path]:
     return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
 
 
+def lock_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}{LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def write_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the write lock of `path` for the block, or fail at once if another run holds it.
+
+    Once held, the temporary files of earlier, killed writes of `path` are removed: no live
+    process can own them.
+    """
+    from filelock import FileLock, Timeout
+
+    path = check_writable(path)
+    lock = FileLock(lock_file(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise WriteError(
+            f"cannot write {str(path)!r}: another run is writing it (it holds "
+            f"{str(lock_file(path))!r}); wait for it to end, or write to another file"
+        ) from None
+    except OSError as e:
+        raise WriteError(f"cannot write {str(path)!r}: cannot lock it: {e.strerror or e}") from None
+    try:
+        remove_stale_temp_files(path)
+        yield path
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def write_locks(*paths: str | os.PathLike | None) -> Iterator[None]:
+    """`write_lock` on each path given (None: skipped), all held for the block."""
+    with contextlib.ExitStack() as stack:
+        for path in paths:
+            if path is not None:
+                stack.enter_context(write_lock(path))
+        yield
+
+
 def remove_stale_temp_files(path: str | os.PathLike) -> None:
-    """Remove what a killed writer of `path` left; call before a run starts writing it."""
+    """Remove what a killed writer of `path` left; only while holding `write_lock(path)`."""
     for temp in temp_files(path):
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from core.network.assemble import LayerSpec
-from core.files.atomic import atomic_write_bytes, check_writable, remove_stale_temp_files
+from core.files.atomic import atomic_write_bytes, check_writable
 from core.errors import DivergenceError, NNError, SettingsError
 from core.files.model_file import (
     ModelFile,
@@ -48,6 +48,9 @@ from core.training.settings import TrainSettings
 from core.training.loop import divergence, divergence_error
 
 
+# The generators a checkpoint holds ("rng.{name}"): the epochs' order, and the weights'
+# stream that dropout goes on drawing from.
+STREAMS = ("shuffle", "init")
 # Generators a checkpoint of an older nn-scratch lacks; no module of its network drew from them.
 OPTIONAL_STREAMS = ("init",)
 
@@ -180,16 +183,21 @@ class Checkpoint:
         except (NNError, KeyError, TypeError, ValueError, RuntimeError) as e:
             raise file.fail(f"optimizer state does not fit: {e}") from None
         for name, gen in generators.items():
-            state_tensor = file.tensors.get(f"rng.{name}")
-            if state_tensor is None and name in OPTIONAL_STREAMS:
-                continue  # written before any module drew from it while training
-            if state_tensor is None or state_tensor.dtype != torch.uint8:
-                raise file.fail(f"missing or bad generator state 'rng.{name}'")
-            try:
-                gen.set_state(state_tensor)
-            except RuntimeError as e:
-                raise file.fail(f"bad generator state 'rng.{name}': {e}") from None
+            set_generator_state(file, name, gen)
         return list(self.losses)
+
+
+def set_generator_state(file: ModelFile, name: str, gen: torch.Generator) -> None:
+    """Put the file's "rng.{name}" into `gen`; a missing or bad state is a ModelFileError."""
+    state_tensor = file.tensors.get(f"rng.{name}")
+    if state_tensor is None and name in OPTIONAL_STREAMS:
+        return  # written before any module drew from it while training
+    if state_tensor is None or state_tensor.dtype != torch.uint8:
+        raise file.fail(f"missing or bad generator state 'rng.{name}'")
+    try:
+        gen.set_state(state_tensor)
+    except RuntimeError as e:
+        raise file.fail(f"bad generator state 'rng.{name}': {e}") from None
 
 
 def read_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -> Checkpoint:
@@ -208,6 +216,9 @@ def read_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -
             and isinstance(numbers, dict)
             and all(isinstance(v, float) and math.isfinite(v) for v in losses)):
         raise file.fail("checkpoint 'training' section is inconsistent (epoch, losses, every)")
+    for name in STREAMS:  # now, not once training has started
+        set_generator_state(file, name, torch.Generator())
+    file.note_if_unverified()
     return Checkpoint(file, settings, epoch, losses, every)
 
 
@@ -229,7 +240,6 @@ class AfterEpoch:
         self.initial_loss = initial_loss  # the untrained network's loss: see divergence()
         if checkpointing is not None:
             optimizer_state(run.optimizer, run.settings.optimizer)  # fail before epoch 1
-            remove_stale_temp_files(checkpointing.path)  # what a SIGKILLed writer left
         self.run, self.checkpointing, self.on_epoch = run, checkpointing, on_epoch
         self.losses = list(resumed.losses) if resumed else []
         # Epoch of the newest good checkpoint on disk: the resumed one, if it is ours.

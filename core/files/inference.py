@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 
-from core.files.atomic import atomic_write_text, check_writable
+from core.files.atomic import atomic_write_text, check_writable, write_lock
 from core.data.disk import disk_dataset
-from core.errors import SettingsError
+from core.errors import RowError, SettingsError
 from core.files.model_file import LoadedModel, load_model
 from core.plugin.registry import Registry
+from core.training import memory
 from core.training.settings import MAX_SEED
 from core.data.tabular import (
     Table, TableError, class_value, format_predictions, format_rows, output_format, read_table,
@@ -46,13 +49,15 @@ def predict_file(
     loaded = load_model(model_path, registry)
     table = read_labelled(loaded, input_path, required=False)
     check_width(table, loaded, input_path)
-    prediction = loaded.predict(table.features)
-    if "dataset" not in loaded.header and not proba:  # a file from before datasets
-        text = format_predictions(prediction.scores, prediction.classes, fmt)
-    else:
-        text = format_rows(*prediction_table(loaded, table.features, prediction, proba), fmt)
+    with rows_named_by_line(table, input_path):
+        prediction = loaded.predict(table.features)
+        if "dataset" not in loaded.header and not proba:  # a file from before datasets
+            text = format_predictions(prediction.scores, prediction.classes, fmt)
+        else:
+            text = format_rows(*prediction_table(loaded, table.features, prediction, proba), fmt)
     if output is not None:
-        atomic_write_text(output, text)
+        with write_lock(output):  # one writer; removes what a killed one left
+            atomic_write_text(output, text)
     return text
 
 
@@ -93,6 +98,15 @@ def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike
         )
 
 
+@contextlib.contextmanager
+def rows_named_by_line(table: Table, input_path: str | os.PathLike) -> Iterator[None]:
+    """A row the model cannot score, named by the input file's line."""
+    try:
+        yield
+    except RowError as e:
+        raise TableError(f"{input_path}: line {table.lines[e.row]}: {e.reason}") from None
+
+
 @dataclass
 class Evaluation:
     error: float  # fraction of points misclassified (measure "rmse": the RMSE of a regression)
@@ -124,8 +138,10 @@ def evaluate_model(
     if input_path is not None:
         table = read_labelled(loaded, input_path, required=True)
         check_width(table, loaded, input_path)
-        return Evaluation(loaded.error_rate(table.features, table.labels), len(table.labels),
-                          str(input_path), "rmse" if loaded.task == "regression" else "error")
+        with rows_named_by_line(table, input_path):
+            error = loaded.error_rate(table.features, table.labels)
+        return Evaluation(error, len(table.labels), str(input_path),
+                          "rmse" if loaded.task == "regression" else "error")
     if loaded.dataset.get("name", "disk") != "disk":
         if test_split is None:
             raise SettingsError(
@@ -140,6 +156,9 @@ def evaluate_model(
         raise SettingsError(f"n must be an integer >= 1, got {n}")
     if not 0 <= seed < MAX_SEED:
         raise SettingsError(f"seed must be an integer in [0, {MAX_SEED}), got {seed}")
+    _, per_point = memory.network_bytes(loaded.model, loaded.in_features, 1, loaded.dtype, "cpu")
+    memory.check_fits({"--n": n * (per_point + memory.data_bytes(1, loaded.in_features))},
+                      f"evaluating {n} points")
     generator = torch.Generator().manual_seed(seed * 16 + EVALUATE_STREAM)
     x, y = disk_dataset(n, generator, loaded.dtype)
     return Evaluation(loaded.error_rate(x, y), n, f"fresh points of the disk task, seed {seed}")

@@ -19,19 +19,29 @@ Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds 
                        inputs before the network (see `core.preprocess.apply`)
     components         [{kind, name, plugin, distribution, version}]: what loading needs
 
+    checksum           "sha256:" + the SHA-256 of the rest of this JSON and of every tensor's
+                       name, dtype, shape and bytes (see `checksum`); loading recomputes it,
+                       so a flipped bit anywhere that matters is refused rather than silently
+                       changing predictions. Files written before it existed still load,
+                       with a note that they cannot be verified.
+
 Loading reads the bytes once, parses them with safetensors (never pickle) and the header
-with json, maps every tensor to the CPU, and checks names, shapes and dtypes exactly.
+with json, maps every tensor to the CPU, verifies the checksum, refuses non-finite numbers,
+and checks names, shapes and dtypes exactly: against a shapes-only build of the network
+first, so a small file claiming huge layers costs no memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,10 +49,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_flat_stack
+from core.network.assemble import LayerSpec, build_flat_stack, shapes_only
 from core.files.atomic import atomic_write_bytes
 from core.data.disk import DTYPES
-from core.errors import ModelFileError, NNError
+from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
 from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
@@ -54,6 +64,7 @@ if TYPE_CHECKING:
 FORMAT = "nn-scratch"
 FORMAT_VERSION = 1
 METADATA_KEY = "nn_scratch"
+CHECKSUM_KEY = "checksum"  # the header field holding checksum(rest of header, tensors)
 DISTRIBUTION = "nn-scratch"
 HEADER_LIMIT = 100_000_000  # safetensors' own cap on the JSON header
 
@@ -163,9 +174,24 @@ def model_header(
     }
 
 
+def checksum(header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the header (without its checksum) and of each tensor's name, dtype, shape
+    and bytes, as "sha256:<hex>"."""
+    rest = {k: v for k, v in header.items() if k != CHECKSUM_KEY}
+    digest = hashlib.sha256(json.dumps(rest).encode("utf-8"))  # key order kept: as written
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode("utf-8"))
+        digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return f"sha256:{digest.hexdigest()}"
+
+
 def encode(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> bytes:
     from safetensors.torch import save
 
+    # One metadata entry: safetensors writes several in no fixed order, and the same run
+    # must give the same bytes.
+    header = {**header, CHECKSUM_KEY: checksum(header, tensors)}
     return save(tensors, metadata={METADATA_KEY: json.dumps(header, allow_nan=False)})
 
 
@@ -211,6 +237,15 @@ class ModelFile:
     path: str
     header: dict[str, Any]
     tensors: dict[str, torch.Tensor]
+    verified: bool = True  # False: written before checksums, so its bytes were not checked
+
+    def note_if_unverified(self) -> None:
+        """Once the file has loaded, say (as a warning) that its bytes could not be checked."""
+        if not self.verified:
+            warnings.warn(UnverifiedFileWarning(
+                f"{self.path} has no checksum (written before nn-scratch recorded them): "
+                f"its bytes are not verified; save it again to add one"
+            ), stacklevel=3)
 
     def fail(self, reason: str) -> ModelFileError:
         return ModelFileError(f"{self.path}: {reason}")
@@ -245,9 +280,11 @@ def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> Mode
         )
     try:
         header = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, ValueError):  # ValueError: an integer of > 4300 digits
         raise ModelFileError(f"{shown}: the {METADATA_KEY!r} metadata is not valid JSON") from None
-    file = ModelFile(shown, header, tensors)
+    verified = verify_checksum(shown, header, tensors)
+    file = ModelFile(shown, header, tensors, verified)
+    check_finite(file)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise file.fail(f"not an nn-scratch model (format {_get(header, 'format')!r})")
     version = header.get("format_version")
@@ -263,6 +300,26 @@ def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> Mode
         raise file.fail(f"is a {header.get('kind')!r} file; expected a {kind!r} file")
     _check_header(file)
     return file
+
+
+def verify_checksum(shown: str, header: Any, tensors: dict[str, torch.Tensor]) -> bool:
+    """The recorded checksum matches the header and tensors; False for a file without one."""
+    if not isinstance(header, dict) or CHECKSUM_KEY not in header:
+        return False
+    if header[CHECKSUM_KEY] != checksum(header, tensors):
+        raise ModelFileError(
+            f"{shown}: checksum mismatch: the file changed after it was written (a corrupted "
+            f"copy or an edit); use the original file or train again"
+        )
+    return True
+
+
+def check_finite(file: ModelFile) -> None:
+    """Every floating-point tensor holds finite numbers only: NaN weights are not a model."""
+    for name, tensor in sorted(file.tensors.items()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise file.fail(f"tensor {name!r} holds NaN or infinite values; a model's numbers "
+                            f"are finite")
 
 
 def _check_header(file: ModelFile) -> None:
@@ -338,10 +395,14 @@ def rebuild(file: ModelFile, registry: Registry) -> Sequential:
     h = file.header
     check_components(file, registry)
     specs = [LayerSpec.from_dict(s) for s in h["architecture"]]
+    shape, dtype = input_shape(h), DTYPES[h["dtype"]]
+    shapes = shapes_only(registry, specs, shape, dtype)
+    if shapes is not None:  # the header against the tensors, before allocating anything
+        check_tensors(file, shapes)
     try:
         model = build_flat_stack(
-            registry, specs, input_shape(h), init=h["init"],
-            generator=torch.Generator().manual_seed(0), dtype=DTYPES[h["dtype"]],
+            registry, specs, shape, init=h["init"],
+            generator=torch.Generator().manual_seed(0), dtype=dtype,
         )
     except (NNError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
         raise file.fail(f"cannot rebuild the architecture: {_first_line(e)}") from None
@@ -351,6 +412,16 @@ def rebuild(file: ModelFile, registry: Registry) -> Sequential:
 
 def load_weights(file: ModelFile, model: Sequential) -> None:
     """Overwrite the model's parameters and buffers with the file's "modules.*" tensors, exactly."""
+    for name, value in check_tensors(file, model).items():
+        value.copy_(file.tensors[name])
+
+
+def check_tensors(file: ModelFile, model: Sequential) -> dict[str, torch.Tensor]:
+    """The file's "modules.*" tensors are the model's parameters and buffers (batchnorm's
+    running statistics): names, shapes, dtypes.
+
+    Returns the model's tensors by name. `model` may be a shapes-only (meta) build.
+    """
     expected = dict(model_state(model))
     saved = {k: t for k, t in file.tensors.items() if k.startswith("modules.")}
     for name in sorted(saved.keys() - expected.keys()):
@@ -366,7 +437,7 @@ def load_weights(file: ModelFile, model: Sequential) -> None:
             )
         if tensor.dtype != value.dtype:
             raise file.fail(f"tensor {name!r} is {tensor.dtype}; the model is {value.dtype}")
-        value.copy_(tensor)
+    return expected
 
 
 def settings_from_dict(d: dict[str, Any], *, strict: bool, file: ModelFile) -> TrainSettings:
@@ -398,18 +469,29 @@ def check_preprocessing(preprocessing: dict[str, Any], file: ModelFile) -> None:
         if step == "standardize":
             ok = isinstance(args, dict) and all(
                 isinstance(args.get(k), list) and len(args[k]) == file.header["in_features"]
-                and all(isinstance(v, (int, float)) for v in args[k]) for k in ("mean", "std")
+                and all(_is_finite(v) for v in args[k]) for k in ("mean", "std")
             )
             if not ok or not all(v > 0 for v in args["std"]):
                 raise file.fail("preprocessing 'standardize' needs mean and std lists "
-                                "of in_features numbers, std > 0")
+                                "of in_features finite numbers, std > 0")
         if step == "target":
             ok = isinstance(args, dict) and all(
                 isinstance(args.get(k), list) and args[k]
-                and all(isinstance(v, (int, float)) for v in args[k]) for k in ("mean", "std")
+                and all(_is_finite(v) for v in args[k]) for k in ("mean", "std")
             )
             if not ok or not all(v > 0 for v in args["std"]):
-                raise file.fail("preprocessing 'target' needs mean and std lists, std > 0")
+                raise file.fail("preprocessing 'target' needs mean and std lists of finite "
+                                "numbers, std > 0")
+
+
+def _is_finite(value: Any) -> bool:
+    """A JSON number that is a finite float (NaN, Infinity and 400-digit integers are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 # -- the loaded model ------------------------------------------------------------------
@@ -473,10 +555,22 @@ class LoadedModel:
         return x.to(self.dtype)
 
     def predict(self, x: torch.Tensor) -> Prediction:
-        """Scores and classes for the rows of `x`, shape (n, in_features)."""
-        x = preprocess.apply(self.preprocessing, self.check_inputs(x))
+        """Scores and classes for the rows of `x`, shape (n, in_features).
+
+        A row whose numbers stop being finite on the way (a value beyond the model's dtype,
+        a standardised value or a score that overflows it) is a RowError naming it: a
+        finite input never gets a NaN or infinite score.
+        """
+        dtype = self.header["dtype"]
+        x = self.check_inputs(x)
+        _refuse_non_finite(x, f"a value does not fit in {dtype}, the model's precision "
+                              f"(largest {torch.finfo(self.dtype).max:.4g})")
+        x = preprocess.apply(self.preprocessing, x)
+        _refuse_non_finite(x, f"the standardised inputs overflow {dtype}, the model's precision")
         with torch.set_grad_enabled(False):
             scores = self.model.forward(x)  # (n, outputs)
+        _refuse_non_finite(scores, f"the score is not finite: the inputs are too large for "
+                                   f"the model in {dtype}")
         if self.task == "regression":
             return Prediction(preprocess.target_output(self.preprocessing, scores), None)
         if self.dataset.get("one_hot"):
@@ -503,6 +597,13 @@ class LoadedModel:
         return (classes != (y.reshape(classes.shape) + 0.5).long()).double().mean().item()
 
 
+def _refuse_non_finite(x: torch.Tensor, reason: str) -> None:
+    """A RowError for the first row of `x` (n, k) holding a NaN or an infinity."""
+    bad = (~torch.isfinite(x)).any(dim=-1).nonzero()  # (rows, 1)
+    if len(bad):
+        raise RowError(int(bad[0, 0]), reason)
+
+
 def load_model(path: str | os.PathLike, registry: Registry | None = None) -> LoadedModel:
     """Read a model (or checkpoint) file and rebuild its network by registered names.
 
@@ -522,4 +623,5 @@ def load_model(path: str | os.PathLike, registry: Registry | None = None) -> Loa
             raise file.fail(f"unexpected tensor {extra[0]!r} in a model file")
     settings = settings_from_dict(file.header["settings"], strict=False, file=file)
     loss = registry.create("loss", file.header["loss"])
+    file.note_if_unverified()
     return LoadedModel(model, loss, settings, file.header, file.path)

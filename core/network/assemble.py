@@ -143,17 +143,18 @@ def build_layers(
     specs: Sequence[LayerSpec],
     in_features: int | Sequence[int],
     *,
-    init: str,
-    generator: torch.Generator,
+    init: str | Initializer,
+    generator: torch.Generator | None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     runs: int | None = None,
 ) -> list[tuple[Module, tuple[int, ...]]]:
     """Each module of `build_stack` with one sample's shape after it (for a summary table).
 
-    `init` names the initializer; the weights are drawn from `generator` in layer order.
+    `init` is an initializer's registered name, or an initializer itself; the weights are
+    drawn from `generator` in layer order.
     """
-    initializer = registry.create("initializer", init)
+    initializer = registry.create("initializer", init) if isinstance(init, str) else init
     for spec in specs:  # fail on a bad name before drawing any weight
         registry.get(spec.kind, spec.name)
     shape = sample_shape(in_features)
@@ -203,3 +204,34 @@ def build_mlp(
         registry, mlp_specs(hidden, out_features, activation), in_features,
         init=init, generator=generator, dtype=dtype, device=device,
     )
+
+
+def _no_draws(weight: torch.Tensor, fan_in: int, fan_out: int, generator: Any) -> None:
+    """An initializer that draws nothing: the shapes-only build needs no values."""
+
+
+def shapes_only(
+    registry: Registry, specs: Sequence[LayerSpec], input_shape: int | Sequence[int],
+    dtype: torch.dtype, runs: int | None = None,
+) -> Sequential | None:
+    """The network `specs` build, on torch's "meta" device: shapes and dtypes, no memory.
+
+    Built as `build_flat_stack` builds it for data of `input_shape` (a width, or one
+    sample's shape), and run forward on one flat row, as the real model is fed. A cheap look
+    at what the real build would allocate (a model file's header against its tensors, a
+    run's size against the memory at hand). None when a module cannot be built, or run
+    forward, on the meta device (or the stack does not fit the shape); then only the real
+    build can tell, and it says why.
+    """
+    without_init = [LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
+                    for s in specs]
+    lead = () if runs is None else (runs,)
+    width = math.prod(sample_shape(input_shape))
+    try:
+        model = build_flat_stack(registry, without_init, input_shape, init=_no_draws,
+                                 generator=None, dtype=dtype, device="meta", runs=runs)
+        with evaluating(model):
+            model.forward(torch.zeros(*lead, 1, width, dtype=dtype, device="meta"))
+    except Exception:  # noqa: BLE001 -- a plugin module that needs real values: skip the look
+        return None
+    return model

@@ -208,7 +208,7 @@ def compare(
     if typed is not None:  # what the user chose; each dataset's defaults fill in the rest
         configs = [with_data_defaults(settings, registry, typed) for settings in configs]
     for settings in configs:
-        check(settings, registry)
+        check(settings, registry, runs=runs if together else 1)
         check_runs(settings, runs)
     varied = [key for key, values in variations.items() if len(values) > 1]
     if world is not None:

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_flat_stack, mlp_specs
+from core.network.assemble import LayerSpec, build_flat_stack, mlp_specs, shapes_only
 from core.network.shapes import sample_shape
 from core.network.summary import layer_table
+from core.files.atomic import write_locks
 from core.files.checkpoint import AfterEpoch, Checkpoint, Checkpointing, RunState
 from core.data.dataset import Dataset, build_dataset, parse_data_text
 from core.data.disk import DTYPES
 from core.data.split import is_one_hot, loss_tasks, output_width, split_indices, training_targets
+from core.training import memory
 from core.errors import Interrupted, SettingsError
 from core.network.protocols import evaluating, set_training
 from core.plugin.registry import Entry, Registry, default_registry
@@ -252,8 +254,9 @@ def check_optimizer_args(entry: Entry, settings: TrainSettings) -> None:
             )
 
 
-def check(settings: TrainSettings, registry: Registry) -> None:
-    """Fail on any name or optimizer option the registry cannot build, before any work."""
+def check(settings: TrainSettings, registry: Registry, runs: int = 1) -> None:
+    """Fail on any name or optimizer option the registry cannot build, or on a run too big
+    for memory (`runs` networks trained together), before any work."""
     names = [("loss", settings.loss), ("initializer", settings.init)]
     if not settings.layers:
         names.append(("activation", settings.act))
@@ -262,10 +265,43 @@ def check(settings: TrainSettings, registry: Registry) -> None:
     check_optimizer_args(registry.get("optimizer", settings.optimizer), settings)
     device(settings)
     with torch.set_grad_enabled(False):
+        # The data's own size first, as the settings give it (the disk task's 2 features),
+        # then the network's, once the data say how wide it is: nothing big is allocated
+        # before both are known to fit.
+        check_memory(settings, None, runs)
         data = prepare_data(settings, registry)  # the dataset, its split and the loss's fit
-        if settings.layers:  # names, arguments and the output width: a small network is cheap
-            in_features, out_features = shape_of(data, registry, settings)
-            build_network(registry, settings, in_features=in_features, out_features=out_features)
+        in_features, out_features = shape_of(data, registry, settings)  # maybe a sample shape
+        width = math.prod(sample_shape(in_features))  # of a row, as the network takes it
+        specs = network_specs(registry, settings, out_features)
+        shapes = shapes_only(registry, specs, in_features, DTYPES[settings.dtype])
+        if shapes is not None:
+            check_memory(settings, shapes, runs, width)
+        if settings.layers:  # names, arguments, shapes and the output width
+            if shapes is None:  # checks them, at the cost of the weights
+                build_network(registry, settings, in_features=in_features, out_features=out_features)
+            else:
+                check_output_width(shapes, width, out_features, DTYPES[settings.dtype], "meta")
+
+
+def check_memory(
+    settings: TrainSettings, shapes: Sequential | None, runs: int = 1, in_features: int = 2
+) -> None:
+    """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
+
+    `shapes` is the run's network built on the meta device (`shapes_only`; None: count the
+    data alone), `in_features` the width of a row (the product of an image's shape); `runs` networks trained together (an ensemble) each need their own weights
+    and activations.
+    """
+    dtype = DTYPES[settings.dtype]
+    network, per_point = (0, 0) if shapes is None else memory.network_bytes(
+        shapes, in_features, 1, dtype, "meta")
+    per_point = runs * per_point + memory.data_bytes(1, in_features)
+    size = "--layers" if settings.layers else "--hidden"
+    memory.check_fits({
+        size if runs == 1 else f"{size} or --runs": runs * network,
+        "n_train": settings.n_train * per_point,  # every training point goes through at once
+        "n_test": settings.n_test * per_point,
+    }, "this run" if runs == 1 else f"these {runs} runs")
 
 
 def check_output_width(
@@ -325,7 +361,10 @@ def train(
     loss = registry.create("loss", settings.loss)
     optimizer_entry = registry.get("optimizer", settings.optimizer)
     check_optimizer_args(optimizer_entry, settings)
-    with torch.set_grad_enabled(False):
+    # One run per checkpoint file: a second is refused; what a killed writer left is removed.
+    # Data parallel, rank 0 alone writes the checkpoint, so it alone holds the lock.
+    writes = checkpoint is not None and (world is None or world.main)
+    with write_locks(checkpoint.path if writes else None), torch.set_grad_enabled(False):
         data = prepare_data(settings, registry)
         in_features, out_features = shape_of(data, registry, settings)
         specs = network_specs(registry, settings, out_features)
