@@ -3,7 +3,7 @@
 `fit_standardize(x_train)` computes the per-feature mean and standard deviation of the
 training inputs; `apply(preprocessing, x)` maps any inputs (train, test, or new points at
 predict time) through exactly that transform. The statistics travel as a plain dict, the
-form model files store (core/model_file.py):
+form model files store (core/files/model_file.py):
 
     {}                                                 no preprocessing
     {"standardize": {"mean": [...], "std": [...]}}     (x - mean) / std, per feature

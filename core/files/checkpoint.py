@@ -1,6 +1,6 @@
 """Checkpoints and resume: a model file plus everything the rest of the run depends on.
 
-A checkpoint is a model file (see core.model_file) of kind "checkpoint", with more tensors
+A checkpoint is a model file (see core.files.model_file) of kind "checkpoint", with more tensors
   "optimizer.{key}"  the optimizer's state_dict() tensors (SGD velocities, Adam moments)
   "rng.shuffle"      the state of the generator that orders each epoch (uint8 tensor)
   "rng.init"         the state of the generator the weights were drawn from, which dropout

@@ -16,7 +16,7 @@ Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds 
     loss               loss name; its decision_threshold turns a score into a class
     settings           TrainSettings.to_dict() of the run
     preprocessing      {} or {"standardize": {"mean": [...], "std": [...]}}, applied to
-                       inputs before the network (see `core.preprocess.apply`)
+                       inputs before the network (see `core.data.preprocess.apply`)
     components         [{kind, name, plugin, distribution, version}]: what loading needs
 
     checksum           "sha256:" + the SHA-256 of the rest of this JSON and of every tensor's

@@ -1,6 +1,6 @@
 """Checks on output folders, made before any training so a bad path costs nothing.
 
-(Output files are checked by core.atomic.check_writable.)
+(Output files are checked by core.files.atomic.check_writable.)
 """
 
 from __future__ import annotations

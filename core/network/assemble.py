@@ -114,7 +114,7 @@ def build_stack(
     module that cannot take the shape the one before it produces is a ShapeError naming
     the layer and both shapes. With `runs=R` every module must support runs
     (`supports_runs = True`): it is built as R independent copies with a leading run
-    dimension (see core/ensemble.py).
+    dimension (see core/pipeline/ensemble.py).
     """
     return Sequential(*(module for module, _ in build_layers(registry, specs, in_features, **options)))
 

@@ -19,7 +19,7 @@ class Parameter:
     """A trainable tensor and the gradient that `backward` accumulates into it.
 
     Read both through the Parameter (`self.weight.value`) at each step rather than keeping
-    views of them: an optimizer may move the tensors into one shared buffer (core/flat.py),
+    views of them: an optimizer may move the tensors into one shared buffer (core/training/flat.py),
     keeping the same tensor objects, shapes and values.
     """
 

@@ -10,11 +10,11 @@ is a plain `int`, `float`, `bool` or `str` (or a union of them; an int is taken 
 float). `in_features`, `generator`, `dtype`, `device` and `runs` come from the context
 (the layer before, the run) and may not be given; `init=NAME` picks another registered
 initializer for that layer. Whatever else a value must be, the constructor judges: its
-ValueError or TypeError becomes a SettingsError naming the layer (core.assemble).
+ValueError or TypeError becomes a SettingsError naming the layer (core.network.assemble).
 
 `parse_layer_text` checks the syntax only (no registry, so settings can check it early);
 `parse_layers` also checks every name and key against the registry and the factories'
-signatures, and returns the `LayerSpec` list that `core.assemble.build_stack` builds.
+signatures, and returns the `LayerSpec` list that `core.network.assemble.build_stack` builds.
 """
 
 from __future__ import annotations

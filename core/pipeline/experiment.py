@@ -344,7 +344,7 @@ def train(
 
     A loss or weight that stops being finite raises DivergenceError. With `checkpoint`,
     the run's state is written every `checkpoint.every` epochs; with `resume` (from
-    `core.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
+    `core.files.checkpoint.read_checkpoint`, whose `.settings` must be `settings`), training
     goes on from it and ends exactly as the uninterrupted run.
 
     With `world` (core.training.distributed.World.from_env(), under torchrun) the run is data

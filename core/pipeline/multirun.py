@@ -111,7 +111,7 @@ def train_seeds(
     together: bool = True,
 ) -> list[TrainResult]:
     """One independent run per seed: all together as one batched ensemble when `together`
-    and every component supports it (core/ensemble.py), else one after another."""
+    and every component supports it (core/pipeline/ensemble.py), else one after another."""
     if batched(settings, len(seeds), registry, together):
         # The runs advance together: the epoch callback gets run None and the mean loss.
         epoch_callback = None if on_epoch is None else (

@@ -5,7 +5,7 @@ plugin modules of the built-in set; each is registered with pluggy, and its hook
 `register(...)` for the components it provides. Adding a plugin is all or nothing: if its
 hooks are malformed, if one raises, or if it registers something refused (a missing protocol
 method, a name already taken), the plugin is unregistered and none of its components stay.
-Finding plugins (entry points, a user's registry.toml, `--plugin`) is `core.discovery`.
+Finding plugins (entry points, a user's registry.toml, `--plugin`) is `core.plugin.discovery`.
 """
 
 from __future__ import annotations

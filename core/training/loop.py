@@ -1,7 +1,7 @@
 """The training loop: mini-batch gradient descent with seeded shuffling.
 
 Usable directly from Python; the CLI calls nothing else. The same loop trains one network
-or an ensemble of networks with a leading run dimension (see core/ensemble.py).
+or an ensemble of networks with a leading run dimension (see core/pipeline/ensemble.py).
 """
 
 from __future__ import annotations

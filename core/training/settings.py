@@ -36,7 +36,7 @@ class TrainSettings:
     n_test: int = 1000  # test points
     dtype: str = "float32"  # precision of data and weights
     # The whole network by registered names, e.g. "linear:out=25,tanh,linear:out=1"
-    # (core.stack); when given it replaces act and hidden.
+    # (core.network.stack); when given it replaces act and hidden.
     layers: str | None = None
     device: str = "cpu"  # where tensors live and compute: cpu or cuda (seeds draw on the CPU)
     preprocess: str = "standardize"  # input step fitted on the training inputs: standardize, none
