@@ -58,3 +58,39 @@ def test_an_impossible_stack_is_one_line_naming_the_layer_and_the_shapes(registr
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_a_small_network_is_probed_on_the_cpu_and_a_large_one_on_meta():
+    """shapes_only builds a network of up to SMALL_PROBE_BYTES of weights on the CPU (zero
+    weights: a first meta op costs seconds) and a larger one on the meta device."""
+    from core import default_registry
+    from core.network.assemble import SMALL_PROBE_BYTES, mlp_specs, probe_device, shapes_only
+
+    registry = default_registry()
+    small = shapes_only(registry, mlp_specs((25, 25, 25), 1, "tanh"), 2, torch.float32)
+    assert probe_device(small).type == "cpu"
+    assert all(torch.count_nonzero(p.value) == 0 for p in small.parameters())
+    wide = int((SMALL_PROBE_BYTES / 4) ** 0.5) + 1  # one wide x wide float32 weight: too big
+    large = shapes_only(registry, mlp_specs((wide,), 1, "tanh"), wide, torch.float32)
+    assert probe_device(large).type == "meta"
+    for model, width in ((small, 2), (large, wide)):
+        x = torch.zeros(1, width, device=probe_device(model))
+        assert model.forward(x).shape == (1, 1)
+
+
+def test_checking_the_default_run_does_not_touch_the_meta_device():
+    """The check before training (names, memory, shapes) of the default network stays off the
+    meta device, whose first op loads torch._dynamo (about 2 s of every run's start-up)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from core import default_registry, TrainSettings; "
+            "from core.pipeline.experiment import check; "
+            "check(TrainSettings(), default_registry()); print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent,
+                          env={**os.environ, "NN_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

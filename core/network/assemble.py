@@ -210,28 +210,69 @@ def _no_draws(weight: torch.Tensor, fan_in: int, fan_out: int, generator: Any) -
     """An initializer that draws nothing: the shapes-only build needs no values."""
 
 
+class _TooBig(Exception):
+    """A probe build on the CPU went past SMALL_PROBE_BYTES of weights: build on meta instead."""
+
+
+def _zeros_within(budget: int) -> Initializer:
+    """An initializer that zeroes each weight (no draws, no garbage) while the weights so
+    far take at most `budget` bytes, and raises _TooBig before touching one that does not."""
+    used = 0
+
+    def zeros(weight: torch.Tensor, fan_in: int, fan_out: int, generator: Any) -> None:
+        nonlocal used
+        used += weight.numel() * weight.element_size()
+        if used > budget:
+            raise _TooBig
+        weight.zero_()
+
+    return zeros
+
+
+# NOTE: the first op a process runs on torch's meta device costs 0.5-2 s (torch loads its
+# Python meta kernels, and torch._dynamo with them: 2.1 s for `check` of the default network
+# on the 2-core development machine, all but 0.01 s of it in the first meta addmm), more
+# than all the rest of a small run's checks. A network whose weights fit in this many
+# bytes is built and probed on the CPU instead, in milliseconds.
+SMALL_PROBE_BYTES = 16 * 2**20
+
+
 def shapes_only(
     registry: Registry, specs: Sequence[LayerSpec], input_shape: int | Sequence[int],
     dtype: torch.dtype, runs: int | None = None,
 ) -> Sequential | None:
-    """The network `specs` build, on torch's "meta" device: shapes and dtypes, no memory.
+    """The network `specs` build, without its values: shapes and dtypes, no memory to speak of.
 
     Built as `build_flat_stack` builds it for data of `input_shape` (a width, or one
     sample's shape), and run forward on one flat row, as the real model is fed. A cheap look
     at what the real build would allocate (a model file's header against its tensors, a
-    run's size against the memory at hand). None when a module cannot be built, or run
-    forward, on the meta device (or the stack does not fit the shape); then only the real
-    build can tell, and it says why.
+    run's size against the memory at hand). A network whose weights take at most
+    SMALL_PROBE_BYTES is built on the CPU with zero weights; a larger one on torch's "meta"
+    device (shapes, no storage); `probe_device` says which. None when a module cannot be
+    built, or run forward, this way (or the stack does not fit the shape); then only the
+    real build can tell, and it says why.
     """
     without_init = [LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
                     for s in specs]
     lead = () if runs is None else (runs,)
     width = math.prod(sample_shape(input_shape))
+
+    def build(init: Initializer, device: str) -> Sequential:
+        return build_flat_stack(registry, without_init, input_shape, init=init, generator=None,
+                                dtype=dtype, device=device, runs=runs)
+
     try:
-        model = build_flat_stack(registry, without_init, input_shape, init=_no_draws,
-                                 generator=None, dtype=dtype, device="meta", runs=runs)
+        try:
+            model = build(_zeros_within(SMALL_PROBE_BYTES), "cpu")
+        except (_TooBig, RuntimeError, MemoryError):  # large: shapes only, no storage
+            model = build(_no_draws, "meta")
         with evaluating(model):
-            model.forward(torch.zeros(*lead, 1, width, dtype=dtype, device="meta"))
+            model.forward(torch.zeros(*lead, 1, width, dtype=dtype, device=probe_device(model)))
     except Exception:  # noqa: BLE001 -- a plugin module that needs real values: skip the look
         return None
     return model
+
+
+def probe_device(model: Sequential) -> torch.device:
+    """Where a `shapes_only` network lives ("meta", or the CPU for a small one): probe it there."""
+    return next((p.value.device for p in model.parameters()), torch.device("cpu"))

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_flat_stack, mlp_specs, shapes_only
+from core.network.assemble import (
+    LayerSpec, build_flat_stack, mlp_specs, probe_device, shapes_only,
+)
 from core.network.shapes import sample_shape
 from core.network.summary import layer_table
 from core.files.atomic import write_locks
@@ -280,7 +282,8 @@ def check(settings: TrainSettings, registry: Registry, runs: int = 1) -> None:
             if shapes is None:  # checks them, at the cost of the weights
                 build_network(registry, settings, in_features=in_features, out_features=out_features)
             else:
-                check_output_width(shapes, width, out_features, DTYPES[settings.dtype], "meta")
+                check_output_width(shapes, width, out_features, DTYPES[settings.dtype],
+                                   probe_device(shapes))
 
 
 def check_memory(
@@ -288,13 +291,13 @@ def check_memory(
 ) -> None:
     """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
 
-    `shapes` is the run's network built on the meta device (`shapes_only`; None: count the
+    `shapes` is the run's network built without its values (`shapes_only`; None: count the
     data alone), `in_features` the width of a row (the product of an image's shape); `runs` networks trained together (an ensemble) each need their own weights
     and activations.
     """
     dtype = DTYPES[settings.dtype]
     network, per_point = (0, 0) if shapes is None else memory.network_bytes(
-        shapes, in_features, 1, dtype, "meta")
+        shapes, in_features, 1, dtype, probe_device(shapes))
     per_point = runs * per_point + memory.data_bytes(1, in_features)
     size = "--layers" if settings.layers else "--hidden"
     memory.check_fits({

@@ -1,7 +1,8 @@
 """Memory estimates: a run that cannot fit is refused before it allocates, naming the setting.
 
-The estimates are cheap upper-bound sketches, not measurements: the network is built on
-torch's "meta" device (shapes, no storage; `core.network.assemble.shapes_only`) and the bytes
+The estimates are cheap upper-bound sketches, not measurements: the network is built without
+its values (`core.network.assemble.shapes_only`: on torch's "meta" device, shapes and no
+storage, or for a small network on the CPU with zero weights) and the bytes
 counted from its parameters and the width of each module's output. They are compared with
 the memory this process may use (MemAvailable, and the cgroup's limit when there is one);
 where that is unknown nothing is refused and an allocation failure is still turned into
