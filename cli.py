@@ -409,8 +409,7 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
                              resume=state, world=world)
             many = MultiRunResult(settings, [result])
         else:
-            total = _share_count(runs, world)
-            with runs_reporter(total, settings.epochs, to_stderr=as_json,
+            with runs_reporter(runs, settings.epochs, to_stderr=as_json,
                                quiet=quiet) as progress:
                 many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
                                 together=not one_at_a_time, world=world)
@@ -466,13 +465,6 @@ def _world(device: str):
     from core.training.distributed import World
 
     return World.from_env(device)
-
-
-def _share_count(total: int, world) -> int:
-    """How many of `total` runs this process trains (all of them when alone)."""
-    from core.training.distributed import share
-
-    return len(share(range(total), world))
 
 
 def _restarted_from(checkpoint: str | None) -> bool:
@@ -652,8 +644,7 @@ def compare(
         quiet = world is not None and not world.main  # only rank 0 reports
         longest = max(c.epochs for c in configs)
         try:
-            total = _share_count(runs * len(configs), world)
-            with runs_reporter(total, longest, to_stderr=as_json, quiet=quiet) as progress:
+            with runs_reporter(runs * len(configs), longest, to_stderr=as_json, quiet=quiet) as progress:
 
                 progress.configurations = len(configs)
 

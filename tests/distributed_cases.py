@@ -21,7 +21,7 @@ sys.path.insert(0, str(EXTRAS))
 from core import TrainSettings  # noqa: E402
 from core.pipeline.compare import compare  # noqa: E402
 from core.plugin.discovery import load_registry  # noqa: E402
-from core.training.distributed import DistributedError, World  # noqa: E402
+from core.training.distributed import DistributedError, World, claims  # noqa: E402
 from core.errors import NNError  # noqa: E402
 from core.pipeline.experiment import train  # noqa: E402
 from core.pipeline.multirun import run_many  # noqa: E402
@@ -39,7 +39,12 @@ DATA_PARALLEL = {
 }
 SWEEP_BASE = TrainSettings(epochs=2, hidden=(6,), n_train=60, n_test=40, batch_size=20, seed=7)
 SWEEP_VARIATIONS = {"act": ["tanh", "relu"], "loss": ["bce", "mse"]}
-SWEEP_RUNS = 3  # 4 configurations x 3 seeds = 12 pairs: 6 per rank, split mid-configuration
+SWEEP_RUNS = 3  # 4 configurations x 3 seeds: each configuration one group, taken by a free rank
+# batchnorm on the raw inputs, one full batch of 40 per epoch: each rank normalises its 20
+BATCHNORM = TrainSettings(dtype="float64", epochs=1, batch_size=40, n_train=40, n_test=20,
+                          preprocess="none", layers="batchnorm,linear:out=4,tanh,linear:out=1",
+                          seed=2)
+CLAIMS = (5, 3)  # two successive calls of `claims`, each handing out range(count)
 
 
 def registry():
@@ -60,6 +65,10 @@ def main(out: Path) -> None:
         comparison = compare(SWEEP_BASE, SWEEP_VARIATIONS, SWEEP_RUNS, reg,
                              together=together, world=world)
         found[f"sweep_together_{together}"] = comparison and comparison.to_dict()
+    normed = train(BATCHNORM, reg, world=world)
+    found["batchnorm"] = {"weights": [p.value.clone() for p in normed.model.parameters()],
+                          "buffers": {k: v.clone() for k, v in normed.model.buffers().items()}}
+    found["claims"] = [list(claims(world, count)) for count in CLAIMS]
     many = run_many(replace(SWEEP_BASE, dtype="float64"), 5, reg, world=world)
     found["runs_float64"] = many and many.to_dict()
     found["settings_differ"] = failure(

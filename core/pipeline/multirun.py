@@ -27,7 +27,7 @@ from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
 from core.pipeline.experiment import TrainResult, device, train
 from core.plugin.registry import Registry, default_registry
-from core.training.distributed import World, from_main, share
+from core.training.distributed import World, claims, from_main, share
 from core.training.settings import MAX_SEED, TrainSettings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
@@ -185,36 +185,68 @@ def sweep(
     """Every configuration's `runs` runs, split across the ranks; on rank 0, the results
     of each configuration in seed order, on the other ranks None.
 
-    The pairs (configuration, seed) are shared out consecutively, so a rank trains a few
-    whole configurations or a run of seeds of one, each group as one batched ensemble
-    (`together`) or one run after another. `on_configuration(index, first_run)` precedes
-    each group. An NNError on any rank is raised on every rank.
+    The work comes in groups (`groups`), each trained as one batched ensemble
+    (`together`) or one run after another; a rank that is free takes the next group
+    (`claims`), so ranks that draw cheaper configurations take more of them.
+    `on_configuration(index, first_run)` precedes each group; the run index that
+    `on_epoch` and `on_run` get counts from the configuration's first run. An NNError on any
+    rank is raised on every rank.
     """
-    pairs = [(c, seed) for c, settings in enumerate(configs) for seed in seeds_of(settings, runs)]
-    done: list[tuple[int, dict[str, Any]]] = []
+    work = groups(configs, runs, world.size)
+    done: list[tuple[int, int, TrainResult]] = []  # (configuration, run, result)
     failure = None
     try:
-        for c, group in itertools.groupby(share(pairs, world), key=lambda pair: pair[0]):
-            seeds = [seed for _, seed in group]
+        for index in claims(world, len(work)):
+            c, first, seeds = work[index]
             if on_configuration is not None:
-                on_configuration(c, seeds[0] - configs[c].seed)
-            results = train_seeds(configs[c], seeds, registry, on_epoch, on_run, together)
-            done += [(c, portable(result)) for result in results]
+                on_configuration(c, first)
+            results = train_seeds(configs[c], seeds, registry, shifted(on_epoch, first),
+                                  shifted(on_run, first), together)
+            done += [(c, first + i, result) for i, result in enumerate(results)]
     except NNError as e:
         failure = (type(e).__name__, str(e))
+    sent = [] if world.main else [(c, i, portable(result)) for c, i, result in done]
     gathered: list[Any] | None = [None] * world.size if world.main else None
-    torch.distributed.gather_object((done, failure), gathered, dst=0)
+    torch.distributed.gather_object((sent, failure), gathered, dst=0)
     failure = from_main(world, next((f for _, f in gathered if f), None) if world.main else None)
     if failure is not None:
         name, message = failure
         raise getattr(errors, name, NNError)(message)
     if not world.main:
         return None
+    arrived = [(c, i, rebuilt(payload, registry))
+               for rank_sent, _ in gathered for c, i, payload in rank_sent]
     by_config: list[list[TrainResult]] = [[] for _ in configs]
-    for rank_done, _ in gathered:
-        for c, payload in rank_done:
-            by_config[c].append(rebuilt(payload, registry))
+    for c, _, result in sorted(done + arrived, key=lambda item: item[:2]):
+        by_config[c].append(result)
     return by_config
+
+
+def groups(configs: Sequence[TrainSettings], runs: int, ranks: int) -> list[tuple[int, int, list[int]]]:
+    """The sweep's units of work, (configuration, its first run, seeds), largest first.
+
+    With at least as many configurations as ranks, each configuration is one group: it
+    trains as the same ensemble as in one process, so its numbers are the same bit for
+    bit. With fewer, the (configuration, seed) pairs are cut into `ranks` consecutive
+    shares, one group per configuration within a share: every rank has work, and a
+    configuration's seeds train as two or more smaller ensembles (equal to rounding).
+    """
+    if len(configs) >= ranks:
+        return [(c, 0, seeds_of(settings, runs)) for c, settings in enumerate(configs)]
+    pairs = [(c, i) for c in range(len(configs)) for i in range(runs)]
+    found = []
+    for rank in range(ranks):
+        for c, group in itertools.groupby(share(pairs, World(rank, ranks)), key=lambda pair: pair[0]):
+            indices = [i for _, i in group]
+            found.append((c, indices[0], [configs[c].seed + i for i in indices]))
+    return sorted(found, key=lambda group: -len(group[2]))  # stable: ties keep their order
+
+
+def shifted(callback: Callable[..., None] | None, first: int) -> Callable[..., None] | None:
+    """`callback(run, ...)` with `run` counted from a configuration's first run, not the group's."""
+    if callback is None:
+        return None
+    return lambda run, *rest: callback(run if run is None else first + run, *rest)
 
 
 def portable(result: TrainResult) -> dict[str, Any]:

@@ -44,14 +44,16 @@ class RunProgress:
     """Callbacks for many runs: `on_epoch(run, epoch, loss)` and `on_run(run, result)`.
 
     `label` names the configuration being run and `offset` counts the runs of the
-    configurations before it, so one display covers a whole comparison.
+    configurations before it, so one display covers a whole comparison. Under a sweep of
+    several processes rank 0 reports the runs it trains itself, each by its number among
+    all the runs; its bar counts them.
     """
 
     def __init__(self, total_runs: int, epochs: int, stream, progress=None, quiet: bool = False):
         self.total_runs, self.epochs, self.stream, self.progress = total_runs, epochs, stream, progress
         self.quiet = quiet  # report nothing (a rank other than 0 of a distributed run)
         self.label, self.offset = "", 0
-        self.finished = 0  # runs done, over every configuration so far
+        self.finished = 0  # runs this process finished, over every configuration so far
         self.configurations = 1  # a comparison's count: its runs bar says which one runs
         if progress is not None:
             self.runs_task = progress.add_task("runs", total=total_runs, what="runs", loss="-")
@@ -66,11 +68,13 @@ class RunProgress:
         self.progress.update(self.epochs_task, completed=epoch, loss=f"{loss:.6f}")
 
     def on_run(self, run: int, result) -> None:
-        done = self.finished = self.offset + run + 1
+        done = self.offset + run + 1  # the run's number among all (a sweep's ranks take turns)
+        self.finished += 1  # runs this process finished
         if self.quiet:
             return
         if self.progress is not None:
-            self.progress.update(self.runs_task, completed=done, what=f"runs {self.label}".rstrip())
+            self.progress.update(self.runs_task, completed=self.finished,
+                                 what=f"runs {self.label}".rstrip())
             return
         label = f"{self.label}  " if self.label else ""
         print(

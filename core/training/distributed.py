@@ -18,13 +18,14 @@ Two ways to use K processes:
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -156,6 +157,25 @@ def check_same_everywhere(world: World, what: str, mine: Any, describe: Callable
             f"{what} differs between ranks (rank 0: {describe(main)}); start every rank with "
             f"the same command and files"
         )
+
+
+def claims(world: World, count: int) -> Iterator[int]:
+    """The indices 0 .. count - 1 that this rank takes, each taken by exactly one rank:
+    first come, first served, through an atomic counter in the group's store.
+
+    Every rank must call it (once per call on every rank, in the same order, as for a
+    collective): the n-th call of a process counts on key n of its own.
+    """
+    # NOTE: the default process group's store is reached through a private torch function
+    # (there since torch 1.x); under torchrun it sits under this attempt's prefix
+    # (`_attempt_store`), so a restarted group counts afresh.
+    store = torch.distributed.distributed_c10d._get_default_store()
+    key = f"nn-scratch/claims-{next(_CLAIM_KEYS)}"
+    while (index := store.add(key, 1) - 1) < count:
+        yield index
+
+
+_CLAIM_KEYS = itertools.count()
 
 
 def share(items: Sequence[T], world: World | None) -> list[T]:
