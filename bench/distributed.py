@@ -10,11 +10,13 @@ Sections (every process binds and connects on 127.0.0.1 only):
          alternating, wall time of the whole command (start-up included); the two JSON
          outputs must be identical.
   step   data parallel on `digits` (scikit-learn's 8x8 images, 1797 x 64, standardised; 10
-         classes as one-hot targets, MSE, plain SGD lr 0.01): an MLP 64-256-256-10 at global
-         batch 64 and 512, ours (core.training.distributed.DataParallel: each rank its half of
-         the batch, one all_reduce over the packed gradient buffer) beside torch.nn +
-         DistributedDataParallel (gloo), same batches; K = 1 (one process, no communication)
-         and K = 2 launched in alternation; time per step is the median over repeats on rank 0.
+         classes as one-hot targets, MSE, plain SGD lr 0.01): an MLP 64-256-256-10 and the
+         plain CNN of bench/images.py (PLAIN_CNN: two conv 3x3 + relu + maxpool, then linear)
+         at global batch 64 and 512, ours (core.training.distributed.DataParallel: each rank
+         its half of the batch, one all_reduce over the packed gradient buffer) beside torch.nn
+         + DistributedDataParallel (gloo) from the same initial weights, same batches; K = 1
+         (one process, no communication) and K = 2 launched in alternation; time per step is
+         the median over repeats on rank 0.
   nodes  two launchers (`python -m core.training.torchrun --nnodes 2 --nproc-per-node 1
          --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:PORT`), each one "node", running a
          sweep and a data-parallel `nn-cli train`; their outputs against one node's
@@ -44,8 +46,11 @@ BATCHES = (64, 512)
 
 
 def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    return e | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NN_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    """This environment as a user's shell has it (torch's thread defaults untouched: nn-cli
+    picks its own), minus any process-group variables, plus the checkout on the path."""
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS")}
+    return e | {"PYTHONPATH": str(ROOT), "NN_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def timed(command: list[str]) -> tuple[float, str]:
@@ -81,6 +86,14 @@ def sweep(repeats: int) -> None:
 
 # -- step --------------------------------------------------------------------------------------
 
+def networks() -> dict[str, str]:
+    """The networks of `step`, by name: the issue's MLP and the plain CNN of bench/images.py."""
+    from images import PLAIN_CNN
+
+    mlp = ",".join(f"linear:out={w},relu" for w in WIDTHS[1:-1]) + f",linear:out={WIDTHS[-1]}"
+    return {f"MLP {'-'.join(map(str, WIDTHS))}": mlp, "CNN (images.py PLAIN_CNN)": PLAIN_CNN}
+
+
 def step(repeats: int, steps: int, rounds: int) -> None:
     results: dict[int, list[dict]] = {1: [], 2: []}
     args = ["--worker-step", "--repeats", str(repeats), "--steps", str(steps)]
@@ -92,54 +105,48 @@ def step(repeats: int, steps: int, rounds: int) -> None:
                        else launch_command(2, [__file__, *args]))
             _, out = timed(command)
             results[k].append(json.loads(out.strip().splitlines()[-1]))
-    print(f"data-parallel step, MLP {'-'.join(map(str, WIDTHS))} on digits, ms per step "
-          f"(median over {rounds} launches x {repeats} repeats of {steps} steps):")
-    print(f"  {'batch':>5}  {'side':<10} {'K=1':>8} {'K=2':>8} {'K=2 - K=1':>10}")
-    for batch in BATCHES:
-        for side in ("ours", "torch DDP"):
-            per_k = {k: statistics.median(t for r in results[k] for t in r[side][str(batch)])
-                     for k in (1, 2)}
-            print(f"  {batch:>5}  {side:<10} {per_k[1]:8.3f} {per_k[2]:8.3f} "
-                  f"{per_k[2] - per_k[1]:+10.3f}")
+    print(f"data-parallel step on digits, ms per step (median over {rounds} launches x "
+          f"{repeats} repeats of {steps} steps):")
+    print(f"  {'network':<26} {'batch':>5}  {'side':<10} {'K=1':>8} {'K=2':>8} {'K=2 - K=1':>10}")
+    for net in networks():
+        for batch in BATCHES:
+            for side in ("ours", "torch DDP"):
+                key = f"{net}|{side}|{batch}"
+                per_k = {k: statistics.median(t for r in results[k] for t in r[key])
+                         for k in (1, 2)}
+                print(f"  {net:<26} {batch:>5}  {side:<10} {per_k[1]:8.3f} {per_k[2]:8.3f} "
+                      f"{per_k[2] - per_k[1]:+10.3f}")
     for name in (k for k in results[2][0] if k.startswith("all_reduce")):
-        alone = statistics.median(t for r in results[2] for t in r[name]["-"])
+        alone = statistics.median(t for r in results[2] for t in r[name])
         print(f"  K=2 {name} float32 numbers alone: {alone:.3f} ms (median)")
 
 
 def worker_step(repeats: int, steps: int) -> None:
-    """One process's side of `step`: both implementations, alternating, its rank's slices."""
+    """One process's side of `step`: for each network both implementations, alternating,
+    on its rank's slices. torch.nn's twin starts from our initial weights (bench/images.py)."""
     import torch
     import torch.nn.functional as F
+    from images import torch_twin
     from sklearn.datasets import load_digits
 
-    from core import default_registry
-    from core.network.assemble import build_stack
+    from core import default_registry, no_input_grad
+    from core.network.assemble import build_flat_stack
     from core.network.stack import parse_layers
     from core.training.distributed import DataParallel, World, part
 
     torch.set_num_threads(1)
     world = World.from_env()
-    rank, size = (0, 1) if world is None else (world.rank, world.size)
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32)
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)  # (1797, 64)
     y = F.one_hot(torch.tensor(digits.target), 10).float()  # (1797, 10)
     registry = default_registry()
-    text = ",".join(f"linear:out={w},relu" for w in WIDTHS[1:-1]) + f",linear:out={WIDTHS[-1]}"
-    ours = build_stack(registry, parse_layers(text, registry), WIDTHS[0], init="he",
-                       generator=torch.Generator().manual_seed(0), dtype=torch.float32)
     loss = registry.create("loss", "mse")
-    optimizer = registry.create("optimizer", "sgd", parameters=ours.parameters(), lr=0.01)
-    shard = None if world is None else DataParallel(world, ours)
+    found: dict[str, list[float]] = {}
 
-    torch.manual_seed(0)
-    layers = []
-    for fan_in, fan_out in zip(WIDTHS, WIDTHS[1:]):
-        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
-    theirs = torch.nn.Sequential(*layers[:-1])
-    if world is not None:
-        theirs = torch.nn.parallel.DistributedDataParallel(theirs)
-    torch_opt = torch.optim.SGD(theirs.parameters(), lr=0.01)
+    def sync() -> None:
+        if world is not None:
+            torch.distributed.barrier()
 
     def batches(batch: int):
         for i in range(steps):
@@ -147,53 +154,57 @@ def worker_step(repeats: int, steps: int) -> None:
             lo, hi = (start, start + batch) if world is None else part(start, start + batch, world)
             yield x[lo:hi], y[lo:hi], hi - lo, batch
 
-    def run_ours(batch: int) -> None:
-        with torch.no_grad():
-            for xb, yb, mine, total in batches(batch):
-                optimizer.zero_grad()
-                loss.forward(ours.forward(xb), yb)
-                ours.backward(loss.backward())
-                if shard is not None:
-                    shard.reduce(mine, total)
-                optimizer.step()
+    for net, text in networks().items():
+        ours = build_flat_stack(registry, parse_layers(text, registry), (1, 8, 8), init="he",
+                                generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+        optimizer = registry.create("optimizer", "sgd", parameters=ours.parameters(), lr=0.01)
+        shard = None if world is None else DataParallel(world, ours)
+        twin = torch_twin(ours)  # the same weights
+        shape = ours.input_shape or (x.shape[1],)  # the CNN's twin takes images, (n, 1, 8, 8)
+        theirs = twin if world is None else torch.nn.parallel.DistributedDataParallel(twin)
+        torch_opt = torch.optim.SGD(theirs.parameters(), lr=0.01)
 
-    def run_torch(batch: int) -> None:
-        for xb, yb, _, _ in batches(batch):
-            torch_opt.zero_grad()
-            F.mse_loss(theirs(xb), yb).backward()  # DDP averages the gradients over ranks
-            torch_opt.step()
+        def run_ours(batch: int) -> None:
+            with torch.no_grad(), no_input_grad(ours):  # as the training loop runs it
+                for xb, yb, mine, total in batches(batch):
+                    optimizer.zero_grad()
+                    loss.forward(ours.forward(xb), yb)
+                    ours.backward(loss.backward())
+                    if shard is not None:
+                        shard.reduce(mine, total)
+                    optimizer.step()
 
-    def sync() -> None:
-        if world is not None:
-            torch.distributed.barrier()
+        def run_torch(batch: int) -> None:
+            for xb, yb, _, _ in batches(batch):
+                torch_opt.zero_grad()
+                # DDP averages the gradients over ranks
+                F.mse_loss(theirs(xb.view(-1, *shape)).flatten(1), yb).backward()
+                torch_opt.step()
 
-    found: dict[str, dict[str, list[float]]] = {"ours": {}, "torch DDP": {}}
-    for batch in BATCHES:  # one warm-up pass each
-        run_ours(batch), run_torch(batch)
-    for r in range(repeats):
-        for batch in BATCHES:
-            sides = [("ours", run_ours), ("torch DDP", run_torch)]
-            for name, run in sides if r % 2 == 0 else sides[::-1]:
-                sync()
-                start = time.perf_counter()
-                run(batch)
-                sync()
-                per_step = (time.perf_counter() - start) / steps * 1e3
-                found[name].setdefault(str(batch), []).append(per_step)
-    if world is not None:  # the all_reduce alone: 1 number (latency) and the whole buffer
-        for name, n in (("all_reduce 1", 1), (f"all_reduce {shard.grads[0].numel()}",
-                                               shard.grads[0].numel())):
-            buffer = torch.zeros(n)
-            times = []
-            for _ in range(repeats * 20):
-                sync()
-                start = time.perf_counter()
-                torch.distributed.all_reduce(buffer)
-                times.append((time.perf_counter() - start) * 1e3)
-            found[name] = {"-": [statistics.median(times)]}
-    if rank == 0:
+        for batch in BATCHES:  # one warm-up pass each
+            run_ours(batch), run_torch(batch)
+        for r in range(repeats):
+            for batch in BATCHES:
+                sides = [("ours", run_ours), ("torch DDP", run_torch)]
+                for name, run in sides if r % 2 == 0 else sides[::-1]:
+                    sync()
+                    start = time.perf_counter()
+                    run(batch)
+                    sync()
+                    per_step = (time.perf_counter() - start) / steps * 1e3
+                    found.setdefault(f"{net}|{name}|{batch}", []).append(per_step)
+        if world is not None:  # the all_reduce alone: 1 number (latency) and the whole buffer
+            for n in (1, shard.grads[0].numel()):
+                buffer = torch.zeros(n)
+                times = []
+                for _ in range(repeats * 20):
+                    sync()
+                    start = time.perf_counter()
+                    torch.distributed.all_reduce(buffer)
+                    times.append((time.perf_counter() - start) * 1e3)
+                found[f"all_reduce {n}"] = [statistics.median(times)]
+    if world is None or world.main:
         print(json.dumps(found), flush=True)
-    del size
 
 
 # -- nodes -------------------------------------------------------------------------------------
