@@ -458,13 +458,14 @@ def _typed(ctx: typer.Context) -> set[str]:
             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
 
 
-def _world(device: str):
-    """This process's place under torchrun (core.training.distributed.World), or None when alone."""
+def _world(device: str, join: bool = True):
+    """This process's place under torchrun (core.training.distributed.World), or None when
+    alone; `join=False` leaves joining the process group to the sweep."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     from core.training.distributed import World
 
-    return World.from_env(device)
+    return World.from_env(device, join=join)
 
 
 def _restarted_from(checkpoint: str | None) -> bool:
@@ -640,7 +641,8 @@ def compare(
             configs = [with_data_defaults(c, registry, typed) for c in configs]
         for settings in configs:  # every name, before the processes join
             check(settings, registry)
-        world = _world(configs[0].device)
+        # the sweep joins the group to gather: until then the ranks take work as they come
+        world = _world(configs[0].device, join=False)
         quiet = world is not None and not world.main  # only rank 0 reports
         longest = max(c.epochs for c in configs)
         try:

@@ -370,3 +370,33 @@ def test_nccl_data_parallel_equals_one_process(tmp_path):
     one = nn_cli(*args)
     assert json.loads(two.stdout)["losses"] == pytest.approx(json.loads(one.stdout)["losses"],
                                                              rel=1e-10)
+
+
+CLAIMS_OVER_ENV = """
+import sys
+from core.training.distributed import World, claims
+world = World.from_env(join=False)
+taken = list(claims(world, 7))  # joins first: under env:// the store comes with the group
+world.join()
+import torch.distributed as dist
+found = [None, None]
+dist.all_gather_object(found, taken)
+print(sorted(found[0] + found[1]) == list(range(7)))
+"""
+
+
+def test_claims_work_where_the_group_brings_its_own_store():
+    """Started with MASTER_ADDR/MASTER_PORT alone (no launcher's store): env://."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port = s.getsockname()[1]
+    env = loopback_env(WORLD_SIZE="2", MASTER_PORT=str(port))
+    env.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMS_OVER_ENV], cwd=ROOT, text=True,
+                              env=env | {"RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for r in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [o.strip().splitlines()[-1] for o in outputs] == ["True", "True"], outputs

@@ -206,6 +206,7 @@ def sweep(
     except NNError as e:
         failure = (type(e).__name__, str(e))
     sent = [] if world.main else [(c, i, portable(result)) for c, i, result in done]
+    world.join()  # where `World.from_env(join=False)` left it for now
     gathered: list[Any] | None = [None] * world.size if world.main else None
     torch.distributed.gather_object((sent, failure), gathered, dst=0)
     failure = from_main(world, next((f for _, f in gathered if f), None) if world.main else None)

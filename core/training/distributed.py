@@ -58,38 +58,68 @@ class World:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls, device: str = "cpu") -> World | None:
+    def from_env(cls, device: str = "cpu", join: bool = True) -> World | None:
         """The world torchrun describes in the environment, joined; None for one process.
 
         The process group is created once (gloo for "cpu", NCCL for "cuda"); a later
-        call finds it and checks its size.
+        call finds it and checks its size. With `join=False` the group is joined later, by
+        `join()` (a sweep: its ranks take work through the store while the slower ones are
+        still starting, and meet in the group only to gather the results).
         """
         size = int(os.environ.get("WORLD_SIZE", "1"))
         if size <= 1:
             return None
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SettingsError(
+                "device 'cuda' is not available here (torch finds no CUDA GPU); accepted: cpu"
+            )
+        if not join:
+            return cls(int(os.environ["RANK"]), size, device)
         dist = torch.distributed
-        if not dist.is_initialized():
-            if device == "cuda":
-                if not torch.cuda.is_available():
-                    raise SettingsError(
-                        "device 'cuda' is not available here (torch finds no CUDA GPU); "
-                        "accepted: cpu"
-                    )
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            keep_gloo_on_loopback()
-            backend = "nccl" if device == "cuda" else "gloo"
-            if _LISTENER is not None:  # rank 0 of LocalWorkers: host the store here, as
-                _host_store_of_local_workers()  # torchrun's launcher would; join as a client
-            if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-                dist.init_process_group(backend, store=_attempt_store(), rank=int(
-                    os.environ["RANK"]), world_size=size)
-            else:
-                dist.init_process_group(backend)
+        _join(device, size)
         backend = dist.get_backend()
         world = cls(dist.get_rank(), dist.get_world_size(), "cuda" if backend == "nccl" else "cpu")
         if world.size != size:
             raise DistributedError(f"WORLD_SIZE is {size} but the process group has {world.size}")
         return world
+
+    def join(self) -> None:
+        """Join the process group, unless this process already has (`from_env(join=False)`)."""
+        _join(self.device, self.size)
+
+
+def _join(device: str, size: int) -> None:
+    """Create this process's process group (gloo for "cpu", NCCL for "cuda"), once."""
+    dist = torch.distributed
+    if dist.is_initialized():
+        return
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    keep_gloo_on_loopback()
+    backend = "nccl" if device == "cuda" else "gloo"
+    store = _group_store()
+    if store is not None:
+        dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]),
+                                world_size=size)
+    else:
+        dist.init_process_group(backend)
+
+
+def _group_store():
+    """The store this process's group meets in, usable before the group is joined: the
+    launcher's (torchrun, or rank 0 of LocalWorkers, which hosts it here) under this
+    attempt's prefix. None when the processes meet through MASTER_ADDR/MASTER_PORT alone
+    (init_process_group's env://): then the store comes with the group."""
+    global _GROUP_STORE
+    if _GROUP_STORE is None:
+        if _LISTENER is not None:  # rank 0 of LocalWorkers: host the store here, as
+            _host_store_of_local_workers()  # torchrun's launcher would; join as a client
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            _GROUP_STORE = _attempt_store()
+    return _GROUP_STORE
+
+
+_GROUP_STORE: Any = None
 
 
 def _attempt_store():
@@ -161,15 +191,17 @@ def check_same_everywhere(world: World, what: str, mine: Any, describe: Callable
 
 def claims(world: World, count: int) -> Iterator[int]:
     """The indices 0 .. count - 1 that this rank takes, each taken by exactly one rank:
-    first come, first served, through an atomic counter in the group's store.
+    first come, first served, through an atomic counter in the group's store (reached
+    before the group is joined where the launcher's store is at hand).
 
     Every rank must call it (once per call on every rank, in the same order, as for a
     collective): the n-th call of a process counts on key n of its own.
     """
-    # NOTE: the default process group's store is reached through a private torch function
-    # (there since torch 1.x); under torchrun it sits under this attempt's prefix
-    # (`_attempt_store`), so a restarted group counts afresh.
-    store = torch.distributed.distributed_c10d._get_default_store()
+    store = _group_store()
+    if store is None:  # env://: the store comes with the group
+        world.join()
+        # NOTE: a private torch function (there since torch 1.x), the one way to it here
+        store = torch.distributed.distributed_c10d._get_default_store()
     key = f"nn-scratch/claims-{next(_CLAIM_KEYS)}"
     while (index := store.add(key, 1) - 1) < count:
         yield index
