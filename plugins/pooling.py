@@ -109,8 +109,9 @@ class MaxPool2d(_Pool):
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
-            raise StateError("MaxPool2d.backward called before forward")
+            raise StateError("MaxPool2d.backward called before forward (each forward allows one backward)")
         grad = self.unpadded_zeros(grad_output)  # (..., c, h + 2p, w + 2p)
+        first, self.first = self.first, None  # dropped once used: memory (see plugins/activations.py)
         # Each output's gradient goes to its window's winner: the winner's place in the
         # flat padded gradient is its plane's start + its window's corner + its offset in
         # the window (made here, for this backward only, rather than kept from forward).
@@ -121,13 +122,15 @@ class MaxPool2d(_Pool):
         plane = arange(grad.numel() // (height * width)).view(*grad.shape[:-2], 1, 1) * (height * width)
         corner = arange(oh).view(oh, 1) * (s * width) + arange(ow) * s  # (oh, ow)
         offset = torch.tensor([i * width + j for i in range(k) for j in range(k)], device=device)
-        index = ((plane + corner) + offset[self.first.long()]).reshape(-1)  # (... * c * oh * ow,)
+        index = ((plane + corner) + offset[first.long()]).reshape(-1)  # (... * c * oh * ow,)
         values = grad_output.reshape(-1)
         if k <= s:  # windows never overlap: every place is written at most once
             grad.view(-1).scatter_(0, index, values)
         else:
             grad.view(-1).index_add_(0, index, values)
-        return self.crop(grad)
+        grad = self.crop(grad)
+        self.in_shape = None
+        return grad
 
 
 class AvgPool2d(_Pool):
