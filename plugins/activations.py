@@ -40,7 +40,7 @@ class ReLU(_Activation):
         return x.clamp_min(0)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.cached(), grad_output, 0.0)  # one pass; `* mask` converts it first
+        return grad_output * self.cached()  # NOTE: not torch.where(mask, g, 0.0): several times slower
 
 
 class Tanh(_Activation):
