@@ -9,6 +9,7 @@ scikit-learn (`pip install 'nn-scratch[datasets]'`), imported only when one is b
 
 from __future__ import annotations
 
+import functools
 import math
 
 from core import Dataset, DataError, hookimpl
@@ -147,24 +148,33 @@ def gauss(generator: torch.Generator, n: int = 1000, noise: float = 0.5, distanc
 
 def _sklearn_table(name: str, loader: str) -> Dataset:
     try:
-        import sklearn.datasets  # noqa: PLC0415: heavy, and optional
+        import sklearn.datasets  # noqa: PLC0415, F401: heavy, and optional
     except ImportError:
         raise DataError(
             f"dataset {name!r} comes from scikit-learn, which is not installed; "
             f"install it with: pip install '{EXTRA}'"
         ) from None
-    bunch = getattr(sklearn.datasets, loader)()
-    x = torch.as_tensor(bunch.data, dtype=torch.float64)  # (n, features)
+    bunch = _sklearn_bunch(loader)
+    x = torch.tensor(bunch.data, dtype=torch.float64)  # (n, features), a copy: the bunch is shared
     features = tuple(str(f) for f in bunch.feature_names)
     if name == "diabetes":
-        y = torch.as_tensor(bunch.target, dtype=torch.float64).view(-1, 1)  # (n, 1)
+        y = torch.tensor(bunch.target, dtype=torch.float64).view(-1, 1)  # (n, 1)
         return Dataset(name, "regression", x, y, features, (len(features),),
                        target_names=("progression",), description=_first_line(bunch.DESCR))
     classes = tuple(str(c) for c in bunch.target_names)
     task = "binary" if len(classes) == 2 else "multiclass"
     shape = (1, 8, 8) if name == "digits" else (len(features),)
-    return Dataset(name, task, x, torch.as_tensor(bunch.target, dtype=torch.long), features,
+    return Dataset(name, task, x, torch.tensor(bunch.target, dtype=torch.long), features,
                    shape, classes, description=_first_line(bunch.DESCR))
+
+
+@functools.cache
+def _sklearn_bunch(loader: str):
+    """scikit-learn's table, parsed once per process: a 30-run ensemble or a sweep reads it
+    once per run, and parsing digits' CSV costs more than a run's data preparation."""
+    import sklearn.datasets  # noqa: PLC0415: heavy, and optional
+
+    return getattr(sklearn.datasets, loader)()
 
 
 def _first_line(text: str) -> str:

@@ -40,10 +40,11 @@ class Linear:
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.input is None:
-            raise StateError("Linear.backward called before forward")
+            raise StateError("Linear.backward called before forward (each forward allows one backward)")
+        x, self.input = self.input, None  # dropped once used: memory (see plugins/activations.py)
         # NOTE: the matmul adds into the gradient itself (addmm_/baddbmm_ is `+= a @ b`),
         # so no (in, out) temporary is made at each step.
-        add_matmul_(self.weight.grad, self.input.mT, grad_output)  # (..., in, out)
+        add_matmul_(self.weight.grad, x.mT, grad_output)  # (..., in, out)
         self.bias.grad += grad_output.sum(dim=-2)  # (..., out)
         if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
             return None

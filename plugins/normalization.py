@@ -86,6 +86,7 @@ class BatchNorm(_Modes):
                 )
             mean = x.mean(dim=reduce, keepdim=True)  # view-shaped
             centred = x - mean
+            # NOTE: not torch.var_mean: its one-pass (Welford) reduction is several times slower here
             var = (centred * centred).mean(dim=reduce, keepdim=True)  # biased, as torch normalises
             # NOTE: detached so that an autograd check of this forward (the kit) leaves the
             # running statistics plain tensors; the framework runs without autograd anyway.
@@ -97,14 +98,15 @@ class BatchNorm(_Modes):
             centred = x - self.running_mean.view(view)
             var = self.running_var.view(view)
         inv_std = torch.rsqrt(var + self.eps)  # view-shaped
-        normalised = centred * inv_std  # like x
+        normalised = centred * inv_std  # like x (not in place: the kit runs this forward under autograd)
         self.cache = (normalised, inv_std, reduce, view, self.training)
-        return normalised * self.weight.value.view(view) + self.bias.value.view(view)
+        return torch.addcmul(self.bias.value.view(view), normalised, self.weight.value.view(view))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
-            raise StateError("BatchNorm.backward called before forward")
+            raise StateError("BatchNorm.backward called before forward (each forward allows one backward)")
         normalised, inv_std, reduce, view, batch_statistics = self.cache
+        self.cache = None  # dropped once used: memory (see plugins/activations.py)
         scaled_sum = (grad_output * normalised).sum(dim=reduce)  # (..., channels)
         plain_sum = grad_output.sum(dim=reduce)  # (..., channels)
         self.weight.grad += scaled_sum
@@ -173,8 +175,9 @@ class LayerNorm:
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
-            raise StateError("LayerNorm.backward called before forward")
+            raise StateError("LayerNorm.backward called before forward (each forward allows one backward)")
         normalised, inv_std = self.cache
+        self.cache = None  # dropped once used: memory (see plugins/activations.py)
         batch = 0 if self.runs is None else 1
         self.weight.grad += (grad_output * normalised).sum(dim=batch)  # (..., *sample)
         self.bias.grad += grad_output.sum(dim=batch)
@@ -227,8 +230,9 @@ class Dropout(_Modes):
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if not self.called:
-            raise StateError("Dropout.backward called before forward")
-        return grad_output if self.mask is None else grad_output * self.mask
+            raise StateError("Dropout.backward called before forward (each forward allows one backward)")
+        mask, self.mask, self.called = self.mask, None, False  # dropped once used: memory
+        return grad_output if mask is None else grad_output * mask
 
     def parameters(self) -> list[Parameter]:
         return []

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from core import ShapeError, StateError, evaluating
 from nn_testing import CheckFailed, check_module
+import plugins.conv as conv_module
 from plugins.conv import Conv2d, ConvTranspose2d
 from plugins.normalization import BatchNorm, Dropout, LayerNorm
 from plugins.pooling import AvgPool2d, Flatten, MaxPool2d, Upsample
@@ -34,6 +35,7 @@ KIT_CASES = {
         dict(out_channels=3, kernel_size=4, stride=3, padding=2, output_padding=1, dilation=2)),
     "maxpool2d 2": (MaxPool2d, (2, 8, 7), dict(kernel_size=2)),
     "maxpool2d 2 tiling the input": (MaxPool2d, (2, 6, 4), dict(kernel_size=2)),
+    "maxpool2d 2 pad 1": (MaxPool2d, (2, 5, 6), dict(kernel_size=2, padding=1)),
     "maxpool2d 3 stride 2 pad 1": (MaxPool2d, (3, 9, 6), dict(kernel_size=3, stride=2, padding=1)),
     "avgpool2d 3 stride 2 pad 1": (AvgPool2d, (2, 7, 8), dict(kernel_size=3, stride=2, padding=1)),
     "avgpool2d 2": (AvgPool2d, (1, 5, 5), dict(kernel_size=2)),
@@ -222,6 +224,29 @@ def test_backward_before_forward_is_a_state_error(layer):
         layer.backward(torch.zeros(1, 1, 2, 2))
 
 
+@pytest.mark.parametrize("case", [c for c in sorted(KIT_CASES) if c.startswith("conv2d")])
+def test_kit_passes_conv2d_a_share_of_the_batch_at_a_time(case, monkeypatch):
+    # A budget below one image's columns: forward and backward go one image at a time,
+    # the path a large batch (evaluation, an ensemble's training set) takes.
+    monkeypatch.setattr(conv_module, "COLUMN_BUDGET", 1)
+    factory, shape, args = KIT_CASES[case]
+    check_module(factory, in_shape=shape, batch_sizes=(1, 3), **args)
+
+
+@pytest.mark.parametrize("layer", [
+    Conv2d(1, 1, 3, init=gaussian, dtype=torch.float64), ConvTranspose2d(1, 1, 3, init=gaussian,
+    dtype=torch.float64), MaxPool2d(2), BatchNorm(1), Dropout(0.5),
+], ids=type)
+def test_a_second_backward_for_one_forward_is_a_state_error(layer):
+    # Each layer drops its cache once backward has used it: memory comes back at once.
+    for p in layer.parameters():
+        p.grad = torch.zeros_like(p.value)
+    out = layer.forward(randn(2, 1, 4, 4))
+    layer.backward(torch.ones_like(out))
+    with pytest.raises(StateError, match="each forward allows one backward"):
+        layer.backward(torch.ones_like(out))
+
+
 def test_conv2d_names_the_shapes_it_cannot_take():
     conv = Conv2d(2, 3, 5, init=gaussian, dtype=torch.float64)
     with pytest.raises(ShapeError, match="does not fit a 3x3 input"):
@@ -232,7 +257,7 @@ def test_conv2d_names_the_shapes_it_cannot_take():
         MaxPool2d(2).forward(randn(4, 10))
 
 
-@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, None, 0)])
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (2, None, 1), (3, 2, 1), (3, None, 0)])
 def test_maxpool_routes_ties_to_the_first_maximum_like_torch(k, s, p):
     # Ties are the rule after a relu (windows of zeros): the gradient goes to the first.
     x = randn(2, 3, 6, 6).round().clamp(min=0).requires_grad_()

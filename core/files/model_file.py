@@ -56,6 +56,7 @@ from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
 from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
+from core.training.evaluate import forward_in_slices
 from core.training.settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -568,7 +569,7 @@ class LoadedModel:
         x = preprocess.apply(self.preprocessing, x)
         _refuse_non_finite(x, f"the standardised inputs overflow {dtype}, the model's precision")
         with torch.set_grad_enabled(False):
-            scores = self.model.forward(x)  # (n, outputs)
+            scores = forward_in_slices(self.model, x)  # (n, outputs)
         _refuse_non_finite(scores, f"the score is not finite: the inputs are too large for "
                                    f"the model in {dtype}")
         if self.task == "regression":

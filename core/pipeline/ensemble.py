@@ -26,7 +26,7 @@ from core.network.protocols import evaluating, set_training
 from core.plugin.registry import Registry, default_registry
 from core.training.schedule import SCHEDULES
 from core.training.settings import TrainSettings
-from core.training.evaluate import output_errors, output_metrics, run_errors
+from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import divergence, divergence_error, fit_runs
 
 
@@ -99,7 +99,7 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     schedule = SCHEDULES[settings.schedule]
 
     with evaluating(ensemble):  # moves no running statistic, draws no mask
-        initial_losses = loss.forward(ensemble.forward(x_train), y_train).tolist()  # (runs,)
+        initial_losses = loss.forward(forward_in_slices(ensemble, x_train), y_train).tolist()  # (runs,)
 
     def after_epoch(epoch: int, run_losses: list[float]) -> None:
         check_runs(runs, stacked, epoch, run_losses, initial_losses)
@@ -115,8 +115,9 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     set_training(ensemble, False)  # the trained networks measure in evaluation
     # Each run's data share a task, an encoding and (per run) a preprocessing.
     how = dict(task=data[0].task, one_hot=data[0].one_hot)
+    test_outputs = forward_in_slices(ensemble, x_test)  # (runs, n_test, out): errors and metrics
     if how["task"] == "regression":  # each run maps its outputs back with its own statistics
-        outputs = ensemble.forward(x_train), ensemble.forward(x_test)  # (runs, n, targets) each
+        outputs = forward_in_slices(ensemble, x_train), test_outputs  # (runs, n, targets) each
         train_errors, test_errors = (
             [output_errors(out[i], loss, d_labels(d), preprocessing=d.preprocessing, **how).item()
              for i, d in enumerate(data)]
@@ -125,9 +126,8 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     else:
         train_errors = run_errors(ensemble, loss, x_train, labels_train, preprocessing={},
                                   **how).tolist()  # (runs,)
-        test_errors = run_errors(ensemble, loss, x_test, labels_test, preprocessing={},
-                                 **how).tolist()  # (runs,)
-    test_outputs = ensemble.forward(x_test)  # (runs, n_test, out)
+        test_errors = output_errors(test_outputs, loss, labels_test, preprocessing={},
+                                    **how).tolist()  # (runs,)
     for j, p in enumerate(stacked):
         for i, params in enumerate(per_run):
             params[j].value.copy_(p.value[i])

@@ -30,7 +30,7 @@ from core.training.schedule import SCHEDULES
 from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
 from core.network.stack import parse_layers
-from core.training.evaluate import output_metrics, run_errors
+from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import fit
 from core.training.result import TrainResult
 
@@ -386,7 +386,7 @@ def train(
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         # In evaluation: measuring moves no running statistic and draws no dropout mask.
         with evaluating(model):
-            initial_loss = loss.forward(model.forward(data.x_train), data.y_train).item()
+            initial_loss = loss.forward(forward_in_slices(model, data.x_train), data.y_train).item()
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         if shard is not None:  # after any restore: every rank goes on from the same state
             shard.check_same_start(len(done))
@@ -421,11 +421,13 @@ def result_of(
     """The TrainResult of a trained network: its errors and, on the test set, its metrics."""
     set_training(model, False)  # a trained network measures and predicts in evaluation
     how = dict(task=data.task, one_hot=data.one_hot, preprocessing=data.preprocessing)
-    errors = [run_errors(model, loss, x, labels, **how).item()
-              for x, labels in ((data.x_train, data.labels_train), (data.x_test, data.labels_test))]
-    metrics = output_metrics(model.forward(data.x_test), loss, data.labels_test,
+    train_error = run_errors(model, loss, data.x_train, data.labels_train, **how).item()
+    with torch.set_grad_enabled(False):
+        test_outputs = forward_in_slices(model, data.x_test)  # once, for the error and the metrics
+    test_error = output_errors(test_outputs, loss, data.labels_test, **how).item()
+    metrics = output_metrics(test_outputs, loss, data.labels_test,
                              class_names=data.dataset.class_names, **how)
-    return TrainResult(settings, losses, errors[0], errors[1], specs, model, data.preprocessing,
+    return TrainResult(settings, losses, train_error, test_error, specs, model, data.preprocessing,
                        dataset=data_metadata(data), metrics=metrics, best_epoch=best_epoch)
 
 
@@ -447,7 +449,7 @@ class BestEpoch:
         def after_epoch(epoch: int, train_loss: float) -> bool:
             then(epoch, train_loss)
             with evaluating(self.model):
-                value = self.loss.forward(self.model.forward(self.data.x_val), self.data.y_val).item()
+                value = self.loss.forward(forward_in_slices(self.model, self.data.x_val), self.data.y_val).item()
             if value < self.best_loss:
                 self.best_loss, self.best_epoch = value, epoch
                 self.weights = [t.clone() for t in self.state()]
