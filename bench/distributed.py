@@ -75,7 +75,7 @@ def sweep(repeats: int) -> None:
             elapsed, out = timed(command)
             times[name].append(elapsed)
             outputs[name].add(out)
-            print(f"  {name}: {elapsed:.2f} s", flush=True)
+            print(f"  {name}: {elapsed:.2f} s  (load {os.getloadavg()[0]:.1f} after)", flush=True)
     same = len(outputs["1 process"] | outputs["2 processes"]) == 1
     one, two = (statistics.median(times[k]) for k in ("1 process", "2 processes"))
     print(f"sweep 4 configurations x 30 seeds, median of {repeats} (whole command):")
