@@ -187,15 +187,20 @@ def bench_ensemble(registry, quick: bool) -> None:
     for seed in range(runs):
         train(dataclasses.replace(settings, seed=seed), registry)
     apart = time.perf_counter() - start
-    step_together, step_apart = ensemble_steps(registry, settings, runs, 5 if quick else 21)
+    step_together, step_apart, step_wide = ensemble_steps(registry, settings, runs, 5 if quick else 21)
     print(f"| | as one ensemble | one at a time | speed-up |\n|---|---|---|---|\n"
           f"| {runs} whole runs | {together:.1f} s | {apart:.1f} s | {apart / together:.2f}x |\n"
           f"| one training step of all {runs} (median) | {step_together * 1e3:.1f} ms | "
-          f"{step_apart * 1e3:.1f} ms | {step_apart / step_together:.2f}x |")
+          f"{step_apart * 1e3:.1f} ms | {step_apart / step_together:.2f}x |\n")
+    # Batching saves per-op overhead, not arithmetic: one network's step on all the runs'
+    # samples at once does the ensemble step's arithmetic with a single run's op count.
+    print(f"One network's step on a batch of {runs} x {settings.batch_size}: {step_wide * 1e3:.1f} ms; "
+          f"the {runs} single steps over it, {step_apart / step_wide:.2f}x, bound what batching can save.")
 
 
 def ensemble_steps(registry, settings, runs: int, repeats: int) -> tuple[float, float]:
-    """Medians of one step of `runs` networks: as one ensemble, and as `runs` single steps."""
+    """Medians of one step of `runs` networks: as one ensemble, as `runs` single steps, and
+    one network's step on the `runs` batches at once."""
     data = prepare_data(settings, registry)
     in_shape, out = shape_of(data, registry, settings)
     specs = network_specs(registry, settings, out)
@@ -214,7 +219,8 @@ def ensemble_steps(registry, settings, runs: int, repeats: int) -> tuple[float, 
 
     together = our_steps(ensemble, loss, optimizer(ensemble), xs, ys, 1)
     apart = our_steps(single, loss, optimizer(single), x, y, runs)
-    return alternating_medians((together, apart), repeats)
+    wide = our_steps(single, loss, optimizer(single), xs.flatten(0, 1), ys.flatten(0, 1), 1)
+    return alternating_medians((together, apart, wide), repeats)
 
 
 def our_steps(model, loss, optimizer, x, y, count: int):
