@@ -157,14 +157,7 @@ def bench_step(registry, quick: bool) -> None:
 
         model.train(), theirs.train()
 
-        def ours_steps():
-            # no_input_grad: as the training loop does (the data's gradient is not needed)
-            with torch.set_grad_enabled(False), no_input_grad(model):
-                for _ in range(steps):
-                    loss.forward(model.forward(x), y)
-                    optimizer.zero_grad()
-                    model.backward(loss.backward())
-                    optimizer.step()
+        ours_steps = our_steps(model, loss, optimizer, x, y, steps)
 
         def their_steps():
             with torch.enable_grad():
@@ -173,14 +166,7 @@ def bench_step(registry, quick: bool) -> None:
                     torch.nn.functional.cross_entropy(theirs(images), y).backward()
                     their_opt.step()
 
-        ours_steps(), their_steps()  # warm up
-        mine, other = [], []
-        for _ in range(repeats):  # alternating, so both sides see the same machine load
-            for fn, times in ((ours_steps, mine), (their_steps, other)):
-                start = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - start) / steps)
-        a, b = statistics.median(mine), statistics.median(other)
+        a, b = (t / steps for t in alternating_medians((ours_steps, their_steps), repeats))
         pa, pb = peak_bytes(ours_steps, torch.device("cpu")), peak_bytes(their_steps, torch.device("cpu"))
         print(f"| {batch} | {a * 1e3:.3f} | {b * 1e3:.3f} | {b / a:.2f}x | {pa / 2**20:.2f} | "
               f"{pb / 2**20:.2f} | {pa / pb:.2f} |", flush=True)
@@ -201,15 +187,20 @@ def bench_ensemble(registry, quick: bool) -> None:
     for seed in range(runs):
         train(dataclasses.replace(settings, seed=seed), registry)
     apart = time.perf_counter() - start
-    step_together, step_apart = ensemble_steps(registry, settings, runs, 5 if quick else 21)
+    step_together, step_apart, step_wide = ensemble_steps(registry, settings, runs, 5 if quick else 21)
     print(f"| | as one ensemble | one at a time | speed-up |\n|---|---|---|---|\n"
           f"| {runs} whole runs | {together:.1f} s | {apart:.1f} s | {apart / together:.2f}x |\n"
           f"| one training step of all {runs} (median) | {step_together * 1e3:.1f} ms | "
-          f"{step_apart * 1e3:.1f} ms | {step_apart / step_together:.2f}x |")
+          f"{step_apart * 1e3:.1f} ms | {step_apart / step_together:.2f}x |\n")
+    # Batching saves per-op overhead, not arithmetic: one network's step on all the runs'
+    # samples at once does the ensemble step's arithmetic with a single run's op count.
+    print(f"One network's step on a batch of {runs} x {settings.batch_size}: {step_wide * 1e3:.1f} ms; "
+          f"the {runs} single steps over it, {step_apart / step_wide:.2f}x, bound what batching can save.")
 
 
 def ensemble_steps(registry, settings, runs: int, repeats: int) -> tuple[float, float]:
-    """Medians of one step of `runs` networks: as one ensemble, and as `runs` single steps."""
+    """Medians of one step of `runs` networks: as one ensemble, as `runs` single steps, and
+    one network's step on the `runs` batches at once."""
     data = prepare_data(settings, registry)
     in_shape, out = shape_of(data, registry, settings)
     specs = network_specs(registry, settings, out)
@@ -222,28 +213,41 @@ def ensemble_steps(registry, settings, runs: int, repeats: int) -> tuple[float, 
                                 device="cpu", runs=runs)
     single = build_network(registry, settings, specs, in_features=in_shape, out_features=out)
 
-    def steps(model, inputs, targets, count):
-        optimizer = registry.create("optimizer", settings.optimizer, parameters=model.parameters(),
-                                    lr=settings.lr)
+    def optimizer(model):
+        return registry.create("optimizer", settings.optimizer, parameters=model.parameters(),
+                               lr=settings.lr)
 
-        def run():
-            with torch.set_grad_enabled(False), no_input_grad(model):
-                for _ in range(count):
-                    loss.forward(model.forward(inputs), targets)
-                    optimizer.zero_grad()
-                    model.backward(loss.backward())
-                    optimizer.step()
-        return run
+    together = our_steps(ensemble, loss, optimizer(ensemble), xs, ys, 1)
+    apart = our_steps(single, loss, optimizer(single), x, y, runs)
+    wide = our_steps(single, loss, optimizer(single), xs.flatten(0, 1), ys.flatten(0, 1), 1)
+    return alternating_medians((together, apart, wide), repeats)
 
-    together, apart = steps(ensemble, xs, ys, 1), steps(single, x, y, runs)
-    together(), apart()  # warm up
-    times = {together: [], apart: []}
-    for _ in range(repeats):  # alternating
-        for fn in times:
+
+def our_steps(model, loss, optimizer, x, y, count: int):
+    """A function running `count` training steps of our network on one batch, as the loop does
+    (no_input_grad: nothing reads the data's gradient)."""
+    def run():
+        with torch.set_grad_enabled(False), no_input_grad(model):
+            for _ in range(count):
+                loss.forward(model.forward(x), y)
+                optimizer.zero_grad()
+                model.backward(loss.backward())
+                optimizer.step()
+    return run
+
+
+def alternating_medians(functions, repeats: int) -> list[float]:
+    """Each function's median wall time over `repeats`, the functions taking turns (so they
+    see the same machine load), after one warm-up call each."""
+    for fn in functions:
+        fn()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for fn, spent in zip(functions, times):
             start = time.perf_counter()
             fn()
-            times[fn].append(time.perf_counter() - start)
-    return statistics.median(times[together]), statistics.median(times[apart])
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def bench_denoise(registry, quick: bool) -> None:

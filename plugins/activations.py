@@ -40,7 +40,9 @@ class ReLU(_Activation):
         return x.clamp_min(0)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
-        return grad_output * self.cached()  # NOTE: not torch.where(mask, g, 0.0): several times slower
+        # NOTE: the mask as bytes: torch converts a bool operand several times slower than
+        # uint8 (and where(mask, g, 0) is slower still); the product is the same.
+        return grad_output * self.cached().view(torch.uint8)
 
 
 class Tanh(_Activation):

@@ -190,12 +190,12 @@ class Conv2d(_Convolution):
             raise StateError("Conv2d.backward called before forward (each forward allows one backward)")
         padded, self.padded = self.padded, None  # dropped once used: memory (see plugins/activations.py)
         g = grad_output.transpose(-4, -3)  # (..., out, batch, oh, ow): free when channel-major
-        self.bias.grad += g.sum(dim=(-3, -2, -1))  # (..., out)
         if self.stride == 1:  # wide rows: the wasted columns get a zero gradient
             wide = g.new_zeros((*g.shape[:-1], padded.shape[-1]))
             wide[..., :g.shape[-1]] = g
             g = wide
         g = g.reshape(*g.shape[:-3], -1)  # (..., out, batch*L')
+        self.bias.grad += g.sum(dim=-1)  # (..., out): one contiguous sum (the wasted columns are 0)
         # The weight gradient, from the columns computed again (cheaper in memory than
         # keeping them), a share of the batch at a time: they are k*k times the input.
         weight_grad = self.weight.grad.view(*g.shape[:-1], -1)  # (..., out, in*k*k)
@@ -206,20 +206,25 @@ class Conv2d(_Convolution):
         del cols
         if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
             return None
-        # col2im, the columns' adjoint: each kernel offset's columns add back where they
-        # came from. One product per offset, W[:, :, i, j].T @ g: never all k*k at once.
+        # col2im, the columns' adjoint: the columns' gradient W.T @ g, one kernel row of
+        # offsets and a share of the batch at a time (memory: all of it is k*k times the
+        # input), each offset's part added back where its columns came from.
         grad_padded = torch.zeros_like(padded, memory_format=torch.contiguous_format)
-        fields = self._fields(grad_padded)  # (..., in, k, k, batch, L') or (..., oh, ow)
         rows = 2 if self.stride == 1 else 3  # the dimensions after the kernel offsets
-        # The weight once as (..., k, k, in, out): each offset's matrix W[:, :, i, j].T is then
-        # contiguous, which batched products need (else they copy it run by run).
+        k, lead = self.kernel_size, self.weight.value.shape[:-4]  # (runs,) or ()
+        # W as (..., k, k, in, out): a kernel row's matrices, (k*in, out), are contiguous
         per_offset = self.weight.value.movedim((-4, -3), (-1, -2)).contiguous()
-        for i in range(self.kernel_size):
-            for j in range(self.kernel_size):
-                place = fields[(..., i, j) + (slice(None),) * rows]  # a view into grad_padded
-                # NOTE: not `fields[at] += ...`: Python's item assignment after it would
-                # copy the sum onto itself once more.
-                place += (per_offset[..., i, j, :, :] @ g).view(place.shape)  # (..., in, batch*L')
+        for start in range(0, batch, share):
+            fields = self._fields(grad_padded[..., start:start + share, :, :, :])  # (..., in, k, k, share, ...)
+            part = g[..., start * per_image:(start + share) * per_image]  # (..., out, share*L')
+            for i in range(k):
+                row_grad = per_offset[..., i, :, :, :].reshape(*lead, -1, self.out_channels) @ part
+                row_grad = row_grad.view(*lead, k, self.in_channels, *fields.shape[-rows:])
+                for j in range(k):
+                    # NOTE: not `fields[at] += ...`: Python's item assignment after it would
+                    # copy the sum onto itself once more. Offsets overlap: one at a time.
+                    place = fields[(..., i, j) + (slice(None),) * rows]  # a view into grad_padded
+                    place += row_grad[(..., j, slice(None)) + (slice(None),) * rows]
         p, (h, w) = self.padding, self.in_size
         return grad_padded[..., p:p + h, p:p + w]
 
