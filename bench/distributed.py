@@ -8,7 +8,9 @@ Sections (every process binds and connects on 127.0.0.1 only):
   sweep  `nn-cli compare --act tanh --act relu --loss bce --loss mse --runs 30` (4
          configurations x 30 seeds of the disk task) in one process against `--workers 2`,
          alternating, wall time of the whole command (start-up included); the two JSON
-         outputs must be identical.
+         outputs must be identical. Then where one process's time goes (imports, checks,
+         each configuration's training, timed inside a fresh process) and the best that 2
+         processes could do with whole configurations.
   step   data parallel on `digits` (scikit-learn's 8x8 images, 1797 x 64, standardised; 10
          classes as one-hot targets, MSE, plain SGD lr 0.01): an MLP 64-256-256-10 and the
          plain CNN of bench/images.py (PLAIN_CNN: two conv 3x3 + relu + maxpool, then linear)
@@ -82,6 +84,57 @@ def sweep(repeats: int) -> None:
     print(f"  1 process    {one:7.2f} s")
     print(f"  2 processes  {two:7.2f} s   speed-up {one / two:.2f}x   "
           f"identical JSON: {'yes' if same else 'NO'}")
+
+
+def sweep_parts() -> None:
+    """Where one process's sweep time goes: what `--workers 2` can split and what it cannot.
+
+    A fresh process (as `nn-cli` would be) times its imports, the checks of the four
+    configurations, and each configuration's 30 runs trained alone (one thread, as nn-cli
+    trains); the bound for 2 processes is start-up + the larger half of the best split of
+    whole configurations (a sweep's unit of work when there are enough of them).
+    """
+    _, out = timed([sys.executable, __file__, "--worker-parts"])
+    found = json.loads(out.strip().splitlines()[-1])
+    trains = found["train"]
+    whole = found["imports"] + found["check"] + sum(trains)
+    best = min(max(sum(t for i, t in enumerate(trains) if mask >> i & 1),
+                   sum(t for i, t in enumerate(trains) if not mask >> i & 1))
+               for mask in range(2 ** len(trains)))
+    start = found["imports"] + found["check"]
+    print("one process, timed inside (no interpreter start-up, no output):")
+    print(f"  imports {found['imports']:.2f} s, checks {found['check']:.2f} s, training "
+          + ", ".join(f"{t:.2f}" for t in trains) + f" s (tanh/bce, tanh/mse, relu/bce, "
+          f"relu/mse), sum {whole:.2f} s")
+    print(f"  best split of whole configurations: {best:.2f} s of {sum(trains):.2f} s; "
+          f"2 processes at best {whole / (start + best):.2f}x")
+
+
+def worker_parts() -> None:
+    start = time.perf_counter()
+    import torch
+
+    from core import default_registry
+    from core.pipeline.compare import configurations
+    from core.pipeline.experiment import check
+    from core.pipeline.multirun import seeds_of, train_seeds
+    from core.training.settings import TrainSettings
+
+    torch.set_num_threads(1)  # as nn-cli trains
+    registry = default_registry()
+    found = {"imports": time.perf_counter() - start}
+    configs = configurations(TrainSettings(), {"act": ["tanh", "relu"], "loss": ["bce", "mse"]})
+    start = time.perf_counter()
+    for settings in configs:
+        check(settings, registry, runs=30)
+    found["check"] = time.perf_counter() - start
+    found["train"] = []
+    with torch.set_grad_enabled(False):
+        for settings in configs:
+            start = time.perf_counter()
+            train_seeds(settings, seeds_of(settings, 30), registry)
+            found["train"].append(time.perf_counter() - start)
+    print(json.dumps(found), flush=True)
 
 
 # -- step --------------------------------------------------------------------------------------
@@ -256,15 +309,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--worker-step", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-parts", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_step:
         worker_step(args.repeats, args.steps)
+        return
+    if args.worker_parts:
+        worker_parts()
         return
     sections = args.only.split(",")
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     if "sweep" in sections:
         sweep(args.repeats)
+        sweep_parts()
     if "step" in sections:
         step(args.repeats * 3, args.steps, args.rounds)
     if "nodes" in sections:
