@@ -100,7 +100,8 @@ class BatchNorm(_Modes):
         inv_std = torch.rsqrt(var + self.eps)  # view-shaped
         normalised = centred * inv_std  # like x (not in place: the kit runs this forward under autograd)
         self.cache = (normalised, inv_std, reduce, view, self.training)
-        return torch.addcmul(self.bias.value.view(view), normalised, self.weight.value.view(view))
+        # NOTE: not torch.addcmul: about 2x slower than these two on a channel-major batch
+        return (normalised * self.weight.value.view(view)).add_(self.bias.value.view(view))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
