@@ -26,7 +26,7 @@ DEFAULTS = TrainSettings()
 # `nn-cli train` options that make up TrainSettings (refused beside --resume).
 SETTING_OPTIONS = ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
                    "seed", "dtype", "device", "layers", "opt", "schedule", "preprocess", "data",
-                   "target", "test_fraction", "val_fraction", "patience")
+                   "target", "test_fraction", "val_fraction", "patience", "l1", "l2")
 # CLI option -> the TrainSettings field it sets, where the names differ
 FIELD_OF = {"opt": "optimizer_args"}
 DataOpt = Annotated[str, typer.Option(
@@ -40,6 +40,8 @@ ValFractionOpt = Annotated[float, typer.Option(
     help="Share of the training rows held out to pick the best epoch (0: none).")]
 PatienceOpt = Annotated[Optional[int], typer.Option(
     help="Stop after this many epochs without a lower validation loss (needs --val-fraction).")]
+L1Opt = Annotated[float, typer.Option(help="Penalty l1 * sum |w| on the weight matrices (0: none).")]
+L2Opt = Annotated[float, typer.Option(help="Penalty l2 * sum w^2 on the weight matrices (0: none).")]
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -327,6 +329,8 @@ def train(
     test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
+    l1: L1Opt = DEFAULTS.l1,
+    l2: L2Opt = DEFAULTS.l2,
     summary: Annotated[bool, typer.Option(
         "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
     workers: WorkersOpt = None,
@@ -347,7 +351,7 @@ def train(
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
         layers=layers, preprocess=preprocess, schedule=schedule,
         optimizer_args=parse_optimizer_args(opt), data=data, target=target,
-        test_fraction=test_fraction, val_fraction=val_fraction, patience=patience,
+        test_fraction=test_fraction, val_fraction=val_fraction, patience=patience, l1=l1, l2=l2,
     )
     with _workers(ctx, workers):  # --workers K: the other K - 1 start now
         _check_outputs(runs, plot, None)

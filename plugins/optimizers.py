@@ -161,6 +161,31 @@ class Adam(_Optimizer):
         self.steps = steps
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): each step first shrinks
+    every weight by lr * weight_decay, then takes Adam's step on the loss's gradient alone,
+    as PyTorch's AdamW does (default weight_decay 0.01, as there)."""
+
+    def __init__(
+        self,
+        parameters: list[Parameter],
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
+        if not weight_decay >= 0:
+            raise SettingsError(f"weight_decay must be >= 0, got {weight_decay}")
+        super().__init__(parameters, lr, beta1, beta2, eps, weight_decay=0.0)
+        self.decay = weight_decay  # decoupled: never added to the gradient
+
+    def step(self) -> None:
+        if self.values and self.decay:  # w *= 1 - lr * wd, before the moments' step
+            torch._foreach_mul_(self.values, 1 - self.lr * self.decay)
+        super().step()
+
+
 def _index(key: str, buffer: str, parameters: list[Parameter], value: object) -> int:
     """i of "{buffer}.{i}", checked against the parameters: their count and shapes."""
     prefix, _, index = key.partition(".")
@@ -182,3 +207,4 @@ def _index(key: str, buffer: str, parameters: list[Parameter], value: object) ->
 def register_optimizers(register):
     register("sgd", SGD)
     register("adam", Adam)
+    register("adamw", AdamW)

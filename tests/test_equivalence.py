@@ -52,9 +52,9 @@ def train_both(registry, act, loss_name, optimizer, options, steps, batch=10):
     our_opt = registry.create("optimizer", optimizer, parameters=ours.parameters(), **options)
     their_loss = TORCH_LOSSES[loss_name]()
     torch_options = dict(options)
-    if optimizer == "adam":
+    if optimizer in ("adam", "adamw"):
         torch_options["betas"] = (torch_options.pop("beta1", 0.9), torch_options.pop("beta2", 0.999))
-    their_opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer](
+    their_opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer](
         theirs.parameters(), **torch_options
     )
     with torch.no_grad():
@@ -95,11 +95,25 @@ def test_twenty_sgd_steps_give_torch_weights(registry, act, loss):
         ("sgd", {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-3}),
         ("adam", {"lr": 1e-2}),
         ("adam", {"lr": 3e-3, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 1e-2}),
+        ("adamw", {"lr": 1e-2}),  # torch's default decay, 0.01, on both sides
+        ("adamw", {"lr": 3e-3, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.5}),
     ],
 )
 def test_fifty_optimizer_steps_give_torch_weights(registry, optimizer, options):
     ours, theirs = train_both(registry, "tanh", "mse", optimizer, options, steps=50)
     assert_same_weights(ours, theirs)
+
+
+def test_adamw_decay_is_decoupled_from_adam_with_l2(registry):
+    """AdamW's decay is not Adam's weight_decay (which goes through the moments): with the
+    same coefficient, the weights part ways, and adamw at 0 is adam exactly."""
+    decoupled, _ = train_both(registry, "tanh", "mse", "adamw", {"lr": 1e-2, "weight_decay": 0.5}, steps=20)
+    coupled, _ = train_both(registry, "tanh", "mse", "adam", {"lr": 1e-2, "weight_decay": 0.5}, steps=20)
+    assert not torch.allclose(our_weights(decoupled)[0], our_weights(coupled)[0], rtol=1e-3)
+    none, _ = train_both(registry, "tanh", "mse", "adamw", {"lr": 1e-2, "weight_decay": 0.0}, steps=20)
+    adam, _ = train_both(registry, "tanh", "mse", "adam", {"lr": 1e-2}, steps=20)
+    for a, b in zip(our_weights(none), our_weights(adam), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_fit_draws_batches_from_the_generator_like_a_manual_loop(registry):

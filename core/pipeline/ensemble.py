@@ -28,6 +28,7 @@ from core.training.schedule import SCHEDULES
 from core.training.settings import TrainSettings
 from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import divergence, divergence_error, fit_runs
+from core.training.penalty import Penalty
 
 
 def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
@@ -111,6 +112,7 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         batch_size=settings.batch_size,
         generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
         lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
+        penalty=Penalty(settings.l1, settings.l2),
     )
     set_training(ensemble, False)  # the trained networks measure in evaluation
     # Each run's data share a task, an encoding and (per run) a preprocessing.

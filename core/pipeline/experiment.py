@@ -32,6 +32,7 @@ from core.training.settings import TrainSettings
 from core.network.stack import parse_layers
 from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import fit
+from core.training.penalty import Penalty
 from core.training.result import TrainResult
 
 if TYPE_CHECKING:
@@ -403,7 +404,7 @@ def train(
                 generator=shuffle, on_epoch=after_epoch if best is None else best.after(after_epoch),
                 # fit counts its epochs from 1; the schedule counts from the run's first
                 lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
-                shard=shard,
+                shard=shard, penalty=Penalty(settings.l1, settings.l2),
             )
         except KeyboardInterrupt:  # Ctrl-C: say how far it got and what is on disk
             saved = after_epoch.last_checkpoint

@@ -16,6 +16,7 @@ from core.errors import DivergenceError
 from core.network.protocols import (
     Loss, Module, Optimizer, decision_threshold, evaluating, no_input_grad, set_training,
 )
+from core.training.penalty import Penalty, penalised
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while
@@ -60,6 +61,7 @@ def fit(
     on_epoch: Callable[[int, float], bool | None] | None = None,
     lr_at: Callable[[int], float] | None = None,
     shard: Shard | None = None,
+    penalty: Penalty | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
@@ -69,12 +71,14 @@ def fit(
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     `shard` (data parallel, core/training/distributed.py) makes this process train on its slice of
     each batch and sum the gradients and losses with the other processes'.
+    `penalty` (core/training/penalty.py) adds its gradient on the weights before each step;
+    the losses returned are the loss's alone, without the penalty.
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
         each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
             model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at, lead=0,
-            shard=shard,
+            shard=shard, penalty=penalty,
         )
     return history.tolist()  # (epochs,)
 
@@ -91,6 +95,7 @@ def fit_runs(
     generators: Sequence[torch.Generator],
     on_epoch: Callable[[int, list[float]], None] | None = None,
     lr_at: Callable[[int], float] | None = None,
+    penalty: Penalty | None = None,
 ) -> list[list[float]]:
     """`fit` for an ensemble: `x` (runs, n, in), `y` (runs, n, out), one generator per run.
 
@@ -100,7 +105,8 @@ def fit_runs(
     each_epoch = None if on_epoch is None else (lambda e, losses: on_epoch(e, losses.tolist()))
     with torch.set_grad_enabled(False):
         history = _fit(
-            model, loss, optimizer, x, y, epochs, batch_size, generators, each_epoch, lr_at, lead=1
+            model, loss, optimizer, x, y, epochs, batch_size, generators, each_epoch, lr_at, lead=1,
+            penalty=penalty,
         )
     return history.T.tolist()  # (runs, epochs)
 
@@ -144,9 +150,10 @@ class Shard(Protocol):
 
 def _fit(
     model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None, *, lead,
-    shard=None,
+    shard=None, penalty=None,
 ) -> torch.Tensor:
     n = x.shape[lead]
+    weights = penalised(model, lead) if penalty else []  # what the penalty's gradient goes to
     runs = x.shape[:lead]  # () or (runs,)
     history = []
     for epoch in range(1, epochs + 1):
@@ -169,6 +176,8 @@ def _fit(
                 total += value * (hi - lo)  # stays a tensor: no sync per step
             if shard is not None:
                 shard.reduce(hi - lo, stop - start)
+            if weights:  # once the batch's gradient is whole (after the processes' sum)
+                penalty.add_grad(weights)
             optimizer.step()
         history.append((total if shard is None else shard.total(total)) / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once

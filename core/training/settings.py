@@ -49,6 +49,8 @@ class TrainSettings:
     test_fraction: float = 0.25  # held out for testing when the data has no test split
     val_fraction: float = 0.0  # of the training rows, held out to pick the best epoch
     patience: int | None = None  # stop after this many epochs without a lower validation loss
+    l1: float = 0.0  # penalty l1 * sum |w| on the weight matrices (core/training/penalty.py)
+    l2: float = 0.0  # penalty l2 * sum w^2 on the weight matrices
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer_args, Mapping):  # accept a dict; store it hashable, sorted
@@ -91,6 +93,11 @@ class TrainSettings:
             if value not in accepted:
                 raise SettingsError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
         self._check_data()
+        for name in PENALTY_FIELDS:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value < 0):
+                raise SettingsError(f"{name} must be a finite number >= 0, got {value!r}")
         for pair in self.optimizer_args:
             if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
                     and isinstance(pair[1], (bool, int, float))):
@@ -112,13 +119,13 @@ class TrainSettings:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field; those added with datasets (DATA_FIELDS) only when they differ from
-        their defaults, so a disk run's JSON and files read exactly as before them. With
+        """Every field; those added with datasets (DATA_FIELDS) and the penalty's only when
+        they differ from their defaults, so a disk run's JSON and files read exactly as before them. With
         `layers`, act and hidden are None: the stack is the network."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d["optimizer_args"] = dict(self.optimizer_args)
-        for name, default in DATA_FIELDS.items():
+        for name, default in {**DATA_FIELDS, **PENALTY_FIELDS}.items():
             if d[name] == default:
                 del d[name]
         if self.layers is not None:
@@ -151,6 +158,10 @@ class TrainSettings:
 # Fields added with datasets and their defaults: left out of to_dict() at these values.
 DATA_FIELDS = {"data": "disk", "target": None, "test_fraction": 0.25, "val_fraction": 0.0,
                "patience": None}
+
+
+# The penalty's fields, left out of to_dict() at 0 too: runs without it read as before it.
+PENALTY_FIELDS = {"l1": 0.0, "l2": 0.0}
 
 
 def has_data_settings(settings: TrainSettings) -> bool:
