@@ -731,23 +731,31 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
     n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
+    target: Annotated[Optional[str], typer.Option(
+        help="The file's label column (default: the training file's --target, else 'label').")] = None,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
 ) -> None:
     """Report a saved model's error on a labelled file, or without one on fresh points of
-    the disk task (a model of other data: on its run's own test rows)."""
+    the disk task (a model of other data: on its run's own test rows). A model of other data
+    gets what `train` reports for its test split: per-class precision, recall, F1 and the
+    confusion matrix, or RMSE, MAE and R^2."""
     from core.files.inference import evaluate_model
     from core.pipeline.experiment import test_rows
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry,
-                            test_split=test_rows)
+                            test_split=test_rows, target=target)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:
         figure = f"RMSE {result.error:.4g}" if result.measure == "rmse" else f"error {result.error:.2%}"
         typer.echo(f"{figure} on {result.n} points ({result.source})")
+        if result.metrics is not None:
+            from core.data.metrics import text_report
+
+            typer.echo(f"\n{text_report(result.metrics)}")
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -14,6 +14,7 @@ import torch
 
 from core.files.atomic import atomic_write_text, check_writable, write_lock
 from core.data.disk import disk_dataset
+from core.data.metrics import classification_metrics, regression_metrics
 from core.errors import RowError, SettingsError
 from core.files.model_file import LoadedModel, load_model
 from core.plugin.registry import Registry
@@ -79,10 +80,10 @@ def prediction_table(loaded: LoadedModel, x: torch.Tensor, prediction, proba: bo
     return names, rows
 
 
-def read_labelled(loaded: LoadedModel, path, *, required: bool) -> Table:
-    """An input file for this model: its label column (the run's --target, else `label`)
-    may hold the model's class names."""
-    label = loaded.settings.target or "label"
+def read_labelled(loaded: LoadedModel, path, *, required: bool, target: str | None = None) -> Table:
+    """An input file for this model: its label column (`target`, else the run's --target,
+    else `label`) may hold the model's class names."""
+    label = target or loaded.settings.target or "label"
     named = loaded.dataset.get("name") != "disk" and loaded.task != "regression"
     names = loaded.class_names if named else None  # the disk's labels stay 0 or 1
     return read_table(path, labels_required=required, class_names=names, label=label,
@@ -113,12 +114,36 @@ class Evaluation:
     n: int  # points evaluated
     source: str  # the file, or "disk task, seed S"
     measure: str = "error"  # what `error` is: "error" (a fraction) or "rmse"
+    # A model of data other than the disk: its task, and what `nn-cli train` reports for its
+    # test split (core.data.metrics): per-class table and confusion, or RMSE, MAE and R^2.
+    task: str | None = None
+    metrics: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         if self.measure == "error":  # as before regression models existed
             del d["measure"]
+        if self.metrics is None:  # the disk's evaluation reads as it always did
+            del d["task"], d["metrics"]
         return d
+
+
+def scored(loaded: LoadedModel, x: torch.Tensor, y: torch.Tensor, n: int, source: str) -> Evaluation:
+    """The model's error on rows `x` with labels `y` (class indices, or regression targets)
+    and, for a model of data other than the disk, the metrics `train` reports for its test
+    split, from the same predictions."""
+    error = loaded.error_rate(x, y)
+    measure = "rmse" if loaded.task == "regression" else "error"
+    if loaded.dataset.get("name", "disk") == "disk":
+        return Evaluation(error, n, source, measure)
+    prediction = loaded.predict(x)
+    if prediction.classes is None:
+        metrics = regression_metrics(y.reshape(prediction.scores.shape), prediction.scores)
+    else:
+        classes = prediction.classes.view(-1)  # (n,)
+        metrics = classification_metrics((y.reshape(classes.shape) + 0.5).long(), classes,
+                                         loaded.class_names)
+    return Evaluation(error, n, source, measure, loaded.task, metrics)
 
 
 def evaluate_model(
@@ -129,19 +154,20 @@ def evaluate_model(
     n: int = 1000,
     registry: Registry | None = None,
     test_split=None,
+    target: str | None = None,
 ) -> Evaluation:
     """The model's error on a labelled file, or on `n` fresh points of the disk task; a
     model of other data, without a file, on its run's own test rows, which
     `test_split(settings, registry)` gives as raw (x, labels) (core.pipeline.experiment's
-    `test_rows`, passed in from above: files cannot reach the pipeline)."""
+    `test_rows`, passed in from above: files cannot reach the pipeline). A model of other
+    data also gets the metrics `train` reports for its test split (`scored`). `target`
+    names the file's label column where it differs from the training file's."""
     loaded = load_model(model_path, registry)
     if input_path is not None:
-        table = read_labelled(loaded, input_path, required=True)
+        table = read_labelled(loaded, input_path, required=True, target=target)
         check_width(table, loaded, input_path)
         with rows_named_by_line(table, input_path):
-            error = loaded.error_rate(table.features, table.labels)
-        return Evaluation(error, len(table.labels), str(input_path),
-                          "rmse" if loaded.task == "regression" else "error")
+            return scored(loaded, table.features, table.labels, len(table.labels), str(input_path))
     if loaded.dataset.get("name", "disk") != "disk":
         if test_split is None:
             raise SettingsError(
@@ -149,9 +175,8 @@ def evaluate_model(
                 f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
             )
         x, labels = test_split(loaded.settings, registry)
-        return Evaluation(loaded.error_rate(x, labels), len(labels),
-                          f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",
-                          "rmse" if loaded.task == "regression" else "error")
+        return scored(loaded, x, labels, len(labels),
+                      f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}")
     if n < 1:
         raise SettingsError(f"n must be an integer >= 1, got {n}")
     if not 0 <= seed < MAX_SEED:
