@@ -758,6 +758,107 @@ def evaluate(
             typer.echo(f"\n{text_report(result.metrics)}")
 
 
+@app.command()
+def tune(
+    ctx: typer.Context,
+    param: Annotated[list[str], typer.Option(
+        metavar="NAME=SPEC",
+        help="A training option to search (repeatable): lr=1e-4..0.1:log, hidden=8..128, "
+             "act=tanh|relu, opt.weight_decay=1e-5..0.1:log, depth=1..3; NAME=VALUE fixes one.")],
+    data: DataOpt = DEFAULTS.data,
+    target: TargetOpt = None,
+    trials: Annotated[int, typer.Option(help="Trials to finish (complete or pruned), over the whole study.")] = 50,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop searching after this many seconds.")] = None,
+    cv: Annotated[Optional[int], typer.Option(metavar="K", help="Score each trial by K-fold cross-validation on the training rows.")] = None,
+    holdout: Annotated[float, typer.Option(help="Without --cv: the share of the training rows each trial is scored on.")] = 0.2,
+    objective: Annotated[str, typer.Option(help="What to minimise on the held-out rows: loss or error (regression: RMSE).")] = "loss",
+    prune: Annotated[bool, typer.Option(help="Stop trials whose held-out loss lags the median's.")] = True,
+    study: Annotated[Optional[str], typer.Option(help="The study's name (default: tune-DATA); the same name goes on with it.")] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        metavar="URL", help="Where the study lives: sqlite:///FILE (default ./STUDY.db) or "
+                            "postgresql+psycopg://user@host/db, shared by every process that names it.")] = None,
+    workers: Annotated[Optional[int], typer.Option(metavar="K", help="Search in K local processes sharing the study.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the data's split, the folds, the weights and the sampler.")] = DEFAULTS.seed,
+    save: Annotated[Optional[str], typer.Option(help="Train the best options on all training rows and write the model here.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Write Optuna's history.png and importances.png into this folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Search training options with Optuna: each trial trains on the training rows and is
+    scored on rows it did not see; at the end, the trials ranked, the best options and the
+    `nn-cli train` command that trains them. Run the same command again to go on with a
+    study that was stopped or killed."""
+    from core.pipeline.search_space import parse_space
+
+    space = parse_space(param)  # the text, once, before anything else
+    if plot is not None or save is not None:
+        _check_outputs(1, plot, save)
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    _one_thread()
+    from core.pipeline import tune as tuning
+    from core.pipeline.experiment import with_data_defaults
+
+    base = TrainSettings(data=data, target=target, seed=seed)
+    given = {"data", "target", "seed", *(d.name for d in space.dimensions)}
+    given |= {"hidden"} if "depth" in given else set()
+    given |= {"optimizer_args"} if any(n.startswith("opt") for n in given) else set()
+    name = study or "tune-" + _data_stem(data)
+    request = tuning.TuneRequest(
+        with_data_defaults(base, registry, given), space, trials=trials, timeout=timeout, cv=cv,
+        holdout=holdout, objective=objective, study=name,
+        storage=storage or tuning.default_storage(name), pruning=prune)
+    tuning.check_request(request, registry)  # every corner of the space, before any trial
+    worker = os.environ.get(tuning.RANK_ENV, "0") != "0"
+    command = [str(Path(__file__).resolve()), *_given_options(ctx.find_root()), ctx.info_name,
+               *_given_options(ctx)]
+    out = sys.stderr if as_json else sys.stdout
+
+    def progress(row: dict, done: int, wanted: int) -> None:
+        from core.pipeline.tune import format_params
+
+        if row["state"] == "pruned":
+            what = f"pruned at epoch {row.get('pruned_at_epoch', '?')}"
+        else:
+            error = (f"RMSE {row['error']:.4g}" if "r2" in row
+                     else f"error {row['error']:.2%}")
+            what = f"{objective} {row['value']:.4g}  {error}"
+        print(f"trial {row['number']} ({done}/{wanted} done): {what}  {format_params(row['params'])}"
+              f"  {row['seconds'] or 0:.1f} s", file=out, flush=True)
+
+    import time
+
+    started = time.perf_counter()
+    try:
+        found = tuning.run_study(request, registry, workers=workers or 1, worker_command=command,
+                                 on_trial=None if worker else progress)
+    except KeyboardInterrupt:
+        raise Stopped(f"interrupted; the study {name!r} is kept in {request.storage}: run the "
+                      f"same command to go on") from None
+    if worker:
+        return
+    result = tuning.report(found, request, registry, time.perf_counter() - started)
+    if plot is not None:
+        for path in tuning.write_plots(found, plot):
+            typer.echo(f"wrote {path}", err=as_json)
+    if save is not None:
+        from core.files.atomic import write_locks
+        from core.files.model_file import save_model
+
+        with write_locks(save):
+            save_model(save, tuning.refit(result, registry), registry=registry)
+        typer.echo(f"wrote {save} (the best options trained on all training rows)", err=as_json)
+    typer.echo(json.dumps(result.to_dict()) if as_json else result.table())
+
+
+def _data_stem(data: str) -> str:
+    """A study's default name from --data: a file's stem, or the dataset's name."""
+    from core.data.dataset import is_file_text
+
+    return Path(data).stem if is_file_text(data) else data.partition(":")[0]
+
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 

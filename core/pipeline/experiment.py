@@ -343,8 +343,13 @@ def train(
     checkpoint: Checkpointing | None = None,
     resume: Checkpoint | None = None,
     world: World | None = None,
+    watch: Callable[[int, Sequential, Data], Any] | None = None,
 ) -> TrainResult:
     """Draw the data, build the network by name, train it and measure its errors.
+
+    `watch(epoch, model, data)`, if given, follows each epoch (after early stopping has
+    seen it): a search measures the network on its held-out rows there, and may stop the
+    run by raising (a pruned trial, core/pipeline/tune.py).
 
     A loss or weight that stops being finite raises DivergenceError. With `checkpoint`,
     the run's state is written every `checkpoint.every` epochs; with `resume` (from
@@ -397,11 +402,14 @@ def train(
         )
         best = BestEpoch(model, loss, data, settings.patience) if data.x_val is not None else None
         schedule = SCHEDULES[settings.schedule]
+        each_epoch = after_epoch if best is None else best.after(after_epoch)
+        if watch is not None:
+            each_epoch = watched(each_epoch, watch, model, data)
         try:
             losses = done + fit(
                 model, loss, optimizer, data.x_train, data.y_train,
                 epochs=settings.epochs - len(done), batch_size=settings.batch_size,
-                generator=shuffle, on_epoch=after_epoch if best is None else best.after(after_epoch),
+                generator=shuffle, on_epoch=each_epoch,
                 # fit counts its epochs from 1; the schedule counts from the run's first
                 lr_at=lambda epoch: schedule(settings.lr, len(done) + epoch, settings.epochs),
                 shard=shard, penalty=Penalty(settings.l1, settings.l2),
@@ -414,6 +422,15 @@ def train(
             best.restore()
         return result_of(settings, losses, specs, model, loss, data,
                          best_epoch=None if best is None else best.best_epoch)
+
+
+def watched(then: Callable[[int, float], Any], watch, model: Sequential, data: Data):
+    """`then`, and after it `watch(epoch, model, data)`; stops when `then` says so."""
+    def each_epoch(epoch: int, loss: float) -> Any:
+        stop = then(epoch, loss)
+        watch(epoch, model, data)
+        return stop
+    return each_epoch
 
 
 def result_of(
