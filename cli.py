@@ -378,7 +378,7 @@ def train(
 def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
            checkpoint_every, resume, seed, plugin, registry_file, summary) -> None:
     from core.pipeline.experiment import (  # imports torch
-        check, network_summary, train as run, with_data_defaults,
+        check, network_summary, resolve_defaults, train as run,
     )
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
     from core.pipeline.multirun import MultiRunResult, run_many
@@ -391,10 +391,11 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     if restarted and os.environ.get("RANK", "0") == "0":
         typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
                    f"(epoch {state.epoch})", err=True)
+    chosen = []  # the small-table defaults resolve picked, each with why
     if state is not None:
         settings = state.settings  # a resumed run's own
     else:
-        settings = with_data_defaults(settings, registry, _typed(ctx))
+        settings, chosen = resolve_defaults(settings, registry, _typed(ctx))
     check(settings, registry, runs=1 if one_at_a_time else runs)
     if summary:
         _print_summary(*network_summary(settings, registry), as_json)
@@ -404,6 +405,8 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     quiet = world is not None and not world.main  # only rank 0 reports
     if not quiet:
         typer.echo(_what_it_trains(settings, runs), err=as_json)
+        if chosen:
+            typer.echo(_defaults_text(chosen), err=as_json)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     progress = None
     try:
@@ -434,14 +437,19 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
 
         _write_figures(plot, [(run_label(settings), many)], registry, as_json)
     if as_json:
-        typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
+        out = result.to_dict() if runs == 1 else many.to_dict()
+        if chosen:  # only where a default was chosen: the disk's JSON reads as before
+            out["defaults"] = [d.to_dict() for d in chosen]
+        typer.echo(json.dumps(out))
         return
     first = many.results[0]
     regression = first.task == "regression"
     fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
     what = "RMSE" if regression else "error"
     if runs == 1:
-        typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
+        kept = (f"   (early stopping kept epoch {result.best_epoch} of {len(result.losses)})"
+                if result.best_epoch else "")
+        typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}{kept}")
     else:
         s = many.summary()
         how = "trained together as one batched ensemble" if many.together else "one at a time"
@@ -505,6 +513,15 @@ def _given_options(ctx: typer.Context) -> list[str]:
         for item in value if param.multiple else [value]:
             words += [param.opts[0], str(item)]
     return words
+
+
+def _defaults_text(chosen) -> str:
+    """The small-table defaults a run took, and why (core/training/table_defaults.py)."""
+    lines = ["defaults for a small table (any option typed wins):"]
+    for d in chosen:
+        value = ",".join(map(str, d.value)) if isinstance(d.value, tuple) else d.value
+        lines.append(f"  --{d.field.replace('_', '-')} {value}: {d.why}")
+    return "\n".join(lines)
 
 
 def _what_it_trains(settings: TrainSettings, runs: int) -> str:

@@ -33,6 +33,7 @@ from core.network.stack import parse_layers
 from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import fit
 from core.training.penalty import Penalty
+from core.training.table_defaults import Default, small_table_defaults
 from core.training.result import TrainResult
 
 if TYPE_CHECKING:
@@ -487,20 +488,46 @@ class BestEpoch:
 def with_data_defaults(
     settings: TrainSettings, registry: Registry, given: Collection[str] = ()
 ) -> TrainSettings:
-    """`settings` with the dataset's defaults for every field not in `given`.
+    """`settings` with the defaults for its data in every field not in `given`
+    (`resolve_defaults`, without the record of what it chose)."""
+    return resolve_defaults(settings, registry, given)[0]
+
+
+def resolve_defaults(
+    settings: TrainSettings, registry: Registry, given: Collection[str] = ()
+) -> tuple[TrainSettings, list[Default]]:
+    """`settings` with the dataset's defaults for every field not in `given`, and the
+    small-table defaults chosen (core.training.table_defaults), each with why.
 
     A dataset factory may carry `defaults`, a dict of TrainSettings fields that suit it
     (digits: a wider network, fewer epochs); the loss defaults to the task's
-    (TASK_LOSSES: bce for two classes, cross_entropy for more, mse for regression).
+    (TASK_LOSSES: bce for two classes, cross_entropy for more, mse for regression); a table
+    with few rows for its features gets early stopping, a small network and a penalty
+    (`small_table_defaults`), where neither the user nor the dataset set them.
     `nn-cli train` passes the options typed on the command line as `given`; the disk
-    has no defaults of its own, so its runs are unchanged.
+    has no defaults of its own and is no small table, so its runs are unchanged.
     """
     name, _ = parse_data_text(settings.data)
     suggested = dict(getattr(registry.get("dataset", name).factory, "defaults", {}))
-    if "loss" not in given and "loss" not in suggested:
+    chosen: list[Default] = []
+    if name != "disk":
         with torch.set_grad_enabled(False):
-            suggested["loss"] = TASK_LOSSES[load_dataset(settings, registry).task]
+            dataset = load_dataset(settings, registry)
+        if "loss" not in suggested:
+            suggested["loss"] = TASK_LOSSES[dataset.task]
+        rows = len(dataset.x_train)
+        if not dataset.has_test_split:  # the rows left once the test split is held out
+            rows -= round(settings.test_fraction * rows)
+        rule = small_table_defaults(dataset.task, rows, dataset.n_features, tuple(dataset.input_shape))
+        chosen = [d for d in rule if d.field not in given and d.field not in suggested
+                  and not (d.field == "hidden" and "layers" in given)]
+        suggested |= {d.field: d.value for d in chosen}
+    elif "loss" not in given and "loss" not in suggested:
+        suggested["loss"] = TASK_LOSSES["binary"]
     if "layers" in given:  # a stack typed by hand replaces act and hidden
         suggested = {k: v for k, v in suggested.items() if k not in ("act", "hidden")}
+    if "patience" in suggested and "val_fraction" in given and not settings.val_fraction > 0:
+        suggested.pop("patience")  # --val-fraction 0 asked for no early stopping
+        chosen = [d for d in chosen if d.field != "patience"]
     changes = {k: v for k, v in suggested.items() if k not in given}
-    return dataclasses.replace(settings, **changes) if changes else settings
+    return (dataclasses.replace(settings, **changes) if changes else settings), chosen
