@@ -206,6 +206,7 @@ def nn_cli(*args, cwd):
 
 
 SLOW = ["tune", "--data", "iris", "--param", "epochs=150", "--param", "batch-size=8",
+        "--param", "val-fraction=0",  # no early stopping: every trial its epochs
         "--param", "lr=0.005..0.1:log", "--param", "hidden=4..16", "--no-prune"]
 
 

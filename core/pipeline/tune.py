@@ -117,7 +117,7 @@ class Folds:
 def make_folds(settings: TrainSettings, registry: Registry, cv: int | None, holdout: float) -> list[Dataset]:
     """The run's training rows (its test split and validation share left out) as k folds,
     stratified for classification, or as one held-out share; drawn from the run's seed."""
-    split = split_data(dataclasses.replace(settings, val_fraction=0.0), registry)
+    split = split_data(dataclasses.replace(settings, val_fraction=0.0, patience=None), registry)
     data, x, y = split.dataset, split.x_train, split.y_train
     generator = torch.Generator().manual_seed(settings.seed * 16 + 4)  # a stream of its own
     if cv is None:
@@ -175,14 +175,20 @@ def open_study(request: TuneRequest, *, seed: int, rank: int = 0):
     """The study in its storage, made or loaded; refused if it was made for another search."""
     optuna = _optuna()
     engine = {"connect_args": {"timeout": 60}} if request.storage.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(
-            request.storage, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-    except Exception as e:  # a URL SQLAlchemy cannot open, a server that does not answer
-        raise TuneError(f"cannot open the study storage {request.storage!r}: "
-                        f"{_first_line(e)}") from None
+    for attempt in range(3):
+        try:
+            storage = optuna.storages.RDBStorage(
+                request.storage, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            break
+        except Exception as e:  # a URL SQLAlchemy cannot open, a server that does not answer
+            # NOTE: processes that start together on a new database race to create its
+            # tables; the loser's CREATE fails, and a second try finds them made.
+            if attempt == 2:
+                raise TuneError(f"cannot open the study storage {request.storage!r}: "
+                                f"{_first_line(e)}") from None
+            time.sleep(0.5 + rank * 0.1)
     # Each process, and each resumption, draws its own sequence: no two propose alike.
     done = _existing_trials(optuna, storage, request.study)
     sampler = optuna.samplers.TPESampler(seed=(seed * 1009 + done * 7919 + rank) % 2**32)
