@@ -153,7 +153,7 @@ def ours_on_files(name, seed, train_csv, held_out, folder, registry) -> float:
     return held_out_score(name, model, held_out, registry)
 
 
-def tune_on_files(name, seed, train_csv, held_out, folder, registry, trials) -> tuple[float, float]:
+def tune_on_files(name, seed, train_csv, held_out, folder, registry, trials, cv=None) -> tuple[float, float]:
     """(held-out score, wall seconds) of `nn-cli tune ... --save m`, then evaluate."""
     model = folder / f"{name}_{seed}_tuned.safetensors"
     command = [sys.executable, str(ROOT / "cli.py"), "tune", "--data", str(train_csv),
@@ -161,6 +161,8 @@ def tune_on_files(name, seed, train_csv, held_out, folder, registry, trials) -> 
                "--storage", f"sqlite:///{folder}/studies.db", "--save", str(model), "--json"]
     for p in SPACE:
         command += ["--param", p]
+    if cv:
+        command += ["--cv", str(cv)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -182,13 +184,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--only", action="append", choices=SETS)
     parser.add_argument("--skip-tune", action="store_true")
+    parser.add_argument("--cv", type=int, help="Score tune's trials by K folds (default: a 20%% holdout).")
     parser.add_argument("--json", metavar="FILE", help="Also write every figure here.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     registry = default_registry()
     names = args.only or SETS
     seeds = range(args.seeds)
-    record: dict = {"seeds": args.seeds, "trials": args.trials, "space": SPACE, "grid": {
+    record: dict = {"seeds": args.seeds, "trials": args.trials, "cv": args.cv, "space": SPACE, "grid": {
         k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in GRID.items()}, "sets": {}}
     folder = Path(tempfile.mkdtemp(prefix="nn-small-tables-"))
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
@@ -207,7 +210,7 @@ def main() -> None:
             rows["files_sklearn"].append(sklearn_mlp(name, seed, *data))
             if not args.skip_tune:
                 score, seconds = tune_on_files(name, seed, train_csv, held_out, folder, registry,
-                                               args.trials)
+                                               args.trials, args.cv)
                 rows["tune"].append(score)
                 rows["tune_seconds"].append(seconds)
                 grid_score, grid_seconds, _ = sklearn_grid(name, seed, *data)
