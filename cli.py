@@ -88,8 +88,8 @@ class Stopped(Exception):
 
 
 def _fail(message: str) -> int:
-    rank = os.environ.get("RANK", "0")  # set by torchrun: say which process failed
-    where = "" if rank == "0" else f" (rank {rank})"
+    rank = 0 if _WORLD is None else _WORLD.rank  # under torchrun: say which process failed
+    where = "" if rank == 0 else f" (rank {rank})"
     typer.echo(f"nn-cli: error{where}: {message}", err=True)
     return 2
 
@@ -359,41 +359,44 @@ def train(
         registry = load(ctx, plugin, registry_file, strict_plugins)
         if resume is not None:
             _refuse_settings_beside_resume(ctx)
+        _one_thread()
         from core.files.atomic import write_locks
 
+        here = _world(settings.device, join=False)  # this process's rank; no group joined yet
         # --save fails now, not after training; held for the whole run, a second run with
         # the same --save is refused at once (see core/files/atomic.py). Under torchrun
         # rank 0 alone writes files, so it alone holds the lock.
-        with write_locks(save if os.environ.get("RANK", "0") == "0" else None):
-            _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
-                   as_json=as_json, save=save, checkpoint=checkpoint,
-                   checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
+        with write_locks(save if here is None or here.main else None):
+            _train(ctx, settings, registry, here, runs=runs, one_at_a_time=one_at_a_time,
+                   plot=plot, as_json=as_json, save=save, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, plugin=plugin,
                    registry_file=registry_file, summary=summary)
 
 
-def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
-           checkpoint_every, resume, seed, plugin, registry_file, summary) -> None:
-    from core.pipeline.experiment import (  # imports torch
-        check, network_summary, train as run, with_data_defaults,
-    )
+def _train(ctx, settings, registry, here, *, runs, one_at_a_time, plot, as_json, save,
+           checkpoint, checkpoint_every, resume, plugin, registry_file, summary) -> None:
+    """Resolve, prepare and train one run or `runs`, and report: the pipeline's steps in
+    order, each a library call."""
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
     from core.pipeline.multirun import MultiRunResult, run_many
+    from core.pipeline.prepare import prepare
     from core.pipeline.progress import epoch_reporter, runs_reporter
+    from core.pipeline.resolve import EVERY_FIELD, resolve
+    from core.pipeline.train import train_run
 
-    _one_thread()
     restarted = resume is None and _restarted_from(checkpoint)
     resume = checkpoint if restarted else resume
     state = read_checkpoint(resume, registry) if resume is not None else None
-    if restarted and os.environ.get("RANK", "0") == "0":
+    if restarted and (here is None or here.main):
         typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
                    f"(epoch {state.epoch})", err=True)
-    if state is not None:
-        settings = state.settings  # a resumed run's own
-    else:
-        settings = with_data_defaults(settings, registry, _typed(ctx))
-    check(settings, registry, runs=1 if one_at_a_time else runs)
+    # A resumed run is the checkpoint's, whole; else the options typed win over the defaults.
+    resolved = (resolve(state.settings, registry, EVERY_FIELD) if state is not None
+                else resolve(settings, registry, _typed(ctx)))
+    settings = resolved.settings
+    run = prepare(resolved, registry, runs=1 if one_at_a_time else runs)  # checks it all
     if summary:
-        _print_summary(*network_summary(settings, registry), as_json)
+        _print_summary(*run.summary(), as_json)
         return
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     world = _world(settings.device)
@@ -405,42 +408,48 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     try:
         if runs == 1:
             with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
-                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
-                             resume=state, world=world)
+                result = train_run(run, on_epoch, checkpoint=plan, resume=state, world=world)
             many = MultiRunResult(settings, [result])
         else:
+            del run  # each seed prepares its own
             with runs_reporter(runs, settings.epochs, to_stderr=as_json,
                                quiet=quiet) as progress:
-                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                many = run_many(resolved, runs, registry, progress.on_epoch, progress.on_run,
                                 together=not one_at_a_time, world=world)
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and runs == 1:
             raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
         finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
         raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
-    if quiet:
-        return
+    if not quiet:
+        _report_training(many, registry, as_json=as_json, save=save, plot=plot)
+
+
+def _report_training(many, registry, *, as_json: bool, save: str | None, plot: str | None) -> None:
+    """What `nn-cli train` shows and writes of its runs: the model file, the figures, and
+    the errors as JSON or text."""
+    settings, first, runs = many.settings, many.results[0], len(many.results)
     if save is not None:
         from core.files.model_file import save_model
 
-        save_model(save, result, registry=registry)
+        save_model(save, first, registry=registry)
         typer.echo(f"wrote {save}", err=as_json)
     if plot is not None:
         from core.pipeline.compare import run_label
 
         _write_figures(plot, [(run_label(settings), many)], registry, as_json)
     if as_json:
-        typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
+        typer.echo(json.dumps(first.to_dict() if runs == 1 else many.to_dict()))
         return
-    first = many.results[0]
     regression = first.task == "regression"
     fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
     what = "RMSE" if regression else "error"
     if runs == 1:
-        typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
+        typer.echo(f"train {what} {fmt(first.train_error)}   test {what} {fmt(first.test_error)}")
     else:
         s = many.summary()
         how = "trained together as one batched ensemble" if many.together else "one at a time"
+        seed = settings.seed
         typer.echo(
             f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
             f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
@@ -460,12 +469,16 @@ def _typed(ctx: typer.Context) -> set[str]:
 
 def _world(device: str, join: bool = True):
     """This process's place under torchrun (core.training.distributed.World), or None when
-    alone; `join=False` leaves joining the process group to the sweep."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
+    alone; `join=False` reads its rank without joining the process group (the sweep joins
+    it to gather). The rank errors name comes from here too (`_fail`)."""
+    global _WORLD
     from core.training.distributed import World
 
-    return World.from_env(device, join=join)
+    _WORLD = World.from_env(device, join=join)
+    return _WORLD
+
+
+_WORLD = None  # the last World `_world` found: which process an error came from
 
 
 def _restarted_from(checkpoint: str | None) -> bool:
@@ -623,42 +636,35 @@ def compare(
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     with _workers(ctx, workers):  # --workers K: the other K - 1 start now
         _check_outputs(runs, plot, csv_path)
-        from core.pipeline.compare import configurations
+        from core.pipeline.compare import configurations, plan, run_plan
+        from core.pipeline.progress import runs_reporter
 
         base = TrainSettings(seed=seed, target=target, test_fraction=test_fraction,
                              val_fraction=val_fraction, patience=patience)
-        typed = set(variations) | (_typed(ctx) & {"target", "test_fraction", "val_fraction",
-                                                  "patience"})
-        configs = configurations(base, variations)  # checks every value before any work
-        from core.pipeline.compare import compare as run_compare
-        from core.pipeline.progress import runs_reporter
-
+        configurations(base, variations)  # checks every value before any work
         _one_thread()
         registry = load(ctx, plugin, registry_file, strict_plugins)
-        from core.pipeline.experiment import check, with_data_defaults
-
-        if data:  # a dataset's own defaults may change the epochs the progress bar counts
-            configs = [with_data_defaults(c, registry, typed) for c in configs]
-        for settings in configs:  # every name, before the processes join
-            check(settings, registry)
+        typed = _typed(ctx) & {"target", "test_fraction", "val_fraction", "patience"}
+        # every configuration resolved and checked, before the processes join
+        planned = plan(base, variations, runs, registry, not one_at_a_time, typed)
         # the sweep joins the group to gather: until then the ranks take work as they come
-        world = _world(configs[0].device, join=False)
+        world = _world(planned[0].settings.device, join=False)
         quiet = world is not None and not world.main  # only rank 0 reports
-        longest = max(c.epochs for c in configs)
+        longest = max(r.settings.epochs for r in planned)
+        varied = [key for key, values in variations.items() if len(values) > 1]
         try:
-            with runs_reporter(runs * len(configs), longest, to_stderr=as_json, quiet=quiet) as progress:
+            with runs_reporter(runs * len(planned), longest, to_stderr=as_json, quiet=quiet) as progress:
 
-                progress.configurations = len(configs)
+                progress.configurations = len(planned)
 
                 def next_configuration(index: int, name: str) -> None:
                     progress.label, progress.offset = name, index * runs
 
-                comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                         progress.on_run, next_configuration,
-                                         together=not one_at_a_time, typed=typed,
-                                         world=world)
+                comparison = run_plan(planned, varied, runs, registry, progress.on_epoch,
+                                      progress.on_run, next_configuration,
+                                      together=not one_at_a_time, world=world)
         except KeyboardInterrupt:
-            raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
+            raise Stopped(f"interrupted with {progress.finished} of {runs * len(planned)} runs "
                           f"finished; nothing was written") from None
         if quiet:
             return
@@ -734,7 +740,7 @@ def evaluate(
     """Report a saved model's error on a labelled file, or without one on fresh points of
     the disk task (a model of other data: on its run's own test rows)."""
     from core.files.inference import evaluate_model
-    from core.pipeline.experiment import test_rows
+    from core.pipeline.prepare import test_rows
 
     registry = load(ctx, plugin, registry_file, strict_plugins)
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry,

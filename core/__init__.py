@@ -56,7 +56,11 @@ _WHERE = {
     "error_rate": "core.training.loop",
     "fit": "core.training.loop",
     "TrainResult": "core.training.result",
-    "train": "core.pipeline.experiment",
+    "train": "core.pipeline.train",
+    "resolve": "core.pipeline.resolve",
+    "ResolvedRun": "core.pipeline.resolve",
+    "prepare": "core.pipeline.prepare",
+    "Run": "core.pipeline.prepare",
     "LoadedModel": "core.files.model_file",
     "load_model": "core.files.model_file",
     "save_model": "core.files.model_file",
@@ -96,7 +100,9 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.files.checkpoint import Checkpointing, read_checkpoint
     from core.pipeline.ensemble import train_ensemble
     from core.files.model_file import LoadedModel, load_model, save_model
-    from core.pipeline.experiment import train
+    from core.pipeline.prepare import Run, prepare
+    from core.pipeline.resolve import ResolvedRun, resolve
+    from core.pipeline.train import train
     from core.training.result import TrainResult
     from core.plugin.hookspecs import hookimpl, hookspec
     from core.network.protocols import (

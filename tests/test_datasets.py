@@ -14,7 +14,8 @@ from core import Dataset, TrainSettings, disk_dataset, hookimpl, run_many, train
 from core.data.dataset import DataError, build_dataset, parse_data_text
 from core.data.split import split_indices
 from core.errors import SettingsError
-from core.pipeline.experiment import datasets, generator, prepare_data
+from core.pipeline.prepare import datasets, prepare
+from core.pipeline.resolve import generator, resolve
 from nn_testing import CheckFailed, check_dataset
 from test_cli import assert_one_line_error
 
@@ -142,7 +143,7 @@ def test_splits_are_seeded_and_stratified():
 
 def test_the_test_set_is_never_trained_on(registry):
     settings = TrainSettings(data="moons:n=200", epochs=1, val_fraction=0.2)
-    data = prepare_data(settings, registry)
+    data = prepare(resolve(settings, registry), registry).data
     rows = lambda x: {tuple(r) for r in x.tolist()}  # noqa: E731
     assert not rows(data.x_train) & rows(data.x_test)
     assert not rows(data.x_val) & rows(data.x_test) and not rows(data.x_val) & rows(data.x_train)

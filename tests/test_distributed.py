@@ -24,7 +24,7 @@ import distributed_cases as cases
 from cli import app
 from core.pipeline.compare import compare
 from core.training.distributed import launch_command, part, share
-from core.pipeline.experiment import train
+from core.pipeline.train import train
 from core.files.model_file import load_model
 from core.pipeline.multirun import run_many
 

@@ -305,12 +305,12 @@ def test_a_checkpoint_claiming_huge_training_sets_is_refused(tmp_path):
                  "memory: you tried to allocate 40000000000 bytes. Error code 12"),
 ])
 def test_an_allocation_failure_is_one_line_naming_what_to_lower(monkeypatch, error):
-    import core.pipeline.experiment
+    import core.pipeline.train
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(core.pipeline.experiment, "fit", fail)
+    monkeypatch.setattr(core.pipeline.train, "fit", fail)
     assert_one_error_line(invoke("train", *FAST), "out of memory", "--hidden", "--batch-size")
 
 

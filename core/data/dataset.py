@@ -182,6 +182,21 @@ def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """`--data` parsed once: the registered name and its options (a file: "file", path)."""
+
+    name: str
+    options: dict[str, Any]
+    text: str  # as typed, for messages and the settings' record
+
+
+def parse_data(text: str) -> DataSpec:
+    """'spiral:arms=3' -> DataSpec('spiral', {'arms': 3}, 'spiral:arms=3')."""
+    name, options = parse_data_text(text)
+    return DataSpec(name, options, text)
+
+
 # -- building ----------------------------------------------------------------------------
 
 # What the pipeline passes a dataset factory when its signature names it (never typed in --data).
@@ -239,9 +254,12 @@ def build_from_factory(
 
 
 def build_dataset(
-    registry: Any, text: str, *, generator: torch.Generator, context: dict[str, Any] | None = None,
+    registry: Any, data: str | DataSpec, *, generator: torch.Generator,
+    context: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The Dataset that `--data` text names: a registered dataset with options, or a file."""
-    name, options = parse_data_text(text)
-    entry = registry.get("dataset", name)
-    return build_from_factory(entry.factory, options, generator=generator, context=context, name=name)
+    """The Dataset that `--data` names (its text, or the DataSpec parsed from it): a
+    registered dataset with options, or a file."""
+    spec = data if isinstance(data, DataSpec) else parse_data(data)
+    entry = registry.get("dataset", spec.name)
+    return build_from_factory(entry.factory, dict(spec.options), generator=generator,
+                              context=context, name=spec.name)

@@ -276,3 +276,18 @@ def shapes_only(
 def probe_device(model: Sequential) -> torch.device:
     """Where a `shapes_only` network lives ("meta", or the CPU for a small one): probe it there."""
     return next((p.value.device for p in model.parameters()), torch.device("cpu"))
+
+
+def check_output_width(
+    model: Sequential, in_features: int, out_features: int, dtype: torch.dtype,
+    where: torch.device | str = "cpu",
+) -> None:
+    """A stack must end with as many outputs as the data and loss need (one for two classes)."""
+    with evaluating(model):
+        width = model.forward(torch.zeros(1, in_features, dtype=dtype, device=where)).shape[-1]
+    if width != out_features:
+        raise SettingsError(
+            f"layers must end with {'one' if out_features == 1 else out_features} output "
+            f"feature{'s' if out_features > 1 else ''} for this task, got {width}; "
+            f"end the stack with linear:out_features={out_features}"
+        )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.pipeline.experiment import check, with_data_defaults
+from core.pipeline.prepare import prepare
+from core.pipeline.resolve import ResolvedRun, resolve, user_fields
 from core.pipeline.multirun import (
     EpochCallback, MultiRunResult, RunCallback, batched, check_runs, run_many, sweep,
 )
@@ -197,34 +198,71 @@ def compare(
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
     `run_many` does (`together`: as one batched ensemble where the components allow).
 
-    Every configuration is checked before the first is trained, so a bad value fails fast.
+    Each configuration is resolved as `train` resolves settings (`typed`: the fields the
+    user chose, see `plan`) and checked before the first is trained, so a bad value fails
+    fast. See `run_plan` for the rest.
+    """
+    registry = registry or default_registry()
+    planned = plan(base, variations, runs, registry, together, typed)
+    varied = [key for key, values in variations.items() if len(values) > 1]
+    return run_plan(planned, varied, runs, registry, on_epoch, on_run, on_configuration,
+                    together, world)
+
+
+def plan(
+    base: TrainSettings, variations: Mapping[str, Sequence[Any]], runs: int, registry: Registry,
+    together: bool = True, typed: Collection[str] | None = None,
+) -> list[ResolvedRun]:
+    """Every configuration of `configurations`, resolved and checked (for `runs` runs each).
+
+    The varied fields and those in `typed` count as given; each dataset's defaults fill in
+    the rest. Without `typed`, the fields off their defaults count as given (`user_fields`).
+    """
+    planned = []
+    for settings in configurations(base, variations):
+        check_runs(settings, runs)
+        given = (user_fields(settings) if typed is None else set(typed)) | set(variations)
+        resolved = resolve(settings, registry, given)
+        prepare(resolved, registry, runs=runs if together else 1)  # checks it, then lets it go
+        planned.append(resolved)
+    return planned
+
+
+def run_plan(
+    planned: Sequence[ResolvedRun],
+    varied: Sequence[str],
+    runs: int,
+    registry: Registry,
+    on_epoch: EpochCallback | None = None,
+    on_run: RunCallback | None = None,
+    on_configuration: Callable[[int, str], None] | None = None,
+    together: bool = True,
+    world: World | None = None,
+) -> Comparison | None:
+    """Train the planned configurations `runs` times each; `varied` names the fields whose
+    values differ between them (the labels).
+
     `on_configuration(index, label)` precedes each configuration's runs (with `world`,
     each group of runs this process trains). With `world` (core.training.distributed, under
     torchrun) the (configuration, seed) pairs are split across the processes: rank 0
     gets the Comparison, the other ranks None.
     """
-    registry = registry or default_registry()
-    configs = configurations(base, variations)
-    if typed is not None:  # what the user chose; each dataset's defaults fill in the rest
-        configs = [with_data_defaults(settings, registry, typed) for settings in configs]
-    for settings in configs:
-        check(settings, registry, runs=runs if together else 1)
-        check_runs(settings, runs)
-    varied = [key for key, values in variations.items() if len(values) > 1]
+    varied = list(varied)
     if world is not None:
 
         def on_group(index: int, _first_run: int) -> None:
             if on_configuration is not None:
-                on_configuration(index, label(configs[index], varied))
+                on_configuration(index, label(planned[index].settings, varied))
 
-        grouped = sweep(configs, runs, registry, world, on_epoch, on_run, on_group, together)
+        grouped = sweep(planned, runs, registry, world, on_epoch, on_run, on_group, together)
         if grouped is None:
             return None
-        return Comparison(varied, [MultiRunResult(s, r, batched(s, runs, registry, together))
-                                   for s, r in zip(configs, grouped)])
+        return Comparison(varied, [MultiRunResult(r.settings, results,
+                                                  batched(r, runs, registry, together))
+                                   for r, results in zip(planned, grouped)])
     results = []
-    for index, settings in enumerate(configs):
+    for index, run in enumerate(planned):
         if on_configuration is not None:
-            on_configuration(index, label(settings, varied))
-        results.append(run_many(settings, runs, registry, on_epoch, on_run, together))
+            on_configuration(index, label(run.settings, varied))
+        results.append(run_many(run, runs, registry, on_epoch, on_run, together))
     return Comparison(varied, results)

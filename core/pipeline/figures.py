@@ -22,10 +22,11 @@ from core.data import preprocess
 from core.files.atomic import atomic_write_bytes
 from core.data.disk import CENTER, RADIUS
 from core.pipeline.compare import describe
-from core.pipeline.experiment import TrainResult, datasets
+from core.pipeline.prepare import datasets
 from core.pipeline.multirun import MultiRunResult
 from core.network.protocols import decision_threshold, evaluating
 from core.plugin.registry import Registry
+from core.training.result import TrainResult
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
 

@@ -25,7 +25,10 @@ from core.data.disk import DTYPES
 from core.files.model_file import in_features_of, model_state
 from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
-from core.pipeline.experiment import TrainResult, device, train
+from core.pipeline.prepare import device
+from core.pipeline.resolve import ResolvedRun, resolve
+from core.pipeline.train import train
+from core.training.result import TrainResult
 from core.plugin.registry import Registry, default_registry
 from core.training.distributed import World, claims, from_main, share
 from core.training.settings import MAX_SEED, TrainSettings
@@ -103,7 +106,7 @@ def seeds_of(settings: TrainSettings, runs: int) -> list[int]:
 
 
 def train_seeds(
-    settings: TrainSettings,
+    resolved: ResolvedRun,
     seeds: Sequence[int],
     registry: Registry,
     on_epoch: EpochCallback | None = None,
@@ -112,12 +115,12 @@ def train_seeds(
 ) -> list[TrainResult]:
     """One independent run per seed: all together as one batched ensemble when `together`
     and every component supports it (core/pipeline/ensemble.py), else one after another."""
-    if batched(settings, len(seeds), registry, together):
+    if batched(resolved, len(seeds), registry, together):
         # The runs advance together: the epoch callback gets run None and the mean loss.
         epoch_callback = None if on_epoch is None else (
             lambda epoch, loss: on_epoch(None, epoch, loss)
         )
-        results = train_ensemble(settings, seeds, registry, on_epoch=epoch_callback)
+        results = train_ensemble(resolved, seeds, registry, on_epoch=epoch_callback)
         for i, result in enumerate(results):
             if on_run is not None:
                 on_run(i, result)
@@ -127,14 +130,14 @@ def train_seeds(
         epoch_callback = None if on_epoch is None else (
             lambda epoch, loss, i=i: on_epoch(i, epoch, loss)
         )
-        results.append(train(replace(settings, seed=seed), registry, on_epoch=epoch_callback))
+        results.append(train(resolved.with_seed(seed), registry, on_epoch=epoch_callback))
         if on_run is not None:
             on_run(i, results[-1])
     return results
 
 
 def run_many(
-    settings: TrainSettings,
+    settings: TrainSettings | ResolvedRun,
     runs: int,
     registry: Registry | None = None,
     on_epoch: EpochCallback | None = None,
@@ -144,19 +147,21 @@ def run_many(
 ) -> MultiRunResult | None:
     """Train `runs` models with seeds settings.seed, settings.seed + 1, ...
 
-    `together=False` trains them one after another even where they could train as one
+    `settings` are resolved as `train` resolves them. `together=False` trains them one after another even where they could train as one
     batched ensemble: slower, and each run then equals its seed's single run bit for bit.
     With `world` (core.training.distributed, under torchrun) the seeds are split across the
     processes (`sweep`, below): rank 0 gets the result, the other ranks None.
     """
-    check_runs(settings, runs)
+    check_runs(settings.settings if isinstance(settings, ResolvedRun) else settings, runs)
     registry = registry or default_registry()
+    resolved = resolve(settings, registry)
+    settings = resolved.settings
     if world is not None:
-        grouped = sweep([settings], runs, registry, world, on_epoch, on_run, None, together)
+        grouped = sweep([resolved], runs, registry, world, on_epoch, on_run, None, together)
         return None if grouped is None else MultiRunResult(
-            settings, grouped[0], batched(settings, runs, registry, together))
-    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
-    return MultiRunResult(settings, results, batched(settings, runs, registry, together))
+            settings, grouped[0], batched(resolved, runs, registry, together))
+    results = train_seeds(resolved, seeds_of(settings, runs), registry, on_epoch, on_run, together)
+    return MultiRunResult(settings, results, batched(resolved, runs, registry, together))
 
 
 def check_runs(settings: TrainSettings, runs: int) -> None:
@@ -167,13 +172,13 @@ def check_runs(settings: TrainSettings, runs: int) -> None:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
 
 
-def batched(settings: TrainSettings, runs: int, registry: Registry, together: bool) -> bool:
+def batched(resolved: ResolvedRun, runs: int, registry: Registry, together: bool) -> bool:
     """Whether `runs` runs train together as one batched ensemble."""
-    return together and runs > 1 and supports_runs(registry, settings)
+    return together and runs > 1 and supports_runs(registry, resolved)
 
 
 def sweep(
-    configs: Sequence[TrainSettings],
+    configs: Sequence[ResolvedRun],
     runs: int,
     registry: Registry,
     world: World,
@@ -192,7 +197,7 @@ def sweep(
     `on_epoch` and `on_run` get counts from the configuration's first run. An NNError on any
     rank is raised on every rank.
     """
-    work = groups(configs, runs, world.size)
+    work = groups([c.settings for c in configs], runs, world.size)
     done: list[tuple[int, int, TrainResult]] = []  # (configuration, run, result)
     failure = None
     try:

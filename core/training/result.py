@@ -1,7 +1,7 @@
 """What one training run produced: settings, losses, errors, the network and its input step.
 
 It lives below core/files and core/pipeline so that both can name it: model files save a
-`TrainResult`, and `core.pipeline.experiment.train` returns one.
+`TrainResult`, and `core.pipeline.train.train` returns one.
 """
 
 from __future__ import annotations
