@@ -8,10 +8,13 @@ The CLI is thin: it parses options into `TrainSettings`, and everything else hap
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,7 +22,7 @@ import typer
 
 from core.errors import Interrupted, NNError, SettingsError
 from core.training.settings import (
-    TrainSettings, has_data_settings, parse_optimizer_args, parse_widths,
+    TrainSettings, parse_optimizer_args, parse_widths,
 )
 
 DEFAULTS = TrainSettings()
@@ -153,34 +156,62 @@ def plugin_options(
     ctx.obj = {"plugins": list(plugin or []), "registry": registry, "strict": strict_plugins}
 
 
-def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
-    """The registry for this command: every plugin found, failures reported once each."""
-    from core.plugin.discovery import describe_failure, load_registry
+@dataclass
+class Plugins:
+    """A command's plugin options: those given before it (`nn-cli --plugin x.py train`) and
+    to it (`nn-cli train --plugin x.py`), added up."""
 
-    top = ctx.find_root().obj or {}
+    modules: list[str]
+    registry_file: Path | None
+    strict: bool
 
-    def warn(record: Any) -> None:
-        typer.echo(f"nn-cli: warning: {describe_failure(record)}; skipped", err=True)
+    def registry(self):
+        """The registry for this command: every plugin found, failures reported once each."""
+        from core.plugin.discovery import describe_failure, load_registry
 
-    return load_registry(
-        [*top.get("plugins", []), *(plugin or [])],
-        registry if registry is not None else top.get("registry"),
-        strict=strict or top.get("strict", False),
-        on_error=warn,
-    )
+        def warn(record: Any) -> None:
+            typer.echo(f"nn-cli: warning: {describe_failure(record)}; skipped", err=True)
+
+        return load_registry(self.modules, self.registry_file, strict=self.strict, on_error=warn)
+
+    def options(self) -> list[tuple[str, Any]]:
+        """As command-line options again (for the command that resumes a run)."""
+        return [("--plugin", m) for m in self.modules] + [("--registry", self.registry_file)]
+
+
+def with_plugins(command):
+    """Give `command` the plugin options, declared here once for every command that uses
+    the registry, and hand it their sum as `plugins` (a `Plugins`)."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "plugins"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                               annotation=annotation)
+             for name, annotation, default in (("plugin", PluginOpt, None),
+                                               ("registry_file", RegistryOpt, None),
+                                               ("strict_plugins", StrictOpt, False))]
+
+    @functools.wraps(command)
+    def with_them(*args, plugin=None, registry_file=None, strict_plugins=False, **kwargs):
+        top = kwargs["ctx"].find_root().obj or {}
+        plugins = Plugins([*top.get("plugins", []), *(plugin or [])],
+                          registry_file if registry_file is not None else top.get("registry"),
+                          strict_plugins or top.get("strict", False))
+        return command(*args, plugins=plugins, **kwargs)
+
+    with_them.__signature__ = signature.replace(parameters=own + added)
+    return with_them
 
 
 @app.command("list")
+@with_plugins
 def list_components(
     ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """List every registered component by kind, with its summary and plugin."""
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     entries = registry.entries(kind)
     if as_json:
         rows = []
@@ -204,15 +235,14 @@ def list_components(
 
 
 @app.command("plugins")
+@with_plugins
 def list_plugins(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """Every plugin: where it came from, what it registered, or why it failed."""
-    records = list(load(ctx, plugin, registry_file, strict_plugins).records.values())
+    records = list(plugins.registry().records.values())
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
@@ -227,44 +257,27 @@ def list_plugins(
 
 
 @app.command("info")
+@with_plugins
 def info(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A registered component's name.")],
     kind: Annotated[Optional[str], typer.Option(
         help="Its kind, when several kinds use the name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """A component's signature, parameters and defaults, documentation and plugin; or, given a
     saved model file, its layers' output shapes and parameter counts."""
-    from core.network.info import component_info
+    from core.network.info import component_info, info_text
 
     if Path(name).is_file():  # a model or checkpoint file: its layer table
-        _model_summary(name, load(ctx, plugin, registry_file, strict_plugins), as_json)
+        _model_summary(name, plugins.registry(), as_json)
         return
-    data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
+    data = component_info(plugins.registry(), name, kind)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"{data['kind']} {data['name']}: {data['summary']}")
-    typer.echo(f"  {data['signature']}")
-    where = f"{data['source']} {data['origin']}"
-    typer.echo(f"  factory {data['factory']}, plugin {data['plugin']} ({where})")
-    typer.echo("parameters:")
-    for p in data["parameters"]:
-        kind_text = f": {p['annotation']}" if p["annotation"] else ""
-        default = "required" if p["required"] else f"default {p['default']}"
-        filled = f"; filled in: {p['filled_by']}" if p["filled_by"] else ""
-        typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
-    if not data["parameters"]:
-        typer.echo("  none")
-    if data.get("defaults"):
-        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
-        typer.echo(f"defaults for options not typed: {shown}")
-    if data["doc"]:
-        typer.echo("\n" + data["doc"])
+    typer.echo(info_text(data))
 
 
 def _print_summary(in_shape, rows: list[dict], as_json: bool) -> None:
@@ -278,20 +291,16 @@ def _print_summary(in_shape, rows: list[dict], as_json: bool) -> None:
 
 
 def _model_summary(path: str, registry, as_json: bool) -> None:
-    from core.files.model_file import load_model
-    from core.network.assemble import LayerSpec
-    from core.network.summary import layer_table
+    from core.files.inference import model_layers
 
-    loaded = load_model(path, registry)
-    shape = loaded.model.input_shape or loaded.in_features  # images, or flat rows
-    specs = [LayerSpec.from_dict(s) for s in loaded.header["architecture"]]
-    rows = layer_table(loaded.model, specs, shape, loaded.dtype)
+    loaded, shape, rows = model_layers(path, registry)
     if not as_json:
-        typer.echo(f"{path}: a {loaded.header['kind']} trained on {loaded.dataset.get('name', 'disk')}")
+        typer.echo(f"{path}: a {loaded.header['kind']} trained on {loaded.dataset['name']}")
     _print_summary(shape, rows, as_json)
 
 
 @app.command()
+@with_plugins
 def train(
     ctx: typer.Context,
     act: Annotated[str, typer.Option(help="Activation between layers (`nn-cli list activation`).")] = DEFAULTS.act,
@@ -315,9 +324,7 @@ def train(
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
              "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
     save: Annotated[Optional[str], typer.Option(help="Write the trained model to this file (safetensors).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint file (default: beside --save).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every K epochs.")] = None,
@@ -356,7 +363,7 @@ def train(
                 f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
                 f"and --resume work on one run: drop them or --runs"
             )
-        registry = load(ctx, plugin, registry_file, strict_plugins)
+        registry = plugins.registry()
         if resume is not None:
             _refuse_settings_beside_resume(ctx)
         _one_thread()
@@ -369,12 +376,12 @@ def train(
         with write_locks(save if here is None or here.main else None):
             _train(ctx, settings, registry, here, runs=runs, one_at_a_time=one_at_a_time,
                    plot=plot, as_json=as_json, save=save, checkpoint=checkpoint,
-                   checkpoint_every=checkpoint_every, resume=resume, plugin=plugin,
-                   registry_file=registry_file, summary=summary)
+                   checkpoint_every=checkpoint_every, resume=resume, plugins=plugins,
+                   summary=summary)
 
 
 def _train(ctx, settings, registry, here, *, runs, one_at_a_time, plot, as_json, save,
-           checkpoint, checkpoint_every, resume, plugin, registry_file, summary) -> None:
+           checkpoint, checkpoint_every, resume, plugins, summary) -> None:
     """Resolve, prepare and train one run or `runs`, and report: the pipeline's steps in
     order, each a library call."""
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
@@ -418,7 +425,7 @@ def _train(ctx, settings, registry, here, *, runs, one_at_a_time, plot, as_json,
                                 together=not one_at_a_time, world=world)
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and runs == 1:
-            raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
+            raise Stopped(_where_it_stopped(e, save, plugins)) from None
         finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
         raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
     if not quiet:
@@ -441,24 +448,7 @@ def _report_training(many, registry, *, as_json: bool, save: str | None, plot: s
     if as_json:
         typer.echo(json.dumps(first.to_dict() if runs == 1 else many.to_dict()))
         return
-    regression = first.task == "regression"
-    fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
-    what = "RMSE" if regression else "error"
-    if runs == 1:
-        typer.echo(f"train {what} {fmt(first.train_error)}   test {what} {fmt(first.test_error)}")
-    else:
-        s = many.summary()
-        how = "trained together as one batched ensemble" if many.together else "one at a time"
-        seed = settings.seed
-        typer.echo(
-            f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
-            f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
-            f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
-        )
-    if runs == 1 and has_data_settings(settings) and first.metrics:
-        from core.data.metrics import text_report
-
-        typer.echo(f"\ntest set ({first.dataset['name']}, {first.task}):\n{text_report(first.metrics)}")
+    typer.echo(many.text())
 
 
 def _typed(ctx: typer.Context) -> set[str]:
@@ -527,8 +517,7 @@ def _what_it_trains(settings: TrainSettings, runs: int) -> str:
     return f"training {describe([settings], width=None)}; {data}, {seeds}"
 
 
-def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list[str] | None,
-                      registry_file: Path | None) -> str:
+def _where_it_stopped(e: Any, save: str | None, plugins: Plugins) -> str:
     """The line for a Ctrl-C during a single run: the epoch, and the command that resumes
     from its newest checkpoint, with the plugin options that the run needed."""
     import shlex
@@ -537,10 +526,7 @@ def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list
     if e.checkpoint is None:
         return (f"{where}; no checkpoint was written, so it cannot resume "
                 f"(--checkpoint-every K writes one every K epochs)")
-    top = ctx.find_root().obj or {}
-    options = [("--resume", e.checkpoint), ("--save", save)]
-    options += [("--plugin", p) for p in [*top.get("plugins", []), *(plugin or [])]]
-    options += [("--registry", registry_file if registry_file is not None else top.get("registry"))]
+    options = [("--resume", e.checkpoint), ("--save", save), *plugins.options()]
     command = " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in options
                        if value is not None)
     return (f"{where}; the checkpoint of epoch {e.checkpoint_epoch} in {e.checkpoint} is kept; "
@@ -585,6 +571,7 @@ def _many(kind, help_text: str):
 
 
 @app.command()
+@with_plugins
 def compare(
     ctx: typer.Context,
     act: _many(str, "Activation.") = None,
@@ -607,9 +594,7 @@ def compare(
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
     data: _many(str, "A dataset with options, or a file (`nn-cli list dataset`).") = None,
     target: TargetOpt = None,
     test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
@@ -643,7 +628,7 @@ def compare(
                              val_fraction=val_fraction, patience=patience)
         configurations(base, variations)  # checks every value before any work
         _one_thread()
-        registry = load(ctx, plugin, registry_file, strict_plugins)
+        registry = plugins.registry()
         typed = _typed(ctx) & {"target", "test_fraction", "val_fraction", "patience"}
         # every configuration resolved and checked, before the processes join
         planned = plan(base, variations, runs, registry, not one_at_a_time, typed)
@@ -704,6 +689,7 @@ def _refuse_beside_layers(layers: Any, given: list[str]) -> None:
 
 
 @app.command()
+@with_plugins
 def predict(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
@@ -711,21 +697,20 @@ def predict(
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
     proba: Annotated[bool, typer.Option("--proba", help="Add one probability per class (p_NAME columns).")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """Predict the score and class (its name) of every row of a file with a saved model;
     a regression model predicts its targets."""
     from core.files.inference import predict_file
 
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     text = predict_file(model, input, output=output, fmt=fmt, registry=registry, proba=proba)
     if output is None:
         typer.echo(text, nl=False)
 
 
 @app.command()
+@with_plugins
 def evaluate(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
@@ -733,16 +718,14 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
     n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """Report a saved model's error on a labelled file, or without one on fresh points of
     the disk task (a model of other data: on its run's own test rows)."""
     from core.files.inference import evaluate_model
     from core.pipeline.prepare import test_rows
 
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry,
                             test_split=test_rows)
     if as_json:
@@ -756,15 +739,14 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @app.command()
+@with_plugins
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     host: Annotated[str, typer.Option(
         help="Address to bind; anything but 127.0.0.1 lets other machines train here.")] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """Serve the playground: pick data and a network in the browser, watch it train here."""
     if not 0 <= port <= 65535:
@@ -778,7 +760,7 @@ def serve(
             f"nn-cli serve needs the serve extra ({e.name} is missing): "
             f"pip install 'nn-scratch[serve]'"
         ) from None
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     if host not in LOCAL_HOSTS:
         typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
                    f"train networks on this machine; the playground has no login", err=True)

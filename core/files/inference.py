@@ -27,6 +27,18 @@ from core.data.tabular import (
 EVALUATE_STREAM = 15
 
 
+def model_layers(path: str | os.PathLike, registry: Registry | None = None):
+    """(the LoadedModel, its input shape, rows of core.network.summary.layer_table) of a
+    model or checkpoint file: what `nn-cli info FILE` shows."""
+    from core.network.assemble import LayerSpec
+    from core.network.summary import layer_table
+
+    loaded = load_model(path, registry)
+    shape = loaded.model.input_shape or loaded.in_features  # images, or flat rows
+    specs = [LayerSpec.from_dict(s) for s in loaded.header["architecture"]]
+    return loaded, shape, layer_table(loaded.model, specs, shape, loaded.dtype)
+
+
 def predict_file(
     model_path: str | os.PathLike,
     input_path: str | os.PathLike,

@@ -80,3 +80,23 @@ def _dotted(factory: Any) -> str:
     """`plugins.linear.Linear`: where the factory is defined."""
     qualname = getattr(factory, "__qualname__", repr(factory))
     return f"{getattr(factory, '__module__', '?')}.{qualname}"
+
+
+def info_text(data: dict[str, Any]) -> str:
+    """`component_info`'s description as `nn-cli info` prints it."""
+    lines = [f"{data['kind']} {data['name']}: {data['summary']}", f"  {data['signature']}",
+             f"  factory {data['factory']}, plugin {data['plugin']} "
+             f"({data['source']} {data['origin']})", "parameters:"]
+    for p in data["parameters"]:
+        kind_text = f": {p['annotation']}" if p["annotation"] else ""
+        default = "required" if p["required"] else f"default {p['default']}"
+        filled = f"; filled in: {p['filled_by']}" if p["filled_by"] else ""
+        lines.append(f"  {p['name']}{kind_text}  ({default}{filled})")
+    if not data["parameters"]:
+        lines.append("  none")
+    if data.get("defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
+        lines.append(f"defaults for options not typed: {shown}")
+    if data["doc"]:
+        lines.append("\n" + data["doc"])
+    return "\n".join(lines)

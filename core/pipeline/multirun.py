@@ -31,7 +31,7 @@ from core.pipeline.train import train
 from core.training.result import TrainResult
 from core.plugin.registry import Registry, default_registry
 from core.training.distributed import World, claims, from_main, share
-from core.training.settings import MAX_SEED, TrainSettings
+from core.training.settings import MAX_SEED, TrainSettings, has_data_settings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
 # runs training together, with their mean loss); on_run(run_index, result)
@@ -84,6 +84,27 @@ class MultiRunResult:
             "final_loss_mean": statistics.fmean(finals),
             "final_loss_std": std(finals),
         }
+
+    def text(self) -> str:
+        """The errors as `nn-cli train` prints them: one run's, or the runs' mean ± std; for
+        one run of a dataset, its test set's metrics too."""
+        first, runs, seed = self.results[0], len(self.results), self.settings.seed
+        regression = first.task == "regression"
+        fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
+        what = "RMSE" if regression else "error"
+        if runs > 1:
+            s = self.summary()
+            how = "trained together as one batched ensemble" if self.together else "one at a time"
+            return (f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
+                    f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
+                    f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}")
+        text = f"train {what} {fmt(first.train_error)}   test {what} {fmt(first.test_error)}"
+        if has_data_settings(self.settings) and first.metrics:
+            from core.data.metrics import text_report
+
+            text += (f"\n\ntest set ({first.dataset['name']}, {first.task}):\n"
+                     f"{text_report(first.metrics)}")
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
