@@ -16,11 +16,11 @@ as scikit-learn's `load_*` bunch does. A dataset without its own test split leav
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
+from core.keyvalue import NAME, parse_pair
 
 if TYPE_CHECKING:
     import torch
@@ -138,8 +138,6 @@ def dataset_problems(data: Dataset) -> list[str]:
 
 DATA_EXAMPLE = "spiral:arms=3,noise=0.2,n=900"
 FILE_SUFFIXES = (".csv", ".tsv", ".json", ".npz")
-_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
-_KEY = re.compile(r"[A-Za-z_]\w*\Z")
 
 
 def is_file_text(text: str) -> bool:
@@ -148,15 +146,13 @@ def is_file_text(text: str) -> bool:
     if text.lower().endswith(FILE_SUFFIXES) and not text.startswith("file:"):
         return True
     name, colon, _ = text.partition(":")
-    if colon and _NAME.match(name):
+    if colon and NAME.match(name):
         return False
     return "/" in text or "\\" in text
 
 
 def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
     """'spiral:arms=3,noise=0.2' -> ('spiral', {'arms': 3, 'noise': 0.2}); a file path -> ('file', {'path': ...})."""
-    from core.network.stack import parse_value  # one reading of values for --layers and --data
-
     if not isinstance(text, str) or not text.strip():
         raise SettingsError(f"data must name a dataset or a file, such as {DATA_EXAMPLE!r}")
     text = text.strip()
@@ -164,21 +160,22 @@ def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
         return "file", {"path": text}
     name, _, rest = text.partition(":")
     name = name.strip()
-    if not _NAME.match(name):
+    if not NAME.match(name):
         raise SettingsError(
             f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.json/.npz file); "
             f"write name:key=value,... such as {DATA_EXAMPLE!r}"
         )
     options: dict[str, Any] = {}
     for pair in filter(None, (p.strip() for p in rest.split(","))) if rest else ():
-        key, sep, value = (part.strip() for part in pair.partition("="))
-        if not sep or not _KEY.match(key) or not value:
+        parsed = parse_pair(pair)
+        if parsed is None:
             raise SettingsError(
                 f"data {text!r}: {pair!r} is not key=value; write e.g. {DATA_EXAMPLE!r}"
             )
+        key, value = parsed
         if key in options:
             raise SettingsError(f"data {text!r} gives {key!r} twice")
-        options[key] = parse_value(value)
+        options[key] = value
     return name, options
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import SettingsError
+from core.keyvalue import parse_pair
 from core.network.stack import EXAMPLE, parse_layer_text
 
 DTYPE_NAMES = ("float32", "float64")
@@ -177,24 +178,11 @@ def parse_optimizer_args(text: str) -> OptimizerArgs:
     """'momentum=0.9,nesterov=true' -> (("momentum", 0.9), ("nesterov", True)); '' -> ()."""
     pairs: dict[str, bool | int | float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, raw = part.partition("=")
-        value = _parse_value(raw.strip())
-        if not sep or not key.strip() or value is None:
+        parsed = parse_pair(part)
+        if parsed is None or isinstance(parsed[1], str) or not math.isfinite(parsed[1]):
             raise SettingsError(
                 f"optimizer options must be KEY=VALUE pairs with a number or true/false, "
                 f"comma-separated, such as momentum=0.9,nesterov=true; got {text!r}"
             )
-        pairs[key.strip()] = value
+        pairs[parsed[0]] = parsed[1]
     return tuple(sorted(pairs.items()))
-
-
-def _parse_value(raw: str) -> bool | int | float | None:
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    for kind in (int, float):
-        try:
-            value = kind(raw)
-        except ValueError:
-            continue
-        return value if math.isfinite(value) else None
-    return None
