@@ -34,7 +34,6 @@ from typing import Any
 import torch
 
 from core.data.dataset import CLASSIFICATION, build_from_factory
-from core.data.dataset import CONTEXT as DATA_CONTEXT
 from core.errors import NNError, SettingsError
 from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
@@ -42,6 +41,7 @@ from core.network.stack import constructor_parameters
 from core.pipeline.prepare import make_loss, prepare
 from core.pipeline.resolve import EVERY_FIELD, resolve
 from core.pipeline.train import result_of
+from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
 from core.training.evaluate import output_errors, predicted_classes
 from core.training.loop import fit
@@ -183,7 +183,7 @@ def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
         if dataset.input_shape == (2,) and dataset.task in CLASSIFICATION:
             options = {name: None if p.default is p.empty else p.default
                        for name, p in constructor_parameters(entry.factory).items()
-                       if name not in DATA_CONTEXT and p.kind != p.VAR_KEYWORD}
+                       if name not in context_arguments("dataset") and p.kind != p.VAR_KEYWORD}
             found[entry.name] = {"name": entry.name, "summary": entry.summary,
                                  "plugin": entry.plugin, "options": options,
                                  "classes": dataset.n_classes}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
 from core.keyvalue import NAME, parse_pair
+from core.plugin.context import context_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -197,7 +198,7 @@ def parse_data(text: str) -> DataSpec:
 # -- building ----------------------------------------------------------------------------
 
 # What the pipeline passes a dataset factory when its signature names it (never typed in --data).
-CONTEXT = ("generator", "n_train", "n_test", "dtype", "target")
+CONTEXT = context_arguments("dataset")
 
 
 def build_from_factory(

@@ -17,14 +17,14 @@ import torch
 from core.errors import NNError, SettingsError, ShapeError
 from core.network.protocols import Initializer, Module, evaluating
 from core.network.shapes import describe_shape, sample_shape
+from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
 from core.network.sequential import Sequential
 
-# Arguments a layer gets from its context when its factory's signature names them:
-# `in_shape` is one sample's shape as the layer before produces it, (features,) or
-# (channels, height, width); `in_features` is its last size, `in_channels` its first.
-CONTEXT_ARGS = ("in_features", "in_channels", "in_shape", "init", "generator", "dtype", "device",
-                "runs")
+# Arguments a layer gets from its context when its factory's signature names them
+# (core/plugin/context.py): `in_shape` is one sample's shape as the layer before produces it,
+# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its first.
+CONTEXT_ARGS = context_arguments("layer")
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,10 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from core.network.stack import constructor_parameters
+from core.plugin.context import filled_by
 
 if TYPE_CHECKING:
     from core.plugin.registry import Registry
-
-FROM_CONTEXT = {  # who fills a parameter when the user does not
-    "in_features": "inferred from the layer before",
-    "generator": "the run's seeded generator",
-    "dtype": "the run's dtype",
-    "device": "the run's --device",
-    "runs": "the number of runs trained together (None for one)",
-    "init": "the run's --init (or init=NAME in --layers)",
-    "parameters": "the network's parameters",
-    "n_train": "the run's n_train",
-    "n_test": "the run's n_test",
-    "target": "the run's --target",
-}
 
 
 def component_info(registry: Registry, name: str, kind: str | None = None) -> dict[str, Any]:
@@ -50,7 +38,7 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
             "annotation": None if p.annotation is p.empty else _text(p.annotation),
             "required": p.default is p.empty,
             "default": None if p.default is p.empty else repr(p.default),
-            "filled_by": FROM_CONTEXT.get(pname),
+            "filled_by": filled_by(pname),
         })
     record = registry.records.get(entry.plugin)
     defaults = getattr(factory, "defaults", None)  # a dataset's settings for options not typed

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
 from core.keyvalue import NAME, parse_pair
+from core.plugin.context import context_arguments
 
 if TYPE_CHECKING:
     from core.network.assemble import LayerSpec
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 STACK_KINDS = ("layer", "activation")
 # Filled in by the assembler from the layer before and the run, never typed in a stack.
-INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype", "device", "runs")
+# (`init=NAME` may be typed: another registered initializer for that layer.)
+INFERRED = tuple(name for name in context_arguments("layer") if name != "init")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
 
 
