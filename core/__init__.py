@@ -53,7 +53,7 @@ _WHERE = {
     "DataError": "core.data.dataset",
     "build_dataset": "core.data.dataset",
     "read_data_file": "core.data.reading",
-    "error_rate": "core.training.loop",
+    "error_rate": "core.training.evaluate",
     "fit": "core.training.loop",
     "TrainResult": "core.training.result",
     "train": "core.pipeline.train",
@@ -113,6 +113,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.network.sequential import Sequential
     from core.training.settings import TrainSettings
     from core.network.stack import parse_layers
-    from core.training.loop import error_rate, fit
+    from core.training.evaluate import error_rate
+    from core.training.loop import fit
     from core.pipeline.multirun import MultiRunResult, run_many
     from core.pipeline.compare import Comparison

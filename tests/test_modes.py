@@ -12,7 +12,8 @@ from core.files.checkpoint import Checkpointing
 from core.pipeline.prepare import prepare
 from core.pipeline.resolve import resolve
 from core.network.sequential import Sequential
-from core.training.loop import error_rate, fit
+from core.training.evaluate import error_rate
+from core.training.loop import fit
 
 LAYERS = "linear:out=12,batchnorm,relu,dropout:p=0.25,linear:out=8,layernorm,gelu,linear:out=1"
 SETTINGS = TrainSettings(layers=LAYERS, epochs=4, n_train=120, n_test=60, batch_size=32,

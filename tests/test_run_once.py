@@ -116,3 +116,20 @@ def test_nn_cli_train_with_a_loss_given_builds_its_dataset_once(monkeypatch):
     result = CliRunner().invoke(app, ["train", "--data", "moons", "--loss", "bce", "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert (counts.builds, counts.reads) == (1, 0)
+
+
+def test_error_rate_measures_any_task():
+    """`core.error_rate`: the fraction misclassified for classes, the RMSE for regression."""
+    registry = default_registry()
+    for name, task in (("moons", "binary"), ("iris", "multiclass"), ("diabetes", "regression")):
+        result = train(TrainSettings(data=name, epochs=2, seed=3))
+        run = prepare(resolve(result.settings, registry, EVERY_FIELD), registry)
+        d = run.data
+        got = core.error_rate(result.model, run.loss, d.x_test, d.labels_test, task=task,
+                              one_hot=d.one_hot, preprocessing=d.preprocessing)
+        assert got == pytest.approx(result.test_error, rel=1e-12, abs=0) and result.task == task
+    # the disk's 0/1 labels as (n, 1) floats, as README's piece-by-piece example passes them
+    disk = train(TrainSettings(epochs=2))
+    run = prepare(resolve(disk.settings, registry, EVERY_FIELD), registry)
+    y = run.data.labels_test.double().view(-1, 1)
+    assert core.error_rate(disk.model, run.loss, run.data.x_test, y) == disk.test_error
