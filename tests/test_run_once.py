@@ -133,3 +133,29 @@ def test_error_rate_measures_any_task():
     run = prepare(resolve(disk.settings, registry, EVERY_FIELD), registry)
     y = run.data.labels_test.double().view(-1, 1)
     assert core.error_rate(disk.model, run.loss, run.data.x_test, y) == disk.test_error
+
+
+def test_dataset_defaults_are_an_argument_of_register():
+    from core.errors import RegistrationError
+    from core.plugin.registry import Registry
+
+    registry = default_registry()
+    assert registry.get("dataset", "digits").defaults["hidden"] == (256,)
+    assert registry.get("dataset", "moons").defaults == {}
+
+    class Plugin:
+        @core.hookimpl
+        def register_datasets(self, register):
+            register("tiny", lambda: None, defaults={"epochs": 3, "colour": "red"})
+
+    class Wrong:
+        @core.hookimpl
+        def register_losses(self, register):
+            register("odd", registry.get("loss", "mse").factory, defaults={"epochs": 3})
+
+    with pytest.raises(RegistrationError, match="for a dataset only"):
+        Registry().add_plugin(Wrong(), name="wrong")
+    ours = Registry()
+    ours.add_plugin(Plugin(), name="tiny")
+    with pytest.raises(SettingsError, match="'colour', which are no settings"):
+        resolve(TrainSettings(data="tiny"), ours)

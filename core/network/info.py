@@ -41,8 +41,7 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
             "filled_by": filled_by(pname),
         })
     record = registry.records.get(entry.plugin)
-    defaults = getattr(factory, "defaults", None)  # a dataset's settings for options not typed
-    extra = {"defaults": dict(defaults)} if isinstance(defaults, dict) and entry.kind == "dataset" else {}
+    extra = {"defaults": dict(entry.defaults)} if entry.defaults else {}  # a dataset's, for options not typed
     return {
         "kind": entry.kind,
         "name": entry.name,

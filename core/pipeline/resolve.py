@@ -113,8 +113,16 @@ def resolve(
 
 
 def dataset_defaults(entry: Entry) -> dict:
-    """The settings a registered dataset suggests for the options not given."""
-    return dict(getattr(entry.factory, "defaults", {}))
+    """The settings a registered dataset suggests for the options not given (its
+    `register(..., defaults=...)`), each a TrainSettings field."""
+    unknown = sorted(set(entry.defaults) - EVERY_FIELD)
+    if unknown:
+        raise SettingsError(
+            f"dataset {entry.name!r} (plugin {entry.plugin!r}) has defaults for "
+            f"{', '.join(map(repr, unknown))}, which are no settings; settings: "
+            f"{', '.join(sorted(EVERY_FIELD))}"
+        )
+    return dict(entry.defaults)
 
 
 def load_dataset(settings: TrainSettings, data: DataSpec, registry: Registry) -> Dataset:
