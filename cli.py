@@ -409,7 +409,7 @@ def _train(ctx, settings, registry, here, *, runs, one_at_a_time, plot, as_json,
     world = _world(settings.device)
     quiet = world is not None and not world.main  # only rank 0 reports
     if not quiet:
-        typer.echo(_what_it_trains(settings, runs), err=as_json)
+        typer.echo(_what_it_trains(run, runs), err=as_json)
     # With --json, stdout holds the JSON alone and the progress goes to stderr.
     progress = None
     try:
@@ -506,15 +506,19 @@ def _given_options(ctx: typer.Context) -> list[str]:
     return words
 
 
-def _what_it_trains(settings: TrainSettings, runs: int) -> str:
-    """One line: the network, loss, optimizer and data a `train` is about to fit."""
-    from core.pipeline.compare import describe
+def _what_it_trains(run, runs: int) -> str:
+    """One line: the network, loss, optimizer and data a `train` is about to fit (`run`,
+    prepared: its data's sizes and widths)."""
+    from core.pipeline.compare import DEFAULT_DATA, describe
 
+    settings, split = run.settings, run.split
     seeds = f"seed {settings.seed}" if runs == 1 else (
         f"{runs} runs, seeds {settings.seed}-{settings.seed + runs - 1}")
-    data = (f"{settings.n_train} training and {settings.n_test} test points of the disk task"
-            if settings.data == "disk" else f"data {settings.data}")
-    return f"training {describe([settings], width=None)}; {data}, {seeds}"
+    points = f"{len(split.x_train)} training and {len(split.x_test)} test points"
+    if settings.data == DEFAULT_DATA:  # else the description names the data
+        points += f" of {settings.data}"
+    shown = describe([settings], width=None, widths=(run.width, run.out_features))
+    return f"training {shown}; {points}, {seeds}"
 
 
 def _where_it_stopped(e: Any, save: str | None, plugins: Plugins) -> str:
@@ -721,7 +725,8 @@ def evaluate(
     plugins: Plugins = None,
 ) -> None:
     """Report a saved model's error on a labelled file, or without one on fresh points of
-    the disk task (a model of other data: on its run's own test rows)."""
+    its data (a dataset that draws as many as asked, such as the disk), else on its run's
+    own test rows."""
     from core.files.inference import evaluate_model
     from core.pipeline.prepare import test_rows
 

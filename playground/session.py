@@ -38,11 +38,12 @@ from core.errors import NNError, SettingsError
 from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
 from core.network.stack import constructor_parameters
-from core.pipeline.prepare import make_loss, prepare
+from core.pipeline.prepare import prepare
 from core.pipeline.resolve import EVERY_FIELD, resolve
 from core.pipeline.train import result_of
 from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
+from core.training.components import make_loss
 from core.training.evaluate import output_errors, predicted_classes
 from core.training.loop import fit
 

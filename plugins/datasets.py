@@ -55,7 +55,7 @@ def disk(
     stream, exactly as before datasets were plugins: results are unchanged bit for bit.
     The labels are computed at the run's precision (`dtype`), as they always were.
     """
-    from core import disk_dataset  # imports torch: only once a disk is drawn
+    from core.data.disk import disk_dataset, disk_labels  # imports torch: once a disk is drawn
 
     dtype = dtype or torch.float64
     x_train, y_train = disk_dataset(n_train, generator, dtype)
@@ -64,6 +64,7 @@ def disk(
         "disk", "binary", x_train.double(), y_train.view(-1).long(), XY, (2,),
         ("0", "1"), x_test.double(), y_test.view(-1).long(),
         description="Uniform points of [0, 1]^2; class 1 inside the disk of area 1/2 at (0.5, 0.5).",
+        truth=disk_labels,
     )
 
 

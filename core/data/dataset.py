@@ -16,6 +16,7 @@ as scikit-learn's `load_*` bunch does. A dataset without its own test split leav
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,9 @@ class Dataset:
     y_test: torch.Tensor | None = None
     target_names: tuple[str, ...] = ()  # regression: one per target column
     description: str = ""  # a line or two for `nn-cli info`
+    # The rule that labels a point, where the data have one (the disk: inside the circle):
+    # x (n, features) -> 0/1 labels; figures draw its boundary beside the network's.
+    truth: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def n_features(self) -> int:

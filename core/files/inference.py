@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from core.files.atomic import atomic_write_text, check_writable, write_lock
-from core.data.disk import disk_dataset
+from core.data.dataset import build_dataset, parse_data
 from core.errors import RowError, SettingsError
 from core.files.model_file import LoadedModel, load_model
-from core.plugin.registry import Registry
+from core.network.stack import constructor_parameters
+from core.plugin.registry import Registry, default_registry
 from core.training import memory
 from core.training.settings import MAX_SEED
 from core.data.tabular import (
@@ -95,8 +96,10 @@ def read_labelled(loaded: LoadedModel, path, *, required: bool) -> Table:
     """An input file for this model: its label column (the run's --target, else `label`)
     may hold the model's class names."""
     label = loaded.settings.target or "label"
-    named = loaded.dataset.get("name") != "disk" and loaded.task != "regression"
-    names = loaded.class_names if named else None  # the disk's labels stay 0 or 1
+    classes = loaded.class_names
+    # Classes named 0, 1, ... (the disk's) are read as the numbers they are.
+    named = loaded.task != "regression" and classes != [str(i) for i in range(len(classes))]
+    names = classes if named else None
     return read_table(path, labels_required=required, class_names=names, label=label,
                       any_labels=loaded.task == "regression")
 
@@ -142,10 +145,12 @@ def evaluate_model(
     registry: Registry | None = None,
     test_split=None,
 ) -> Evaluation:
-    """The model's error on a labelled file, or on `n` fresh points of the disk task; a
-    model of other data, without a file, on its run's own test rows, which
-    `test_split(settings, registry)` gives as raw (x, labels) (core.pipeline.experiment's
-    `test_rows`, passed in from above: files cannot reach the pipeline)."""
+    """The model's error on a labelled file; without one, on `n` fresh points of its data
+    when its dataset draws as many as asked (its factory takes `n_train`: the disk), else on
+    its run's own test rows, which `test_split(settings, registry)` gives as raw (x, labels)
+    (core.pipeline.prepare's `test_rows`, passed in from above: files cannot reach the
+    pipeline)."""
+    registry = registry or default_registry()
     loaded = load_model(model_path, registry)
     if input_path is not None:
         table = read_labelled(loaded, input_path, required=True)
@@ -154,11 +159,13 @@ def evaluate_model(
             error = loaded.error_rate(table.features, table.labels)
         return Evaluation(error, len(table.labels), str(input_path),
                           "rmse" if loaded.task == "regression" else "error")
-    if loaded.dataset.get("name", "disk") != "disk":
+    data = parse_data(loaded.settings.data)
+    if "n_train" not in constructor_parameters(registry.get("dataset", data.name).factory):
         if test_split is None:
             raise SettingsError(
-                f"{model_path} was trained on {loaded.dataset['name']!r}, not the disk: give "
-                f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
+                f"{model_path} was trained on {loaded.dataset['name']!r}, which draws no fresh "
+                f"points: give --input FILE with its features and a "
+                f"{loaded.settings.target or 'label'!r} column"
             )
         x, labels = test_split(loaded.settings, registry)
         return Evaluation(loaded.error_rate(x, labels), len(labels),
@@ -172,5 +179,8 @@ def evaluate_model(
     memory.check_fits({"--n": n * (per_point + memory.data_bytes(1, loaded.in_features))},
                       f"evaluating {n} points")
     generator = torch.Generator().manual_seed(seed * 16 + EVALUATE_STREAM)
-    x, y = disk_dataset(n, generator, loaded.dtype)
-    return Evaluation(loaded.error_rate(x, y), n, f"fresh points of the disk task, seed {seed}")
+    fresh = build_dataset(registry, data, generator=generator,  # its first n points: fresh
+                          context={"n_train": n, "n_test": 1, "dtype": loaded.dtype,
+                                   "target": loaded.settings.target})
+    return Evaluation(loaded.error_rate(fresh.x_train, fresh.y_train), n,
+                      f"fresh points of {loaded.dataset['name']}, seed {seed}")

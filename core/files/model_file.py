@@ -51,7 +51,7 @@ import torch
 from core.data import preprocess
 from core.network.assemble import LayerSpec, build_flat_stack, shapes_only
 from core.files.atomic import atomic_write_bytes
-from core.data.disk import DTYPES
+from core.training.settings import DTYPES
 from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
 from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry

@@ -24,6 +24,7 @@ from core.training.settings import TrainSettings
 if TYPE_CHECKING:
     from core.training.distributed import World
 
+DEFAULT_DATA = TrainSettings().data  # named in a title only when another is chosen
 TITLE_WIDTH = 80  # characters per line of a figure's title: the loss figure's width at its font size
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",
@@ -75,10 +76,15 @@ def label(settings: TrainSettings, varied: Sequence[str]) -> str:
     return " ".join(parts) or "defaults"
 
 
-def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_WIDTH) -> str:
+def describe(
+    configurations: Sequence[TrainSettings], width: int | None = TITLE_WIDTH,
+    widths: tuple[int, int] | None = None,
+) -> str:
     """The settings all `configurations` share, for a figure's title; what varies between
     them (and so stands in each label) shows as "varies". Lines of at most `width`
-    characters, for a figure's title; one line with `width=None`."""
+    characters, for a figure's title; one line with `width=None`. `widths`, the networks'
+    (inputs, outputs) when they share them, shows the MLP whole; the data show unless
+    they are the default."""
     first = configurations[0]
 
     def shared(field: str, text: str) -> str:
@@ -87,11 +93,11 @@ def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_
 
     if first.layers:  # the stack is the whole network
         net = shared("layers", f"layers {first.layers}")
-    else:  # the disk's in and out widths are the report's; other datasets set their own
-        widths = ("-".join(map(str, (2, *first.hidden, 1))) + " net" if first.data == "disk"
-                  else "hidden " + "-".join(map(str, first.hidden)))
-        net = f"{shared('hidden', widths)}, {shared('act', first.act)}"
-    if first.data != "disk" or any(c.data != first.data for c in configurations):
+    else:  # with the data's widths when the caller knows them: "2-25-25-25-1 net"
+        shape = ("-".join(map(str, (widths[0], *first.hidden, widths[1]))) + " net" if widths
+                 else "hidden " + "-".join(map(str, first.hidden)))
+        net = f"{shared('hidden', shape)}, {shared('act', first.act)}"
+    if first.data != DEFAULT_DATA or any(c.data != first.data for c in configurations):
         net = f"{shared('data', f'data {first.data}')}, {net}"
     o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
     lines = [  # short lines, so the title fits the figure

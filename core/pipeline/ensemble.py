@@ -18,10 +18,11 @@ import torch
 
 from core.network.assemble import build_flat_stack
 from core.network.protocols import evaluating, set_training
-from core.pipeline.prepare import Run, make_loss, make_optimizer, prepare
+from core.pipeline.prepare import Run, prepare
 from core.pipeline.resolve import EVERY_FIELD, ResolvedRun, resolve
 from core.pipeline.train import train
 from core.plugin.registry import Registry, default_registry
+from core.training.components import make_loss, make_optimizer
 from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import divergence, divergence_error, fit_runs
 from core.training.result import TrainResult

@@ -21,7 +21,6 @@ from typing import Any
 from core import errors
 from core.errors import NNError, SettingsError
 from core.lazy import torch
-from core.data.disk import DTYPES
 from core.files.model_file import in_features_of, model_state
 from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
@@ -31,7 +30,7 @@ from core.pipeline.train import train
 from core.training.result import TrainResult
 from core.plugin.registry import Registry, default_registry
 from core.training.distributed import World, claims, from_main, share
-from core.training.settings import MAX_SEED, TrainSettings, has_data_settings
+from core.training.settings import DTYPES, MAX_SEED, TrainSettings, has_data_settings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
 # runs training together, with their mean loss); on_run(run_index, result)

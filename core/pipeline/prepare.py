@@ -4,8 +4,8 @@
 preprocesses it, and checks that the network fits the data and the memory; the `Run` it
 returns then builds the network, the loss and the optimizer on first use, from the seed's
 generators. `check` (shapes only), `--summary`, `train`, the batched ensemble, sweeps and
-the playground all take their run from here: this file is the one place a loss and an
-optimizer are constructed (`make_loss`, `make_optimizer`).
+the playground all take their run from here, its loss and optimizer made by
+core/training/components.py, the one place each is constructed.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ from typing import Any
 import torch
 
 from core.data.dataset import parse_data
-from core.data.disk import DTYPES
 from core.data.preparation import Data, Split, check_loss_fits, prepare_data, split_dataset
 from core.data.split import output_width
 from core.errors import SettingsError
 from core.network.assemble import (
     LayerSpec, build_flat_stack, check_output_width, probe_device, shapes_only,
 )
-from core.network.protocols import Loss, Optimizer, Parameter
+from core.network.protocols import Loss, Optimizer
 from core.network.sequential import Sequential
 from core.network.shapes import sample_shape
 from core.network.summary import layer_table
 from core.plugin.registry import Registry, default_registry
 from core.pipeline.resolve import ResolvedRun, generator, load_dataset, resolve
+from core.training.components import make_loss, make_optimizer
 from core.training.memory import check_run_fits
 from core.training.schedule import SCHEDULES
-from core.training.settings import TrainSettings
+from core.training.settings import DTYPES, TrainSettings
 
 
 def device(settings: TrainSettings) -> torch.device:
@@ -43,18 +43,6 @@ def device(settings: TrainSettings) -> torch.device:
             "device 'cuda' is not available here (torch finds no CUDA GPU); accepted: cpu"
         )
     return torch.device(settings.device)
-
-
-def make_loss(registry: Registry, settings: TrainSettings) -> Loss:
-    """The run's loss, by name (the one place a loss is constructed)."""
-    return registry.create("loss", settings.loss)
-
-
-def make_optimizer(registry: Registry, settings: TrainSettings, parameters: list[Parameter]) -> Optimizer:
-    """The run's optimizer over `parameters`, with its options (the one place an optimizer
-    is constructed; the options were checked when the run was resolved)."""
-    return registry.create("optimizer", settings.optimizer, parameters=parameters,
-                           lr=settings.lr, **dict(settings.optimizer_args))
 
 
 def split_run_data(resolved: ResolvedRun, registry: Registry) -> Split:

@@ -26,7 +26,7 @@ from core.errors import SettingsError
 from core.network.assemble import LayerSpec, mlp_specs
 from core.network.stack import parse_layers
 from core.plugin.registry import Entry, Registry, default_registry
-from core.training.settings import TrainSettings
+from core.training.settings import DTYPES, TrainSettings
 
 if TYPE_CHECKING:
     import torch
@@ -127,7 +127,6 @@ def dataset_defaults(entry: Entry) -> dict:
 
 def load_dataset(settings: TrainSettings, data: DataSpec, registry: Registry) -> Dataset:
     """The Dataset `data` names, drawn from the run's "data" stream."""
-    from core.data.disk import DTYPES
     import torch
 
     with torch.set_grad_enabled(False):

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import SettingsError
+from core.lazy import torch
 from core.keyvalue import parse_pair
 from core.network.stack import EXAMPLE, parse_layer_text
 
@@ -157,6 +158,25 @@ DATA_FIELDS = {"data": "disk", "target": None, "test_fraction": 0.25, "val_fract
 def has_data_settings(settings: TrainSettings) -> bool:
     """Whether any dataset setting (--data, --target, fractions, patience) is not its default."""
     return any(name in DATA_FIELDS for name in settings.to_dict())
+
+
+class _TorchDtypes(Mapping):
+    """The `dtype` setting's names -> torch dtypes, torch imported on first lookup (this
+    module stays free of it)."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in DTYPE_NAMES:
+            raise KeyError(name)
+        return getattr(torch, name)
+
+    def __iter__(self):
+        return iter(DTYPE_NAMES)
+
+    def __len__(self) -> int:
+        return len(DTYPE_NAMES)
+
+
+DTYPES = _TorchDtypes()  # settings.dtype -> the torch dtype of data and weights
 
 
 def _is_int(value: object) -> bool:
