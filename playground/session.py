@@ -6,7 +6,7 @@ waits on training and never sees a half-updated network. Frames are drawn by a s
 thread, the painter, from a copy of the weights taken between epochs, so that drawing a
 100 x 100 heat map (a forward pass over 10,000 points) overlaps training instead of
 pausing it. Each epoch is the framework's own
-`core.training.fit` for one epoch; N epochs here leave exactly the network that
+`core.training.loop.fit` for one epoch; N epochs here leave exactly the network that
 `core.pipeline.train.train` leaves after N epochs with the same settings (tested).
 
 What the page draws travels as JSON text built in the worker: a *setup* (the points and

@@ -148,7 +148,7 @@ def check_runs(
     runs: list[TrainSettings], stacked: list, epoch: int, losses: list[float],
     initial_losses: list[float],
 ) -> None:
-    """Stop as `train` would when any run diverges (core.training.divergence), naming it."""
+    """Stop as `train` would when any run diverges (core.training.loop.divergence), naming it."""
     finite = torch.stack([p.value.flatten(1).isfinite().all(dim=1) for p in stacked])  # (params, runs)
     reasons = [
         (run.seed, divergence(loss, ok, initial))

@@ -15,8 +15,8 @@ from core.network.stack import EXAMPLE, parse_layer_text
 DTYPE_NAMES = ("float32", "float64")
 DEVICE_NAMES = ("cpu", "cuda")
 MAX_SEED = 2**40
-PREPROCESS_NAMES = ("standardize", "none")  # see core/preprocess.py
-SCHEDULE_NAMES = ("cosine", "constant")  # see core/schedule.py
+PREPROCESS_NAMES = ("standardize", "none")  # see core/data/preprocess.py
+SCHEDULE_NAMES = ("cosine", "constant")  # see core/training/schedule.py
 OptimizerArgs = tuple[tuple[str, bool | int | float], ...]
 DEFAULT_ACT, DEFAULT_HIDDEN = "tanh", (25, 25, 25)  # the report's network
 
