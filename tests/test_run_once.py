@@ -159,3 +159,17 @@ def test_dataset_defaults_are_an_argument_of_register():
     ours.add_plugin(Plugin(), name="tiny")
     with pytest.raises(SettingsError, match="'colour', which are no settings"):
         resolve(TrainSettings(data="tiny"), ours)
+
+
+def test_nn_cli_train_reads_the_data_and_layers_text_once():
+    """The settings' check and resolve share one reading of each text; every later step
+    takes the specs (core.data.dataset.DataSpec, core.network.assemble.LayerSpec)."""
+    import core.network.stack as stack
+
+    core.data.dataset._read_data_text.cache_clear()
+    stack._read_layer_text.cache_clear()
+    result = CliRunner().invoke(app, ["train", "--data", "spiral:arms=2,noise=0.25", "--epochs", "1",
+                                      "--layers", "linear:out=7,tanh,linear:out=1"])
+    assert result.exit_code == 0, result.output
+    assert core.data.dataset._read_data_text.cache_info().misses == 1
+    assert stack._read_layer_text.cache_info().misses == 1

@@ -16,8 +16,10 @@ as scikit-learn's `load_*` bunch does. A dataset without its own test split leav
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
@@ -158,11 +160,35 @@ def is_file_text(text: str) -> bool:
 
 def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
     """'spiral:arms=3,noise=0.2' -> ('spiral', {'arms': 3, 'noise': 0.2}); a file path -> ('file', {'path': ...})."""
+    spec = parse_data(text)
+    return spec.name, dict(spec.options)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """`--data` parsed: the registered name and its options (a file: "file", path)."""
+
+    name: str
+    options: Mapping[str, Any]  # read-only: one parse serves every caller
+    text: str  # as typed, for messages and the settings' record
+
+
+def parse_data(text: str) -> DataSpec:
+    """'spiral:arms=3' -> DataSpec('spiral', {'arms': 3}, 'spiral:arms=3').
+
+    Each text is read once: the settings' check when they are made and `resolve` share the
+    result (a few hundred texts are kept; a bad one raises every time).
+    """
     if not isinstance(text, str) or not text.strip():
         raise SettingsError(f"data must name a dataset or a file, such as {DATA_EXAMPLE!r}")
-    text = text.strip()
+    return _read_data_text(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_data_text(typed: str) -> DataSpec:
+    text = typed.strip()
     if is_file_text(text):
-        return "file", {"path": text}
+        return DataSpec("file", MappingProxyType({"path": text}), typed)
     name, _, rest = text.partition(":")
     name = name.strip()
     if not NAME.match(name):
@@ -181,22 +207,7 @@ def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
         if key in options:
             raise SettingsError(f"data {text!r} gives {key!r} twice")
         options[key] = value
-    return name, options
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """`--data` parsed once: the registered name and its options (a file: "file", path)."""
-
-    name: str
-    options: dict[str, Any]
-    text: str  # as typed, for messages and the settings' record
-
-
-def parse_data(text: str) -> DataSpec:
-    """'spiral:arms=3' -> DataSpec('spiral', {'arms': 3}, 'spiral:arms=3')."""
-    name, options = parse_data_text(text)
-    return DataSpec(name, options, text)
+    return DataSpec(name, MappingProxyType(options), typed)
 
 
 # -- building ----------------------------------------------------------------------------

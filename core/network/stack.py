@@ -19,9 +19,11 @@ signatures, and returns the `LayerSpec` list that `core.network.assemble.build_s
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
@@ -40,7 +42,15 @@ EXAMPLE = "linear:out=25,tanh,linear:out=1"
 
 
 def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks."""
+    """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks.
+
+    Each text is read once: the settings' check when they are made and `parse_layers` share
+    the result (a few hundred texts are kept; a bad one raises every time)."""
+    return [(name, dict(args)) for name, args in _read_layer_text(text)]
+
+
+@functools.lru_cache(maxsize=256)
+def _read_layer_text(text: str) -> tuple[tuple[str, MappingProxyType], ...]:
     if not text.strip():
         raise SettingsError(f"layers must name at least one component, such as {EXAMPLE!r}")
     items: list[tuple[str, dict[str, Any]]] = []
@@ -57,7 +67,7 @@ def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
         args: dict[str, Any] = {}
         _add_arguments(args, pairs, position, item)
         items.append((name, args))
-    return items
+    return tuple((name, MappingProxyType(args)) for name, args in items)
 
 
 def _add_arguments(args: dict[str, Any], pairs: list[str], position: int, item: str) -> None:
