@@ -57,6 +57,7 @@ _WHERE = {
     "fit": "core.training.loop",
     "TrainResult": "core.training.result",
     "train": "core.pipeline.train",
+    "train_run": "core.pipeline.train",
     "resolve": "core.pipeline.resolve",
     "ResolvedRun": "core.pipeline.resolve",
     "prepare": "core.pipeline.prepare",
@@ -102,7 +103,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.files.model_file import LoadedModel, load_model, save_model
     from core.pipeline.prepare import Run, prepare
     from core.pipeline.resolve import ResolvedRun, resolve
-    from core.pipeline.train import train
+    from core.pipeline.train import train, train_run
     from core.training.result import TrainResult
     from core.plugin.hookspecs import hookimpl, hookspec
     from core.network.protocols import (
