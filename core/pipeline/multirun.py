@@ -27,7 +27,8 @@ from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
 from core.pipeline.experiment import TrainResult, device, train
 from core.plugin.registry import Registry, default_registry
-from core.training.distributed import World, claims, from_main, share
+from core.pipeline.sharing import claims, share
+from core.training.world import World, from_main
 from core.training.settings import MAX_SEED, TrainSettings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
