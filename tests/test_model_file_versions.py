@@ -88,6 +88,23 @@ def _read_unverified(path):
     return file
 
 
+HALF = sorted(FIXTURES.glob("v*/disk_half_checkpoint.safetensors"))
+
+
+@pytest.mark.parametrize("path", HALF, ids=lambda p: p.parent.name)
+def test_an_earlier_checkpoint_resumed_today_ends_as_its_own_version_ended(path):
+    """A checkpoint after 2 of 4 epochs, resumed: the losses and errors of that version's
+    uninterrupted run, bit for bit (issue 6's run needs its settings' values of then: no
+    input step and a constant rate, not today's defaults)."""
+    whole = json.loads(path.with_suffix(".json").read_text())["uninterrupted"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedFileWarning)
+        checkpoint = read_checkpoint(path)
+    result = train(checkpoint.settings, resume=checkpoint)
+    assert result.losses == whole["losses"]
+    assert (result.train_error, result.test_error) == (whole["train_error"], whole["test_error"])
+
+
 def test_an_earlier_checkpoint_resumes_through_the_cli(tmp_path):
     from typer.testing import CliRunner
 
