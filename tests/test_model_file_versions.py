@@ -74,6 +74,7 @@ def test_an_earlier_file_predicts_what_its_own_version_predicted(path):
 def test_an_earlier_file_migrates_to_todays_layout(path):
     file = read_model_file(path) if "checksum" in header_of(path) else _read_unverified(path)
     header = file.header
+    assert file.written_version == written_version(path) and header["format_version"] == FORMAT_VERSION
     assert set(header) == {"format", "format_version", *LAYOUT[header["kind"]]}
     assert list(header["dataset"]) == LAYOUT["dataset"]
     if header["kind"] == "checkpoint":

@@ -31,8 +31,8 @@ Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds 
 Loading reads the bytes once, parses them with safetensors (never pickle) and the header
 with json, maps every tensor to the CPU, verifies the checksum, refuses non-finite numbers,
 migrates an older layout to today's (core/files/versions.py), and checks names, shapes and
-dtypes exactly: against a shapes-only build of the network
-first, so a small file claiming huge layers costs no memory.
+dtypes exactly: against a shapes-only build of the network first, so a small file claiming
+huge layers costs no memory.
 """
 
 from __future__ import annotations
