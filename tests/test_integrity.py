@@ -49,10 +49,11 @@ def resign(path):
 
 
 def unsign(path):
-    """The file as nn-scratch wrote it before checksums."""
+    """The file as nn-scratch wrote it before checksums (format version 1)."""
     outer, body = split(path)
     inner = json.loads(outer["__metadata__"][METADATA_KEY])
     del inner[CHECKSUM_KEY]
+    inner["format_version"] = 1
     outer["__metadata__"][METADATA_KEY] = json.dumps(inner)
     return join(path, outer, body)
 

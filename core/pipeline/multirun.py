@@ -29,7 +29,8 @@ from core.pipeline.resolve import ResolvedRun, resolve
 from core.pipeline.train import train
 from core.training.result import TrainResult
 from core.plugin.registry import Registry, default_registry
-from core.training.distributed import World, claims, from_main, share
+from core.pipeline.sharing import claims, share
+from core.training.world import World, from_main
 from core.training.settings import DTYPES, MAX_SEED, TrainSettings, has_data_settings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
