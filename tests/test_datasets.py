@@ -319,6 +319,8 @@ BAD_FILES = [
     ("a,b,label\n1,2,x\n3,4,y\n5,6,z\n", [], ["3 rows for 3 classes", "at least 2 rows"]),
     ("a,b,label\n1,2,x\n3,4,y\n5,6,y\n7,8,x\n9,9,z\n1,1,x\n", [], ["class 'z' has 1 row"]),
     ("a,b,label\n1,2,x\n3,,y\n1,1,x\n", [], ["row 3", "column 'b'", "is empty"]),
+    ("a,b,label\n", [], ["a header line and no rows of data"]),
+    ("a,b,label\n\n\n", [], ["a header line and no rows of data"]),
 ]
 
 

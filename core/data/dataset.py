@@ -52,7 +52,9 @@ class Dataset:
     class_names: tuple[str, ...] = ()  # classification: one per class, index order
     x_test: torch.Tensor | None = None  # the dataset's own test split, when it has one
     y_test: torch.Tensor | None = None
-    target_names: tuple[str, ...] = ()  # regression: one per target column
+    # regression: one per target column; a file's classification: its label column's name
+    # (so `evaluate` finds the labels of a file of the same kind by name)
+    target_names: tuple[str, ...] = ()
     description: str = ""  # a line or two for `nn-cli info`
 
     @property

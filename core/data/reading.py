@@ -111,7 +111,7 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task,
                         f"least 2, one to learn from and one to test on")
     return Dataset(shown, "binary" if len(class_names) == 2 else "multiclass", torch.as_tensor(x),
                    torch.as_tensor(indices.reshape(-1).astype(np.int64)), tuple(features),
-                   (len(features),), class_names)
+                   (len(features),), class_names, target_names=(target_name,))
 
 
 def _looks_like_classes(raw: np.ndarray) -> bool:
@@ -134,12 +134,16 @@ def _number_text(value: float) -> str:
 def _delimited(shown: str, path, target, delimiter: str):
     with open(path, newline="", encoding="utf-8") as f:
         try:
-            first = next(csv.reader(f, delimiter=delimiter), None)
+            rows = csv.reader(f, delimiter=delimiter)
+            first = next(rows, None)
+            more = next((row for row in rows if any(field.strip() for field in row)), None)
         except (UnicodeDecodeError, csv.Error) as e:
             raise DataError(f"{shown}: not a text table ({e})") from None
     if first is None:
         raise DataError(f"{shown}: the file is empty")
     header = not any(is_number(field) for field in first)
+    if header and more is None:  # NOTE: pandas would raise EmptyDataError, numpy warn
+        raise DataError(f"{shown}: a header line and no rows of data")
     names = [field.strip() for field in first] if header else [f"column {j + 1}" for j in range(len(first))]
     if len(names) < 2:
         raise DataError(f"{shown}: rows need at least one feature and a target; found one column")

@@ -80,13 +80,26 @@ def prediction_table(loaded: LoadedModel, x: torch.Tensor, prediction, proba: bo
 
 
 def read_labelled(loaded: LoadedModel, path, *, required: bool) -> Table:
-    """An input file for this model: its label column (the run's --target, else `label`)
-    may hold the model's class names."""
-    label = loaded.settings.target or "label"
+    """An input file for this model, its columns matched to the model's features by name
+    when the file names them; its label column (the training data's target column, else
+    `label`) may hold the model's class names."""
     named = loaded.dataset.get("name") != "disk" and loaded.task != "regression"
     names = loaded.class_names if named else None  # the disk's labels stay 0 or 1
-    return read_table(path, labels_required=required, class_names=names, label=label,
-                      any_labels=loaded.task == "regression")
+    features = loaded.dataset.get("feature_names")
+    return read_table(path, labels_required=required, class_names=names, label=label_column(loaded),
+                      any_labels=loaded.task == "regression",
+                      features=features if features and len(features) == loaded.in_features else None)
+
+
+def label_column(loaded: LoadedModel) -> str:
+    """The name of the column that holds a file's labels for this model: the training
+    file's target column (recorded as the data's one target name), else the run's --target
+    when it is a name, else `label`."""
+    recorded = loaded.dataset.get("target_names") or []
+    if len(recorded) == 1:
+        return recorded[0]
+    target = loaded.settings.target
+    return target if target and not target.isdigit() else "label"
 
 
 def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike) -> None:
