@@ -28,6 +28,9 @@ from core.network.protocols import decision_threshold, evaluating
 from core.plugin.registry import Registry
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
+PANEL = 3.2  # inches: the side of one square panel of points
+LEGEND_WIDTH = 6.0  # inches: the test points' two-column legend at font size 8
+TITLE_LINE = 0.2  # inches: one line of a title at font size 9
 
 
 def _figure(**kwargs):
@@ -107,7 +110,13 @@ def points_figure(
     from matplotlib.patches import Circle
 
     columns = min(runs_shown, max(len(r.results) for _, r in rows))
-    fig = _figure(figsize=(3.2 * columns, 3.4 * len(rows) + 0.8), layout="constrained")
+    title = "Test points of the first runs\n" + describe([r.settings for _, r in rows])
+    # NOTE: constrained layout only moves things within the canvas: the canvas must hold
+    # the title's lines, each row of panels (square, with a two-line title and x label)
+    # and the two-row legend, and be as wide as the legend, or texts collide or fall off.
+    fig = _figure(figsize=(max(PANEL * columns, LEGEND_WIDTH),
+                           (PANEL + 0.2) * len(rows) + TITLE_LINE * (title.count("\n") + 1) + 0.8),
+                  layout="constrained")
     axes = fig.subplots(len(rows), columns, squeeze=False)
     for (name, multirun), row in zip(rows, axes):
         for result, ax in zip(multirun.results, row):
@@ -137,7 +146,7 @@ def points_figure(
         handles = handles[:2] + [Line2D([], [], color="tab:gray", linewidth=6, alpha=0.3,
                                         label="shaded: the predicted class")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
-    fig.suptitle("Test points of the first runs\n" + describe([r.settings for _, r in rows]), fontsize=9)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
