@@ -139,7 +139,8 @@ def dataset_problems(data: Dataset) -> list[str]:
 # -- `--data` text -----------------------------------------------------------------------
 
 DATA_EXAMPLE = "spiral:arms=3,noise=0.2,n=900"
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".npz")
+FILE_SUFFIXES = tuple(kind + packed for kind in (".csv", ".tsv", ".txt", ".json")
+                      for packed in ("", ".gz", ".bz2", ".xz")) + (".npz",)
 _NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _KEY = re.compile(r"[A-Za-z_]\w*\Z")
 
@@ -168,7 +169,8 @@ def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
     name = name.strip()
     if not _NAME.match(name):
         raise SettingsError(
-            f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.json/.npz file); "
+            f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.txt/.json/.npz "
+            f"file, the text ones also .gz, .bz2 or .xz); "
             f"write name:key=value,... such as {DATA_EXAMPLE!r}"
         )
     options: dict[str, Any] = {}
