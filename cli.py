@@ -438,6 +438,8 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     what = "RMSE" if regression else "error"
     if runs == 1:
         typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
+        if result.stopping_note():
+            typer.echo(result.stopping_note())
     else:
         s = many.summary()
         how = "trained together as one batched ensemble" if many.together else "one at a time"

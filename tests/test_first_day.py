@@ -19,3 +19,16 @@ def test_an_image_layer_on_plain_rows_says_the_data_have_no_images(first):
     result = invoke("train", "--data", "moons", "--layers", f"{first},flatten,linear:out=1")
     assert_one_line_error(result, "takes images, and these data have none",
                           "each row is 2 plain numbers", "such as linear")
+
+
+def test_early_stopping_says_where_it_stopped_and_which_weights_it_kept():
+    result = invoke("train", "--data", "moons", "--val-fraction", "0.2", "--patience", "3",
+                    "--epochs", "150", "--hidden", "4")
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stdout.splitlines() if line.startswith("stopped early")]
+    assert len(note) == 1, result.stdout
+    ran = int(note[0].split("after epoch ")[1].split(" ")[0])
+    kept = int(note[0].split("weights of epoch ")[1].split(" ")[0])
+    assert ran < 150 and ran - kept == 3 and "of 150" in note[0]
+    whole = invoke("train", "--data", "moons", "--val-fraction", "0.2", *FAST)
+    assert "trained all 2 epochs; kept the weights of epoch" in whole.stdout

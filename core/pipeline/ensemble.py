@@ -137,7 +137,8 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
     results = []
     for i, (run, d) in enumerate(zip(runs, data)):
         metrics = output_metrics(test_outputs[i], loss, d.labels_test, preprocessing=d.preprocessing,
-                                 class_names=d.dataset.class_names, **how)
+                                 class_names=d.dataset.class_names,
+                                 images=len(d.dataset.input_shape) > 1, **how)
         results.append(TrainResult(
             run, losses[i], train_errors[i], test_errors[i], specs, singles[i], d.preprocessing,
             dataset=data_metadata(d), metrics=metrics,

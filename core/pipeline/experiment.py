@@ -426,7 +426,8 @@ def result_of(
         test_outputs = forward_in_slices(model, data.x_test)  # once, for the error and the metrics
     test_error = output_errors(test_outputs, loss, data.labels_test, **how).item()
     metrics = output_metrics(test_outputs, loss, data.labels_test,
-                             class_names=data.dataset.class_names, **how)
+                             class_names=data.dataset.class_names,
+                             images=len(data.dataset.input_shape) > 1, **how)
     return TrainResult(settings, losses, train_error, test_error, specs, model, data.preprocessing,
                        dataset=data_metadata(data), metrics=metrics, best_epoch=best_epoch)
 

@@ -38,6 +38,18 @@ class TrainResult:
     def task(self) -> str:
         return (self.dataset or {}).get("task", "binary")
 
+    def stopping_note(self) -> str | None:
+        """With a validation set, a line saying where training stopped and which epoch's
+        weights were kept; None without one."""
+        if self.best_epoch is None:
+            return None
+        ran, epochs = len(self.losses), self.settings.epochs
+        kept = f"kept the weights of epoch {self.best_epoch} (the lowest validation loss)"
+        if ran < epochs:
+            return (f"stopped early after epoch {ran} of {epochs}: no lower validation loss for "
+                    f"{self.settings.patience} epochs; {kept}")
+        return f"trained all {epochs} epochs; {kept}"
+
     def to_dict(self) -> dict[str, Any]:
         d = {
             "settings": self.settings.to_dict(),
