@@ -399,17 +399,17 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     world = _world(settings.device)
     quiet = world is not None and not world.main  # only rank 0 reports
     if not quiet:
-        typer.echo(_what_it_trains(settings, runs), err=as_json)
-    # With --json, stdout holds the JSON alone and the progress goes to stderr.
+        typer.echo(_what_it_trains(settings, runs), err=True)  # stdout: results only
+    # Progress and status lines go to stderr: stdout holds the results alone (`> file`).
     progress = None
     try:
         if runs == 1:
-            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+            with epoch_reporter(settings.epochs, to_stderr=True, quiet=quiet) as on_epoch:
                 result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
                              resume=state, world=world)
             many = MultiRunResult(settings, [result])
         else:
-            with runs_reporter(runs, settings.epochs, to_stderr=as_json,
+            with runs_reporter(runs, settings.epochs, to_stderr=True,
                                quiet=quiet) as progress:
                 many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
                                 together=not one_at_a_time, world=world)
@@ -424,11 +424,11 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
         from core.files.model_file import save_model
 
         save_model(save, result, registry=registry)
-        typer.echo(f"wrote {save}", err=as_json)
+        typer.echo(f"wrote {save}", err=True)
     if plot is not None:
         from core.pipeline.compare import run_label
 
-        _write_figures(plot, [(run_label(settings), many)], registry, as_json)
+        _write_figures(plot, [(run_label(settings), many)], registry, True)
     if as_json:
         typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
         return
@@ -648,7 +648,7 @@ def compare(
         quiet = world is not None and not world.main  # only rank 0 reports
         longest = max(c.epochs for c in configs)
         try:
-            with runs_reporter(runs * len(configs), longest, to_stderr=as_json, quiet=quiet) as progress:
+            with runs_reporter(runs * len(configs), longest, to_stderr=True, quiet=quiet) as progress:
 
                 progress.configurations = len(configs)
 
@@ -665,7 +665,7 @@ def compare(
         if quiet:
             return
         if plot is not None:
-            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
+            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, True)
         if csv_path is not None:
             comparison.write_csv(csv_path)
         if as_json:

@@ -72,9 +72,10 @@ def test_list_unknown_kind(run):
 def test_train_prints_progress_and_final_errors(run):
     result = run("train", *FAST)
     assert result.exit_code == 0, result.output
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("training ") and lines[1].startswith("epoch 1/2  loss ")
-    assert lines[-1].startswith("train error ") and "test error" in lines[-1]
+    progress = result.stderr.strip().splitlines()  # progress on stderr, results on stdout
+    assert progress[0].startswith("training ") and progress[1].startswith("epoch 1/2  loss ")
+    [line] = result.stdout.strip().splitlines()
+    assert line.startswith("train error ") and "test error" in line
 
 
 def test_train_json_is_one_object_with_errors_settings_and_losses(run):
@@ -174,7 +175,7 @@ def test_figure_labels_and_titles_describe_the_stack():
 
 def test_train_says_first_what_it_trains(run):
     result = run("train", "--loss", "mse", *FAST)
-    first = result.stdout.splitlines()[0]
+    first = result.stderr.splitlines()[0]
     assert first.startswith("training "), first
     for fragment in ("2-8-8-1 net", "tanh", "mse loss", "adam", "lr 0.04", "2 epochs",
                      "1000 training and 1000 test points"):
@@ -187,7 +188,7 @@ def test_train_says_first_what_it_trains(run):
 def test_save_says_what_it_wrote(run, tmp_path):
     model = tmp_path / "m.safetensors"
     result = run("train", *FAST, "--save", str(model))
-    assert f"wrote {model}" in result.stdout
+    assert f"wrote {model}" in result.stderr
     quiet = run("train", *FAST, "--save", str(model), "--json")
     assert f"wrote {model}" in quiet.stderr and json.loads(quiet.stdout)
 

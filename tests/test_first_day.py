@@ -32,3 +32,14 @@ def test_early_stopping_says_where_it_stopped_and_which_weights_it_kept():
     assert ran < 150 and ran - kept == 3 and "of 150" in note[0]
     whole = invoke("train", "--data", "moons", "--val-fraction", "0.2", *FAST)
     assert "trained all 2 epochs; kept the weights of epoch" in whole.stdout
+
+
+def test_progress_goes_to_stderr_and_results_alone_to_stdout():
+    """`nn-cli compare ... > t.txt` writes the table, and nothing before it."""
+    result = invoke("compare", "--act", "tanh", "--act", "relu", "--runs", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.lstrip().startswith("configuration"), result.stdout
+    assert "run 1/4" in result.stderr and "run " not in result.stdout
+    trained = invoke("train", *FAST)
+    assert trained.stdout.startswith("train error ") and "epoch 1/2" in trained.stderr
+    assert trained.stderr.startswith("training ")

@@ -68,11 +68,14 @@ def edit_header(path, change, *, sign=True):
 
 
 def assert_one_error_line(result, *fragments):
-    """As assert_one_line_error, but stdout may hold train's "training ..." line: the
-    error comes once training has started."""
+    """As assert_one_line_error, but stderr may first hold train's "training ..." line and
+    its progress: the error comes once training has started, as the last line."""
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("nn-cli: error: ") and all(f in line for f in fragments), line
+    lines = result.stderr.strip().splitlines()
+    [line] = [line for line in lines if line.startswith("nn-cli: ")]
+    assert line == lines[-1] and line.startswith("nn-cli: error: "), lines
+    assert all(f in line for f in fragments), line
+    assert result.stdout == ""
 
 
 def cli_predict(model, rows_path):
