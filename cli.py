@@ -19,7 +19,7 @@ import typer
 
 from core.errors import Interrupted, NNError, SettingsError
 from core.training.settings import (
-    TrainSettings, has_data_settings, parse_optimizer_args, parse_widths,
+    TrainSettings, has_data_settings, in_option_words, parse_optimizer_args, parse_widths,
 )
 
 DEFAULTS = TrainSettings()
@@ -38,6 +38,8 @@ TestFractionOpt = Annotated[float, typer.Option(
     help="Share held out for testing when the data have no test split (stratified).")]
 ValFractionOpt = Annotated[float, typer.Option(
     help="Share of the training rows held out to pick the best epoch (0: none).")]
+PLOT_HELP = ("Write the figures into this folder: loss.png, and as the data call for "
+             "test_points.png, misclassified.png, confusion.png or predicted.png.")
 PatienceOpt = Annotated[Optional[int], typer.Option(
     help="Stop after this many epochs without a lower validation loss (needs --val-fraction).")]
 
@@ -53,6 +55,17 @@ class OneLineErrors(typer.core.TyperGroup):
             sys.exit(code)
         return code
 
+    def get_help_option(self, ctx):
+        return _flag(super().get_help_option(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None and not hasattr(command, "_help_flag"):  # each command's --help
+            get_help_option = command.get_help_option
+            command._help_flag = True
+            command.get_help_option = lambda ctx: _flag(get_help_option(ctx))
+        return command
+
     def _one_line_errors(self, *args, **kwargs) -> int:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
@@ -62,8 +75,11 @@ class OneLineErrors(typer.core.TyperGroup):
                 code = 0
             else:
                 code = _fail(e.format_message())
-        except NNError as e:
-            code = _fail(str(e))
+        except NNError as e:  # a setting by the option that sets it: --test-fraction
+            from core.data.dataset import DataError  # whose messages quote files' own words
+
+            is_setting = isinstance(e, SettingsError) and not isinstance(e, DataError)
+            code = _fail(in_option_words(str(e)) if is_setting else str(e))
         except Stopped as e:
             typer.echo(f"nn-cli: {e}", err=True)
             code = INTERRUPTED
@@ -78,6 +94,13 @@ class OneLineErrors(typer.core.TyperGroup):
                 f"--layers), --batch-size, or evaluate's --n, or split the input file"
             )
         return code if isinstance(code, int) else 0
+
+
+def _flag(option):
+    """--help takes no value: no `<bool>` beside it in the help (typer's metavar for a flag)."""
+    if option is not None:
+        option.metavar = ""
+    return option
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
@@ -114,6 +137,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Markdown reflows a docstring's paragraphs to the terminal's width; rich mode kept the
+    # source's line breaks, so help text broke mid-sentence.
+    rich_markup_mode="markdown",
     help="A from-scratch neural-network framework: every backward written by hand.",
 )
 
@@ -310,7 +336,7 @@ def train(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
-    plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help=PLOT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
@@ -328,7 +354,7 @@ def train(
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
     summary: Annotated[bool, typer.Option(
-        "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
+        "--summary", metavar="", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
     workers: WorkersOpt = None,
 ) -> None:
     """Train a network (on the report's disk unless --data says otherwise) and report its
@@ -511,8 +537,9 @@ def _what_it_trains(settings: TrainSettings, runs: int) -> str:
 
     seeds = f"seed {settings.seed}" if runs == 1 else (
         f"{runs} runs, seeds {settings.seed}-{settings.seed + runs - 1}")
-    data = (f"{settings.n_train} training and {settings.n_test} test points of the disk task"
-            if settings.data == "disk" else f"data {settings.data}")
+    if settings.data != "disk":  # `describe` names the data already
+        return f"training {describe([settings], width=None)}; {seeds}"
+    data = f"{settings.n_train} training and {settings.n_test} test points of the disk task"
     return f"training {describe([settings], width=None)}; {data}, {seeds}"
 
 
@@ -592,7 +619,7 @@ def compare(
     seed: Annotated[int, typer.Option(help="First seed of every configuration's runs.")] = DEFAULTS.seed,
     runs: Annotated[int, typer.Option(help="Models trained per configuration.")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
-    plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help=PLOT_HELP)] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
@@ -706,7 +733,7 @@ def predict(
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
-    proba: Annotated[bool, typer.Option("--proba", help="Add one probability per class (p_NAME columns).")] = False,
+    proba: Annotated[bool, typer.Option("--proba", metavar="", help="Add one probability per class (p_NAME columns).")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,
@@ -757,7 +784,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     host: Annotated[str, typer.Option(
         help="Address to bind; anything but 127.0.0.1 lets other machines train here.")] = "127.0.0.1",
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    open_browser: Annotated[bool, typer.Option("--open", metavar="", help="Open the page in a browser.")] = False,
     plugin: PluginOpt = None,
     registry_file: RegistryOpt = None,
     strict_plugins: StrictOpt = False,

@@ -118,7 +118,7 @@ def test_train_twice_gives_identical_json(run):
         ("--lr", "nan", ["lr", "nan", "> 0"]),
         ("--epochs", "0", ["epochs", "0", ">= 1"]),
         ("--epochs", "many", ["--epochs"]),
-        ("--batch-size", "0", ["batch_size", ">= 1"]),
+        ("--batch-size", "0", ["--batch-size", ">= 1"]),
         ("--seed", "-3", ["seed", "-3"]),
         ("--dtype", "float16", ["dtype", "float16", "float32, float64"]),
     ],
@@ -168,6 +168,9 @@ def test_figure_labels_and_titles_describe_the_stack():
         assert "tanh" not in text and "25" not in text, text
     plain = TrainSettings(act="relu")
     assert "relu" in run_label(plain) and "relu" in describe([plain])
+    # as the README says of one configuration: the options off their defaults
+    assert run_label(TrainSettings()) == "defaults"
+    assert run_label(TrainSettings(act="relu", epochs=3)) == "--act relu --epochs 3"
 
 
 # -- rough edges a newcomer met in the first hour ----------------------------------------

@@ -152,7 +152,7 @@ def test_the_test_set_is_never_trained_on(registry):
 @pytest.mark.parametrize("fraction", ["0", "1", "1.5", "-0.1"])
 def test_a_test_fraction_outside_zero_one_is_one_line(fraction):
     assert_one_line_error(invoke("train", "--data", "moons", "--test-fraction", fraction),
-                          "test_fraction must be a number in (0, 1)")
+                          "--test-fraction must be a number in (0, 1)")
 
 
 def test_patience_stops_early_and_keeps_the_best_epoch(registry):
@@ -160,7 +160,7 @@ def test_patience_stops_early_and_keeps_the_best_epoch(registry):
                              patience=5, schedule="constant")
     result = train(settings, registry)
     assert len(result.losses) < 300 and result.best_epoch == len(result.losses) - 5
-    assert_one_line_error(invoke("train", "--patience", "3"), "give val_fraction too")
+    assert_one_line_error(invoke("train", "--patience", "3"), "give --val-fraction too")
 
 
 # -- tasks through the CLI ---------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_runs_of_a_multiclass_dataset_train_together_like_one_at_a_time():
 
 def test_compare_takes_datasets_as_configurations():
     out = json_of("compare", "--data", "moons", "--data", "circles", "--epochs", "2")
-    assert [c["label"] for c in out["configurations"]] == ["data=moons", "data=circles"]
+    assert [c["label"] for c in out["configurations"]] == ["--data moons", "--data circles"]
 
 
 def test_plot_draws_what_the_data_call_for(tmp_path):

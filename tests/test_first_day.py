@@ -43,3 +43,51 @@ def test_progress_goes_to_stderr_and_results_alone_to_stdout():
     trained = invoke("train", *FAST)
     assert trained.stdout.startswith("train error ") and "epoch 1/2" in trained.stderr
     assert trained.stderr.startswith("training ")
+
+
+def test_the_first_line_names_the_data_once():
+    first = invoke("train", "--data", "moons", *FAST).stderr.splitlines()[0]
+    assert first.count("moons") == 1, first
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--test-fraction", "1.5", "--test-fraction must be a number"),
+    ("--batch-size", "0", "--batch-size must be an integer >= 1"),
+    ("--lr", "-1", "--lr must be a finite number"),
+    ("--patience", "3", "give --val-fraction too"),
+])
+def test_errors_name_the_options_the_user_typed(option, value, words):
+    assert_one_line_error(invoke("train", "--data", "moons", option, value), words)
+
+
+@pytest.mark.parametrize("command", ["", "train", "compare", "predict", "evaluate", "list", "info",
+                                     "plugins", "serve"])
+def test_help_shows_flags_without_a_type_and_sentences_whole(command):
+    result = invoke(*filter(None, [command, "--help"]), env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "<bool>" not in result.stdout, result.stdout
+    if command == "train":
+        assert "and the loss the task's: bce for two classes" in result.stdout
+        for figure in ("loss.png", "test_points.png", "misclassified.png", "confusion.png",
+                       "predicted.png"):
+            assert figure in result.stdout
+
+
+def test_compare_labels_speak_in_options_as_typed():
+    result = invoke("compare", "--data", "moons", "--data", "circles", "--optimizer", "sgd",
+                    "--opt", "momentum=0.9", "--opt", "momentum=0.9,nesterov=true", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "--opt momentum=0.9,nesterov=true --data circles" in result.stdout
+    assert "data=" not in result.stdout and "True" not in result.stdout
+
+
+def test_evaluate_elsewhere_names_the_missing_training_file_not_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flowers.csv").write_text("a,b,kind\n" + "".join(
+        f"{i % 5},{i % 3},{'xy'[i % 2]}\n" for i in range(20)))
+    assert invoke("train", "--data", "flowers.csv", *FAST, "--save", "m.safetensors").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert_one_line_error(invoke("evaluate", tmp_path / "m.safetensors"),
+                          "was trained on the file 'flowers.csv'", "not there from this folder",
+                          "--input FILE", "'kind' column")

@@ -120,6 +120,23 @@ def rows_named_by_line(table: Table, input_path: str | os.PathLike) -> Iterator[
         raise TableError(f"{input_path}: line {table.lines[e.row]}: {e.reason}") from None
 
 
+def _check_data_file_reachable(loaded: LoadedModel, model_path) -> None:
+    """A run's test rows are drawn again from its --data: a file named relative to the
+    folder it trained in may not be there from here. Say so, rather than blame --data."""
+    from pathlib import Path
+
+    from core.data.dataset import parse_data_text
+
+    name, options = parse_data_text(loaded.settings.data)
+    path = options.get("path") if name == "file" else None
+    if path is not None and not Path(path).is_file():
+        raise SettingsError(
+            f"{model_path} was trained on the file {path!r}, which is not there from this folder "
+            f"({os.getcwd()}): run evaluate where it trained, or give --input FILE with its "
+            f"features and a {label_column(loaded)!r} column"
+        )
+
+
 @dataclass
 class Evaluation:
     error: float  # fraction of points misclassified (measure "rmse": the RMSE of a regression)
@@ -161,6 +178,7 @@ def evaluate_model(
                 f"{model_path} was trained on {loaded.dataset['name']!r}, not the disk: give "
                 f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
             )
+        _check_data_file_reachable(loaded, model_path)
         x, labels = test_split(loaded.settings, registry)
         return Evaluation(loaded.error_rate(x, labels), len(labels),
                           f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",

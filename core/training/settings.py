@@ -148,6 +148,27 @@ class TrainSettings:
                 )
 
 
+# settings field -> the nn-cli option that sets it (n_train and n_test have none)
+OPTIONS = {name: "--" + name.replace("_", "-")
+           for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                        "seed", "dtype", "layers", "device", "preprocess", "schedule", "data",
+                        "target", "test_fraction", "val_fraction", "patience")} | {"optimizer_args": "--opt"}
+
+
+def in_option_words(message: str) -> str:
+    """A settings error in the command line's words: `--test-fraction must be ...`, where the
+    library says `test_fraction must be ...`. Two-word names are replaced wherever they
+    stand; one-word ones (lr, seed) only as the sentence's subject."""
+    import re
+
+    for name, option in OPTIONS.items():
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){name}\b", option, message)
+        elif message.startswith(f"{name} must "):
+            message = option + message[len(name):]
+    return message
+
+
 # Fields added with datasets and their defaults: left out of to_dict() at these values.
 DATA_FIELDS = {"data": "disk", "target": None, "test_fraction": 0.25, "val_fraction": 0.0,
                "patience": None}
