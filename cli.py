@@ -35,7 +35,8 @@ DataOpt = Annotated[str, typer.Option(
 TargetOpt = Annotated[Optional[str], typer.Option(
     help="A file's target column (name or number; default: 'label', else the last).")]
 TestFractionOpt = Annotated[float, typer.Option(
-    help="Share held out for testing when the data have no test split (stratified).")]
+    help="Share held out for testing when the data have no test split (stratified; "
+         "0: train on every row, test none).")]
 ValFractionOpt = Annotated[float, typer.Option(
     help="Share of the training rows held out to pick the best epoch (0: none).")]
 PLOT_HELP = ("Write the figures into this folder: loss.png, and as the data call for "
@@ -462,10 +463,13 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     regression = first.task == "regression"
     fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
     what = "RMSE" if regression else "error"
-    if runs == 1:
+    if first.test_error is None:  # --test-fraction 0
+        train = fmt(result.train_error) if runs == 1 else (
+            f"{fmt(many.summary()['train_error_mean'])} ± {fmt(many.summary()['train_error_std'])}")
+        typer.echo(f"train {what} {train}   test: none held out (--test-fraction 0 trains on "
+                   f"every row; `nn-cli evaluate MODEL --input FILE` measures a held-out file)")
+    elif runs == 1:
         typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
-        if result.stopping_note():
-            typer.echo(result.stopping_note())
     else:
         s = many.summary()
         how = "trained together as one batched ensemble" if many.together else "one at a time"
@@ -474,6 +478,8 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
             f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
             f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
         )
+    if runs == 1 and first.stopping_note():
+        typer.echo(first.stopping_note())
     if runs == 1 and has_data_settings(settings) and first.metrics:
         from core.data.metrics import text_report
 

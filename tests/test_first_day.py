@@ -91,3 +91,32 @@ def test_evaluate_elsewhere_names_the_missing_training_file_not_data(tmp_path, m
     assert_one_line_error(invoke("evaluate", tmp_path / "m.safetensors"),
                           "was trained on the file 'flowers.csv'", "not there from this folder",
                           "--input FILE", "'kind' column")
+
+
+def test_test_fraction_zero_trains_on_every_row_and_says_nothing_was_tested(tmp_path, registry):
+    import json
+
+    from core import TrainSettings
+    from core.pipeline.experiment import split_data
+
+    split = split_data(TrainSettings(data="moons:n=200", test_fraction=0), registry)
+    assert len(split.x_train) == 200 and len(split.x_test) == 0
+    model = tmp_path / "m.safetensors"
+    result = invoke("train", "--data", "moons:n=200", "--test-fraction", "0", *FAST,
+                    "--save", model, "--plot", tmp_path / "figs")
+    assert result.exit_code == 0, result.output
+    assert "test: none held out (--test-fraction 0" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["loss.png"]
+    data = json.loads(invoke("train", "--data", "moons:n=200", "--test-fraction", "0", *FAST,
+                             "--json").stdout)
+    assert data["test_error"] is None and data["metrics"] is None
+    runs = json.loads(invoke("train", "--data", "moons:n=200", "--test-fraction", "0", "--runs", "2",
+                             *FAST, "--json").stdout)
+    assert runs["test_error_mean"] is None and all(r["test_error"] is None for r in runs["runs"])
+    table = invoke("compare", "--data", "moons:n=200", "--data", "circles:n=200",
+                   "--test-fraction", "0", *FAST).stdout
+    assert table.count("none held out") == 2
+    assert_one_line_error(invoke("evaluate", model), "--test-fraction 0", "--input FILE")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x,y,label\n0.1,0.2,0\n1.5,-0.3,1\n")
+    assert json.loads(invoke("evaluate", model, "--input", rows, "--json").stdout)["n"] == 2

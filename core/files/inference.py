@@ -180,6 +180,12 @@ def evaluate_model(
             )
         _check_data_file_reachable(loaded, model_path)
         x, labels = test_split(loaded.settings, registry)
+        if len(labels) == 0:
+            raise SettingsError(
+                f"{model_path} was trained on every row of {loaded.dataset['name']!r} "
+                f"(--test-fraction 0): none is left to test; give --input FILE with held-out "
+                f"rows and a {label_column(loaded)!r} column"
+            )
         return Evaluation(loaded.error_rate(x, labels), len(labels),
                           f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",
                           "rmse" if loaded.task == "regression" else "error")

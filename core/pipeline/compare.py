@@ -174,8 +174,8 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _pct(mean: float, std: float) -> str:
-    return f"{mean:.2%} ± {std:.2%}"
+def _pct(mean: float | None, std: float | None) -> str:
+    return "none held out" if mean is None else f"{mean:.2%} ± {std:.2%}"
 
 
 def _cell(value: Any) -> Any:

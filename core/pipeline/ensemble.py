@@ -136,6 +136,10 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
             model.buffers()[name].copy_(buffer[i])
     results = []
     for i, (run, d) in enumerate(zip(runs, data)):
+        if len(d.x_test) == 0:  # --test-fraction 0: nothing held out, nothing to report
+            results.append(TrainResult(run, losses[i], train_errors[i], None, specs, singles[i],
+                                       d.preprocessing, dataset=data_metadata(d)))
+            continue
         metrics = output_metrics(test_outputs[i], loss, d.labels_test, preprocessing=d.preprocessing,
                                  class_names=d.dataset.class_names,
                                  images=len(d.dataset.input_shape) > 1, **how)

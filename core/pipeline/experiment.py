@@ -124,7 +124,9 @@ def split_data(settings: TrainSettings, registry: Registry) -> Split:
     dataset = load_dataset(settings, registry)
     x_train, y_train, x_test, y_test = dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
     split = generator(settings, "split")
-    if x_test is None:
+    if x_test is None and settings.test_fraction == 0:  # every row trains; none is tested
+        x_test, y_test = x_train[:0], y_train[:0]
+    elif x_test is None:
         keep, held = split_indices(y_train, settings.test_fraction, split, task=dataset.task)
         x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
     if settings.val_fraction == 0:
@@ -418,10 +420,14 @@ def train(
 def result_of(
     settings, losses, specs, model, loss, data: Data, best_epoch: int | None = None
 ) -> TrainResult:
-    """The TrainResult of a trained network: its errors and, on the test set, its metrics."""
+    """The TrainResult of a trained network: its errors and, on the test set, its metrics
+    (None for both when no row was held out: --test-fraction 0)."""
     set_training(model, False)  # a trained network measures and predicts in evaluation
     how = dict(task=data.task, one_hot=data.one_hot, preprocessing=data.preprocessing)
     train_error = run_errors(model, loss, data.x_train, data.labels_train, **how).item()
+    if len(data.x_test) == 0:
+        return TrainResult(settings, losses, train_error, None, specs, model, data.preprocessing,
+                           dataset=data_metadata(data), best_epoch=best_epoch)
     with torch.set_grad_enabled(False):
         test_outputs = forward_in_slices(model, data.x_test)  # once, for the error and the metrics
     test_error = output_errors(test_outputs, loss, data.labels_test, **how).item()

@@ -247,7 +247,9 @@ def write_figures(
     figures = {"loss.png": loss_figure(curves, f"Training loss, mean over runs ± 1 std\n{shared}")}
     first = curves[0][1].results[0]
     dataset = first.dataset or {"task": "binary", "input_shape": [2]}
-    if dataset["task"] == "regression":
+    if any(r.test_error is None for _, m in curves for r in m.results):
+        pass  # no rows held out (--test-fraction 0): the loss is all there is to draw
+    elif dataset["task"] == "regression":
         figures["predicted.png"] = regression_figure(curves, registry)
     else:
         if list(dataset["input_shape"]) == [2]:

@@ -70,14 +70,16 @@ class MultiRunResult:
     def loss_std(self) -> list[float]:
         return [std(epoch) for epoch in zip(*(r.losses for r in self.results))]
 
-    def summary(self) -> dict[str, float]:
-        """Mean and deviation of the final errors and of the final epoch's loss."""
+    def summary(self) -> dict[str, float | None]:
+        """Mean and deviation of the final errors and of the final epoch's loss; the test
+        error's are None when the runs held out no test rows (test_fraction 0)."""
         finals = [r.losses[-1] for r in self.results]
+        tested = None not in self.test_errors
         return {
             "train_error_mean": statistics.fmean(self.train_errors),
             "train_error_std": std(self.train_errors),
-            "test_error_mean": statistics.fmean(self.test_errors),
-            "test_error_std": std(self.test_errors),
+            "test_error_mean": statistics.fmean(self.test_errors) if tested else None,
+            "test_error_std": std(self.test_errors) if tested else None,
             "final_loss_mean": statistics.fmean(finals),
             "final_loss_std": std(finals),
         }

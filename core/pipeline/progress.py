@@ -81,9 +81,10 @@ class RunProgress:
                                  what=f"runs {self.label}".rstrip())
             return
         label = f"{self.label}  " if self.label else ""
+        tested = "none held out" if result.test_error is None else f"{result.test_error:.2%}"
         print(
             f"{label}run {done}/{self.total_runs}  seed {result.settings.seed}  "
-            f"train error {result.train_error:.2%}  test error {result.test_error:.2%}  "
+            f"train error {result.train_error:.2%}  test error {tested}  "
             f"final loss {result.losses[-1]:.6f}",
             file=self.stream, flush=True,
         )

@@ -23,7 +23,7 @@ class TrainResult:
     losses: list[float]  # mean training loss of each epoch
     # fraction of points misclassified at the end (regression: the RMSE, in the target's units)
     train_error: float
-    test_error: float
+    test_error: float | None  # None: no row was held out for testing (test_fraction 0)
     specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
     # the input step fitted on the training inputs; `core.data.preprocess.apply` replays it
