@@ -455,7 +455,7 @@ def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save,
     if plot is not None:
         from core.pipeline.compare import run_label
 
-        _write_figures(plot, [(run_label(settings), many)], registry, True)
+        _write_figures(plot, [(run_label(settings), many)], registry)
     if as_json:
         typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
         return
@@ -594,11 +594,11 @@ def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
         check_writable(csv_path)
 
 
-def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
+def _write_figures(directory: str, curves, registry) -> None:
     from core.pipeline.figures import write_figures
 
     for path in write_figures(directory, curves, registry):
-        typer.echo(f"wrote {path}", err=to_stderr)
+        typer.echo(f"wrote {path}", err=True)  # status, beside the progress
 
 
 def _many(kind, help_text: str):
@@ -698,7 +698,7 @@ def compare(
         if quiet:
             return
         if plot is not None:
-            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, True)
+            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry)
         if csv_path is not None:
             comparison.write_csv(csv_path)
         if as_json:
