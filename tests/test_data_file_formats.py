@@ -99,3 +99,18 @@ def test_numbers_too_many_for_classes_suggest_a_regression(tmp_path):
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_predict_and_evaluate_read_compressed_files_too(tmp_path):
+    plain = tmp_path / "flowers.csv"
+    plain.write_text(table(","))
+    model = tmp_path / "m.safetensors"
+    assert invoke("train", "--data", plain, "--epochs", "2", "--hidden", "4", "--test-fraction", "0.4",
+                  "--save", model).exit_code == 0
+    packed = tmp_path / "flowers.csv.gz"
+    with gzip.open(packed, "wt") as f:
+        f.write(table(","))
+    for command in ("predict", "evaluate"):
+        want, got = invoke(command, model, "--input", plain), invoke(command, model, "--input", packed)
+        assert got.exit_code == 0, got.output
+        assert got.stdout.replace("flowers.csv.gz", "flowers.csv") == want.stdout

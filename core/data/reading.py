@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.data.compressed import inner_suffix, open_text
 from core.data.dataset import DataError, Dataset
 from core.data.tabular import is_number
 
@@ -46,8 +47,7 @@ def read_data_file(path: str | os.PathLike, target: str | None = None, task: str
         raise DataError(f"{shown}: no such file (--data takes a .csv, .tsv, .txt, .json or .npz "
                         f"file, compressed .gz, .bz2 or .xz too, or a dataset name: see "
                         f"`nn-cli list dataset`)")
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    suffix = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in COMPRESSED else Path(path).suffix.lower()
+    suffix = inner_suffix(path)
     first = 1  # the row number of the first row of data, as the messages count rows
     if suffix == ".npz":
         x, raw, features, target_name = _npz(shown, path)
@@ -143,18 +143,6 @@ def _number_text(value: float) -> str:
 SEPARATORS = {"comma": ",", "semicolon": ";", "tab": "\t", "space": " ", "whitespace": " "}
 # NOTE: " " stands for runs of blanks (numpy's delimiter=None, pandas' sep=r"\s+"): files
 # written with spaces align their columns with as many as they need.
-COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # suffix -> the stdlib module
-
-
-def _open_text(path):
-    """A text file, read through gzip, bz2 or lzma when its name says it is compressed."""
-    import importlib
-
-    module = COMPRESSED.get(Path(path).suffix.lower())
-    opener = importlib.import_module(module).open if module else open
-    return opener(path, "rt", newline="", encoding="utf-8")
-
-
 def _separator(shown: str, sep: str | None) -> str | None:
     """The separator `sep=` names (a word from SEPARATORS or one character); None: detect."""
     if sep is None:
@@ -195,7 +183,7 @@ def _delimited(shown: str, path, target, fallback: str, sep: str | None = None, 
     if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
         raise DataError(f"{shown}: skip must be a whole number of lines >= 0, got {skip!r}")
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             for _ in range(skip):  # lines before the table (scikit-learn's CSVs: a counts line)
                 f.readline()
             lines = [line for line in (f.readline() for _ in range(5)) if line.strip()]
@@ -286,7 +274,7 @@ def _target_index(shown: str, names: list[str], target: str | None, header: bool
 def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | None = None) -> None:
     """Slow path, only once the fast reader has refused the file or found a gap: name the
     first bad cell (a short row, an empty cell, a feature that is not a number)."""
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for row, fields in enumerate(_records(f, delimiter), start=1):
             if row <= skip or not fields:
                 continue
@@ -307,7 +295,7 @@ def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | N
 
 def _json(shown: str, path, target):
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             data = json.loads(f.read())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
         raise DataError(f"{shown}: not valid JSON ({getattr(e, 'msg', e)})") from None

@@ -7,6 +7,7 @@ Input files
   JSON  a list of rows: lists of numbers (the last one the label when labels are
         required), or objects, whose keys name the columns as a header does.
 A file is JSON when its name ends in .json or its text starts with "["; otherwise CSV.
+Either may be compressed: .gz, .bz2 or .xz after its own suffix (core.data.compressed).
 
 Columns: a header (or a JSON object's keys) is the user's statement of what each column
 is, so given a model's feature names the columns are matched by name, in any order, and a
@@ -30,12 +31,12 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 
+from core.data.compressed import inner_suffix, open_text
 from core.errors import NNError
 
 LABEL = "label"
@@ -80,12 +81,13 @@ def read_table(
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: drops a byte-order mark
-    except (OSError, UnicodeDecodeError) as e:
+        with open_text(path, encoding="utf-8-sig") as f:  # -sig: drops a byte-order mark
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
     cell = _Cells(shown, label, class_names)
     layout = _Layout(shown, label, labels_required, None if features is None else tuple(features))
-    if shown.lower().endswith(".json") or text.lstrip().startswith("["):
+    if inner_suffix(path) == ".json" or text.lstrip().startswith("["):
         values, lines, feature_index, label_index = _json_rows(shown, text, layout, cell)
     else:
         values, lines, feature_index, label_index = _csv_rows(shown, text, layout, cell)
