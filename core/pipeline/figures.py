@@ -49,7 +49,7 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
     for name, result in curves:
         epochs = list(range(1, len(result.loss_mean) + 1))
         mean, std = result.loss_mean, result.loss_std
-        (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} runs)")
+        (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} run{'s' if len(result.results) != 1 else ''})")
         # NOTE: on a log axis, mean ± std plunges towards 0 (decades down) where std nears
         # the mean; in log space the band is log(mean) ± std/mean (the std of log(loss) to
         # first order), which stays > 0 and is mean ± std where std is small.
