@@ -22,7 +22,7 @@ import typer
 
 from core.errors import Interrupted, NNError, SettingsError
 from core.training.settings import (
-    TrainSettings, parse_optimizer_args, parse_widths,
+    TrainSettings, in_option_words, parse_optimizer_args, parse_widths,
 )
 
 DEFAULTS = TrainSettings()
@@ -38,9 +38,12 @@ DataOpt = Annotated[str, typer.Option(
 TargetOpt = Annotated[Optional[str], typer.Option(
     help="A file's target column (name or number; default: 'label', else the last).")]
 TestFractionOpt = Annotated[float, typer.Option(
-    help="Share held out for testing when the data have no test split (stratified).")]
+    help="Share held out for testing when the data have no test split (stratified; "
+         "0: train on every row, test none).")]
 ValFractionOpt = Annotated[float, typer.Option(
     help="Share of the training rows held out to pick the best epoch (0: none).")]
+PLOT_HELP = ("Write the figures into this folder: loss.png, and as the data call for "
+             "test_points.png, misclassified.png, confusion.png or predicted.png.")
 PatienceOpt = Annotated[Optional[int], typer.Option(
     help="Stop after this many epochs without a lower validation loss (needs --val-fraction).")]
 
@@ -56,6 +59,17 @@ class OneLineErrors(typer.core.TyperGroup):
             sys.exit(code)
         return code
 
+    def get_help_option(self, ctx):
+        return _flag(super().get_help_option(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None and not hasattr(command, "_help_flag"):  # each command's --help
+            get_help_option = command.get_help_option
+            command._help_flag = True
+            command.get_help_option = lambda ctx: _flag(get_help_option(ctx))
+        return command
+
     def _one_line_errors(self, *args, **kwargs) -> int:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
@@ -65,8 +79,11 @@ class OneLineErrors(typer.core.TyperGroup):
                 code = 0
             else:
                 code = _fail(e.format_message())
-        except NNError as e:
-            code = _fail(str(e))
+        except NNError as e:  # a setting by the option that sets it: --test-fraction
+            from core.data.dataset import DataError  # whose messages quote files' own words
+
+            is_setting = isinstance(e, SettingsError) and not isinstance(e, DataError)
+            code = _fail(in_option_words(str(e)) if is_setting else str(e))
         except Stopped as e:
             typer.echo(f"nn-cli: {e}", err=True)
             code = INTERRUPTED
@@ -81,6 +98,13 @@ class OneLineErrors(typer.core.TyperGroup):
                 f"--layers), --batch-size, or evaluate's --n, or split the input file"
             )
         return code if isinstance(code, int) else 0
+
+
+def _flag(option):
+    """--help takes no value: no `<bool>` beside it in the help (typer's metavar for a flag)."""
+    if option is not None:
+        option.metavar = ""
+    return option
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
@@ -117,6 +141,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Markdown reflows a docstring's paragraphs to the terminal's width; rich mode kept the
+    # source's line breaks, so help text broke mid-sentence.
+    rich_markup_mode="markdown",
     help="A from-scratch neural-network framework: every backward written by hand.",
 )
 
@@ -319,7 +346,7 @@ def train(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
-    plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help=PLOT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
@@ -335,7 +362,7 @@ def train(
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
     summary: Annotated[bool, typer.Option(
-        "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
+        "--summary", metavar="", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
     workers: WorkersOpt = None,
 ) -> None:
     """Train a network (on the report's disk unless --data says otherwise) and report its
@@ -409,17 +436,17 @@ def _train(ctx, settings, registry, here, *, runs, one_at_a_time, plot, as_json,
     world = _world(settings.device)
     quiet = world is not None and not world.main  # only rank 0 reports
     if not quiet:
-        typer.echo(_what_it_trains(run, runs), err=as_json)
-    # With --json, stdout holds the JSON alone and the progress goes to stderr.
+        typer.echo(_what_it_trains(run, runs), err=True)
+    # Progress and status lines go to stderr: stdout holds the results alone (`> file`).
     progress = None
     try:
         if runs == 1:
-            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
+            with epoch_reporter(settings.epochs, to_stderr=True, quiet=quiet) as on_epoch:
                 result = train_run(run, on_epoch, checkpoint=plan, resume=state, world=world)
             many = MultiRunResult(settings, [result])
         else:
             del run  # each seed prepares its own
-            with runs_reporter(runs, settings.epochs, to_stderr=as_json,
+            with runs_reporter(runs, settings.epochs, to_stderr=True,
                                quiet=quiet) as progress:
                 many = run_many(resolved, runs, registry, progress.on_epoch, progress.on_run,
                                 together=not one_at_a_time, world=world)
@@ -440,11 +467,11 @@ def _report_training(many, registry, *, as_json: bool, save: str | None, plot: s
         from core.files.model_file import save_model
 
         save_model(save, first, registry=registry)
-        typer.echo(f"wrote {save}", err=as_json)
+        typer.echo(f"wrote {save}", err=True)
     if plot is not None:
         from core.pipeline.compare import run_label
 
-        _write_figures(plot, [(run_label(settings), many)], registry, as_json)
+        _write_figures(plot, [(run_label(settings), many)], registry)
     if as_json:
         typer.echo(json.dumps(first.to_dict() if runs == 1 else many.to_dict()))
         return
@@ -562,11 +589,11 @@ def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
         check_writable(csv_path)
 
 
-def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
+def _write_figures(directory: str, curves, registry) -> None:
     from core.pipeline.figures import write_figures
 
     for path in write_figures(directory, curves, registry):
-        typer.echo(f"wrote {path}", err=to_stderr)
+        typer.echo(f"wrote {path}", err=True)  # status, beside the progress
 
 
 def _many(kind, help_text: str):
@@ -594,7 +621,7 @@ def compare(
     seed: Annotated[int, typer.Option(help="First seed of every configuration's runs.")] = DEFAULTS.seed,
     runs: Annotated[int, typer.Option(help="Models trained per configuration.")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
-    plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help=PLOT_HELP)] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
@@ -642,7 +669,7 @@ def compare(
         longest = max(r.settings.epochs for r in planned)
         varied = [key for key, values in variations.items() if len(values) > 1]
         try:
-            with runs_reporter(runs * len(planned), longest, to_stderr=as_json, quiet=quiet) as progress:
+            with runs_reporter(runs * len(planned), longest, to_stderr=True, quiet=quiet) as progress:
 
                 progress.configurations = len(planned)
 
@@ -658,7 +685,7 @@ def compare(
         if quiet:
             return
         if plot is not None:
-            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
+            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry)
         if csv_path is not None:
             comparison.write_csv(csv_path)
         if as_json:
@@ -700,7 +727,7 @@ def predict(
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
-    proba: Annotated[bool, typer.Option("--proba", help="Add one probability per class (p_NAME columns).")] = False,
+    proba: Annotated[bool, typer.Option("--proba", metavar="", help="Add one probability per class (p_NAME columns).")] = False,
     plugins: Plugins = None,
 ) -> None:
     """Predict the score and class (its name) of every row of a file with a saved model;
@@ -750,7 +777,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     host: Annotated[str, typer.Option(
         help="Address to bind; anything but 127.0.0.1 lets other machines train here.")] = "127.0.0.1",
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    open_browser: Annotated[bool, typer.Option("--open", metavar="", help="Open the page in a browser.")] = False,
     plugins: Plugins = None,
 ) -> None:
     """Serve the playground: pick data and a network in the browser, watch it train here."""

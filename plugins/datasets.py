@@ -208,18 +208,23 @@ def diabetes() -> Dataset:
     return _sklearn_table("diabetes", "load_diabetes")
 
 
-def file(path: str, target: str | None = None, task: str | None = None) -> Dataset:
-    """A table from a .csv, .tsv, .json or .npz file; `--data PATH` is short for file:path=PATH.
+def file(path: str, target: str | None = None, task: str | None = None, sep: str | None = None,
+         skip: int = 0) -> Dataset:
+    """A table from a .csv, .tsv, .txt, .json or .npz file (the text ones may be compressed:
+    .gz, .bz2, .xz); `--data PATH` is short for file:path=PATH.
 
     Numeric features; the target is the column `target` names (default: a `label` column,
     else the last). Numeric or string labels become classes (string labels come back as
     the same strings in `nn-cli predict`); a target of real values, or of more than 50
     distinct whole numbers, is a regression target; `task=classification` or
-    `task=regression` decides instead.
+    `task=regression` decides instead. A text table's separator is detected (comma, tab,
+    semicolon or blanks) unless `sep` names it (comma, semicolon, tab, space, or one
+    character); `skip=N` skips N lines before the header (scikit-learn's CSVs start with
+    a line of counts).
     """
     from core import read_data_file  # imports numpy and torch: only once a file is read
 
-    return read_data_file(path, target, task)
+    return read_data_file(path, target, task, sep, skip)
 
 
 # The settings a dataset suggests for the options a user leaves out (hookspecs.py).

@@ -441,7 +441,7 @@ def test_a_real_sigint_stops_with_the_resume_command(tmp_path, one_thread):
         env={**os.environ, "PYTHONPATH": os.getcwd()},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored
     )
-    for line in process.stdout:
+    for line in process.stderr:  # progress: on stderr
         if line.startswith("epoch 2/"):
             process.send_signal(signal.SIGINT)
             break

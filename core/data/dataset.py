@@ -56,7 +56,9 @@ class Dataset:
     class_names: tuple[str, ...] = ()  # classification: one per class, index order
     x_test: torch.Tensor | None = None  # the dataset's own test split, when it has one
     y_test: torch.Tensor | None = None
-    target_names: tuple[str, ...] = ()  # regression: one per target column
+    # regression: one per target column; a file's classification: its label column's name
+    # (so `evaluate` finds the labels of a file of the same kind by name)
+    target_names: tuple[str, ...] = ()
     description: str = ""  # a line or two for `nn-cli info`
     # The rule that labels a point, where the data have one (the disk: inside the circle):
     # x (n, features) -> 0/1 labels; figures draw its boundary beside the network's.
@@ -144,7 +146,8 @@ def dataset_problems(data: Dataset) -> list[str]:
 # -- `--data` text -----------------------------------------------------------------------
 
 DATA_EXAMPLE = "spiral:arms=3,noise=0.2,n=900"
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".npz")
+FILE_SUFFIXES = tuple(kind + packed for kind in (".csv", ".tsv", ".txt", ".json")
+                      for packed in ("", ".gz", ".bz2", ".xz")) + (".npz",)
 
 
 def is_file_text(text: str) -> bool:
@@ -193,7 +196,8 @@ def _read_data_text(typed: str) -> DataSpec:
     name = name.strip()
     if not NAME.match(name):
         raise SettingsError(
-            f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.json/.npz file); "
+            f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.txt/.json/.npz "
+            f"file, the text ones also .gz, .bz2 or .xz); "
             f"write name:key=value,... such as {DATA_EXAMPLE!r}"
         )
     options: dict[str, Any] = {}

@@ -72,7 +72,9 @@ def split_dataset(
     """The dataset split: its own test split, or one drawn from `generator` (stratified for
     classification); validation rows, when `val_fraction` > 0, out of the training rows."""
     x_train, y_train, x_test, y_test = dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
-    if x_test is None:
+    if x_test is None and test_fraction == 0:  # every row trains; none is tested
+        x_test, y_test = x_train[:0], y_train[:0]
+    elif x_test is None:
         keep, held = split_indices(y_train, test_fraction, generator, task=dataset.task)
         x_train, y_train, x_test, y_test = x_train[keep], y_train[keep], x_train[held], y_train[held]
     if val_fraction == 0:

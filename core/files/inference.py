@@ -93,15 +93,28 @@ def prediction_table(loaded: LoadedModel, x: torch.Tensor, prediction, proba: bo
 
 
 def read_labelled(loaded: LoadedModel, path, *, required: bool) -> Table:
-    """An input file for this model: its label column (the run's --target, else `label`)
-    may hold the model's class names."""
-    label = loaded.settings.target or "label"
+    """An input file for this model, its columns matched to the model's features by name
+    when the file names them; its label column (the training data's target column, else
+    `label`) may hold the model's class names."""
     classes = loaded.class_names
     # Classes named 0, 1, ... (the disk's) are read as the numbers they are.
     named = loaded.task != "regression" and classes != [str(i) for i in range(len(classes))]
     names = classes if named else None
-    return read_table(path, labels_required=required, class_names=names, label=label,
-                      any_labels=loaded.task == "regression")
+    features = loaded.dataset.get("feature_names")
+    return read_table(path, labels_required=required, class_names=names, label=label_column(loaded),
+                      any_labels=loaded.task == "regression",
+                      features=features if features and len(features) == loaded.in_features else None)
+
+
+def label_column(loaded: LoadedModel) -> str:
+    """The name of the column that holds a file's labels for this model: the training
+    file's target column (recorded as the data's one target name), else the run's --target
+    when it is a name, else `label`."""
+    recorded = loaded.dataset.get("target_names") or []
+    if len(recorded) == 1:
+        return recorded[0]
+    target = loaded.settings.target
+    return target if target and not target.isdigit() else "label"
 
 
 def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike) -> None:
@@ -120,6 +133,23 @@ def rows_named_by_line(table: Table, input_path: str | os.PathLike) -> Iterator[
         yield
     except RowError as e:
         raise TableError(f"{input_path}: line {table.lines[e.row]}: {e.reason}") from None
+
+
+def _check_data_file_reachable(loaded: LoadedModel, model_path) -> None:
+    """A run's test rows are drawn again from its --data: a file named relative to the
+    folder it trained in may not be there from here. Say so, rather than blame --data."""
+    from pathlib import Path
+
+    from core.data.dataset import parse_data_text
+
+    name, options = parse_data_text(loaded.settings.data)
+    path = options.get("path") if name == "file" else None
+    if path is not None and not Path(path).is_file():
+        raise SettingsError(
+            f"{model_path} was trained on the file {path!r}, which is not there from this folder "
+            f"({os.getcwd()}): run evaluate where it trained, or give --input FILE with its "
+            f"features and a {label_column(loaded)!r} column"
+        )
 
 
 @dataclass
@@ -167,7 +197,14 @@ def evaluate_model(
                 f"points: give --input FILE with its features and a "
                 f"{loaded.settings.target or 'label'!r} column"
             )
+        _check_data_file_reachable(loaded, model_path)
         x, labels = test_split(loaded.settings, registry)
+        if len(labels) == 0:
+            raise SettingsError(
+                f"{model_path} was trained on every row of {loaded.dataset['name']!r} "
+                f"(--test-fraction 0): none is left to test; give --input FILE with held-out "
+                f"rows and a {label_column(loaded)!r} column"
+            )
         return Evaluation(loaded.error_rate(x, labels), len(labels),
                           f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",
                           "rmse" if loaded.task == "regression" else "error")

@@ -170,6 +170,14 @@ def build_layers(
         try:
             out = output_shape(module, shape, dtype, device, runs)
         except ShapeError as e:
+            if position == 1 and len(shape) == 1 and getattr(
+                    registry.get(spec.kind, spec.name).factory, "takes_images", False):
+                raise ShapeError(  # say it plainly: channels and sizes mean nothing here
+                    f"layers item 1 ({spec.name}) takes images, and these data have none: each "
+                    f"row is {shape[0]} plain number{'s' if shape[0] != 1 else ''} (image data such "
+                    f"as digits give each row a shape, 1x8x8); start the stack with a layer that "
+                    f"takes features, such as linear"
+                ) from None
             raise ShapeError(
                 f"layers item {position} ({spec.name}) cannot take input {describe_shape(shape)}: {e}"
             ) from None

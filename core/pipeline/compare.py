@@ -19,7 +19,7 @@ from core.pipeline.multirun import (
     EpochCallback, MultiRunResult, RunCallback, batched, check_runs, run_many, sweep,
 )
 from core.plugin.registry import Registry, default_registry
-from core.training.settings import TrainSettings
+from core.training.settings import OPTIONS, TrainSettings
 
 if TYPE_CHECKING:
     from core.training.distributed import World
@@ -51,9 +51,7 @@ def configurations(
 
 
 # settings field -> the nn-cli option that sets it (fields without one show as name=value)
-FLAGS = {name: "--" + name.replace("_", "-")
-         for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
-                      "dtype", "layers", "device", "preprocess", "schedule")} | {"optimizer_args": "--opt"}
+FLAGS = OPTIONS
 
 
 def label(settings: TrainSettings, varied: Sequence[str]) -> str:
@@ -71,9 +69,14 @@ def label(settings: TrainSettings, varied: Sequence[str]) -> str:
         if isinstance(value, list):
             value = ",".join(map(str, value))
         elif isinstance(value, dict):
-            value = ",".join(f"{k}={v}" for k, v in value.items()) or "''"
+            value = ",".join(f"{k}={as_typed(v)}" for k, v in value.items()) or "''"
         parts.append(f"{FLAGS[key]} {value}" if key in FLAGS else f"{key}={value}")
     return " ".join(parts) or "defaults"
+
+
+def as_typed(value: Any) -> str:
+    """A value as the command line takes it: `true`, not Python's `True`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def describe(
@@ -99,7 +102,7 @@ def describe(
         net = f"{shared('hidden', shape)}, {shared('act', first.act)}"
     if first.data != DEFAULT_DATA or any(c.data != first.data for c in configurations):
         net = f"{shared('data', f'data {first.data}')}, {net}"
-    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
+    o = first.optimizer + "".join(f" {k}={as_typed(v)}" for k, v in first.optimizer_args)
     lines = [  # short lines, so the title fits the figure
         f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
         f"{shared('optimizer', shared('optimizer_args', o))}, "
@@ -114,8 +117,9 @@ def describe(
 
 
 def run_label(settings: TrainSettings) -> str:
-    """A single configuration's label (`nn-cli train --plot`): its network and its loss."""
-    return label(settings, ["layers" if settings.layers else "act", "loss"])
+    """A single configuration's label (`nn-cli train --plot`), as `compare` labels one: the
+    options off their defaults ('defaults' when there are none)."""
+    return label(settings, [])
 
 
 @dataclass
@@ -177,8 +181,8 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _pct(mean: float, std: float) -> str:
-    return f"{mean:.2%} ± {std:.2%}"
+def _pct(mean: float | None, std: float | None) -> str:
+    return "none held out" if mean is None else f"{mean:.2%} ± {std:.2%}"
 
 
 def _cell(value: Any) -> Any:

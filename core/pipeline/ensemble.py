@@ -135,8 +135,13 @@ def _train_together(registry: Registry, runs: list[Run], on_epoch) -> list[Train
             model.buffers()[name].copy_(buffer[i])
     results = []
     for i, (run, d) in enumerate(zip(runs, data)):
+        if len(d.x_test) == 0:  # --test-fraction 0: nothing held out, nothing to report
+            results.append(TrainResult(run.settings, losses[i], train_errors[i], None, specs,
+                                       singles[i], d.preprocessing, dataset=d.metadata()))
+            continue
         metrics = output_metrics(test_outputs[i], loss, d.labels_test, preprocessing=d.preprocessing,
-                                 class_names=d.dataset.class_names, **how)
+                                 class_names=d.dataset.class_names,
+                                 images=len(d.dataset.input_shape) > 1, **how)
         results.append(TrainResult(
             run.settings, losses[i], train_errors[i], test_errors[i], specs, singles[i],
             d.preprocessing, dataset=d.metadata(), metrics=metrics,

@@ -30,6 +30,9 @@ from core.training.components import make_loss
 from core.training.result import TrainResult
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
+PANEL = 3.2  # inches: the side of one square panel of points
+LEGEND_WIDTH = 6.0  # inches: the test points' two-column legend at font size 8
+TITLE_LINE = 0.2  # inches: one line of a title at font size 9
 
 
 def _figure(**kwargs):
@@ -48,7 +51,7 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
     for name, result in curves:
         epochs = list(range(1, len(result.loss_mean) + 1))
         mean, std = result.loss_mean, result.loss_std
-        (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} runs)")
+        (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} run{'s' if len(result.results) != 1 else ''})")
         # NOTE: on a log axis, mean ± std plunges towards 0 (decades down) where std nears
         # the mean; in log space the band is log(mean) ± std/mean (the std of log(loss) to
         # first order), which stays > 0 and is mean ± std where std is small.
@@ -139,7 +142,13 @@ def points_figure(
     from matplotlib.lines import Line2D
 
     columns = min(runs_shown, max(len(r.results) for _, r in rows))
-    fig = _figure(figsize=(3.2 * columns, 3.4 * len(rows) + 0.8), layout="constrained")
+    title = "Test points of the first runs\n" + _described(rows)
+    # NOTE: constrained layout only moves things within the canvas: the canvas must hold
+    # the title's lines, each row of panels (square, with a two-line title and x label)
+    # and the two-row legend, and be as wide as the legend, or texts collide or fall off.
+    fig = _figure(figsize=(max(PANEL * columns, LEGEND_WIDTH),
+                           (PANEL + 0.2) * len(rows) + TITLE_LINE * (title.count("\n") + 1) + 0.8),
+                  layout="constrained")
     axes = fig.subplots(len(rows), columns, squeeze=False)
     ruled = True  # every row's data have a rule of their own: its line, not shaded regions
     for (name, multirun), row in zip(rows, axes):
@@ -174,7 +183,7 @@ def points_figure(
         handles = handles[:2] + [Line2D([], [], color="tab:gray", linewidth=6, alpha=0.3,
                                         label="shaded: the predicted class")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
-    fig.suptitle("Test points of the first runs\n" + _described(rows), fontsize=9)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -275,7 +284,9 @@ def write_figures(
     figures = {"loss.png": loss_figure(curves, f"Training loss, mean over runs ± 1 std\n{shared}")}
     first = curves[0][1].results[0]
     dataset = first.dataset or {"task": "binary", "input_shape": [2]}
-    if dataset["task"] == "regression":
+    if any(r.test_error is None for _, m in curves for r in m.results):
+        pass  # no rows held out (--test-fraction 0): the loss is all there is to draw
+    elif dataset["task"] == "regression":
         figures["predicted.png"] = regression_figure(curves, registry)
     else:
         if list(dataset["input_shape"]) == [2]:

@@ -73,14 +73,16 @@ class MultiRunResult:
     def loss_std(self) -> list[float]:
         return [std(epoch) for epoch in zip(*(r.losses for r in self.results))]
 
-    def summary(self) -> dict[str, float]:
-        """Mean and deviation of the final errors and of the final epoch's loss."""
+    def summary(self) -> dict[str, float | None]:
+        """Mean and deviation of the final errors and of the final epoch's loss; the test
+        error's are None when the runs held out no test rows (test_fraction 0)."""
         finals = [r.losses[-1] for r in self.results]
+        tested = None not in self.test_errors
         return {
             "train_error_mean": statistics.fmean(self.train_errors),
             "train_error_std": std(self.train_errors),
-            "test_error_mean": statistics.fmean(self.test_errors),
-            "test_error_std": std(self.test_errors),
+            "test_error_mean": statistics.fmean(self.test_errors) if tested else None,
+            "test_error_std": std(self.test_errors) if tested else None,
             "final_loss_mean": statistics.fmean(finals),
             "final_loss_std": std(finals),
         }
@@ -92,6 +94,12 @@ class MultiRunResult:
         regression = first.task == "regression"
         fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
         what = "RMSE" if regression else "error"
+        if first.test_error is None:  # --test-fraction 0: every row trained
+            train = fmt(first.train_error) if runs == 1 else (
+                f"{fmt(self.summary()['train_error_mean'])} ± "
+                f"{fmt(self.summary()['train_error_std'])}")
+            return (f"train {what} {train}   test: none held out (--test-fraction 0 trains on "
+                    f"every row; `nn-cli evaluate MODEL --input FILE` measures a held-out file)")
         if runs > 1:
             s = self.summary()
             how = "trained together as one batched ensemble" if self.together else "one at a time"
@@ -99,6 +107,8 @@ class MultiRunResult:
                     f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
                     f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}")
         text = f"train {what} {fmt(first.train_error)}   test {what} {fmt(first.test_error)}"
+        if first.stopping_note():
+            text += "\n" + first.stopping_note()
         if has_data_settings(self.settings) and first.metrics:
             from core.data.metrics import text_report
 

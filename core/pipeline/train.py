@@ -134,14 +134,19 @@ def result_of(
     settings: TrainSettings, losses: list[float], specs: list[LayerSpec], model: Sequential,
     loss: Loss, data: Data, best_epoch: int | None = None,
 ) -> TrainResult:
-    """The TrainResult of a trained network: its errors and, on the test set, its metrics."""
+    """The TrainResult of a trained network: its errors and, on the test set, its metrics
+    (None for both when no row was held out: --test-fraction 0)."""
     set_training(model, False)  # a trained network measures and predicts in evaluation
     how = dict(task=data.task, one_hot=data.one_hot, preprocessing=data.preprocessing)
     train_error = run_errors(model, loss, data.x_train, data.labels_train, **how).item()
+    if len(data.x_test) == 0:
+        return TrainResult(settings, losses, train_error, None, specs, model, data.preprocessing,
+                           dataset=data.metadata(), best_epoch=best_epoch)
     with torch.set_grad_enabled(False):
         test_outputs = forward_in_slices(model, data.x_test)  # once, for the error and the metrics
     test_error = output_errors(test_outputs, loss, data.labels_test, **how).item()
     metrics = output_metrics(test_outputs, loss, data.labels_test,
-                             class_names=data.dataset.class_names, **how)
+                             class_names=data.dataset.class_names,
+                             images=len(data.dataset.input_shape) > 1, **how)
     return TrainResult(settings, losses, train_error, test_error, specs, model, data.preprocessing,
                        dataset=data.metadata(), metrics=metrics, best_epoch=best_epoch)

@@ -88,10 +88,10 @@ def output_errors(
 
 def output_metrics(
     out: torch.Tensor, loss: Loss, labels: torch.Tensor, *, task: str, one_hot: bool,
-    preprocessing: dict[str, Any], class_names: tuple[str, ...],
+    preprocessing: dict[str, Any], class_names: tuple[str, ...], images: bool = False,
 ) -> dict[str, Any]:
     """One network's metrics from its outputs (n, out): the per-class table and confusion
-    matrix, or RMSE, MAE and R^2 (core.data.metrics)."""
+    matrix, or RMSE, MAE and R^2, and the PSNR for `images` (core.data.metrics)."""
     if task in CLASSIFICATION:
         return classification_metrics(labels, predicted_classes(out, loss, one_hot), class_names)
-    return regression_metrics(labels, preprocess.target_output(preprocessing, out))
+    return regression_metrics(labels, preprocess.target_output(preprocessing, out), images)

@@ -48,7 +48,8 @@ class TrainSettings:
     # `nn-cli list dataset`) or a .csv/.tsv/.json/.npz file (core/data/dataset.py).
     data: str = "disk"
     target: str | None = None  # a file's target column (default: "label", else the last)
-    test_fraction: float = 0.25  # held out for testing when the data has no test split
+    # held out for testing when the data has no test split; 0: train on every row, test none
+    test_fraction: float = 0.25
     val_fraction: float = 0.0  # of the training rows, held out to pick the best epoch
     patience: int | None = None  # stop after this many epochs without a lower validation loss
 
@@ -134,12 +135,10 @@ class TrainSettings:
         parse_data_text(self.data)
         if self.target is not None and (not isinstance(self.target, str) or not self.target):
             raise SettingsError(f"target must be a column name or number, got {self.target!r}")
-        for name, value, low in (("test_fraction", self.test_fraction, 0.0),
-                                 ("val_fraction", self.val_fraction, -1.0)):
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not (low < value < 1) or (name == "val_fraction" and value < 0)):
-                accepted = "(0, 1)" if name == "test_fraction" else "[0, 1)"
-                raise SettingsError(f"{name} must be a number in {accepted}, got {value!r}")
+        for name, value in (("test_fraction", self.test_fraction), ("val_fraction", self.val_fraction)):
+            # 0: none held out (test_fraction 0 trains on every row; nothing is tested)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise SettingsError(f"{name} must be a number in [0, 1), got {value!r}")
         if self.patience is not None:
             if not _is_int(self.patience) or self.patience < 1:
                 raise SettingsError(f"patience must be an integer >= 1, got {self.patience!r}")
@@ -148,6 +147,27 @@ class TrainSettings:
                     "patience stops on the validation loss: give val_fraction too "
                     "(e.g. --val-fraction 0.2 --patience 10)"
                 )
+
+
+# settings field -> the nn-cli option that sets it (n_train and n_test have none)
+OPTIONS = {name: "--" + name.replace("_", "-")
+           for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                        "seed", "dtype", "layers", "device", "preprocess", "schedule", "data",
+                        "target", "test_fraction", "val_fraction", "patience")} | {"optimizer_args": "--opt"}
+
+
+def in_option_words(message: str) -> str:
+    """A settings error in the command line's words: `--test-fraction must be ...`, where the
+    library says `test_fraction must be ...`. Two-word names are replaced wherever they
+    stand; one-word ones (lr, seed) only as the sentence's subject."""
+    import re
+
+    for name, option in OPTIONS.items():
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){name}\b", option, message)
+        elif message.startswith(f"{name} must "):
+            message = option + message[len(name):]
+    return message
 
 
 # Fields added with datasets and their defaults: left out of to_dict() at these values.
