@@ -10,8 +10,8 @@ For iris, wine, breast_cancer (error: fraction of held-out rows misclassified) a
 (R^2 on held-out rows), each seed 0-4:
 
 1. The split of the datasets issue (bench/datasets.py): the run's seeded, stratified 75/25
-   split (`core.pipeline.experiment.split_data`). Ours: `nn-cli train --data NAME` with no
-   options (the same library calls: `resolve_defaults`, then `train`), scored on its test
+   split (`core.pipeline.prepare.raw_split`). Ours: `nn-cli train --data NAME` with no
+   options (the same library calls: `resolve`, then `train`), scored on its test
    split. scikit-learn: MLPClassifier / MLPRegressor with its defaults (random_state=seed)
    on the same training rows, inputs standardised (StandardScaler, as a careful user does)
    and, for the regressor, the targets too (TransformedTargetRegressor), as ours does.
@@ -47,7 +47,8 @@ import torch
 from core import TrainSettings, default_registry, train
 from core.files.inference import evaluate_model
 from core.files.model_file import save_model
-from core.pipeline.experiment import resolve_defaults, split_data
+from core.pipeline.prepare import raw_split
+from core.pipeline.resolve import resolve
 
 SETS = ["iris", "wine", "breast_cancer", "diabetes"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +115,8 @@ def ridge(x_train, y_train, x_test, y_test) -> float:
 
 def ours_on_split(name: str, seed: int, registry) -> float:
     """`nn-cli train --data NAME --seed S`: its test split's error or R^2."""
-    settings, _ = resolve_defaults(TrainSettings(data=name, seed=seed), registry, {"data", "seed"})
-    result = train(settings, registry)
+    resolved = resolve(TrainSettings(data=name, seed=seed), registry, {"data", "seed"})
+    result = train(resolved, registry)
     return result.metrics["r2"] if name == "diabetes" else result.test_error
 
 
@@ -147,9 +148,9 @@ def held_out_score(name: str, model: Path, held_out: Path, registry) -> float:
 
 def ours_on_files(name, seed, train_csv, held_out, folder, registry) -> float:
     """`nn-cli train --data train.csv --save m`, then `nn-cli evaluate m --input held_out.csv`."""
-    settings, _ = resolve_defaults(TrainSettings(data=str(train_csv)), registry, {"data"})
+    resolved = resolve(TrainSettings(data=str(train_csv)), registry, {"data"})
     model = folder / f"{name}_{seed}_defaults.safetensors"
-    save_model(model, train(settings, registry), registry=registry)
+    save_model(model, train(resolved, registry), registry=registry)
     return held_out_score(name, model, held_out, registry)
 
 
@@ -200,7 +201,7 @@ def main() -> None:
             "split_ours", "split_sklearn", "files_ours", "files_sklearn", "tune", "tune_seconds",
             "grid", "grid_seconds", "ridge")}
         for seed in seeds:
-            split = split_data(TrainSettings(data=name, seed=seed), registry)
+            split = raw_split(TrainSettings(data=name, seed=seed), registry)
             arrays = [t.numpy() for t in (split.x_train, split.y_train, split.x_test, split.y_test)]
             arrays = [a.ravel() if a.ndim == 2 and a.shape[1] == 1 else a for a in arrays]
             rows["split_ours"].append(ours_on_split(name, seed, registry))

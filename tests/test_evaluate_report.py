@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from core import TrainSettings, default_registry
-from core.pipeline import experiment
+from core.pipeline.prepare import raw_split
 
 
 def invoke(*args):
@@ -24,9 +24,10 @@ def json_of(*args):
 
 def write_test_split(path, settings, label, names=None):
     """The run's own test rows as a CSV file, the label column called `label` (class names
-    in it when `names` is given), placed first so the features are not the last columns."""
-    x, y = experiment.test_rows(settings, default_registry())
-    lines = [",".join([label] + [f"f{j}" for j in range(x.shape[1])])]
+    in it when `names` is given), placed first, the features under their own names."""
+    split = raw_split(settings, default_registry())
+    x, y = split.x_test, split.y_test
+    lines = [",".join([label] + list(split.dataset.feature_names))]  # read by name
     for row, value in zip(x.tolist(), y.reshape(len(x), -1).tolist()):
         shown = names[int(value[0])] if names else repr(value[0])
         lines.append(",".join([shown] + [repr(v) for v in row]))

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from core import TrainSettings, default_registry
-from core.pipeline.experiment import resolve_defaults
+from core.pipeline.resolve import resolve
 from core.training.table_defaults import L2, ROWS_PER_FEATURE, small_table_defaults
 
 
@@ -39,6 +39,11 @@ def test_the_rule_is_for_small_flat_tables_only(rows, features, shape, small):
 def test_every_default_says_why():
     for d in small_table_defaults("regression", 200, 10):
         assert d.why and d.to_dict()["field"] == d.field
+
+
+def resolve_defaults(settings, registry, given):
+    resolved = resolve(settings, registry, given)
+    return resolved.settings, list(resolved.chosen)
 
 
 def test_resolve_applies_them_where_neither_user_nor_dataset_set_them():
@@ -77,7 +82,16 @@ def test_train_says_which_defaults_it_took_in_text_and_json():
     assert out["best_epoch"] is not None
     assert "defaults for a small table" in result.stderr and "--l2 0.01" in result.stderr
     text = runner.invoke(app, ["train", "--data", "wine", "--epochs", "20", "--hidden", "8"])
-    assert "--hidden" not in text.stdout.split("defaults for a small table")[1].split("epoch")[0]
-    assert "early stopping kept epoch" in text.stdout
+    block = text.stderr.split("defaults for a small table")[1].split("\n  epoch")[0]
+    assert "--l2 0.01" in block and "--hidden" not in block  # typed: not a default
+    assert "kept the weights of epoch" in text.stdout
     disk = runner.invoke(app, ["train", "--epochs", "2", "--json"])
     assert "defaults" not in json.loads(disk.stdout)
+
+
+def test_the_library_takes_the_same_defaults_as_the_cli():
+    from core import train
+
+    result = train(TrainSettings(data="wine", epochs=20))  # fields off their defaults: given
+    assert result.settings.hidden == (32,) and result.settings.val_fraction == 0.15
+    assert result.settings.epochs == 20

@@ -113,9 +113,9 @@ def test_folds_hold_out_disjoint_rows_of_the_training_rows_only(cv):
     settings = TrainSettings(data="moons")  # real-valued points: no two rows alike
     folds = make_folds(settings, registry, cv, 0.2)
     assert len(folds) == (cv or 1)
-    from core.pipeline.experiment import split_data
+    from core.pipeline.prepare import raw_split
 
-    split = split_data(settings, registry)
+    split = raw_split(settings, registry)
     rows = {tuple(r) for r in split.x_train.tolist()}
     test = {tuple(r) for r in split.x_test.tolist()}
     held = [{tuple(r) for r in f.x_test.tolist()} for f in folds]

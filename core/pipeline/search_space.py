@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import NNError, SettingsError
-from core.network.stack import parse_layers, parse_value
+from core.keyvalue import parse_value
+from core.network.stack import parse_layers
 from core.training.settings import (
     DTYPE_NAMES, PREPROCESS_NAMES, SCHEDULE_NAMES, TrainSettings, parse_optimizer_args,
     parse_widths,

@@ -38,7 +38,10 @@ from core.data.dataset import CLASSIFICATION, Dataset
 from core.data.split import split_indices
 from core.errors import NNError, SettingsError
 from core.network.protocols import evaluating
-from core.pipeline.experiment import check, split_data, train, with_data_defaults
+from core.data.dataset import parse_data
+from core.pipeline.prepare import check, raw_split
+from core.pipeline.resolve import EVERY_FIELD, load_dataset, resolve
+from core.pipeline.train import train
 from core.pipeline.search_space import SearchSpace, check_names
 from core.plugin.registry import Registry
 from core.plugin.hookspecs import hookimpl
@@ -117,7 +120,7 @@ class Folds:
 def make_folds(settings: TrainSettings, registry: Registry, cv: int | None, holdout: float) -> list[Dataset]:
     """The run's training rows (its test split and validation share left out) as k folds,
     stratified for classification, or as one held-out share; drawn from the run's seed."""
-    split = split_data(dataclasses.replace(settings, val_fraction=0.0, patience=None), registry)
+    split = raw_split(dataclasses.replace(settings, val_fraction=0.0, patience=None), registry)
     data, x, y = split.dataset, split.x_train, split.y_train
     generator = torch.Generator().manual_seed(settings.seed * 16 + 4)  # a stream of its own
     if cv is None:
@@ -343,7 +346,8 @@ class Objective:
                         raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
             try:
-                result: TrainResult = train(fold, self.registry, watch=watch)
+                # the trial's settings are whole: no default is applied again (on the fold's size)
+                result: TrainResult = train(fold, self.registry, given=EVERY_FIELD, watch=watch)
             except NNError as e:  # a diverged run, options that do not fit the data
                 trial.set_user_attr("failed", _first_line(e))
                 raise
@@ -522,10 +526,7 @@ class _Replay:
 
 
 def split_task(settings: TrainSettings, registry: Registry) -> str:
-    from core.pipeline.experiment import load_dataset
-
-    with torch.set_grad_enabled(False):
-        return load_dataset(settings, registry).task
+    return load_dataset(settings, parse_data(settings.data), registry).task
 
 
 # The option of `nn-cli train` that sets each field, and how its value is written.
@@ -535,13 +536,14 @@ FLAGS = {"optimizer_args": "--opt"}
 def train_command(settings: TrainSettings, registry: Registry) -> str:
     """`nn-cli train ...` giving exactly `settings`: every option that differs from what
     `nn-cli train --data ...` alone would take (its defaults, the dataset's own)."""
-    plain = with_data_defaults(TrainSettings(data=settings.data, target=settings.target),
-                               registry, ("data", "target"))
+    plain = resolve(TrainSettings(data=settings.data, target=settings.target, seed=settings.seed),
+                    registry, ("data", "target", "seed")).settings
     words = ["nn-cli", "train"]
     mine, theirs = settings.to_dict(), plain.to_dict()
-    for name in ("data", "target"):  # what to train on, always spelled out
-        if mine.get(name) is not None and mine[name] != "disk":
-            words += ["--" + name, str(mine.pop(name))]
+    for name, plain_value in (("data", TrainSettings().data), ("target", None), ("seed", 0)):
+        value = mine.pop(name, None)  # what to train on, always spelled out
+        if value is not None and value != plain_value:
+            words += ["--" + name, str(value)]
     for name, value in mine.items():
         if name in ("act", "hidden") and settings.layers is not None:
             continue
@@ -568,7 +570,7 @@ def refit(report: TuneReport, registry: Registry, on_epoch=None) -> TrainResult:
     """The best trial's settings trained on all training rows (as its command does)."""
     if report.best_settings is None:
         raise TuneError(f"study {report.study!r} has no complete trial to train")
-    return train(report.best_settings, registry, on_epoch)
+    return train(report.best_settings, registry, on_epoch, given=EVERY_FIELD)
 
 
 def check_request(request: TuneRequest, registry: Registry) -> None:
@@ -588,7 +590,7 @@ def check_request(request: TuneRequest, registry: Registry) -> None:
             continue
         checked.add(key)
         try:
-            check(settings, registry)
+            check(settings, registry, given=EVERY_FIELD)
         except NNError as e:
             shown = ", ".join(f"{k}={v}" for k, v in values.items())
             raise SettingsError(f"search space ({shown}): {e}") from None

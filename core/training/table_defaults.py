@@ -36,6 +36,10 @@ MAX_ROWS = 10_000
 L2 = {"binary": 0.01, "multiclass": 0.01, "regression": 0.1}
 
 
+# The settings the rule may set.
+TABLE_FIELDS = frozenset({"val_fraction", "patience", "epochs", "hidden", "l2", "batch_size", "lr"})
+
+
 @dataclass(frozen=True)
 class Default:
     """A default the rule chose for one setting, and why."""
