@@ -64,10 +64,13 @@ def test_val_fraction_zero_typed_turns_early_stopping_off():
     assert "patience" not in {d.field for d in chosen}
 
 
-@pytest.mark.parametrize("data", ["disk", "moons", "digits"])
-def test_the_disk_synthetic_sets_and_images_are_untouched(data):
+@pytest.mark.parametrize(("data", "n_train"), [("disk", 1000), ("disk", 40), ("moons", 1000),
+                                               ("digits", 1000)])
+def test_the_disk_synthetic_sets_and_images_are_untouched(data, n_train):
+    """The disk draws as many points as asked: even 40 of them are no small table."""
     registry = default_registry()
-    settings, chosen = resolve_defaults(TrainSettings(data=data), registry, {"data"})
+    settings, chosen = resolve_defaults(TrainSettings(data=data, n_train=n_train), registry,
+                                        {"data", "n_train"})
     assert chosen == [] and settings.val_fraction == 0.0 and settings.l2 == 0.0
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from core.data.dataset import Dataset, DataSpec, build_dataset, parse_data
 from core.errors import SettingsError
 from core.network.assemble import LayerSpec, mlp_specs
-from core.network.stack import parse_layers
+from core.network.stack import constructor_parameters, parse_layers
 from core.plugin.registry import Entry, Registry, default_registry
 from core.training.settings import DTYPES, TrainSettings
 from core.training.table_defaults import TABLE_FIELDS, Default, small_table_defaults
@@ -111,7 +111,10 @@ def resolve(
         if settings.loss != TASK_LOSSES[dataset.task]:
             settings = dataclasses.replace(settings, loss=TASK_LOSSES[dataset.task])
     chosen: tuple[Default, ...] = ()
-    if not TABLE_FIELDS <= given | set(suggested):  # some field the rule may still set
+    # A dataset that draws as many points as asked (its factory takes n_train: the disk)
+    # is no small table: more points are one option away, and its defaults stay its own.
+    draws = "n_train" in constructor_parameters(registry.get("dataset", data.name).factory)
+    if not draws and not TABLE_FIELDS <= given | set(suggested):  # a field the rule may set
         dataset = dataset or load_dataset(settings, data, registry)
         settings, chosen = with_table_defaults(settings, dataset, given | set(suggested))
     check_names(settings, registry)
