@@ -64,10 +64,10 @@ def test_val_fraction_zero_typed_turns_early_stopping_off():
     assert "patience" not in {d.field for d in chosen}
 
 
-@pytest.mark.parametrize(("data", "n_train"), [("disk", 1000), ("disk", 40), ("moons", 1000),
+@pytest.mark.parametrize(("data", "n_train"), [("disk", 1000), ("disk", 40), ("moons:n=100", 1000),
                                                ("digits", 1000)])
 def test_the_disk_synthetic_sets_and_images_are_untouched(data, n_train):
-    """The disk draws as many points as asked: even 40 of them are no small table."""
+    """Data drawn from the seed: even 40 or 100 points are no small table."""
     registry = default_registry()
     settings, chosen = resolve_defaults(TrainSettings(data=data, n_train=n_train), registry,
                                         {"data", "n_train"})

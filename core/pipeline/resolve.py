@@ -111,9 +111,9 @@ def resolve(
         if settings.loss != TASK_LOSSES[dataset.task]:
             settings = dataclasses.replace(settings, loss=TASK_LOSSES[dataset.task])
     chosen: tuple[Default, ...] = ()
-    # A dataset that draws as many points as asked (its factory takes n_train: the disk)
+    # A dataset drawn from the seed (its factory takes a generator: the disk, moons, ...)
     # is no small table: more points are one option away, and its defaults stay its own.
-    draws = "n_train" in constructor_parameters(registry.get("dataset", data.name).factory)
+    draws = "generator" in constructor_parameters(registry.get("dataset", data.name).factory)
     if not draws and not TABLE_FIELDS <= given | set(suggested):  # a field the rule may set
         dataset = dataset or load_dataset(settings, data, registry)
         settings, chosen = with_table_defaults(settings, dataset, given | set(suggested))

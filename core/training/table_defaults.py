@@ -15,8 +15,9 @@ least-squares line scores 0.53 (issue 23). There, unless the user says otherwise
 
 The rule is a pure function of the data's shape and size; bench/small_tables.py measures
 it against scikit-learn's MLP on its bundled tables. Images (a sample of more than one
-dimension), tables with many rows per feature and data that draw as many points as asked
-(the disk, whatever its n_train: core/pipeline/resolve.py) keep the run's defaults: the synthetic
+dimension), tables with many rows per feature and data drawn from the seed (the disk,
+moons, ..., however few points are asked for: core/pipeline/resolve.py) keep the run's
+defaults: the synthetic
 2-D sets (375 rows per feature) trained worse under these (measured: moons 2.6 % -> 12.6 %
 test error with the penalty).
 """
