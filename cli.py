@@ -482,7 +482,7 @@ def _report_training(many, registry, *, as_json: bool, save: str | None, plot: s
         _write_figures(plot, [(run_label(settings), many)], registry)
     if as_json:
         out = first.to_dict() if runs == 1 else many.to_dict()
-        if chosen:  # only where a default was chosen: the disk's JSON reads as before
+        if chosen and runs > 1:  # one run's result lists them itself (TrainResult.defaults)
             out["defaults"] = [d.to_dict() for d in chosen]
         typer.echo(json.dumps(out))
         return

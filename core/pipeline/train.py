@@ -123,8 +123,10 @@ def train_run(
                               str(checkpoint.path) if saved else None, saved) from None
         if best is not None:
             best.restore()
-        return result_of(settings, losses, run.specs, model, loss, data,
-                         best_epoch=None if best is None else best.best_epoch)
+        result = result_of(settings, losses, run.specs, model, loss, data,
+                           best_epoch=None if best is None else best.best_epoch)
+        result.defaults = [d.to_dict() for d in run.resolved.chosen]
+        return result
 
 
 def watched(then: Callable[[int, float], Any], watch, model: Sequential, data: Data):

@@ -33,6 +33,9 @@ class TrainResult:
     # on the test set: per-class table and confusion matrix, or RMSE, MAE and R^2
     metrics: dict[str, Any] | None = None
     best_epoch: int | None = None  # with a validation set: the epoch whose weights were kept
+    # the small-table defaults resolve chose ({"field", "value", "why"} each; see
+    # core/training/table_defaults.py), listed in the JSON only when there are some
+    defaults: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def task(self) -> str:
@@ -61,5 +64,7 @@ class TrainResult:
         if has_data_settings(self.settings):  # the disk's JSON stays as it was before datasets
             d.update(task=self.task, dataset=self.dataset, metrics=self.metrics,
                      best_epoch=self.best_epoch)
+        if self.defaults:
+            d["defaults"] = self.defaults
         return d
 
