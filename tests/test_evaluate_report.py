@@ -78,3 +78,15 @@ def test_the_disks_evaluation_reads_as_before(tmp_path):
     model = tmp_path / "disk.safetensors"
     assert invoke("train", "--epochs", "2", "--save", model).exit_code == 0
     assert set(json_of("evaluate", model, "--n", "50")) == {"error", "n", "source"}
+
+
+def test_a_held_out_file_of_three_numbered_classes_is_read_by_its_numbers(tmp_path):
+    """A table whose labels are 0, 1, 2: the model's classes are named by those numbers."""
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{i % 3}" for i in range(30)]
+    train_csv, held_out = tmp_path / "train.csv", tmp_path / "held_out.csv"
+    train_csv.write_text("\n".join(rows) + "\n")
+    held_out.write_text("\n".join(rows[:1] + rows[1:10]) + "\n")
+    model = tmp_path / "m.safetensors"
+    json_of("train", "--data", train_csv, "--epochs", "3", "--save", model)
+    evaluated = json_of("evaluate", model, "--input", held_out)
+    assert evaluated["n"] == 9 and [c["class"] for c in evaluated["metrics"]["classes"]] == ["0", "1", "2"]

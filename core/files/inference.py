@@ -98,8 +98,10 @@ def read_labelled(loaded: LoadedModel, path, *, required: bool, target: str | No
     when the file names them; its label column (`target`, else the training data's target
     column, else `label`) may hold the model's class names."""
     classes = loaded.class_names
-    # Classes named 0, 1, ... (the disk's) are read as the numbers they are.
-    named = loaded.task != "regression" and classes != [str(i) for i in range(len(classes))]
+    # Two classes named 0 and 1 (the disk's) are read as the numbers they are; more classes
+    # named 0, 1, 2, ... (a file's numeric labels) by their names, which the numbers are.
+    plain = classes == [str(i) for i in range(len(classes))] and len(classes) <= 2
+    named = loaded.task != "regression" and not plain
     names = classes if named else None
     features = loaded.dataset.get("feature_names")
     return read_table(path, labels_required=required, class_names=names, label=target or label_column(loaded),
