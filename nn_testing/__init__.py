@@ -142,7 +142,7 @@ def _check_gradients(module, params, shapes, dtype, generator, label: str, where
     for shape in shapes:
         batch = ", ".join(f"{n} runs" for n in shape[:lead - 1]) + (", " if lead > 1 else "")
         batch += f"batch {shape[lead - 1]}{where}"
-        x = torch.randn(shape, generator=generator, dtype=dtype)  # (..., batch, *sample)
+        x = _draw_input(module, shape, generator, dtype)  # (..., batch, *sample)
         zero_grad(module)
         replay = _generator_states(module)
         expected_out, expected_grads = _autograd(module, params, x, generator)
@@ -162,6 +162,14 @@ def _check_gradients(module, params, shapes, dtype, generator, label: str, where
         for i, p in enumerate(params):
             _close(p.grad, expected_grads[i], label, f"{_pname(p)} gradient vs autograd ({batch})")
     return x, upstream
+
+
+def _draw_input(module, shape, generator, dtype) -> torch.Tensor:
+    """Normal values, or what the module says it takes (`example_input`: an embedding's ids)."""
+    draw = getattr(module, "example_input", None)
+    if callable(draw):
+        return draw(shape, generator, dtype)
+    return torch.randn(shape, generator=generator, dtype=dtype)
 
 
 def _check_accumulation(module, params, x, upstream, label: str) -> None:

@@ -135,7 +135,9 @@ class LayerNorm:
     """Layer normalisation over each sample's every value, with a scale and shift per value.
 
     Like torch's LayerNorm(normalized_shape = the sample's shape): (features,) after a
-    linear layer, (channels, h, w) on images. The same in both modes.
+    linear layer, (channels, h, w) on images. A sequence's sample, (time, features), is
+    normalised position by position, as torch's LayerNorm(features) does in a transformer.
+    The same in both modes.
     """
 
     supports_runs = True
@@ -151,7 +153,10 @@ class LayerNorm:
     ):
         if not eps > 0:
             raise ShapeError(f"layernorm eps must be > 0, got {eps!r}")
-        self.in_shape, self.eps, self.runs = tuple(in_shape), eps, runs
+        in_shape = tuple(in_shape)
+        self.sample_shape = in_shape
+        self.in_shape = in_shape[1:] if len(in_shape) == 2 else in_shape  # what one mean is over
+        self.eps, self.runs = eps, runs
         lead = () if runs is None else (runs,)
         like = {"dtype": dtype, "device": device}
         self.weight = Parameter.of(torch.ones(*lead, *self.in_shape, **like), "weight")
@@ -160,7 +165,10 @@ class LayerNorm:
         self.cache: tuple | None = None
 
     def affine(self, p: Parameter) -> torch.Tensor:
-        return p.value if self.runs is None else p.value.unsqueeze(1)  # (runs, 1, *sample)
+        if self.runs is None:
+            return p.value
+        batch = (1,) * (1 + len(self.sample_shape) - len(self.in_shape))  # batch (and time)
+        return p.value.view(self.runs, *batch, *self.in_shape)  # (runs, 1, *sample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
@@ -179,8 +187,9 @@ class LayerNorm:
             raise StateError("LayerNorm.backward called before forward (each forward allows one backward)")
         normalised, inv_std = self.cache
         self.cache = None  # dropped once used: memory (see plugins/activations.py)
-        batch = 0 if self.runs is None else 1
-        self.weight.grad += (grad_output * normalised).sum(dim=batch)  # (..., *sample)
+        first = 0 if self.runs is None else 1
+        batch = tuple(range(first, grad_output.dim() - len(self.in_shape)))  # batch (and time)
+        self.weight.grad += (grad_output * normalised).sum(dim=batch)  # (..., *in_shape)
         self.bias.grad += grad_output.sum(dim=batch)
         g = grad_output * self.affine(self.weight)  # like x
         return inv_std * (
