@@ -22,13 +22,16 @@ class Embedding:
 
     def __init__(
         self,
-        vocab: int,
         width: int,
         init: Initializer,
+        vocab: int | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str = "cpu",
     ):
+        if vocab is None:
+            raise ValueError("embedding needs vocab, the number of distinct tokens; the text "
+                             "datasets fill it in, else write embedding:vocab=N")
         for name, value in (("vocab", vocab), ("width", width)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -36,9 +36,10 @@ class Linear:
         self.shape: torch.Size | None = None  # the input's own shape (a sequence's, before its rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # A sequence, (..., batch, time, in), goes through as (..., batch time, in) rows.
+        # A sequence, (..., batch, time, in), goes through as (..., batch time, in) rows; an
+        # image, with more dimensions, is refused below (flatten it first).
         runs = self.weight.value.dim() - 2  # 0, or 1 with a run dimension
-        rows = x if x.dim() == runs + 2 else x.reshape(*x.shape[:runs], -1, self.in_features)
+        rows = x if x.dim() != runs + 3 else x.reshape(*x.shape[:runs], -1, self.in_features)
         self.input, self.shape = rows, x.shape  # (..., rows, in)
         out = bias_plus_matmul(self.bias.value, rows, self.weight.value)  # (..., rows, out)
         return out if rows is x else out.view(*x.shape[:-1], self.out_features)

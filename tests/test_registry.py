@@ -43,6 +43,8 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         ("layer", "embedding"): "plugins.embedding",
         ("layer", "position"): "plugins.embedding",
         ("layer", "attention"): "plugins.attention",
+        ("layer", "transformer_block"): "plugins.transformer",
+        ("layer", "gpt"): "plugins.transformer",
         ("loss", "token_cross_entropy"): "plugins.losses",
     }
     got = {(e.kind, e.name): e.plugin for e in registry.entries()}

@@ -52,14 +52,14 @@ def test_token_wise_layers_pass_the_kit_on_sequences(name, args, time, width):
 
 def test_embedding_forward_is_torchs():
     g = torch.Generator().manual_seed(0)
-    layer = Embedding(10, 5, gaussian, g, dtype=torch.float64)
+    layer = Embedding(5, gaussian, 10, g, dtype=torch.float64)
     ids = torch.tensor([[1, 9, 1], [0, 0, 4]])
     expected = F.embedding(ids, layer.weight.value)
     assert torch.equal(layer.forward(ids.double()), expected)
 
 
 def test_embedding_gradient_adds_every_use_of_an_id():
-    layer = Embedding(4, 2, gaussian, torch.Generator().manual_seed(0), dtype=torch.float64)
+    layer = Embedding(2, gaussian, 4, torch.Generator().manual_seed(0), dtype=torch.float64)
     layer.forward(torch.tensor([[1.0, 1.0, 3.0]]))
     layer.backward(torch.ones(1, 3, 2, dtype=torch.float64))
     assert layer.weight.grad.tolist() == [[0, 0], [2, 2], [0, 0], [1, 1]]
@@ -68,7 +68,7 @@ def test_embedding_gradient_adds_every_use_of_an_id():
 def test_embedding_refuses_an_id_outside_the_vocabulary():
     from core import ShapeError
 
-    layer = Embedding(4, 2, gaussian, dtype=torch.float64)
+    layer = Embedding(2, gaussian, 4, dtype=torch.float64)
     with pytest.raises(ShapeError, match="token id 4 is outside the vocabulary 0..3"):
         layer.forward(torch.tensor([[1.0, 4.0]]))
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_flat_stack, shapes_only
+from core.network.assemble import LayerSpec, build_flat_stack, components, shapes_only
 from core.files.atomic import atomic_write_bytes
 from core.data.disk import DTYPES
 from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
@@ -155,7 +155,7 @@ def model_header(
     dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON header describing a network built from `specs` by a run with `settings`."""
-    needed = [(s.kind, s.name) for s in specs]
+    needed = components(specs)
     needed += [("loss", settings.loss), ("initializer", settings.init)]
     extra = {} if dataset is None else {"dataset": dataset}
     return {
@@ -354,7 +354,7 @@ def check_components(file: ModelFile, registry: Registry, extra: list[tuple[str,
     """Every component the file needs is registered, or an error naming it and its plugin."""
     h = file.header
     provided = {(c.get("kind"), c.get("name")): c for c in h["components"] if isinstance(c, dict)}
-    needed = [(s["kind"], s["name"]) for s in h["architecture"]]
+    needed = components([LayerSpec.from_dict(s) for s in h["architecture"]])
     needed += [("loss", h["loss"]), ("initializer", h["init"]), *extra]
     loaded_plugins = {e.plugin for e in registry.entries()}
     for kind, name in needed:

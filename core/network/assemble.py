@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,7 +17,9 @@ from core.errors import NNError, SettingsError, ShapeError
 from core.network.protocols import Initializer, Module, evaluating
 from core.network.shapes import describe_shape, sample_shape
 from core.plugin.registry import Registry
+from core.network.residual import Residual
 from core.network.sequential import Sequential
+from core.network.stack import RESIDUAL, LayerSpec, parse_layers
 
 # Arguments a layer gets from its context when its factory's signature names them:
 # `in_shape` is one sample's shape as the layer before produces it, (features,) or
@@ -27,20 +28,41 @@ CONTEXT_ARGS = ("in_features", "in_channels", "in_shape", "init", "generator", "
                 "runs")
 
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """One module of a network, by registered kind and name."""
+def residual(*specs: LayerSpec) -> LayerSpec:
+    """The spec of x + f(x), f the stack `specs` name (stack text: `residual(a,b)`)."""
+    return LayerSpec(RESIDUAL, RESIDUAL, {"layers": list(specs)})
 
-    kind: str  # "layer" or "activation"
-    name: str  # the registered name, e.g. "linear"
-    args: dict[str, Any] = field(default_factory=dict)  # explicit constructor arguments
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "args": dict(self.args)}
+def repeat(times: int, *specs: LayerSpec) -> list[LayerSpec]:
+    """`specs` `times` over, one after the other (stack text: `N*(a,b)`); each copy is built
+    with weights of its own."""
+    return [LayerSpec(s.kind, s.name, dict(s.args)) for _ in range(times) for s in specs]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerSpec:
-        return cls(d["kind"], d["name"], dict(d.get("args", {})))
+
+def with_vocab(registry: Registry, specs: Sequence[LayerSpec], vocab: int) -> list[LayerSpec]:
+    """`specs` with `vocab=` given to every layer that takes one and was not given it (an
+    embedding, a gpt): the data's vocabulary, written into the specs so that a model file
+    rebuilds the same network without the data."""
+    filled = []
+    for s in specs:
+        if s.kind == RESIDUAL:
+            filled.append(residual(*with_vocab(registry, s.args["layers"], vocab)))
+        elif "vocab" not in s.args and "vocab" in inspect.signature(registry.get(s.kind, s.name).factory).parameters:
+            filled.append(LayerSpec(s.kind, s.name, {**s.args, "vocab": vocab}))
+        else:
+            filled.append(s)
+    return filled
+
+
+def components(specs: Sequence[LayerSpec]) -> list[tuple[str, str]]:
+    """(kind, name) of every registered component `specs` name, inside blocks too."""
+    named = []
+    for spec in specs:
+        if spec.kind == RESIDUAL:
+            named += components(spec.args["layers"])
+        else:
+            named.append((spec.kind, spec.name))
+    return named
 
 
 def mlp_specs(hidden: Sequence[int], out_features: int, activation: str) -> list[LayerSpec]:
@@ -81,13 +103,28 @@ def build_module(
         if key in accepted:
             kwargs.setdefault(key, context[key])
     try:
-        return entry.create(**kwargs)
+        module = entry.create(**kwargs)
     except NNError:
         raise
     except (ValueError, TypeError) as e:  # the constructor refused a value: say which layer
         given = ", ".join(f"{k}={v!r}" for k, v in spec.args.items())
         detail = " ".join(str(e).split()) or type(e).__name__
         raise SettingsError(f"{spec.kind} {spec.name!r} ({given or 'no arguments'}): {detail}") from None
+    if getattr(entry.factory, "composite", False):  # its factory wrote a stack of registered layers
+        inner = parse_layers(module, registry)
+        built = build_layers(registry, inner, shape, init=init, generator=generator, dtype=dtype,
+                             device=device, runs=runs)
+        return Block(inner, *(m for m, _ in built))
+    return module
+
+
+class Block(Sequential):
+    """The modules a composite layer's text names (a `transformer_block`), in order;
+    `specs` says what they are, for the summary."""
+
+    def __init__(self, specs: Sequence[LayerSpec], *modules: Module):
+        super().__init__(*modules)
+        self.specs = list(specs)
 
 
 def output_shape(
@@ -131,8 +168,9 @@ def build_flat_stack(
     stack (an MLP) is built for the flat rows.
     """
     shape = sample_shape(input_shape)
-    images = len(shape) > 1 and bool(specs) and getattr(
-        registry.get(specs[0].kind, specs[0].name).factory, "takes_images", False)
+    first = components(specs)[:1]  # the first registered component, inside a block too
+    images = len(shape) > 1 and bool(first) and getattr(
+        registry.get(*first[0]).factory, "takes_images", False)
     model = build_stack(registry, specs, shape if images else math.prod(shape), **options)
     model.input_shape = shape if images else None
     return model
@@ -155,16 +193,22 @@ def build_layers(
     drawn from `generator` in layer order.
     """
     initializer = registry.create("initializer", init) if isinstance(init, str) else init
-    for spec in specs:  # fail on a bad name before drawing any weight
-        registry.get(spec.kind, spec.name)
+    for kind, name in components(specs):  # fail on a bad name before drawing any weight
+        registry.get(kind, name)
     shape = sample_shape(in_features)
     built: list[tuple[Module, tuple[int, ...]]] = []
     for position, spec in enumerate(specs, start=1):
         try:
-            module = build_module(
-                registry, spec, shape, init=initializer, generator=generator, dtype=dtype,
-                device=device, runs=runs,
-            )
+            if spec.kind == RESIDUAL:  # x + f(x): f's modules, built for the block's input
+                inner = build_layers(registry, spec.args["layers"], shape, init=initializer,
+                                     generator=generator, dtype=dtype, device=device, runs=runs)
+                module = Residual(*(m for m, _ in inner))
+                module.specs = list(spec.args["layers"])
+            else:
+                module = build_module(
+                    registry, spec, shape, init=initializer, generator=generator, dtype=dtype,
+                    device=device, runs=runs,
+                )
         except ShapeError as e:
             raise ShapeError(f"layers item {position} ({spec.name}): {e}") from None
         try:
@@ -252,8 +296,7 @@ def shapes_only(
     built, or run forward, this way (or the stack does not fit the shape); then only the
     real build can tell, and it says why.
     """
-    without_init = [LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
-                    for s in specs]
+    without_init = _without_init(specs)
     lead = () if runs is None else (runs,)
     width = math.prod(sample_shape(input_shape))
 
@@ -271,6 +314,13 @@ def shapes_only(
     except Exception:  # noqa: BLE001 -- a plugin module that needs real values: skip the look
         return None
     return model
+
+
+def _without_init(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """`specs` with no `init=` argument, inside blocks too (a shapes-only build draws nothing)."""
+    return [LayerSpec(s.kind, s.name, {"layers": _without_init(s.args["layers"])}) if s.kind == RESIDUAL
+            else LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
+            for s in specs]
 
 
 def probe_device(model: Sequential) -> torch.device:

@@ -74,6 +74,16 @@ class Sequential:
     def parameters(self) -> list[Parameter]:
         return [p for module in self.modules for p in module.parameters()]
 
+    def example_input(self, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype):
+        """An input to check the network on: what its first module draws (an embedding's
+        ids), or normal values."""
+        draw = getattr(self.modules[0], "example_input", None) if self.modules else None
+        if callable(draw):
+            return draw(shape, generator, dtype)
+        from core.lazy import torch
+
+        return torch.randn(shape, generator=generator, dtype=dtype)
+
     def param(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The report's API: (tensor, gradient) pairs of every parameter."""
         return param(self)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from core.network.assemble import build_flat_stack
+from core.network.assemble import build_flat_stack, components
 from core.pipeline.experiment import (
     DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
     data_metadata, prepare_data, shape_of, train,
@@ -34,7 +34,7 @@ def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
     """Whether every component these settings name declares `supports_runs = True`."""
     if settings.val_fraction > 0:  # each run keeps its own best epoch: one at a time
         return False
-    named = [(spec.kind, spec.name) for spec in network_specs(registry, settings)]
+    named = components(network_specs(registry, settings))
     named += [("loss", settings.loss), ("optimizer", settings.optimizer)]
     return all(getattr(registry.get(kind, name).factory, "supports_runs", False)
                for kind, name in named)
