@@ -161,6 +161,27 @@ class Adam(_Optimizer):
         self.steps = steps
 
 
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): w -= lr * wd * w, then Adam's step."""
+
+    def __init__(
+        self,
+        parameters: list[Parameter],
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
+        super().__init__(parameters, lr, beta1, beta2, eps)
+        self.decay = weight_decay  # not Adam's L2 term: the weights shrink, the gradients do not
+
+    def step(self) -> None:
+        if self.values and self.decay:  # as PyTorch's AdamW: param.mul_(1 - lr * wd) first
+            torch._foreach_mul_(self.values, 1 - self.lr * self.decay)
+        super().step()
+
+
 def _index(key: str, buffer: str, parameters: list[Parameter], value: object) -> int:
     """i of "{buffer}.{i}", checked against the parameters: their count and shapes."""
     prefix, _, index = key.partition(".")
@@ -182,3 +203,4 @@ def _index(key: str, buffer: str, parameters: list[Parameter], value: object) ->
 def register_optimizers(register):
     register("sgd", SGD)
     register("adam", Adam)
+    register("adamw", AdamW)

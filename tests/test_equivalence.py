@@ -52,9 +52,9 @@ def train_both(registry, act, loss_name, optimizer, options, steps, batch=10):
     our_opt = registry.create("optimizer", optimizer, parameters=ours.parameters(), **options)
     their_loss = TORCH_LOSSES[loss_name]()
     torch_options = dict(options)
-    if optimizer == "adam":
+    if optimizer in ("adam", "adamw"):
         torch_options["betas"] = (torch_options.pop("beta1", 0.9), torch_options.pop("beta2", 0.999))
-    their_opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer](
+    their_opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer](
         theirs.parameters(), **torch_options
     )
     with torch.no_grad():
@@ -94,6 +94,8 @@ def test_twenty_sgd_steps_give_torch_weights(registry, act, loss):
         ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
         ("sgd", {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-3}),
         ("adam", {"lr": 1e-2}),
+        ("adamw", {"lr": 1e-2}),
+        ("adamw", {"lr": 1e-2, "weight_decay": 0.1, "beta2": 0.95}),
         ("adam", {"lr": 3e-3, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 1e-2}),
     ],
 )

@@ -35,6 +35,7 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         ("initializer", "xavier"): "plugins.initializers",
         ("optimizer", "sgd"): "plugins.optimizers",
         ("optimizer", "adam"): "plugins.optimizers",
+        ("optimizer", "adamw"): "plugins.optimizers",
         **{("dataset", name): "plugins.datasets" for name in (
             "disk", "moons", "circles", "xor", "spiral", "gauss", "digits", "iris", "wine",
             "breast_cancer", "diabetes", "file")},
