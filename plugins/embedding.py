@@ -45,9 +45,11 @@ class Embedding:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ids = x.long()  # (batch, time)
         flat = ids.reshape(-1)
-        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.vocab):
-            bad = int(flat.min()) if int(flat.min()) < 0 else int(flat.max())
-            raise ShapeError(f"embedding: token id {bad} is outside the vocabulary 0..{self.vocab - 1}")
+        if flat.numel():
+            low, high = (int(t) for t in torch.aminmax(flat))
+            if low < 0 or high >= self.vocab:
+                bad = low if low < 0 else high
+                raise ShapeError(f"embedding: token id {bad} is outside the vocabulary 0..{self.vocab - 1}")
         self.ids, self.input_like = flat, x
         return self.weight.value.index_select(0, flat).view(*ids.shape, self.width)  # (batch, time, width)
 

@@ -180,7 +180,7 @@ class LayerNorm:
         inv_std = torch.rsqrt((centred * centred).mean(dim=self.dims, keepdim=True) + self.eps)
         normalised = centred * inv_std  # like x
         self.cache = (normalised, inv_std)
-        return normalised * self.affine(self.weight) + self.affine(self.bias)
+        return torch.addcmul(self.affine(self.bias), normalised, self.affine(self.weight))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:

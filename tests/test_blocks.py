@@ -116,3 +116,25 @@ def test_summary_lists_a_blocks_own_layers():
     assert [r["index"] for r in rows] == [0, 1, "1.0", "1.1"]
     assert rows[1]["layer"] == "residual" and rows[1]["parameters"] == 20
     assert format_table(rows, 3).endswith("total: 36 trainable parameters")
+
+
+def test_cached_sampling_draws_what_recomputing_draws_within_the_context():
+    from core.network.sampling import Sampling, sample
+
+    model = network(GPT)((12,), torch.Generator().manual_seed(4), torch.float64)
+    prompt, how = [1, 2, 3], Sampling(temperature=0.8, top_k=5)
+    cached = sample(model, prompt, 9, context=12, sampling=how, generator=torch.Generator().manual_seed(7))
+    plain = sample(model, prompt, 9, context=12, sampling=how, generator=torch.Generator().manual_seed(7),
+                   cache=False)
+    assert cached == plain and len(cached) == 9
+    # past the context the cache starts again from the last half: still valid tokens
+    longer = sample(model, prompt, 30, context=12, sampling=how, generator=torch.Generator().manual_seed(7))
+    assert longer[:9] == cached and all(0 <= t < 7 for t in longer)
+
+
+def test_greedy_sampling_takes_the_likeliest_token():
+    from core.network.sampling import Sampling, sample
+
+    model = network(GPT)((6,), torch.Generator().manual_seed(4), torch.float64)
+    (token,) = sample(model, [3], 1, context=6, sampling=Sampling(temperature=0), generator=None)
+    assert token == int(model.forward(torch.tensor([[3.0]], dtype=torch.float64))[0, -1].argmax())
