@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from images import alternating_medians  # noqa: E402: timed the same way as bench/images.py
 from speed import peak_bytes  # noqa: E402: the same memory measure as bench/speed.py
 
 from core import build_stack, default_registry, no_input_grad, parse_layers  # noqa: E402
@@ -191,19 +191,6 @@ def batches(ids, count, batch, seed):
         starts = torch.randint(0, len(ids) - CONTEXT - 1, (batch,), generator=g)
         rows = starts[:, None] + torch.arange(CONTEXT)  # (batch, context)
         yield ids[rows].double(), ids[rows + 1].double()
-
-
-def alternating_medians(functions, repeats):
-    """Each function's median wall time, the functions taking turns, after a warm-up call each."""
-    for fn in functions:
-        fn()
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for fn, spent in zip(functions, times):
-            start = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 # -- sections ----------------------------------------------------------------------------------
