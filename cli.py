@@ -720,6 +720,31 @@ def predict(
 
 
 @app.command()
+def generate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A text model written by `nn-cli train --data pydoc --save`.")],
+    prompt: Annotated[str, typer.Option(help="The text to go on from.")] = "\n",
+    tokens: Annotated[int, typer.Option(help="How many characters (or bytes) to write.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Divide the logits by this; lower is safer, 0 always takes the likeliest.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Draw among the K likeliest tokens only.")] = None,
+    seed: Annotated[int, typer.Option(help="The same seed writes the same text.")] = 0,
+    plugin: PluginOpt = None,
+    registry_file: RegistryOpt = None,
+    strict_plugins: StrictOpt = False,
+) -> None:
+    """Write text with a saved character-level model, streaming it as it is drawn (a
+    key/value cache: the prefix is never recomputed)."""
+    from core.files.generation import generate_text
+    from core.network.sampling import Sampling
+
+    registry = load(ctx, plugin, registry_file, strict_plugins)
+    sampling = Sampling(temperature=temperature, top_k=top_k)
+    generate_text(model, prompt, tokens, sampling=sampling, seed=seed, registry=registry,
+                  on_text=lambda piece: typer.echo(piece, nl=False))
+    typer.echo("")
+
+
+@app.command()
 def evaluate(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],

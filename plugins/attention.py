@@ -117,7 +117,7 @@ class CausalSelfAttention:
         (the kit's oracle), which needs what it saved untouched.
         """
         scores = torch.baddbmm(self.mask(time, q)[:time, :time], q, k.mT, alpha=self.scale * LOG2_E)
-        recorded = scores.requires_grad
+        recorded = torch.is_grad_enabled()  # the framework runs with it off
         if lse is not None:  # (bh, time, time): the weights forward had
             return (scores - lse).exp2() if recorded else scores.sub_(lse).exp2_(), lse
         top = scores.amax(dim=-1, keepdim=True)  # (bh, time, 1)

@@ -191,8 +191,9 @@ class TokenCrossEntropy:
     def backward(self) -> torch.Tensor:
         if self.log_probs is None or self.ids is None:
             raise StateError("TokenCrossEntropy.backward called before forward")
-        # softmax minus the one-hot target, over the number of positions
-        grad = torch.exp(self.log_probs)  # (batch, time, vocab)
+        # softmax minus the one-hot target, over the number of positions; in the log
+        # probabilities' own memory (dropped: one backward per forward)
+        grad, self.log_probs = self.log_probs.exp_(), None  # (batch, time, vocab)
         grad.scatter_add_(-1, self.ids, torch.full_like(self.ids, -1, dtype=grad.dtype))
         return grad.div_(self.ids.numel())
 

@@ -47,6 +47,8 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
         ("layer", "transformer_block"): "plugins.transformer",
         ("layer", "gpt"): "plugins.transformer",
         ("loss", "token_cross_entropy"): "plugins.losses",
+        ("dataset", "text"): "plugins.text_datasets",
+        ("dataset", "pydoc"): "plugins.text_datasets",
     }
     got = {(e.kind, e.name): e.plugin for e in registry.entries()}
     assert got == expected

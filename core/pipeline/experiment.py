@@ -13,7 +13,7 @@ import torch
 
 from core.data import preprocess
 from core.network.assemble import (
-    LayerSpec, build_flat_stack, mlp_specs, probe_device, shapes_only,
+    LayerSpec, build_flat_stack, mlp_specs, probe_device, shapes_only, with_vocab,
 )
 from core.network.shapes import sample_shape
 from core.network.summary import layer_table
@@ -30,7 +30,9 @@ from core.training.schedule import SCHEDULES
 from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
 from core.network.stack import parse_layers
-from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
+from core.training.evaluate import (
+    forward_in_slices, mean_loss, output_errors, output_metrics, run_errors,
+)
 from core.training.loop import fit
 from core.training.result import TrainResult
 
@@ -42,7 +44,8 @@ STREAMS = {"data": 0, "init": 1, "shuffle": 2, "split": 3}
 # settings.preprocess -> the function fitting that step on the training inputs
 PREPROCESSORS = {"standardize": preprocess.fit_standardize, "none": lambda x: dict(preprocess.IDENTITY)}
 # The loss a task trains with when none is chosen (`with_data_defaults`).
-TASK_LOSSES = {"binary": "bce", "multiclass": "cross_entropy", "regression": "mse"}
+TASK_LOSSES = {"binary": "bce", "multiclass": "cross_entropy", "regression": "mse",
+               "sequence": "token_cross_entropy"}
 
 
 def generator(settings: TrainSettings, stream: str) -> torch.Generator:
@@ -172,7 +175,8 @@ def prepare_data(settings: TrainSettings, registry: Registry | None = None) -> D
         split.x_train, split.y_train, split.x_test, split.y_test, split.x_val, split.y_val
     )
     x_train = x_train.to(dtype)  # the training inputs at the run's precision, as fitted
-    preprocessing = PREPROCESSORS[settings.preprocess](x_train)
+    # token ids are names, not values: never standardised
+    preprocessing = PREPROCESSORS["none" if dataset.task == "sequence" else settings.preprocess](x_train)
     if dataset.task == "regression" and settings.preprocess == "standardize":
         preprocessing["target"] = preprocess.fit_target(y_train)
 
@@ -197,7 +201,8 @@ def network_specs(
     """The run's network by registered names: `settings.layers` when given, else the MLP
     with `out_features` outputs (what the data and the loss need, `output_width`)."""
     if settings.layers:  # the whole stack by name; checked before any weight is drawn
-        return parse_layers(settings.layers, registry)
+        # an embedding or a gpt not given its vocabulary gets the data's (out_features)
+        return with_vocab(registry, parse_layers(settings.layers, registry), out_features)
     return mlp_specs(settings.hidden, out_features, settings.act)
 
 
@@ -386,7 +391,7 @@ def train(
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         # In evaluation: measuring moves no running statistic and draws no dropout mask.
         with evaluating(model):
-            initial_loss = loss.forward(forward_in_slices(model, data.x_train), data.y_train).item()
+            initial_loss = mean_loss(model, loss, data.x_train, data.y_train)
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         if shard is not None:  # after any restore: every rank goes on from the same state
             shard.check_same_start(len(done))
@@ -449,7 +454,7 @@ class BestEpoch:
         def after_epoch(epoch: int, train_loss: float) -> bool:
             then(epoch, train_loss)
             with evaluating(self.model):
-                value = self.loss.forward(forward_in_slices(self.model, self.data.x_val), self.data.y_val).item()
+                value = mean_loss(self.model, self.loss, self.data.x_val, self.data.y_val)
             if value < self.best_loss:
                 self.best_loss, self.best_epoch = value, epoch
                 self.weights = [t.clone() for t in self.state()]
