@@ -178,7 +178,8 @@ class LayerNorm:
         mean = x.mean(dim=self.dims, keepdim=True)  # (..., batch, 1, ...)
         centred = x - mean
         inv_std = torch.rsqrt((centred * centred).mean(dim=self.dims, keepdim=True) + self.eps)
-        normalised = centred * inv_std  # like x
+        # in place unless autograd records this forward (the kit's oracle), which keeps centred
+        normalised = centred * inv_std if torch.is_grad_enabled() else centred.mul_(inv_std)  # like x
         self.cache = (normalised, inv_std)
         return torch.addcmul(self.affine(self.bias), normalised, self.affine(self.weight))
 
@@ -189,13 +190,16 @@ class LayerNorm:
         self.cache = None  # dropped once used: memory (see plugins/activations.py)
         first = 0 if self.runs is None else 1
         batch = tuple(range(first, grad_output.dim() - len(self.in_shape)))  # batch (and time)
-        self.weight.grad += (grad_output * normalised).sum(dim=batch)  # (..., *in_shape)
+        scaled = grad_output * normalised  # like x
+        self.weight.grad += scaled.sum(dim=batch)  # (..., *in_shape)
         self.bias.grad += grad_output.sum(dim=batch)
-        g = grad_output * self.affine(self.weight)  # like x
-        return inv_std * (
-            g - g.mean(dim=self.dims, keepdim=True)
-            - normalised * (g * normalised).mean(dim=self.dims, keepdim=True)
-        )
+        weight = self.affine(self.weight)
+        # g = grad_output * weight; the input gradient is inv_std (g - mean(g) - n mean(g n)),
+        # n the normalised input: two new tensors, the rest in place
+        g_n = scaled.mul_(weight).mean(dim=self.dims, keepdim=True)  # mean(g n): (..., batch, 1)
+        g = grad_output * weight
+        g.sub_(g.mean(dim=self.dims, keepdim=True)).addcmul_(normalised, g_n, value=-1)
+        return g.mul_(inv_std)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
