@@ -92,39 +92,53 @@ class CausalSelfAttention:
         rows = x.reshape(batch * time, width)  # (batch time, width)
         qkv = torch.addmm(self.qkv_bias.value, rows, self.qkv_weight.value)  # (batch time, 3 width)
         q, k, v = self.split_heads(qkv, batch, time)  # each (bh, time, hw)
-        weights, lse = self.weights(q, k, time)  # (bh, time, time), (bh, time, 1)
+        exps, top, total = self.exponentials(q, k, time)  # (bh, time, time), (bh, time, 1) twice
         dropped = None
         if self.training and self.dropout > 0:
-            keep = torch.rand(weights.shape, generator=self.generator, dtype=weights.dtype) >= self.dropout
-            dropped = keep.to(weights.dtype).div_(1 - self.dropout).to(weights.device)
-            weights = weights * dropped
-        merged = self.merge_heads(torch.bmm(weights, v), batch, time)  # (batch time, width)
+            keep = torch.rand(exps.shape, generator=self.generator, dtype=exps.dtype) >= self.dropout
+            dropped = keep.to(exps.dtype).div_(1 - self.dropout).to(exps.device)
+            exps = exps * dropped
+        # NOTE: the softmax's division waits until after the product with v: a row of
+        # head_width numbers to divide instead of a row of time
+        heads = torch.bmm(exps, v) / total  # (bh, time, hw)
+        lse = top + torch.log2(total)  # each row's log-sum-exp, base 2: for backward
+        merged = self.merge_heads(heads, batch, time)  # (batch time, width)
         # NOTE: the (time, time) weights are not kept: backward computes them again from q, k
         # and each row's log-sum-exp (as flash attention does), the largest saving of memory.
         self.cache = (rows, q, k, v, lse, dropped, merged, batch, time)
         out = torch.addmm(self.out_bias.value, merged, self.out_weight.value)
         return out.view(batch, time, width)
 
+    def scores(self, q: torch.Tensor, k: torch.Tensor, time: int) -> torch.Tensor:
+        """(bh, time, time): q k^T / sqrt(hw) + the causal mask, times log2(e).
+
+        NOTE: the scale and the mask ride on the product (baddbmm: mask + scale q k^T). The
+        softmax's exponentials are base 2, the scores scaled by log2(e) to match (the same
+        softmax): torch's exp takes a slow path on the -inf of the mask, exp2 does not (4-7x
+        faster here). Every row keeps its diagonal, so no row is all -inf.
+        """
+        return torch.baddbmm(self.mask(time, q)[:time, :time], q, k.mT, alpha=self.scale * LOG2_E)
+
+    def exponentials(self, q: torch.Tensor, k: torch.Tensor, time: int):
+        """The softmax before its division: exp2(scores - row max), the row max, the row sum.
+
+        NOTE: the max is subtracted first, so nothing overflows and each row's sum is >= 1.
+        In place unless autograd records this forward (the kit's oracle), which needs what
+        it saved untouched.
+        """
+        scores = self.scores(q, k, time)
+        top = scores.amax(dim=-1, keepdim=True)  # (bh, time, 1)
+        exps = (scores - top).exp2() if torch.is_grad_enabled() else scores.sub_(top).exp2_()
+        return exps, top, exps.sum(dim=-1, keepdim=True)
+
     def weights(self, q: torch.Tensor, k: torch.Tensor, time: int, lse: torch.Tensor | None = None):
         """softmax(q k^T / sqrt(hw) + causal mask) by row, and each row's log-sum-exp (base 2).
-
-        With `lse` (from forward), the weights are exp2(scores - lse): backward's recompute.
-        NOTE: the scale and the mask ride on the product (baddbmm: mask + scale q k^T). The
-        exponentials are base 2, the scores scaled by log2(e) to match (the same softmax):
-        torch's exp takes a slow path on the -inf of the mask, exp2 does not (4-7x faster
-        here). Each row's max is subtracted first, so nothing overflows, and every row keeps
-        its diagonal, so no row is all -inf. In place unless autograd records this forward
-        (the kit's oracle), which needs what it saved untouched.
-        """
-        scores = torch.baddbmm(self.mask(time, q)[:time, :time], q, k.mT, alpha=self.scale * LOG2_E)
-        recorded = torch.is_grad_enabled()  # the framework runs with it off
-        if lse is not None:  # (bh, time, time): the weights forward had
-            return (scores - lse).exp2() if recorded else scores.sub_(lse).exp2_(), lse
-        top = scores.amax(dim=-1, keepdim=True)  # (bh, time, 1)
-        weights = (scores - top).exp2() if recorded else scores.sub_(top).exp2_()
-        total = weights.sum(dim=-1, keepdim=True)  # (bh, time, 1), >= 1
-        weights = weights / total if recorded else weights.div_(total)
-        return weights, top + total.log2()
+        With `lse` (from forward): exp2(scores - lse), the weights forward had, in one pass."""
+        if lse is None:
+            exps, top, total = self.exponentials(q, k, time)
+            return exps / total, top + torch.log2(total)
+        scores = self.scores(q, k, time)
+        return (scores - lse).exp2() if torch.is_grad_enabled() else scores.sub_(lse).exp2_(), lse
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
@@ -183,9 +197,9 @@ class CausalSelfAttention:
         keys, values = self.kv[:, :, :end]  # each (bh, end, hw)
         mask = self.mask(end, x)[start:end, :end]  # query start + i sees keys 0 .. start + i
         scores = torch.baddbmm(mask, qkv[0], keys.mT, alpha=self.scale * LOG2_E)  # (bh, time, end)
-        weights = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()  # as in weights()
-        weights.div_(weights.sum(dim=-1, keepdim=True))
-        merged = self.merge_heads(torch.bmm(weights, values), batch, time)
+        exps = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()  # as in exponentials()
+        heads = torch.bmm(exps, values).div_(exps.sum(dim=-1, keepdim=True))  # (bh, time, hw)
+        merged = self.merge_heads(heads, batch, time)
         return torch.addmm(self.out_bias.value, merged, self.out_weight.value).view(batch, time, width)
 
     def parameters(self) -> list[Parameter]:
