@@ -131,3 +131,20 @@ def test_generate_refuses_what_it_cannot_do(corpus, tmp_path):
     disk = tmp_path / "disk.nn"
     invoke("train", "--epochs", "1", "--save", disk)
     one_line_error(invoke("generate", disk, "--prompt", "the"), "not a text model")
+
+
+def test_predict_names_the_next_character_and_evaluate_uses_the_held_out_text(corpus, tmp_path):
+    model = tmp_path / "gpt.nn"
+    invoke("train", "--data", f"text:path={corpus},context=8", *TINY, "--save", model)
+    vocab = Vocabulary.of(TEXT)
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"t{i}" for i in range(8)) + "\n"
+                    + ",".join(str(i) for i in vocab.encode("the cat ")) + "\n")
+    predicted = invoke("predict", model, "--input", rows, "--format", "json")
+    assert predicted.exit_code == 0, predicted.output
+    (row,) = json.loads(predicted.stdout)
+    assert row["class"] in vocab.tokens
+    evaluated = invoke("evaluate", model, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert 0 <= json.loads(evaluated.stdout)["error"] <= 1
+    one_line_error(invoke("evaluate", model, "--input", rows), "is a text model")

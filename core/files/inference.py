@@ -135,6 +135,9 @@ def evaluate_model(
     `test_split(settings, registry)` gives as raw (x, labels) (core.pipeline.experiment's
     `test_rows`, passed in from above: files cannot reach the pipeline)."""
     loaded = load_model(model_path, registry)
+    if input_path is not None and loaded.task == "sequence":
+        raise SettingsError(f"{model_path} is a text model: evaluate it without --input, on the "
+                            f"held-out text it was trained with")
     if input_path is not None:
         table = read_labelled(loaded, input_path, required=True)
         check_width(table, loaded, input_path)

@@ -574,6 +574,9 @@ class LoadedModel:
                                    f"the model in {dtype}")
         if self.task == "regression":
             return Prediction(preprocess.target_output(self.preprocessing, scores), None)
+        if self.task == "sequence":  # a row of token ids: the token after it, by its logits
+            last = scores[:, -1]  # (n, vocab)
+            return Prediction(last, last.argmax(dim=-1, keepdim=True))
         if self.dataset.get("one_hot"):
             return Prediction(scores, scores.argmax(dim=-1, keepdim=True))  # (n, 1)
         return Prediction(scores, (scores > decision_threshold(self.loss)).long())
@@ -590,7 +593,12 @@ class LoadedModel:
 
     def error_rate(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of rows whose predicted class differs from the label `y` (class indices,
-        (n,) or (n, 1)); for regression, the RMSE against the targets `y` (n, targets)."""
+        (n,) or (n, 1)); for regression, the RMSE against the targets `y` (n, targets); for
+        a text model, the fraction of positions whose likeliest next token is not `y`'s."""
+        if self.task == "sequence":  # y (n, time): the next token at every position
+            with torch.set_grad_enabled(False):
+                logits = forward_in_slices(self.model, self.check_inputs(x))  # (n, time, vocab)
+            return (logits.argmax(dim=-1) != y.long()).double().mean().item()
         prediction = self.predict(x)
         if prediction.classes is None:
             return (prediction.scores - y.reshape(prediction.scores.shape).double()).pow(2).mean().sqrt().item()
