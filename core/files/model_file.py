@@ -56,7 +56,7 @@ from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
 from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
-from core.training.evaluate import forward_in_slices
+from core.training.evaluate import forward_in_slices, slice_rows
 from core.training.settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -569,7 +569,7 @@ class LoadedModel:
         x = preprocess.apply(self.preprocessing, x)
         _refuse_non_finite(x, f"the standardised inputs overflow {dtype}, the model's precision")
         with torch.set_grad_enabled(False):
-            scores = forward_in_slices(self.model, x)  # (n, outputs)
+            scores = forward_in_slices(self.model, x, slice_rows(self.task))  # (n, outputs)
         _refuse_non_finite(scores, f"the score is not finite: the inputs are too large for "
                                    f"the model in {dtype}")
         if self.task == "regression":
@@ -597,7 +597,7 @@ class LoadedModel:
         a text model, the fraction of positions whose likeliest next token is not `y`'s."""
         if self.task == "sequence":  # y (n, time): the next token at every position
             with torch.set_grad_enabled(False):
-                logits = forward_in_slices(self.model, self.check_inputs(x))  # (n, time, vocab)
+                logits = forward_in_slices(self.model, self.check_inputs(x), slice_rows(self.task))
             return (logits.argmax(dim=-1) != y.long()).double().mean().item()
         prediction = self.predict(x)
         if prediction.classes is None:

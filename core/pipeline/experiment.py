@@ -31,7 +31,7 @@ from core.network.sequential import Sequential
 from core.training.settings import TrainSettings
 from core.network.stack import parse_layers
 from core.training.evaluate import (
-    forward_in_slices, mean_loss, output_errors, output_metrics, run_errors,
+    forward_in_slices, mean_loss, output_errors, output_metrics, run_errors, slice_rows,
 )
 from core.training.loop import fit
 from core.training.result import TrainResult
@@ -391,7 +391,7 @@ def train(
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         # In evaluation: measuring moves no running statistic and draws no dropout mask.
         with evaluating(model):
-            initial_loss = mean_loss(model, loss, data.x_train, data.y_train)
+            initial_loss = mean_loss(model, loss, data.x_train, data.y_train, slice_rows(data.task))
         done = resume.restore(specs, model, optimizer, run.generators) if resume else []
         if shard is not None:  # after any restore: every rank goes on from the same state
             shard.check_same_start(len(done))
@@ -428,7 +428,7 @@ def result_of(
     how = dict(task=data.task, one_hot=data.one_hot, preprocessing=data.preprocessing)
     train_error = run_errors(model, loss, data.x_train, data.labels_train, **how).item()
     with torch.set_grad_enabled(False):
-        test_outputs = forward_in_slices(model, data.x_test)  # once, for the error and the metrics
+        test_outputs = forward_in_slices(model, data.x_test, slice_rows(data.task))  # once, for the error and the metrics
     test_error = output_errors(test_outputs, loss, data.labels_test, **how).item()
     metrics = output_metrics(test_outputs, loss, data.labels_test,
                              class_names=data.dataset.class_names, **how)
@@ -454,7 +454,8 @@ class BestEpoch:
         def after_epoch(epoch: int, train_loss: float) -> bool:
             then(epoch, train_loss)
             with evaluating(self.model):
-                value = mean_loss(self.model, self.loss, self.data.x_val, self.data.y_val)
+                value = mean_loss(self.model, self.loss, self.data.x_val, self.data.y_val,
+                                  slice_rows(self.data.task))
             if value < self.best_loss:
                 self.best_loss, self.best_epoch = value, epoch
                 self.weights = [t.clone() for t in self.state()]

@@ -31,41 +31,52 @@ def predicted_classes(out: torch.Tensor, loss: Loss, one_hot: bool) -> torch.Ten
 SLICE_NUMBERS = 2**16
 
 
-def forward_in_slices(model: Module, x: torch.Tensor) -> torch.Tensor:
-    """`model.forward(x)` for x (..., n, features), n cut into equal slices when x is large.
+def forward_in_slices(model: Module, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """`model.forward(x)` for x (..., n, features), n cut into equal slices when x is large
+    (of at most `rows` rows, when given: `slice_rows(task)`).
 
     For evaluation: each row's output is its own (no batch statistics), so the slices give
     the outputs of the whole.
     """
-    parts = row_slices(x)
+    parts = row_slices(x, rows)
     if len(parts) == 1:
         return model.forward(x)
     # the rows' dimension counted from the front: a sequence's outputs have one more after it
     return torch.cat([model.forward(part) for part in parts], dim=x.dim() - 2)
 
 
-def row_slices(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """x (..., n, features) cut along n into slices of at most SLICE_NUMBERS input numbers."""
+# A sequence model's activations per row are its context times its width, many times its
+# input's numbers: slices of this many rows keep evaluating pydoc's 13,000 windows near
+# 100 MB (1,000-row slices took 1.8 GB).
+SEQUENCE_ROWS = 64
+
+
+def slice_rows(task: str) -> int | None:
+    """The rows per evaluation slice a task needs (None: by SLICE_NUMBERS)."""
+    return SEQUENCE_ROWS if task == "sequence" else None
+
+
+def row_slices(x: torch.Tensor, rows: int | None = None) -> tuple[torch.Tensor, ...]:
+    """x (..., n, features) cut along n into slices of at most SLICE_NUMBERS input numbers,
+    or of at most `rows` rows."""
     n = x.shape[-2]
-    per_row = max(1, x.numel() // max(n, 1))  # input numbers per row, over every run
-    slices = n // max(64, SLICE_NUMBERS // per_row)  # never thinner than 64 rows
+    if rows is not None:
+        slices = -(-n // rows)
+    else:
+        per_row = max(1, x.numel() // max(n, 1))  # input numbers per row, over every run
+        slices = n // max(64, SLICE_NUMBERS // per_row)  # never thinner than 64 rows
     return (x,) if slices <= 1 else torch.tensor_split(x, slices, dim=-2)
 
 
-def mean_loss(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> float:
+def mean_loss(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, rows: int | None = None) -> float:
     """The loss's mean over every row of x (one network, in the current mode), a slice at a
     time: a sequence model's logits over a whole training set would take gigabytes."""
-    parts = row_slices(x)
+    parts = row_slices(x, rows)
     if len(parts) == 1:
         return loss.forward(model.forward(x), y).item()
     total = sum(loss.forward(model.forward(xs), ys).item() * xs.shape[-2]
-                for xs, ys in zip(parts, _like_slices(x, y)))
+                for xs, ys in zip(parts, torch.tensor_split(y, len(parts), dim=x.dim() - 2)))
     return total / x.shape[-2]
-
-
-def _like_slices(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """y cut into the rows row_slices(x) cuts x into."""
-    return torch.tensor_split(y, len(row_slices(x)), dim=x.dim() - 2)
 
 
 def run_errors(
@@ -75,9 +86,10 @@ def run_errors(
     """() or (runs,): the fraction misclassified, or the RMSE in the target's units (in evaluation)."""
     with torch.set_grad_enabled(False), evaluating(model):
         if task == "sequence":  # by slice: logits (n, time, vocab) of a whole set are large
+            parts = row_slices(x, SEQUENCE_ROWS)
             wrong = sum(float(output_errors(model.forward(xs), loss, ys, task=task, one_hot=one_hot,
                                             preprocessing=preprocessing)) * xs.shape[-2]
-                        for xs, ys in zip(row_slices(x), _like_slices(x, labels)))
+                        for xs, ys in zip(parts, torch.tensor_split(labels, len(parts), dim=0)))
             return torch.tensor(wrong / max(x.shape[-2], 1), dtype=torch.float64)
         return output_errors(forward_in_slices(model, x), loss, labels, task=task, one_hot=one_hot,
                              preprocessing=preprocessing)
