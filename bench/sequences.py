@@ -312,8 +312,8 @@ def bench_quality(registry, vocab, train_ids, held_ids, quick):
         pair.theirs.eval()
         theirs = held_out_bits(lambda x: pair.theirs(x.long()), held_ids)
     print(f"\n## quality: {steps} AdamW steps at batch 32 on the same batches, float32 ({spent:.0f} s both)\n")
-    print(f"held-out bits per character: ours {ours:.4f}, torch.nn {theirs:.4f}, "
-          f"difference {abs(ours - theirs):.4f} (target <= 0.02)", flush=True)
+    print(f"held-out bits per character: ours {ours:.5f}, torch.nn {theirs:.5f}, "
+          f"difference {abs(ours - theirs):.2g} (target <= 0.02)", flush=True)
 
 
 SECTIONS = ("equal", "step", "generate", "quality")

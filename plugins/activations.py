@@ -98,8 +98,11 @@ class GELU(_Activation):
         self.cache = x  # the input: both derivatives are written in x
         if self.approximate == "tanh":
             return 0.5 * x * (1 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-        cdf = torch.erf(x * _INV_SQRT_2).add_(1).mul_(0.5)  # Phi(x), finished in place
-        return x * cdf
+        if torch.is_grad_enabled():  # autograd records this forward (the kit's oracle)
+            return x * torch.erf(x * _INV_SQRT_2).add_(1).mul_(0.5)
+        # NOTE: x Phi(x) in one new tensor: each new one of batch x hidden costs more than
+        # the arithmetic here (its pages are fresh)
+        return (x * _INV_SQRT_2).erf_().add_(1).mul_(0.5).mul_(x)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         x = self.cached()

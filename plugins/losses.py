@@ -182,9 +182,9 @@ class TokenCrossEntropy:
         if prediction.shape[:-1] != target.shape:
             raise ShapeError(f"token_cross_entropy takes logits (batch, time, vocab) and target ids "
                              f"(batch, time); got {tuple(prediction.shape)} and {tuple(target.shape)}")
-        # NOTE: log softmax as z - max - log(sum(exp(z - max))), as CrossEntropyLoss does.
-        shifted = prediction - prediction.amax(dim=-1, keepdim=True)  # (batch, time, vocab)
-        self.log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))
+        # NOTE: log softmax as z - logsumexp(z); torch.logsumexp subtracts each row's max
+        # before exp, so logits of +-1e4 stay finite. One new (batch, time, vocab) tensor.
+        self.log_probs = prediction - torch.logsumexp(prediction, dim=-1, keepdim=True)
         self.ids = target.long().unsqueeze(-1)  # (batch, time, 1)
         return -self.log_probs.gather(-1, self.ids).mean()  # ()
 
