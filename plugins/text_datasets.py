@@ -75,11 +75,7 @@ def pydoc(context: int = 64, stride: int | None = None, held_out: float = 0.1) -
                         use_bytes=False)
 
 
-text.defaults = GPT_DEFAULTS
-pydoc.defaults = GPT_DEFAULTS
-
-
 @hookimpl
 def register_datasets(register):
-    register("text", text)
-    register("pydoc", pydoc)
+    register("text", text, defaults=GPT_DEFAULTS)
+    register("pydoc", pydoc, defaults=GPT_DEFAULTS)

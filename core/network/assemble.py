@@ -16,16 +16,16 @@ import torch
 from core.errors import NNError, SettingsError, ShapeError
 from core.network.protocols import Initializer, Module, evaluating
 from core.network.shapes import describe_shape, sample_shape
+from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
 from core.network.residual import Residual
 from core.network.sequential import Sequential
 from core.network.stack import RESIDUAL, LayerSpec, parse_layers
 
-# Arguments a layer gets from its context when its factory's signature names them:
-# `in_shape` is one sample's shape as the layer before produces it, (features,) or
-# (channels, height, width); `in_features` is its last size, `in_channels` its first.
-CONTEXT_ARGS = ("in_features", "in_channels", "in_shape", "init", "generator", "dtype", "device",
-                "runs")
+# Arguments a layer gets from its context when its factory's signature names them
+# (core/plugin/context.py): `in_shape` is one sample's shape as the layer before produces it,
+# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its first.
+CONTEXT_ARGS = context_arguments("layer")
 
 
 def residual(*specs: LayerSpec) -> LayerSpec:
@@ -39,15 +39,21 @@ def repeat(times: int, *specs: LayerSpec) -> list[LayerSpec]:
     return [LayerSpec(s.kind, s.name, dict(s.args)) for _ in range(times) for s in specs]
 
 
-def with_vocab(registry: Registry, specs: Sequence[LayerSpec], vocab: int) -> list[LayerSpec]:
-    """`specs` with `vocab=` given to every layer that takes one and was not given it (an
-    embedding, a gpt): the data's vocabulary, written into the specs so that a model file
-    rebuilds the same network without the data."""
+def vocab_takers(registry: Registry, specs: Sequence[LayerSpec]) -> frozenset[str]:
+    """The names among `specs` (inside blocks too) whose factory takes a `vocab`."""
+    return frozenset(name for kind, name in components(specs)
+                     if "vocab" in inspect.signature(registry.get(kind, name).factory).parameters)
+
+
+def with_vocab(specs: Sequence[LayerSpec], takers: frozenset[str], vocab: int) -> list[LayerSpec]:
+    """`specs` with `vocab=` given to every layer named in `takers` that was not given it:
+    the data's vocabulary, written into the specs so that a model file rebuilds the same
+    network without the data."""
     filled = []
     for s in specs:
         if s.kind == RESIDUAL:
-            filled.append(residual(*with_vocab(registry, s.args["layers"], vocab)))
-        elif "vocab" not in s.args and "vocab" in inspect.signature(registry.get(s.kind, s.name).factory).parameters:
+            filled.append(residual(*with_vocab(s.args["layers"], takers, vocab)))
+        elif s.name in takers and "vocab" not in s.args:
             filled.append(LayerSpec(s.kind, s.name, {**s.args, "vocab": vocab}))
         else:
             filled.append(s)
@@ -214,6 +220,14 @@ def build_layers(
         try:
             out = output_shape(module, shape, dtype, device, runs)
         except ShapeError as e:
+            if position == 1 and len(shape) == 1 and spec.kind != RESIDUAL and getattr(
+                    registry.get(spec.kind, spec.name).factory, "takes_images", False):
+                raise ShapeError(  # say it plainly: channels and sizes mean nothing here
+                    f"layers item 1 ({spec.name}) takes images, and these data have none: each "
+                    f"row is {shape[0]} plain number{'s' if shape[0] != 1 else ''} (image data such "
+                    f"as digits give each row a shape, 1x8x8); start the stack with a layer that "
+                    f"takes features, such as linear"
+                ) from None
             raise ShapeError(
                 f"layers item {position} ({spec.name}) cannot take input {describe_shape(shape)}: {e}"
             ) from None
@@ -326,3 +340,18 @@ def _without_init(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
 def probe_device(model: Sequential) -> torch.device:
     """Where a `shapes_only` network lives ("meta", or the CPU for a small one): probe it there."""
     return next((p.value.device for p in model.parameters()), torch.device("cpu"))
+
+
+def check_output_width(
+    model: Sequential, in_features: int, out_features: int, dtype: torch.dtype,
+    where: torch.device | str = "cpu",
+) -> None:
+    """A stack must end with as many outputs as the data and loss need (one for two classes)."""
+    with evaluating(model):
+        width = model.forward(torch.zeros(1, in_features, dtype=dtype, device=where)).shape[-1]
+    if width != out_features:
+        raise SettingsError(
+            f"layers must end with {'one' if out_features == 1 else out_features} output "
+            f"feature{'s' if out_features > 1 else ''} for this task, got {width}; "
+            f"end the stack with linear:out_features={out_features}"
+        )

@@ -25,6 +25,7 @@ signatures, and returns the `LayerSpec` list that `core.network.assemble.build_s
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import re
 import types
@@ -33,19 +34,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
+from core.keyvalue import NAME, parse_pair
+from core.plugin.context import context_arguments
 
 if TYPE_CHECKING:
     from core.plugin.registry import Registry
 
 STACK_KINDS = ("layer", "activation")
 # Filled in by the assembler from the layer before and the run, never typed in a stack.
-INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype", "device", "runs")
+# (`init=NAME` may be typed: another registered initializer for that layer.)
+INFERRED = tuple(name for name in context_arguments("layer") if name != "init")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
 BLOCK_EXAMPLE = "conv2d:out=8,k=3,pad=1,2*residual(conv2d:out=8,k=3,pad=1,relu),flatten,linear:out=10"
 RESIDUAL = "residual"  # `residual(a,b)`: x + b(a(x)), not a registered name
 _REPEAT = re.compile(r"\s*(\d+)\s*\*(.*)\Z", re.S)
-_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
-_KEY = re.compile(r"[A-Za-z_]\w*\Z")
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,6 @@ class LayerSpec:
         return self.name + "".join(f":{k}={v}" for k, v in self.args.items())
 
 
-def parse_value(text: str) -> int | float | bool | str:
-    """'3' -> 3, '0.2' -> 0.2, '1e-3' -> 0.001, 'true' -> True, anything else stays a str."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -95,6 +86,13 @@ def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
     A residual block is the pair ("residual", {"layers": its own pairs}); a repeat
     (`3*item`, `2*(a,b)`) is written out, one copy after the other.
     """
+    return copy.deepcopy(_read_layer_text(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _read_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each text is read once: the settings' check when they are made and `parse_layers`
+    share the result (copied out: a block's pairs nest; a bad text raises every time)."""
     if not text.strip():
         raise SettingsError(f"layers must name at least one component, such as {EXAMPLE!r}")
     return _parse_items(text, "")
@@ -111,7 +109,7 @@ def _parse_items(text: str, where: str) -> list[tuple[str, dict[str, Any]]]:
             if "=" in name and items and count == 1 and items[-1][0] != RESIDUAL:
                 _add_arguments(items[-1][1], [body.strip()], label, item)
                 continue
-            if not _NAME.match(name):
+            if not NAME.match(name):
                 raise SettingsError(
                     f"layers item {label} ({item.strip()!r}) must start with a component name; "
                     f"write name:key=value,... such as {EXAMPLE!r}"
@@ -168,16 +166,16 @@ def _group(body: str, label: str) -> list[tuple[str, dict[str, Any]]] | None:
 
 def _add_arguments(args: dict[str, Any], pairs: list[str], position: int | str, item: str) -> None:
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not _KEY.match(key) or not value:
+        parsed = parse_pair(pair)
+        if parsed is None:
             raise SettingsError(
                 f"layers item {position} ({item.strip()!r}): {pair!r} is not key=value; "
                 f"write name:key=value, such as 'linear:out=25'"
             )
+        key, value = parsed
         if key in args:
             raise SettingsError(f"layers item {position} ({item.strip()!r}) gives {key!r} twice")
-        args[key] = parse_value(value)
+        args[key] = value
 
 
 def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:
