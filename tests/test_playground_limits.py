@@ -152,6 +152,28 @@ def test_closing_a_run_mid_epoch_ends_its_threads_within_a_batch(registry):
     assert not session.alive() and time.monotonic() - started < 1.0
 
 
+def test_fit_asks_stop_before_each_batch_and_drops_the_unfinished_epoch(registry):
+    from core.training.loop import fit
+
+    def parts():
+        model = registry.create("layer", "linear", in_features=2, out_features=1,
+                                init=registry.create("initializer", "he"),
+                                generator=torch.Generator().manual_seed(0))
+        optimizer = registry.create("optimizer", "sgd", parameters=model.parameters(), lr=0.1)
+        return model, registry.create("loss", "bce"), optimizer
+
+    x, y = torch.randn(40, 2, generator=torch.Generator().manual_seed(1)), torch.ones(40, 1)
+    asked = []
+    model, loss, optimizer = parts()
+    losses = fit(model, loss, optimizer, x, y, epochs=3, batch_size=10,
+                 generator=torch.Generator().manual_seed(2),
+                 stop=lambda: asked.append(1) or len(asked) > 6)  # during the second epoch
+    assert len(asked) == 7 and len(losses) == 1
+    reference, loss, optimizer = parts()  # the first epoch is the one fit alone trains
+    assert losses == fit(reference, loss, optimizer, x, y, epochs=1, batch_size=10,
+                         generator=torch.Generator().manual_seed(2))
+
+
 def test_a_stopped_run_holds_its_slot_until_its_thread_ends(client, app, monkeypatch):
     import playground.session
 
