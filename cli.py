@@ -776,9 +776,12 @@ def serve(
             f"pip install 'nn-scratch[serve]'"
         ) from None
     registry = load(ctx, plugin, registry_file, strict_plugins)
+    from playground.guards import allowed_hosts
+
     if host not in LOCAL_HOSTS:
         typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
-                   f"train networks on this machine; the playground has no login", err=True)
+                   f"train networks on this machine; the playground has no login; it answers "
+                   f"requests addressed to {', '.join(allowed_hosts(host))} only", err=True)
     _one_thread()
     from playground.serve import make_server, run
 
