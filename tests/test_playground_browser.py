@@ -224,11 +224,11 @@ window.outcome = Promise.allSettled([
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
         outcome = page.evaluate("window.outcome")
+        page.wait_for_timeout(1500)  # the form's post, too
+        assert runs(app) == 0 and app.state.sessions.reserved == 0  # before: a run per request
         # The simple fetch reaches the server (refused, 415; its answer is unreadable here,
         # Cross-Origin-Resource-Policy); the JSON one never passes its preflight.
         assert outcome == ["rejected", "rejected"]
-        page.wait_for_timeout(1500)  # the form's post, too
-        assert runs(app) == 0 and app.state.sessions.reserved == 0
         page.close()
     finally:
         other.shutdown()
