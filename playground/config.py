@@ -17,7 +17,8 @@ from typing import Any
 
 from core.data.dataset import CONTEXT as DATA_CONTEXT
 from core.errors import SettingsError
-from core.network.stack import match_key, parse_value
+from core.keyvalue import parse_pair
+from core.network.stack import match_key
 from core.training.settings import TrainSettings, parse_widths
 
 # Limits a request may not pass (one server trains for every tab at once).
@@ -112,9 +113,6 @@ class PlaygroundConfig:
         return min(self.size - 1, max(1, round(self.size * self.ratio)))
 
 
-_KEY = re.compile(r"[A-Za-z_]\w*\Z")
-
-
 def parse_options(text: str, takes: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
     """A data set's options text ("arms=3") read against its factory's own parameters.
 
@@ -127,10 +125,10 @@ def parse_options(text: str, takes: Mapping[str, inspect.Parameter]) -> dict[str
                 if name not in DATA_CONTEXT and p.kind != p.VAR_KEYWORD]
     options: dict[str, Any] = {}
     for pair in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = (part.strip() for part in pair.partition("="))
-        if not sep or not _KEY.match(key) or not value:
+        if (parsed := parse_pair(pair)) is None:
             raise ConfigError(f"options: {pair!r} is not key=value; write e.g. "
                               f"{settable[-1] if settable else 'arms'}=3")
+        key, value = parsed
         full, problem = match_key(key, settable, takes_any=False)
         if problem:
             raise ConfigError(f"options: {key!r} {problem} option of this data set; its options "
@@ -139,7 +137,7 @@ def parse_options(text: str, takes: Mapping[str, inspect.Parameter]) -> dict[str
             raise ConfigError(f"options: give {full} in its own field, not as {key}=...")
         if full in options:
             raise ConfigError(f"options: {full} is given twice")
-        options[full] = _option_value(full, parse_value(value), takes[full].default)
+        options[full] = _option_value(full, value, takes[full].default)
     return options
 
 
