@@ -9,11 +9,11 @@ from matplotlib.text import Text
 
 from core import TrainSettings
 from core.pipeline.compare import compare
-from core.pipeline.experiment import with_data_defaults
 from core.pipeline.figures import (
     confusion_figure, loss_figure, misclassified_figure, points_figure, regression_figure,
 )
 from core.pipeline.multirun import run_many
+from core.pipeline.resolve import resolve
 
 SMALL = TrainSettings(hidden=(6,), epochs=2, n_train=120, n_test=90)
 SLACK = 0.5  # pixels: rounding of extents
@@ -84,8 +84,8 @@ def disk(registry):
 
 
 def of_data(registry, data: str, runs: int = 1):
-    settings = with_data_defaults(TrainSettings(data=data, hidden=(6,), epochs=2, seed=0), registry,
-                                  {"hidden", "epochs"})
+    settings = resolve(TrainSettings(data=data, hidden=(6,), epochs=2, seed=0), registry,
+                       {"hidden", "epochs"})
     return [(f"data={data}", run_many(settings, runs, registry))]
 
 

@@ -97,9 +97,9 @@ def test_test_fraction_zero_trains_on_every_row_and_says_nothing_was_tested(tmp_
     import json
 
     from core import TrainSettings
-    from core.pipeline.experiment import split_data
+    from core.pipeline.prepare import raw_split
 
-    split = split_data(TrainSettings(data="moons:n=200", test_fraction=0), registry)
+    split = raw_split(TrainSettings(data="moons:n=200", test_fraction=0), registry)
     assert len(split.x_train) == 200 and len(split.x_test) == 0
     model = tmp_path / "m.safetensors"
     result = invoke("train", "--data", "moons:n=200", "--test-fraction", "0", *FAST,
