@@ -302,25 +302,51 @@ class ConvTranspose2d(_Convolution):
         self.in_hw, self.out_hw = (h, w), self.out_size(h, w)
         self.input = x.reshape(*batch_shape, self.in_channels, h * w)  # (..., batch, in, L)
         cols = self._matrix().mT.unsqueeze(-3) @ self.input  # (..., batch, out*k*k, L)
-        y = fold(cols.reshape(-1, *cols.shape[-2:]), self.out_hw, self.kernel_size,
-                 self.dilation, self.padding, self.stride)  # (n, out, oh, ow)
-        y = y.view(*batch_shape, self.out_channels, *self.out_hw)
+        # NOTE: folded without padding into the whole area the kernel reaches, then cropped:
+        # fold itself refuses an output_padding of a stride or more (its size then implies
+        # more blocks than there are), and the extra rows and columns only hold the bias.
+        full = fold(cols.reshape(-1, *cols.shape[-2:]), self._reach(), self.kernel_size,
+                    self.dilation, 0, self.stride)  # (n, out, H', W')
+        y = self._crop(full).view(*batch_shape, self.out_channels, *self.out_hw)
         return y + self.bias.value.unsqueeze(-1).unsqueeze(-1).unsqueeze(-4)  # bias (..., 1, out, 1, 1)
+
+    def _reach(self) -> tuple[int, int]:
+        """(H', W'): every pixel the kernel reaches from the input, before padding is cropped."""
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        return tuple((n - 1) * s + d * (k - 1) + 1 for n in self.in_hw)
+
+    def _crop(self, full: torch.Tensor) -> torch.Tensor:
+        """The output's window of the reached area: `padding` off the top left, and zeros
+        below and right where output_padding goes past the reach (a copy then)."""
+        p, (oh, ow) = self.padding, self.out_hw
+        window = full[..., p:p + oh, p:p + ow]
+        if tuple(window.shape[-2:]) == (oh, ow):
+            return window
+        out = full.new_zeros((*full.shape[:-2], oh, ow))
+        out[..., :window.shape[-2], :window.shape[-1]] = window
+        return out
+
+    def _uncrop(self, grad_output: torch.Tensor) -> torch.Tensor:
+        """_crop's adjoint: the output's gradient placed in the reached area, zeros elsewhere."""
+        p, (oh, ow) = self.padding, self.out_hw
+        full = grad_output.new_zeros((*grad_output.shape[:-2], *self._reach()))
+        place = full[..., p:p + oh, p:p + ow]
+        place.copy_(grad_output[..., :place.shape[-2], :place.shape[-1]])
+        return full
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.input is None:
             raise StateError("ConvTranspose2d.backward called before forward (each forward allows one backward)")
         x, self.input = self.input, None  # dropped once used: memory (see plugins/activations.py)
         batch_shape = grad_output.shape[:-3]
-        g = unfold(grad_output.reshape(-1, self.out_channels, *self.out_hw), self.kernel_size,
-                   self.dilation, self.padding, self.stride)  # (n, out*k*k, L)
+        full = self._uncrop(grad_output.reshape(-1, self.out_channels, *self.out_hw))
+        g = unfold(full, self.kernel_size, self.dilation, 0, self.stride)  # (n, out*k*k, L)
         g = g.view(*batch_shape, *g.shape[1:])  # (..., batch, out*k*k, L)
         per_sample = x @ g.mT  # (..., batch, in, out*k*k)
         self.weight.grad += per_sample.sum(dim=-3).view(self.weight.grad.shape)  # (..., in, out, k, k)
         self.bias.grad += grad_output.sum(dim=(-4, -2, -1))  # (..., out)
         grad_x = self._matrix().unsqueeze(-3) @ g  # (..., batch, in, L)
         return grad_x.view(*batch_shape, self.in_channels, *self.in_hw)
-
 
 
 @hookimpl

@@ -102,13 +102,30 @@ class MaxPool2d(_Pool):
         best = windows[0]
         for window in windows[1:]:
             best = torch.maximum(best, window)  # not out=: the kit checks this forward with autograd
-        # Which window position won, as one byte (not torch's int64 indices): the first of
-        # equal maxima, as torch's max pooling, so positions are written last to first.
+        # Which window position won, as one byte (not torch's int64 indices): as torch's max
+        # pooling, the first of equal maxima among the real pixels (padding never wins, even
+        # a tie of -inf), so positions are written last to first; and in a window holding
+        # NaN (the output NaN), its last NaN.
         self.index_dtype = torch.uint8 if len(windows) <= 256 else torch.int32
         self.first = torch.full_like(best, len(windows) - 1, dtype=self.index_dtype)
+        real = self.real_pixels(best.device) if self.padding else [True] * len(windows)
         for position in range(len(windows) - 2, -1, -1):
-            self.first.masked_fill_(windows[position] == best, position)
+            self.first.masked_fill_((windows[position] == best) & real[position], position)
+        if best.isnan().any():  # rare: one reduction of the output decides it
+            for position, window in enumerate(windows):
+                self.first.masked_fill_(window.isnan(), position)  # padding is never NaN
         return best
+
+    def real_pixels(self, device) -> list[torch.Tensor]:
+        """For each window position, (oh, ow): whether that pixel of each window is real, not padding."""
+        (oh, ow), k, s, p = self.out_hw, self.kernel_size, self.stride, self.padding
+        h, w = self.in_shape[-2:]
+
+        def inside(offset, count, size):
+            at = torch.arange(count, device=device) * s + offset  # padded coordinates
+            return (at >= p) & (at < p + size)
+
+        return [inside(i, oh, h).view(oh, 1) & inside(j, ow, w) for i in range(k) for j in range(k)]
 
     def _pairs(self, padded: torch.Tensor) -> torch.Tensor:
         """The usual 2x2 window, stride 2, in two pairwise steps: the larger of each pair of
@@ -117,10 +134,19 @@ class MaxPool2d(_Pool):
         padded = padded[..., :2 * oh, :2 * ow]
         left, right = padded[..., 0::2], padded[..., 1::2]  # (..., c, 2*oh, ow)
         columns = torch.maximum(left, right)
-        right_won = (right > left).view(torch.uint8)  # ties go to the left: the first maximum
         top, bottom = columns[..., 0::2, :], columns[..., 1::2, :]  # (..., c, oh, ow)
         best = torch.maximum(top, bottom)
-        bottom_won = (bottom > top).view(torch.uint8)  # ties go to the top row
+        # Ties go to the left column and the top row: the first maximum. A NaN wins over
+        # anything before it (torch's rule: the window's last NaN), checked only when the
+        # output holds one. Padding (the first column and row with padding 1) never wins.
+        right_won, bottom_won = right > left, bottom > top
+        if best.isnan().any():
+            right_won |= right.isnan()
+            bottom_won |= bottom.isnan()
+        if self.padding:
+            right_won[..., 0] = True  # the left of the first pair is padding
+            bottom_won[..., 0, :] = True  # the top of the first pair of rows is padding
+        right_won, bottom_won = right_won.view(torch.uint8), bottom_won.view(torch.uint8)
         # The winner's position 2 * row + column, as one byte: the top row's column, or
         # 2 + the bottom row's (written as top + bottom_won * (bottom - top + 2), whose
         # byte arithmetic wraps around to the same numbers).
@@ -168,12 +194,14 @@ class AvgPool2d(_Pool):
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
-            raise StateError("AvgPool2d.backward called before forward")
+            raise StateError("AvgPool2d.backward called before forward (each forward allows one backward)")
         grad = self.unpadded_zeros(grad_output)
         share = grad_output / (self.kernel_size * self.kernel_size)
         for window in self.windows(grad):
             window += share
-        return self.crop(grad)
+        grad = self.crop(grad)
+        self.in_shape = None  # one backward per forward, as every layer (README, "The contracts")
+        return grad
 
 
 class Upsample(_NoParameters):
@@ -192,8 +220,9 @@ class Upsample(_NoParameters):
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_hw is None:
-            raise StateError("Upsample.backward called before forward")
+            raise StateError("Upsample.backward called before forward (each forward allows one backward)")
         (h, w), s = self.in_hw, self.scale_factor
+        self.in_hw = None  # one backward per forward, as every layer
         blocks = grad_output.reshape(*grad_output.shape[:-2], h, s, w, s)
         return blocks.sum(dim=(-3, -1))  # (..., c, h, w)
 
@@ -211,8 +240,9 @@ class Flatten(_NoParameters):
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
-            raise StateError("Flatten.backward called before forward")
-        return grad_output.reshape(self.in_shape)
+            raise StateError("Flatten.backward called before forward (each forward allows one backward)")
+        shape, self.in_shape = self.in_shape, None  # one backward per forward, as every layer
+        return grad_output.reshape(shape)
 
 
 @hookimpl

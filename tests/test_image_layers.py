@@ -235,7 +235,8 @@ def test_kit_passes_conv2d_a_share_of_the_batch_at_a_time(case, monkeypatch):
 
 @pytest.mark.parametrize("layer", [
     Conv2d(1, 1, 3, init=gaussian, dtype=torch.float64), ConvTranspose2d(1, 1, 3, init=gaussian,
-    dtype=torch.float64), MaxPool2d(2), BatchNorm(1), Dropout(0.5),
+    dtype=torch.float64), MaxPool2d(2), BatchNorm(1), Dropout(0.5), AvgPool2d(2), Upsample(2),
+    Flatten(),
 ], ids=type)
 def test_a_second_backward_for_one_forward_is_a_state_error(layer):
     # Each layer drops its cache once backward has used it: memory comes back at once.
@@ -299,3 +300,69 @@ def test_no_input_grad_skips_the_input_gradient_and_keeps_the_parameter_gradient
     net.zero_grad()
     net.forward(x)
     torch.testing.assert_close(net.backward(grad), grad_x, **TIGHT)
+
+
+def torch_gradient(function, x, upstream_seed=3):
+    """torch's output and input gradient of `function` at x, under a random upstream gradient."""
+    x = x.clone().requires_grad_()
+    out = function(x)
+    upstream = randn(*out.shape, seed=upstream_seed)
+    out.backward(upstream)
+    return out.detach(), x.grad, upstream
+
+
+@pytest.mark.parametrize("k,s,p,op,d", [(3, 1, 0, 1, 2), (3, 2, 1, 2, 3), (2, 1, 1, 1, 2), (3, 1, 0, 0, 1)])
+def test_conv_transpose2d_takes_output_padding_at_or_above_the_stride_like_torch(k, s, p, op, d):
+    # Issue 22, item 3: fold refused these (output_padding >= stride), though the
+    # constructor accepts output_padding < max(stride, dilation), as torch does.
+    conv = ConvTranspose2d(2, 3, k, s, p, op, d, init=gaussian,
+                           generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    conv.bias.value.copy_(randn(3, seed=2))
+    x = randn(5, 2, 3, 4)
+    expected, grad_x, upstream = torch_gradient(
+        lambda t: F.conv_transpose2d(t, conv.weight.value, conv.bias.value, s, p, op, dilation=d), x)
+    torch.testing.assert_close(conv.forward(x), expected, **TIGHT)
+    for q in conv.parameters():
+        q.grad = torch.zeros_like(q.value)
+    torch.testing.assert_close(conv.backward(upstream), grad_x, **TIGHT)
+    check_module(ConvTranspose2d, in_shape=(2, 3, 4), batch_sizes=(1, 2), out_channels=3,
+                 kernel_size=k, stride=s, padding=p, output_padding=op, dilation=d)
+
+
+def test_conv_transpose2d_gives_torch_shape_for_the_issue_case():
+    conv = ConvTranspose2d(2, 3, 3, stride=1, output_padding=1, dilation=2, init=gaussian,
+                           dtype=torch.float64)
+    assert conv.forward(randn(5, 2, 3, 4)).shape == (5, 3, 8, 9)
+
+
+NAN, INF = float("nan"), float("inf")
+# Windows torch's max pooling resolves in a particular way: every real pixel -inf (the
+# padding must not win the tie), NaN (the last NaN of the window wins, the output NaN),
+# NaN beside +inf, ties.
+AWKWARD_IMAGES = {
+    "all -inf": [[-INF, -INF], [-INF, -INF]],
+    "one nan": [[1.0, NAN], [2.0, 3.0]],
+    "two nans": [[NAN, 1.0], [NAN, 2.0]],
+    "all nan": [[NAN, NAN], [NAN, NAN]],
+    "nan and inf": [[5.0, NAN], [INF, 1.0]],
+    "-inf and nan": [[-INF, -INF], [NAN, -INF]],
+}
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 1), (2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)])
+@pytest.mark.parametrize("image", sorted(AWKWARD_IMAGES))
+def test_maxpool_sends_gradient_where_torch_does_on_inf_and_nan(image, k, s, p):
+    # Issue 22, item 4: padding never wins, NaN windows route as torch routes them; the
+    # 2x2 stride-2 path and the general path both.
+    x = torch.tensor(AWKWARD_IMAGES[image], dtype=torch.float64).view(1, 1, 2, 2)
+    x = torch.cat([x, x.flip(-1), x.flip(-2).transpose(-1, -2)], dim=1)  # more placements
+    expected, grad_x, upstream = torch_gradient(lambda t: F.max_pool2d(t, k, s, p), x)
+    pool = MaxPool2d(k, s, p)
+    torch.testing.assert_close(pool.forward(x), expected, equal_nan=True, **TIGHT)
+    torch.testing.assert_close(pool.backward(upstream), grad_x, **TIGHT)
+
+
+def test_maxpool_all_minus_infinity_with_padding_gives_every_pixel_its_gradient():
+    pool = MaxPool2d(2, 2, 1)
+    pool.forward(torch.full((1, 1, 2, 2), -INF, dtype=torch.float64))
+    assert pool.backward(torch.ones(1, 1, 2, 2, dtype=torch.float64)).tolist() == [[[[1.0, 1.0], [1.0, 1.0]]]]
