@@ -18,7 +18,7 @@ from __future__ import annotations
 from core import Initializer, Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 from core.network.shapes import check_positive, conv_out_size
-from plugins.linear import add_matmul_
+from core.network.matmul import add_matmul_
 
 # At most this many numbers of im2col columns per run at once (1 MiB in float32): a batch
 # of 256 4x4 images of 16 channels has 3.4 MiB of columns for a 3x3 kernel, on top of
