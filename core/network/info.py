@@ -20,6 +20,7 @@ FROM_CONTEXT = {  # who fills a parameter when the user does not
     "dtype": "the run's dtype",
     "device": "the run's --device",
     "runs": "the number of runs trained together (None for one)",
+    "layout": "chwn (batch-innermost) for images inside a network; nchw called by hand",
     "init": "the run's --init (or init=NAME in --layers)",
     "parameters": "the network's parameters",
     "n_train": "the run's n_train",

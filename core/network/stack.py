@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 STACK_KINDS = ("layer", "activation")
 # Filled in by the assembler from the layer before and the run, never typed in a stack.
-INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype", "device", "runs")
+INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype", "device", "runs",
+            "layout")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
 _NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
 _KEY = re.compile(r"[A-Za-z_]\w*\Z")
