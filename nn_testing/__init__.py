@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from core.network.layout import BATCH_INNERMOST, to_batch_first, to_batch_innermost
 from core.network.protocols import Parameter, set_training, zero_grad
 
 BATCH_SIZES = (1, 3, 8)
@@ -67,10 +68,24 @@ def check_module(
     the signature names them, and `in_features` is its last size. A module with modes (an
     optional `train(mode)`) is checked in training and in evaluation. A module that keeps a
     torch.Generator (dropout; a list of them with runs) has it replayed, so autograd and
-    the hand-written backward see the same random draws.
+    the hand-written backward see the same random draws. An image layer that takes a
+    `layout` is checked twice: as built by hand (images batch-first), and built as a
+    network builds it, batch-innermost (core/network/layout.py), its input converted from
+    and its output and gradient back to batch-first at its edges.
     """
     factory, label = _resolve(factory_or_name, ("layer", "activation"), registry)
     sample = (in_features,) if in_shape is None else tuple(in_shape)
+    layouts = [None]
+    if len(sample) == 3 and "layout" in _signature(factory):
+        layouts.append(BATCH_INNERMOST)
+    for layout in layouts:
+        where = label if layout is None else f"{label} (batch-innermost)"
+        _check_module_in(factory, where, sample, batch_sizes, runs, seed,
+                         args if layout is None else {**args, "layout": layout})
+
+
+def _check_module_in(factory, label, sample, batch_sizes, runs, seed, args) -> None:
+    """check_module's checks for one way of building the module."""
     module = _build_module(factory, sample, seed, args)
     params = module.parameters()
     _check_parameter_shapes(params, label)
@@ -96,6 +111,25 @@ def check_module(
                 f"{(value - q.value).abs().max().item():.3g}")
     if runs is not None and getattr(factory, "supports_runs", False):
         _check_runs(factory, label, sample, batch_sizes, runs, seed, args, generator)
+
+
+class _BatchFirstEdges:
+    """A batch-innermost image layer seen batch-first, as the kit's inputs are: its input
+    converted to (..., c, h, w, batch), its image output and its input gradient back."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module.forward(to_batch_innermost(x))
+        return to_batch_first(y) if y.dim() >= 4 else y  # features: (..., batch, n) as they are
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        g = to_batch_innermost(grad_output) if grad_output.dim() >= 4 else grad_output
+        return to_batch_first(self.module.backward(g))
+
+    def __getattr__(self, name: str) -> Any:  # parameters, train, buffers, ...
+        return getattr(self.module, name)
 
 
 def _modes(module: Any) -> list[bool | None]:
@@ -348,7 +382,8 @@ def _build_module(factory: Any, sample: tuple[int, ...], seed: int, args: dict[s
     for key, value in context.items():
         if key in accepted:
             kwargs.setdefault(key, value)
-    return factory(**kwargs)
+    module = factory(**kwargs)
+    return _BatchFirstEdges(module) if kwargs.get("layout") == BATCH_INNERMOST else module
 
 
 def _autograd(module: Any, params: list[Parameter], x: torch.Tensor, generator: torch.Generator):

@@ -112,6 +112,17 @@ def test_summary_shows_each_convolutions_algorithm_and_the_layers_that_take_imag
                                                           "batch-first (converted)"]
 
 
+def test_layers_take_rectangular_sizes_as_hxw_and_refuse_a_bad_one_in_one_line():
+    ok = invoke("train", "--data", "digits", "--layers",
+                "conv2d:out=4,k=2x3,s=1x2,bias=false,maxpool2d:k=2x1,flatten,linear:out=10",
+                "--summary", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert [r["output_shape"] for r in json.loads(ok.stdout)["layers"]][:2] == [[4, 7, 3], [4, 3, 3]]
+    bad = invoke("train", "--data", "digits", "--layers", "conv2d:out=4,k=2x,flatten,linear:out=10")
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0
+    assert "kernel_size must be an integer >= 1 or a pair of them" in bad.output and "'2x'" in bad.output
+
+
 def test_an_impossible_stack_on_images_is_one_line_and_exit_2():
     result = invoke("train", "--data", "digits", "--layers",
                     "conv2d:out=4,k=3,maxpool2d:k=2,conv2d:out=4,k=5,flatten,linear:out=10")

@@ -29,6 +29,21 @@ KIT_CASES = {
     "conv2d kernel 5 stride 3 pad 4": (
         Conv2d, (1, 9, 10), dict(out_channels=4, kernel_size=5, stride=3, padding=4)),
     "conv2d 1x1": (Conv2d, (5, 3, 3), dict(out_channels=2, kernel_size=1)),
+    # Winograd F(4x4,3x3): one tile, several tiles with a cropped edge, no padding, wide padding
+    "conv2d winograd 4x4 pad 1": (Conv2d, (4, 4, 4), dict(out_channels=3, kernel_size=3, padding=1)),
+    "conv2d winograd 7x9 pad 1": (Conv2d, (5, 7, 9), dict(out_channels=2, kernel_size=3, padding=1)),
+    "conv2d winograd 6x5 pad 0": (Conv2d, (4, 6, 5), dict(out_channels=2, kernel_size=3)),
+    "conv2d winograd 3x2 pad 2 no bias": (
+        Conv2d, (4, 3, 2), dict(out_channels=2, kernel_size=3, padding=2, bias=False)),
+    # the course's interface: (h, w) pairs, bias switched off
+    "conv2d 2x3 stride 2x3 pad 1x0 no bias": (
+        Conv2d, (3, 7, 11), dict(out_channels=4, kernel_size=(2, 3), stride=(2, 3), padding=(1, 0),
+                                 bias=False)),
+    "conv2d 3x1 dilation 1x2": (Conv2d, (2, 6, 7), dict(out_channels=2, kernel_size=(3, 1), dilation=(1, 2))),
+    "conv_transpose2d 2x3 stride 1x2 no bias": (
+        ConvTranspose2d, (2, 3, 4), dict(out_channels=3, kernel_size=(2, 3), stride=(1, 2), bias=False)),
+    "maxpool2d 2x3 stride 1x2 pad 1x1": (MaxPool2d, (2, 5, 6), dict(kernel_size=(2, 3), stride=(1, 2), padding=1)),
+    "avgpool2d 3x2 pad 1x0": (AvgPool2d, (2, 6, 5), dict(kernel_size=(3, 2), padding=(1, 0))),
     "conv_transpose2d stride 2": (ConvTranspose2d, (3, 4, 5), dict(out_channels=2, kernel_size=3, stride=2)),
     "conv_transpose2d stride 3 pad 2 outpad 1 dilation 2": (
         ConvTranspose2d, (2, 5, 3),
@@ -371,3 +386,41 @@ def test_maxpool_all_minus_infinity_with_padding_gives_every_pixel_its_gradient(
     pool = MaxPool2d(2, 2, 1)
     pool.forward(torch.full((1, 1, 2, 2), -INF, dtype=torch.float64))
     assert pool.backward(torch.ones(1, 1, 2, 2, dtype=torch.float64)).tolist() == [[[[1.0, 1.0], [1.0, 1.0]]]]
+
+
+def test_the_course_interface_takes_pairs_and_a_bias_switch_like_torch():
+    # The course's own test builds exactly this and compares it with F.conv2d.
+    conv = Conv2d(in_channels=3, out_channels=4, kernel_size=(2, 3), stride=(2, 3), bias=True,
+                  init=gaussian, dtype=torch.float64)
+    conv.bias.value.copy_(randn(4, seed=2))
+    x = randn(2, 3, 9, 10)
+    expected = F.conv2d(x, conv.weight.value, conv.bias.value, stride=(2, 3))
+    torch.testing.assert_close(conv.forward(x), expected, **TIGHT)
+    plain = Conv2d(3, 4, (2, 3), bias=False, init=gaussian, dtype=torch.float64)
+    assert [p.name for p in plain.parameters()] == ["weight"]
+    torch.testing.assert_close(plain.forward(x), F.conv2d(x, plain.weight.value), **TIGHT)
+    x = randn(2, 3, 9, 10, seed=4)
+    torch.testing.assert_close(MaxPool2d((2, 3), (1, 2), (1, 1)).forward(x),
+                               F.max_pool2d(x, (2, 3), (1, 2), (1, 1)), **TIGHT)
+    torch.testing.assert_close(AvgPool2d((3, 2), padding=(1, 0)).forward(x),
+                               F.avg_pool2d(x, (3, 2), padding=(1, 0)), **TIGHT)
+
+
+@pytest.mark.parametrize("bad", [(2, 3, 4), (0, 2), "2x", "axb", 2.5, True, (2, -1)])
+def test_sizes_must_be_an_int_or_a_pair(bad):
+    with pytest.raises(ShapeError, match="kernel_size must be an integer >= 1 or a pair"):
+        Conv2d(1, 1, bad, init=gaussian)
+
+
+class FlattenForgetsTheBatchIsInnermost(Flatten):
+    """The planted mistake: batch-innermost, the gradient reshaped without moving the batch back."""
+
+    def backward(self, grad_output):
+        shape, self.in_shape = self.in_shape, None
+        return grad_output.reshape(shape)
+
+
+def test_kit_checks_the_batch_innermost_layout_too():
+    check_module(Flatten, in_shape=(3, 4, 5))  # the layer itself passes both
+    with pytest.raises(CheckFailed, match=r"\(batch-innermost\).*input gradient"):
+        check_module(FlattenForgetsTheBatchIsInnermost, in_shape=(3, 4, 5))

@@ -148,6 +148,9 @@ class Winograd:
         target = y.view(*lead, out, th, M, tw, M, n)
         if bias is None:
             target.copy_(z)
+        elif torch.is_grad_enabled():  # NOTE: out= is refused under autograd (the kit's check
+            target.copy_(z)            # of this forward; the kit compares both ways)
+            y += bias.view(*bias.shape, 1, 1, 1)
         else:
             torch.add(z, bias.view(*bias.shape, 1, 1, 1, 1, 1), out=target)  # one pass: copy and bias
         if (M * th, M * tw) != (oh, ow):  # an output not a whole number of tiles
