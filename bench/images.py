@@ -29,6 +29,7 @@ Sections (seeds 0-4, digits split 75/25 stratified by the pipeline, one thread):
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import statistics
 import sys
@@ -46,6 +47,7 @@ from core.network.assemble import build_flat_stack  # noqa: E402
 from core.pipeline.experiment import (  # noqa: E402
     build_network, generator, network_specs, prepare_data, shape_of, with_data_defaults,
 )
+from core.training.allocator import keep_freed_memory  # noqa: E402
 from core.training.schedule import SCHEDULES  # noqa: E402
 
 # The reference CNN, and the same with batchnorm after each convolution and dropout
@@ -327,7 +329,7 @@ def bench_allocator(registry, quick: bool) -> None:
             for mode in ("on", "off"):
                 out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
                                      check=True, cwd=Path(__file__).resolve().parent.parent,
-                                     env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
                 seconds, faults = out.stdout.split()
                 results[mode].append((float(seconds), int(faults)))
         on = statistics.median(t for t, _ in results["on"]), statistics.median(f for _, f in results["on"])
@@ -365,10 +367,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--quick", action="store_true", help="a sanity run")
+    parser.add_argument("--plain-malloc", action="store_true",
+                        help="leave glibc's malloc as it starts (fit tunes it: core/training/allocator.py)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if not args.plain_malloc:  # as every training run is (fit): both sides of each figure share it
+        keep_freed_memory()
     registry = default_registry()
-    print(f"torch {torch.__version__}, one thread, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"torch {torch.__version__}, one thread, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"{'plain' if args.plain_malloc else 'tuned'} malloc, load average {os.getloadavg()[0]:.2f}")
     for name in args.only.split(","):
         if name not in SECTIONS:
             raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")

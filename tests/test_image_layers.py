@@ -31,6 +31,8 @@ KIT_CASES = {
     "conv2d 1x1": (Conv2d, (5, 3, 3), dict(out_channels=2, kernel_size=1)),
     # Winograd F(4x4,3x3): one tile, several tiles with a cropped edge, no padding, wide padding
     "conv2d winograd 4x4 pad 1": (Conv2d, (4, 4, 4), dict(out_channels=3, kernel_size=3, padding=1)),
+    "conv2d winograd one tile 3x4 pad 1": (Conv2d, (4, 3, 4), dict(out_channels=2, kernel_size=3, padding=1)),
+    "conv2d winograd one tile 2x2 pad 2": (Conv2d, (4, 2, 2), dict(out_channels=2, kernel_size=3, padding=2)),
     "conv2d winograd 7x9 pad 1": (Conv2d, (5, 7, 9), dict(out_channels=2, kernel_size=3, padding=1)),
     "conv2d winograd 6x5 pad 0": (Conv2d, (4, 6, 5), dict(out_channels=2, kernel_size=3)),
     "conv2d winograd 3x2 pad 2 no bias": (

@@ -108,22 +108,44 @@ class Winograd:
         a_t, g, b_t = matrices(x.dtype, x.device)
         *lead, c, h, w, n = x.shape
         tiles_hw = tuple(-(-size // M) for size in out_hw)  # (th, tw)
-        tiles = tiles_hw[0] * tiles_hw[1]
-        # The input, padded to whole tiles: padding on top and left, zeros to the end (4 * th
-        # + 2 >= oh + 2 = h + 2 * ph: the image always fits)
-        (ph, pw), (th, tw) = self.padding, tiles_hw
-        padded = x.new_zeros((*lead, c, M * th + 2, M * tw + 2, n))
-        padded[..., ph:ph + h, pw:pw + w, :] = x
-        d = tiles_view(padded, tiles_hw).contiguous()  # (..., 6, 6, c, th, tw, n)
-        del padded
-        # V = B^T d B: the rows (first 6) then the columns (second 6), two products
-        v = b_t @ d.view(*lead, T, -1)  # (..., 6, 6 * c * tiles * n)
-        v = b_t @ v.view(*lead, T, T, -1)  # (..., 6, 6, c * tiles * n)
-        v = v.view(*lead, T * T, c, tiles * n)
+        if tiles_hw == (1, 1):
+            return self.one_tile_forward(x, weight, bias, out_hw, g)
+        v = self.input_transform(x, b_t, tiles_hw)  # (..., 36, c, tiles * n)
         u = self.kernel_transform(weight, g)  # (..., 36, out, c)
         m = u @ v  # (..., 36, out, tiles * n): the 36 products
         y = self.output_transform(m, a_t, bias, out_hw, tiles_hw, n)
         return y, (v, u, x.shape, tiles_hw)
+
+    def input_transform(self, x, b_t, tiles_hw):
+        """V = B^T d B for every 6x6 tile d of the padded input: (..., 36, c, tiles * n)."""
+        *lead, c, h, w, n = x.shape
+        (ph, pw), (th, tw) = self.padding, tiles_hw
+        # The input, padded to whole tiles: padding on top and left, zeros to the end (4 * th
+        # + 2 >= oh + 2 = h + 2 * ph: the image always fits)
+        padded = x.new_zeros((*lead, c, M * th + 2, M * tw + 2, n))
+        padded[..., ph:ph + h, pw:pw + w, :] = x
+        d = tiles_view(padded, tiles_hw).contiguous()  # (..., 6, 6, c, th, tw, n)
+        del padded
+        # the rows (first 6) then the columns (second 6), two products
+        v = b_t @ d.view(*lead, T, -1)  # (..., 6, 6 * c * tiles * n)
+        v = b_t @ v.view(*lead, T, T, -1)  # (..., 6, 6, c * tiles * n)
+        return v.view(*lead, T * T, c, th * tw * n)
+
+    def input_transform_adjoint(self, gv, b_t, in_shape, tiles_hw):
+        """The input's gradient from V's, gv (..., 36, c, tiles * n): the transform's adjoint,
+        then each tile's pixels added back where they came from."""
+        *lead, c, h, w, n = in_shape
+        (ph, pw), (th, tw) = self.padding, tiles_hw
+        gv = gv.view(*lead, T, T, -1)  # (..., 6, 6, c * tiles * n)
+        gd = b_t.mT @ gv  # the columns' adjoint, (..., 6, 6, ...)
+        gd = (b_t.mT @ gd.view(*lead, T, -1)).view(*lead, T, T, c, th, tw, n)  # the rows'
+        grad_padded = gd.new_zeros((*lead, c, M * th + 2, M * tw + 2, n))
+        place = tiles_view(grad_padded, tiles_hw)
+        for i in range(T):  # tiles overlap: one tile position at a time
+            for j in range(T):
+                spot = place[..., i, j, :, :, :, :]
+                spot += gd[..., i, j, :, :, :, :]
+        return grad_padded[..., ph:ph + h, pw:pw + w, :]  # padding's adjoint: a view
 
     @staticmethod
     def kernel_transform(weight, g):
@@ -133,6 +155,14 @@ class Winograd:
         u = g @ w  # (..., 6, 3 * out * in)
         u = g @ u.view(*lead, T, R, -1)  # (..., 6, 6, out * in)
         return u.view(*lead, T * T, out, c)
+
+    @staticmethod
+    def kernel_transform_adjoint(gu, g, weight_grad):
+        """weight_grad (..., out, in, 3, 3) += G^T gU G, for gU (..., 36, out, in)."""
+        *lead, _, out, c = gu.shape
+        gw = g.mT @ gu.reshape(*lead, T, -1)  # (..., 3, 6 * out * in)
+        gw = g.mT @ gw.view(*lead, R, T, -1)  # (..., 3, 3, out * in)
+        weight_grad += gw.view(*lead, R, R, out, c).movedim((-4, -3), (-2, -1))
 
     @staticmethod
     def output_transform(m, a_t, bias, out_hw, tiles_hw, n):
@@ -157,6 +187,50 @@ class Winograd:
             y = y[..., :oh, :ow, :]
         return y
 
+    def one_tile_forward(self, x, weight, bias, out_hw, g):
+        """The whole image one tile (an output of at most 4x4, bench/images.py's second layer).
+
+        Both transforms of a tile at once: vec(B^T d B) = (B^T kron B^T) vec(d), so with the
+        image's pixels already in a row per channel, (..., c, h*w, n), V is one product by a
+        36 x (h*w) matrix, and the padding's rows and columns of the tile (zeros) are never
+        built: only B^T's columns for the image's own rows and columns enter. Likewise
+        vec(A^T m A) = (A^T kron A^T) vec(m), whose product lands straight in the output's
+        layout (..., out, oh*ow, n), the bias added by the same call.
+        """
+        *lead, c, h, w, n = x.shape
+        out, k = weight.shape[-4], len(lead)
+        into, outof = self.kron_matrices(x.dtype, x.device, (h, w), tuple(out_hw), self.padding)  # (36, h*w), (oh*ow, 36)
+        v = into @ x.reshape(*lead, c, h * w, n)  # (..., c, 36, n)
+        u = self.kernel_transform(weight, g)  # (..., 36, out, c)
+        m = u @ v.transpose(k, k + 1)  # (..., 36, out, n): the 36 products
+        y = outof @ m.transpose(k, k + 1)  # (..., out, oh*ow, n)
+        if bias is not None:
+            y += bias.view(*bias.shape, 1, 1)
+        return y.view(*lead, out, *out_hw, n), (v, u, x.shape, (1, 1))
+
+    def one_tile_backward(self, grad_output, cache, weight_grad, needs_input_grad, g):
+        """one_tile_forward's adjoint: each product's, in reverse."""
+        v, u, in_shape, _ = cache
+        *lead, out, oh, ow, n = grad_output.shape
+        k, (h, w) = len(lead), in_shape[-3:-1]
+        into, outof = self.kron_matrices(grad_output.dtype, grad_output.device, (h, w), (oh, ow), self.padding)
+        gm = outof.mT @ grad_output.reshape(*lead, out, oh * ow, n)  # (..., out, 36, n)
+        gm = gm.transpose(k, k + 1)  # (..., 36, out, n), a view
+        self.kernel_transform_adjoint(gm @ v.transpose(k, k + 1).mT, g, weight_grad)
+        if not needs_input_grad:
+            return None
+        gv = u.mT @ gm  # (..., 36, c, n)
+        return (into.mT @ gv.transpose(k, k + 1)).view(in_shape)  # (..., c, h, w, n)
+
+    @staticmethod
+    @lru_cache(maxsize=None)
+    def kron_matrices(dtype, device, in_hw, out_hw, padding):
+        """(B^T kron B^T) restricted to the image's own pixels, (36, h*w), and A^T kron A^T
+        restricted to the output's, (oh*ow, 36): one tile's two transforms each as one matrix."""
+        a_t, _, b_t = matrices(dtype, device)
+        (h, w), (ph, pw), (oh, ow) = in_hw, padding, out_hw
+        return (torch.kron(b_t[:, ph:ph + h], b_t[:, pw:pw + w]), torch.kron(a_t[:oh], a_t[:ow]))
+
     def backward(self, grad_output, cache, weight, weight_grad, bias_grad, needs_input_grad):
         v, u, in_shape, tiles_hw = cache
         a_t, g, b_t = matrices(grad_output.dtype, grad_output.device)
@@ -165,6 +239,8 @@ class Winograd:
         (th, tw), k = tiles_hw, len(lead)
         if bias_grad is not None:
             bias_grad += grad_output.sum(dim=(-3, -2, -1))  # (..., out)
+        if tiles_hw == (1, 1):
+            return self.one_tile_backward(grad_output, cache, weight_grad, needs_input_grad, g)
         # The output transform's adjoint: tiles of the gradient, (..., 4, 4, out, th, tw, n)
         if (M * th, M * tw) != (oh, ow):
             whole = grad_output.new_zeros((*lead, out, M * th, M * tw, n))
@@ -176,23 +252,7 @@ class Winograd:
         gm = a_t.mT @ gz.view(*lead, M, -1)  # (..., 6, 6 * out * tiles * n)
         gm = gm.view(*lead, T * T, out, -1)  # (..., 36, out, tiles * n)
         # The 36 products' adjoints; the kernel's through G^T on both sides
-        gu = (gm @ v.mT).view(*lead, T, T * out * c)  # (..., 6, 6 * out * in)
-        gw = g.mT @ gu  # (..., 3, 6 * out * in)
-        gw = g.mT @ gw.view(*lead, R, T, -1)  # (..., 3, 3, out * in)
-        weight_grad += gw.view(*lead, R, R, out, c).movedim((-4, -3), (-2, -1))
+        self.kernel_transform_adjoint(gm @ v.mT, g, weight_grad)
         if not needs_input_grad:
             return None
-        gv = (u.mT @ gm).view(*lead, T, T, -1)  # (..., 6, 6, c * tiles * n)
-        gd = b_t.mT @ gv  # the columns' adjoint, (..., 6, 6, ...)
-        gd = (b_t.mT @ gd.view(*lead, T, -1)).view(*lead, T, T, c, th, tw, n)  # the rows'
-        grad_padded = gd.new_zeros((*lead, c, M * th + 2, M * tw + 2, n))
-        place = tiles_view(grad_padded, tiles_hw)
-        if th == tw == 1:
-            place.copy_(gd)  # one tile: nothing overlaps
-        else:
-            for i in range(T):  # tiles overlap: one tile position at a time
-                for j in range(T):
-                    spot = place[..., i, j, :, :, :, :]
-                    spot += gd[..., i, j, :, :, :, :]
-        (ph, pw) = self.padding
-        return grad_padded[..., ph:ph + h, pw:pw + w, :]  # padding's adjoint: a view
+        return self.input_transform_adjoint(u.mT @ gm, b_t, in_shape, tiles_hw)  # (..., 36, c, tiles * n) in
