@@ -175,18 +175,37 @@ class MaxPool2d(_Pool):
             right_won[self.at(slice(None), 0)] = True  # the left of the first pair is padding
         if ph:
             bottom_won[self.at(0, slice(None))] = True  # the top of the first pair of rows is padding
-        right_won, bottom_won = right_won.view(torch.uint8), bottom_won.view(torch.uint8)
-        # The winner's position 2 * row + column, as one byte: the top row's column, or
-        # 2 + the bottom row's (written as top + bottom_won * (bottom - top + 2), whose
-        # byte arithmetic wraps around to the same numbers).
-        top_column = right_won[self.at(slice(0, None, 2), slice(None))]
-        bottom_column = right_won[self.at(slice(1, None, 2), slice(None))]
-        self.first = top_column + bottom_won * (bottom_column - top_column + 2)
+        # Kept as bytes for backward (a bool operand converts slowly): which column won in
+        # each pair of columns, which row in each pair of rows
+        self.pair_masks = right_won.view(torch.uint8), bottom_won.view(torch.uint8)
         return best
+
+    def _pairs_backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        """_pairs' adjoint: the output's gradient split between the rows, then each row's
+        between its columns; every pixel of the pairs written once (g * won, g - that)."""
+        right_won, bottom_won = self.pair_masks
+        self.pair_masks = None  # dropped once used: memory
+        (oh, ow), (h, w), (ph, pw) = self.out_hw, self.in_hw, self.padding
+        height, width = h + 2 * ph, w + 2 * pw
+        shape = self.spatial_shape(self.in_shape, height, width)
+        # a last odd row or column belongs to no window: zeros then
+        grad = grad_output.new_zeros(shape) if (2 * oh, 2 * ow) != (height, width) else grad_output.new_empty(shape)
+        bottom = grad_output * bottom_won  # like the output
+        top = grad_output - bottom
+        for row, part in ((0, top), (1, bottom)):
+            won = right_won[self.at(slice(row, None, 2), slice(None))]
+            right = grad[self.at(slice(row, 2 * oh, 2), slice(1, 2 * ow, 2))]
+            torch.mul(part, won, out=right)
+            torch.sub(part, right, out=grad[self.at(slice(row, 2 * oh, 2), slice(0, 2 * ow, 2))])
+        return grad
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.in_shape is None:
             raise StateError("MaxPool2d.backward called before forward (each forward allows one backward)")
+        if self.kernel_size == self.stride == (2, 2):
+            grad = self.crop(self._pairs_backward(grad_output))
+            self.in_shape = None
+            return grad
         first, self.first = self.first, None  # dropped once used: memory (see plugins/activations.py)
         grad = self.unpadded_zeros(grad_output)  # like the padded input
         # Each output's gradient goes to its window's winner: window position p's slice of
