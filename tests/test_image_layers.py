@@ -371,17 +371,22 @@ AWKWARD_IMAGES = {
 }
 
 
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
 @pytest.mark.parametrize("k,s,p", [(2, 2, 1), (2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)])
 @pytest.mark.parametrize("image", sorted(AWKWARD_IMAGES))
-def test_maxpool_sends_gradient_where_torch_does_on_inf_and_nan(image, k, s, p):
+def test_maxpool_sends_gradient_where_torch_does_on_inf_and_nan(image, k, s, p, layout):
     # Issue 22, item 4: padding never wins, NaN windows route as torch routes them; the
-    # 2x2 stride-2 path and the general path both.
+    # 2x2 stride-2 path and the general path both, in both layouts.
     x = torch.tensor(AWKWARD_IMAGES[image], dtype=torch.float64).view(1, 1, 2, 2)
     x = torch.cat([x, x.flip(-1), x.flip(-2).transpose(-1, -2)], dim=1)  # more placements
+    x = torch.cat([x, x.flip(1)])  # a batch of 2
     expected, grad_x, upstream = torch_gradient(lambda t: F.max_pool2d(t, k, s, p), x)
-    pool = MaxPool2d(k, s, p)
-    torch.testing.assert_close(pool.forward(x), expected, equal_nan=True, **TIGHT)
-    torch.testing.assert_close(pool.backward(upstream), grad_x, **TIGHT)
+    pool = MaxPool2d(k, s, p, layout=layout)
+    inner = layout == "chwn"
+    move = (lambda t: t.movedim(0, -1).contiguous()) if inner else (lambda t: t)
+    back = (lambda t: t.movedim(-1, 0)) if inner else (lambda t: t)
+    torch.testing.assert_close(back(pool.forward(move(x))), expected, equal_nan=True, **TIGHT)
+    torch.testing.assert_close(back(pool.backward(move(upstream))), grad_x, **TIGHT)
 
 
 def test_maxpool_all_minus_infinity_with_padding_gives_every_pixel_its_gradient():
