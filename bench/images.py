@@ -18,8 +18,8 @@ Sections (seeds 0-4, digits split 75/25 stratified by the pipeline, one thread):
   ensemble  30 runs of the plain CNN (the recipe above, 30 epochs each) as one batched
             ensemble against the same 30 runs one at a time, whole runs (data, training,
             evaluation); and one training step of all 30 both ways
-  allocator the CNN's training (`train()`, 10 epochs) in a fresh process with glibc's malloc
-            tuned as `fit` tunes it (core/training/allocator.py) and without: wall time and
+  allocator the CNN's training (`train()`) in a fresh process with glibc's malloc tuned to
+            keep freed memory (mallopt, as GLIBC_TUNABLES could) and without: wall time and
             minor page faults, alternating, medians; and the default `nn-cli train` the same way
   denoise   the course's denoiser (`--data denoise`, its default network and settings) and
             the same network in torch.nn from the same weights, batches and learning rates:
@@ -47,7 +47,6 @@ from core.network.assemble import build_flat_stack  # noqa: E402
 from core.pipeline.experiment import (  # noqa: E402
     build_network, generator, network_specs, prepare_data, shape_of, with_data_defaults,
 )
-from core.training.allocator import keep_freed_memory  # noqa: E402
 from core.training.schedule import SCHEDULES  # noqa: E402
 
 # The issue's reference CNN, and the same with batchnorm after each convolution and dropout
@@ -296,12 +295,32 @@ def alternating_medians(functions, repeats: int) -> list[float]:
     return [statistics.median(spent) for spent in times]
 
 
-# A fresh process trains; "off" replaces the tuning with nothing before training starts.
+# glibc's mallopt parameters (malloc.h) and the values GLIBC_TUNABLES=glibc.malloc.
+# trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432 would set at start-up.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc to keep freed memory: blocks under 32 MiB from the heap (not mmap,
+    which hands each freed block back to the kernel and faults the next one in page by page)
+    and up to 1 GiB of freed heap kept. True when it took effect (Linux with glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**30))
+
+
+# A fresh process trains, "on" with glibc's malloc tuned first (mallopt through ctypes).
 ALLOCATOR_RUN = """
 import resource, sys, time, dataclasses
-import core.training.loop as loop
-if sys.argv[1] == "off":
-    loop.keep_freed_memory = lambda: False
+sys.path.insert(0, "bench")
+if sys.argv[1] == "on":
+    from images import keep_freed_memory
+    assert keep_freed_memory()
 from core import TrainSettings, default_registry, train
 settings = {settings}
 registry = default_registry()
@@ -315,7 +334,7 @@ def bench_allocator(registry, quick: bool) -> None:
     import subprocess
 
     repeats = 1 if quick else 5
-    print("\n## allocator: training with glibc's malloc tuned (fit's default) and without\n")
+    print("\n## allocator: training with glibc's malloc tuned to keep freed memory and without\n")
     print("| training | tuned (s) | plain (s) | speed-up | page faults tuned | plain |\n|---|---|---|---|---|---|")
     cases = (("CNN on digits, 10 epochs, float32",
               dataclasses.replace(DIGITS, epochs=2 if quick else 10, dtype="float32")),
@@ -367,15 +386,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--quick", action="store_true", help="a sanity run")
-    parser.add_argument("--plain-malloc", action="store_true",
-                        help="leave glibc's malloc as it starts (fit tunes it: core/training/allocator.py)")
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="keep freed memory in the process (see keep_freed_memory), both sides")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if not args.plain_malloc:  # as every training run is (fit): both sides of each figure share it
+    if args.tuned_malloc:
         keep_freed_memory()
     registry = default_registry()
     print(f"torch {torch.__version__}, one thread, {time.strftime('%Y-%m-%d %H:%M')}, "
-          f"{'plain' if args.plain_malloc else 'tuned'} malloc, load average {os.getloadavg()[0]:.2f}")
+          f"{'tuned' if args.tuned_malloc else 'plain'} malloc, load average {os.getloadavg()[0]:.2f}")
     for name in args.only.split(","):
         if name not in SECTIONS:
             raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")

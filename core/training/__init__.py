@@ -1,7 +1,6 @@
 """Training: the settings of a run (settings), the loop that fits a network (loop), learning-rate
 schedules (schedule), the packed optimizer buffers (flat), what a run produced (result),
-estimates of the memory a network and its data need (memory), glibc's malloc tuned to keep freed
-temporaries (allocator), and several processes on
+estimates of the memory a network and its data need (memory), and several processes on
 torch.distributed (distributed, torchrun).
 It may import the ground floor (`core.errors`, `core.lazy`), `core.plugin`, `core.network` and
 `core.data`, never files or pipeline. Plugins import `core.training.flat`, so this file stays

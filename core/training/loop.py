@@ -16,7 +16,6 @@ from core.errors import DivergenceError
 from core.network.protocols import (
     Loss, Module, Optimizer, decision_threshold, evaluating, no_input_grad, set_training,
 )
-from core.training.allocator import keep_freed_memory
 
 
 # A mean epoch loss this many times the untrained network's counts as divergence even while
@@ -71,7 +70,6 @@ def fit(
     `shard` (data parallel, core/training/distributed.py) makes this process train on its slice of
     each batch and sum the gradients and losses with the other processes'.
     """
-    keep_freed_memory()  # each step's temporaries come back from the heap, not as page faults
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
         each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
@@ -100,7 +98,6 @@ def fit_runs(
     returns each run's per-epoch losses. `on_epoch(epoch, losses)` gets each run's loss.
     """
     each_epoch = None if on_epoch is None else (lambda e, losses: on_epoch(e, losses.tolist()))
-    keep_freed_memory()  # as fit
     with torch.set_grad_enabled(False):
         history = _fit(
             model, loss, optimizer, x, y, epochs, batch_size, generators, each_epoch, lr_at, lead=1
