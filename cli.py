@@ -8,10 +8,13 @@ The CLI is thin: it parses options into `TrainSettings`, and everything else hap
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,7 +22,7 @@ import typer
 
 from core.errors import Interrupted, NNError, SettingsError
 from core.training.settings import (
-    TrainSettings, has_data_settings, parse_optimizer_args, parse_widths,
+    TrainSettings, in_option_words, parse_optimizer_args, parse_widths,
 )
 
 DEFAULTS = TrainSettings()
@@ -35,9 +38,12 @@ DataOpt = Annotated[str, typer.Option(
 TargetOpt = Annotated[Optional[str], typer.Option(
     help="A file's target column (name or number; default: 'label', else the last).")]
 TestFractionOpt = Annotated[float, typer.Option(
-    help="Share held out for testing when the data have no test split (stratified).")]
+    help="Share held out for testing when the data have no test split (stratified; "
+         "0: train on every row, test none).")]
 ValFractionOpt = Annotated[float, typer.Option(
     help="Share of the training rows held out to pick the best epoch (0: none).")]
+PLOT_HELP = ("Write the figures into this folder: loss.png, and as the data call for "
+             "test_points.png, misclassified.png, confusion.png or predicted.png.")
 PatienceOpt = Annotated[Optional[int], typer.Option(
     help="Stop after this many epochs without a lower validation loss (needs --val-fraction).")]
 
@@ -53,6 +59,17 @@ class OneLineErrors(typer.core.TyperGroup):
             sys.exit(code)
         return code
 
+    def get_help_option(self, ctx):
+        return _flag(super().get_help_option(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None and not hasattr(command, "_help_flag"):  # each command's --help
+            get_help_option = command.get_help_option
+            command._help_flag = True
+            command.get_help_option = lambda ctx: _flag(get_help_option(ctx))
+        return command
+
     def _one_line_errors(self, *args, **kwargs) -> int:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
@@ -62,8 +79,11 @@ class OneLineErrors(typer.core.TyperGroup):
                 code = 0
             else:
                 code = _fail(e.format_message())
-        except NNError as e:
-            code = _fail(str(e))
+        except NNError as e:  # a setting by the option that sets it: --test-fraction
+            from core.data.dataset import DataError  # whose messages quote files' own words
+
+            is_setting = isinstance(e, SettingsError) and not isinstance(e, DataError)
+            code = _fail(in_option_words(str(e)) if is_setting else str(e))
         except Stopped as e:
             typer.echo(f"nn-cli: {e}", err=True)
             code = INTERRUPTED
@@ -80,6 +100,13 @@ class OneLineErrors(typer.core.TyperGroup):
         return code if isinstance(code, int) else 0
 
 
+def _flag(option):
+    """--help takes no value: no `<bool>` beside it in the help (typer's metavar for a flag)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
@@ -88,8 +115,8 @@ class Stopped(Exception):
 
 
 def _fail(message: str) -> int:
-    rank = os.environ.get("RANK", "0")  # set by torchrun: say which process failed
-    where = "" if rank == "0" else f" (rank {rank})"
+    rank = 0 if _WORLD is None else _WORLD.rank  # under torchrun: say which process failed
+    where = "" if rank == 0 else f" (rank {rank})"
     typer.echo(f"nn-cli: error{where}: {message}", err=True)
     return 2
 
@@ -114,6 +141,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Markdown reflows a docstring's paragraphs to the terminal's width; rich mode kept the
+    # source's line breaks, so help text broke mid-sentence.
+    rich_markup_mode="markdown",
     help="A from-scratch neural-network framework: every backward written by hand.",
 )
 
@@ -153,34 +183,62 @@ def plugin_options(
     ctx.obj = {"plugins": list(plugin or []), "registry": registry, "strict": strict_plugins}
 
 
-def load(ctx: typer.Context, plugin: list[str] | None, registry: Path | None, strict: bool):
-    """The registry for this command: every plugin found, failures reported once each."""
-    from core.plugin.discovery import describe_failure, load_registry
+@dataclass
+class Plugins:
+    """A command's plugin options: those given before it (`nn-cli --plugin x.py train`) and
+    to it (`nn-cli train --plugin x.py`), added up."""
 
-    top = ctx.find_root().obj or {}
+    modules: list[str]
+    registry_file: Path | None
+    strict: bool
 
-    def warn(record: Any) -> None:
-        typer.echo(f"nn-cli: warning: {describe_failure(record)}; skipped", err=True)
+    def registry(self):
+        """The registry for this command: every plugin found, failures reported once each."""
+        from core.plugin.discovery import describe_failure, load_registry
 
-    return load_registry(
-        [*top.get("plugins", []), *(plugin or [])],
-        registry if registry is not None else top.get("registry"),
-        strict=strict or top.get("strict", False),
-        on_error=warn,
-    )
+        def warn(record: Any) -> None:
+            typer.echo(f"nn-cli: warning: {describe_failure(record)}; skipped", err=True)
+
+        return load_registry(self.modules, self.registry_file, strict=self.strict, on_error=warn)
+
+    def options(self) -> list[tuple[str, Any]]:
+        """As command-line options again (for the command that resumes a run)."""
+        return [("--plugin", m) for m in self.modules] + [("--registry", self.registry_file)]
+
+
+def with_plugins(command):
+    """Give `command` the plugin options, declared here once for every command that uses
+    the registry, and hand it their sum as `plugins` (a `Plugins`)."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "plugins"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                               annotation=annotation)
+             for name, annotation, default in (("plugin", PluginOpt, None),
+                                               ("registry_file", RegistryOpt, None),
+                                               ("strict_plugins", StrictOpt, False))]
+
+    @functools.wraps(command)
+    def with_them(*args, plugin=None, registry_file=None, strict_plugins=False, **kwargs):
+        top = kwargs["ctx"].find_root().obj or {}
+        plugins = Plugins([*top.get("plugins", []), *(plugin or [])],
+                          registry_file if registry_file is not None else top.get("registry"),
+                          strict_plugins or top.get("strict", False))
+        return command(*args, plugins=plugins, **kwargs)
+
+    with_them.__signature__ = signature.replace(parameters=own + added)
+    return with_them
 
 
 @app.command("list")
+@with_plugins
 def list_components(
     ctx: typer.Context,
     kind: Annotated[Optional[str], typer.Argument(help="Show only this kind.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """List every registered component by kind, with its summary and plugin."""
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     entries = registry.entries(kind)
     if as_json:
         rows = []
@@ -204,15 +262,14 @@ def list_components(
 
 
 @app.command("plugins")
+@with_plugins
 def list_plugins(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """Every plugin: where it came from, what it registered, or why it failed."""
-    records = list(load(ctx, plugin, registry_file, strict_plugins).records.values())
+    records = list(plugins.registry().records.values())
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
@@ -227,44 +284,27 @@ def list_plugins(
 
 
 @app.command("info")
+@with_plugins
 def info(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A registered component's name.")],
     kind: Annotated[Optional[str], typer.Option(
         help="Its kind, when several kinds use the name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON instead of text.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """A component's signature, parameters and defaults, documentation and plugin; or, given a
     saved model file, its layers' output shapes and parameter counts."""
-    from core.network.info import component_info
+    from core.network.info import component_info, info_text
 
     if Path(name).is_file():  # a model or checkpoint file: its layer table
-        _model_summary(name, load(ctx, plugin, registry_file, strict_plugins), as_json)
+        _model_summary(name, plugins.registry(), as_json)
         return
-    data = component_info(load(ctx, plugin, registry_file, strict_plugins), name, kind)
+    data = component_info(plugins.registry(), name, kind)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"{data['kind']} {data['name']}: {data['summary']}")
-    typer.echo(f"  {data['signature']}")
-    where = f"{data['source']} {data['origin']}"
-    typer.echo(f"  factory {data['factory']}, plugin {data['plugin']} ({where})")
-    typer.echo("parameters:")
-    for p in data["parameters"]:
-        kind_text = f": {p['annotation']}" if p["annotation"] else ""
-        default = "required" if p["required"] else f"default {p['default']}"
-        filled = f"; filled in: {p['filled_by']}" if p["filled_by"] else ""
-        typer.echo(f"  {p['name']}{kind_text}  ({default}{filled})")
-    if not data["parameters"]:
-        typer.echo("  none")
-    if data.get("defaults"):
-        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
-        typer.echo(f"defaults for options not typed: {shown}")
-    if data["doc"]:
-        typer.echo("\n" + data["doc"])
+    typer.echo(info_text(data))
 
 
 def _print_summary(in_shape, rows: list[dict], as_json: bool) -> None:
@@ -278,20 +318,16 @@ def _print_summary(in_shape, rows: list[dict], as_json: bool) -> None:
 
 
 def _model_summary(path: str, registry, as_json: bool) -> None:
-    from core.files.model_file import load_model
-    from core.network.assemble import LayerSpec
-    from core.network.summary import layer_table
+    from core.files.inference import model_layers
 
-    loaded = load_model(path, registry)
-    shape = loaded.model.input_shape or loaded.in_features  # images, or flat rows
-    specs = [LayerSpec.from_dict(s) for s in loaded.header["architecture"]]
-    rows = layer_table(loaded.model, specs, shape, loaded.dtype)
+    loaded, shape, rows = model_layers(path, registry)
     if not as_json:
-        typer.echo(f"{path}: a {loaded.header['kind']} trained on {loaded.dataset.get('name', 'disk')}")
+        typer.echo(f"{path}: a {loaded.header['kind']} trained on {loaded.dataset['name']}")
     _print_summary(shape, rows, as_json)
 
 
 @app.command()
+@with_plugins
 def train(
     ctx: typer.Context,
     act: Annotated[str, typer.Option(help="Activation between layers (`nn-cli list activation`).")] = DEFAULTS.act,
@@ -310,14 +346,12 @@ def train(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = DEFAULTS.device,
     runs: Annotated[int, typer.Option(help="Train this many models, seeds SEED, SEED+1, ...")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
-    plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help=PLOT_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: Annotated[Optional[str], typer.Option(
         help="The whole network by name, e.g. 'linear:out=25,tanh,linear:out=1' "
              "(replaces --act/--hidden; `nn-cli info NAME` lists a component's arguments).")] = None,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
     save: Annotated[Optional[str], typer.Option(help="Write the trained model to this file (safetensors).")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Checkpoint file (default: beside --save).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Write a checkpoint every K epochs.")] = None,
@@ -328,7 +362,7 @@ def train(
     val_fraction: ValFractionOpt = DEFAULTS.val_fraction,
     patience: PatienceOpt = None,
     summary: Annotated[bool, typer.Option(
-        "--summary", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
+        "--summary", metavar="", help="Print each layer's output shape and parameter count, and train nothing.")] = False,
     workers: WorkersOpt = None,
 ) -> None:
     """Train a network (on the report's disk unless --data says otherwise) and report its
@@ -356,100 +390,92 @@ def train(
                 f"--runs {runs} trains several models; --save, --checkpoint, --checkpoint-every "
                 f"and --resume work on one run: drop them or --runs"
             )
-        registry = load(ctx, plugin, registry_file, strict_plugins)
+        registry = plugins.registry()
         if resume is not None:
             _refuse_settings_beside_resume(ctx)
+        _one_thread()
         from core.files.atomic import write_locks
 
+        here = _world(settings.device, join=False)  # this process's rank; no group joined yet
         # --save fails now, not after training; held for the whole run, a second run with
         # the same --save is refused at once (see core/files/atomic.py). Under torchrun
         # rank 0 alone writes files, so it alone holds the lock.
-        with write_locks(save if os.environ.get("RANK", "0") == "0" else None):
-            _train(ctx, settings, registry, runs=runs, one_at_a_time=one_at_a_time, plot=plot,
-                   as_json=as_json, save=save, checkpoint=checkpoint,
-                   checkpoint_every=checkpoint_every, resume=resume, seed=seed, plugin=plugin,
-                   registry_file=registry_file, summary=summary)
+        with write_locks(save if here is None or here.main else None):
+            _train(ctx, settings, registry, here, runs=runs, one_at_a_time=one_at_a_time,
+                   plot=plot, as_json=as_json, save=save, checkpoint=checkpoint,
+                   checkpoint_every=checkpoint_every, resume=resume, plugins=plugins,
+                   summary=summary)
 
 
-def _train(ctx, settings, registry, *, runs, one_at_a_time, plot, as_json, save, checkpoint,
-           checkpoint_every, resume, seed, plugin, registry_file, summary) -> None:
-    from core.pipeline.experiment import (  # imports torch
-        check, network_summary, train as run, with_data_defaults,
-    )
+def _train(ctx, settings, registry, here, *, runs, one_at_a_time, plot, as_json, save,
+           checkpoint, checkpoint_every, resume, plugins, summary) -> None:
+    """Resolve, prepare and train one run or `runs`, and report: the pipeline's steps in
+    order, each a library call."""
     from core.files.checkpoint import checkpoint_plan, read_checkpoint
     from core.pipeline.multirun import MultiRunResult, run_many
+    from core.pipeline.prepare import prepare
     from core.pipeline.progress import epoch_reporter, runs_reporter
+    from core.pipeline.resolve import EVERY_FIELD, resolve
+    from core.pipeline.train import train_run
 
-    _one_thread()
     restarted = resume is None and _restarted_from(checkpoint)
     resume = checkpoint if restarted else resume
     state = read_checkpoint(resume, registry) if resume is not None else None
-    if restarted and os.environ.get("RANK", "0") == "0":
+    if restarted and (here is None or here.main):
         typer.echo(f"nn-cli: torchrun restarted the workers: going on from {checkpoint} "
                    f"(epoch {state.epoch})", err=True)
-    if state is not None:
-        settings = state.settings  # a resumed run's own
-    else:
-        settings = with_data_defaults(settings, registry, _typed(ctx))
-    check(settings, registry, runs=1 if one_at_a_time else runs)
+    # A resumed run is the checkpoint's, whole; else the options typed win over the defaults.
+    resolved = (resolve(state.settings, registry, EVERY_FIELD) if state is not None
+                else resolve(settings, registry, _typed(ctx)))
+    settings = resolved.settings
+    run = prepare(resolved, registry, runs=1 if one_at_a_time else runs)  # checks it all
     if summary:
-        _print_summary(*network_summary(settings, registry), as_json)
+        _print_summary(*run.summary(), as_json)
         return
     plan = checkpoint_plan(checkpoint=checkpoint, every=checkpoint_every, save=save, resume=state)
     world = _world(settings.device)
     quiet = world is not None and not world.main  # only rank 0 reports
     if not quiet:
-        typer.echo(_what_it_trains(settings, runs), err=as_json)
-    # With --json, stdout holds the JSON alone and the progress goes to stderr.
+        typer.echo(_what_it_trains(run, runs), err=True)
+    # Progress and status lines go to stderr: stdout holds the results alone (`> file`).
     progress = None
     try:
         if runs == 1:
-            with epoch_reporter(settings.epochs, to_stderr=as_json, quiet=quiet) as on_epoch:
-                result = run(settings, registry, on_epoch=on_epoch, checkpoint=plan,
-                             resume=state, world=world)
+            with epoch_reporter(settings.epochs, to_stderr=True, quiet=quiet) as on_epoch:
+                result = train_run(run, on_epoch, checkpoint=plan, resume=state, world=world)
             many = MultiRunResult(settings, [result])
         else:
-            with runs_reporter(runs, settings.epochs, to_stderr=as_json,
+            del run  # each seed prepares its own
+            with runs_reporter(runs, settings.epochs, to_stderr=True,
                                quiet=quiet) as progress:
-                many = run_many(settings, runs, registry, progress.on_epoch, progress.on_run,
+                many = run_many(resolved, runs, registry, progress.on_epoch, progress.on_run,
                                 together=not one_at_a_time, world=world)
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and runs == 1:
-            raise Stopped(_where_it_stopped(ctx, e, save, plugin, registry_file)) from None
+            raise Stopped(_where_it_stopped(e, save, plugins)) from None
         finished = f"; {progress.finished} of {runs} runs finished" if progress else ""
         raise Stopped(f"interrupted before training ended{finished}; nothing was saved") from None
-    if quiet:
-        return
+    if not quiet:
+        _report_training(many, registry, as_json=as_json, save=save, plot=plot)
+
+
+def _report_training(many, registry, *, as_json: bool, save: str | None, plot: str | None) -> None:
+    """What `nn-cli train` shows and writes of its runs: the model file, the figures, and
+    the errors as JSON or text."""
+    settings, first, runs = many.settings, many.results[0], len(many.results)
     if save is not None:
         from core.files.model_file import save_model
 
-        save_model(save, result, registry=registry)
-        typer.echo(f"wrote {save}", err=as_json)
+        save_model(save, first, registry=registry)
+        typer.echo(f"wrote {save}", err=True)
     if plot is not None:
         from core.pipeline.compare import run_label
 
-        _write_figures(plot, [(run_label(settings), many)], registry, as_json)
+        _write_figures(plot, [(run_label(settings), many)], registry)
     if as_json:
-        typer.echo(json.dumps(result.to_dict() if runs == 1 else many.to_dict()))
+        typer.echo(json.dumps(first.to_dict() if runs == 1 else many.to_dict()))
         return
-    first = many.results[0]
-    regression = first.task == "regression"
-    fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
-    what = "RMSE" if regression else "error"
-    if runs == 1:
-        typer.echo(f"train {what} {fmt(result.train_error)}   test {what} {fmt(result.test_error)}")
-    else:
-        s = many.summary()
-        how = "trained together as one batched ensemble" if many.together else "one at a time"
-        typer.echo(
-            f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
-            f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
-            f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}"
-        )
-    if runs == 1 and has_data_settings(settings) and first.metrics:
-        from core.data.metrics import text_report
-
-        typer.echo(f"\ntest set ({first.dataset['name']}, {first.task}):\n{text_report(first.metrics)}")
+    typer.echo(many.text())
 
 
 def _typed(ctx: typer.Context) -> set[str]:
@@ -460,12 +486,16 @@ def _typed(ctx: typer.Context) -> set[str]:
 
 def _world(device: str, join: bool = True):
     """This process's place under torchrun (core.training.distributed.World), or None when
-    alone; `join=False` leaves joining the process group to the sweep."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
+    alone; `join=False` reads its rank without joining the process group (the sweep joins
+    it to gather). The rank errors name comes from here too (`_fail`)."""
+    global _WORLD
     from core.training.distributed import World
 
-    return World.from_env(device, join=join)
+    _WORLD = World.from_env(device, join=join)
+    return _WORLD
+
+
+_WORLD = None  # the last World `_world` found: which process an error came from
 
 
 def _restarted_from(checkpoint: str | None) -> bool:
@@ -503,19 +533,22 @@ def _given_options(ctx: typer.Context) -> list[str]:
     return words
 
 
-def _what_it_trains(settings: TrainSettings, runs: int) -> str:
-    """One line: the network, loss, optimizer and data a `train` is about to fit."""
-    from core.pipeline.compare import describe
+def _what_it_trains(run, runs: int) -> str:
+    """One line: the network, loss, optimizer and data a `train` is about to fit (`run`,
+    prepared: its data's sizes and widths)."""
+    from core.pipeline.compare import DEFAULT_DATA, describe
 
+    settings, split = run.settings, run.split
     seeds = f"seed {settings.seed}" if runs == 1 else (
         f"{runs} runs, seeds {settings.seed}-{settings.seed + runs - 1}")
-    data = (f"{settings.n_train} training and {settings.n_test} test points of the disk task"
-            if settings.data == "disk" else f"data {settings.data}")
-    return f"training {describe([settings], width=None)}; {data}, {seeds}"
+    points = f"{len(split.x_train)} training and {len(split.x_test)} test points"
+    if settings.data == DEFAULT_DATA:  # else the description names the data
+        points += f" of {settings.data}"
+    shown = describe([settings], width=None, widths=(run.width, run.out_features))
+    return f"training {shown}; {points}, {seeds}"
 
 
-def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list[str] | None,
-                      registry_file: Path | None) -> str:
+def _where_it_stopped(e: Any, save: str | None, plugins: Plugins) -> str:
     """The line for a Ctrl-C during a single run: the epoch, and the command that resumes
     from its newest checkpoint, with the plugin options that the run needed."""
     import shlex
@@ -524,10 +557,7 @@ def _where_it_stopped(ctx: typer.Context, e: Any, save: str | None, plugin: list
     if e.checkpoint is None:
         return (f"{where}; no checkpoint was written, so it cannot resume "
                 f"(--checkpoint-every K writes one every K epochs)")
-    top = ctx.find_root().obj or {}
-    options = [("--resume", e.checkpoint), ("--save", save)]
-    options += [("--plugin", p) for p in [*top.get("plugins", []), *(plugin or [])]]
-    options += [("--registry", registry_file if registry_file is not None else top.get("registry"))]
+    options = [("--resume", e.checkpoint), ("--save", save), *plugins.options()]
     command = " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in options
                        if value is not None)
     return (f"{where}; the checkpoint of epoch {e.checkpoint_epoch} in {e.checkpoint} is kept; "
@@ -559,11 +589,11 @@ def _check_outputs(runs: int, plot: str | None, csv_path: str | None) -> None:
         check_writable(csv_path)
 
 
-def _write_figures(directory: str, curves, registry, to_stderr: bool) -> None:
+def _write_figures(directory: str, curves, registry) -> None:
     from core.pipeline.figures import write_figures
 
     for path in write_figures(directory, curves, registry):
-        typer.echo(f"wrote {path}", err=to_stderr)
+        typer.echo(f"wrote {path}", err=True)  # status, beside the progress
 
 
 def _many(kind, help_text: str):
@@ -572,6 +602,7 @@ def _many(kind, help_text: str):
 
 
 @app.command()
+@with_plugins
 def compare(
     ctx: typer.Context,
     act: _many(str, "Activation.") = None,
@@ -590,13 +621,11 @@ def compare(
     seed: Annotated[int, typer.Option(help="First seed of every configuration's runs.")] = DEFAULTS.seed,
     runs: Annotated[int, typer.Option(help="Models trained per configuration.")] = 1,
     one_at_a_time: OneAtATimeOpt = False,
-    plot: Annotated[Optional[str], typer.Option(help="Write loss.png and test_points.png into this folder.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help=PLOT_HELP)] = None,
     csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write the table as CSV to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")] = False,
     layers: _many(str, "The whole network by name (replaces --act/--hidden).") = None,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
     data: _many(str, "A dataset with options, or a file (`nn-cli list dataset`).") = None,
     target: TargetOpt = None,
     test_fraction: TestFractionOpt = DEFAULTS.test_fraction,
@@ -623,47 +652,40 @@ def compare(
     variations = {key: list(dict.fromkeys(values)) for key, values in given.items() if values}
     with _workers(ctx, workers):  # --workers K: the other K - 1 start now
         _check_outputs(runs, plot, csv_path)
-        from core.pipeline.compare import configurations
+        from core.pipeline.compare import configurations, plan, run_plan
+        from core.pipeline.progress import runs_reporter
 
         base = TrainSettings(seed=seed, target=target, test_fraction=test_fraction,
                              val_fraction=val_fraction, patience=patience)
-        typed = set(variations) | (_typed(ctx) & {"target", "test_fraction", "val_fraction",
-                                                  "patience"})
-        configs = configurations(base, variations)  # checks every value before any work
-        from core.pipeline.compare import compare as run_compare
-        from core.pipeline.progress import runs_reporter
-
+        configurations(base, variations)  # checks every value before any work
         _one_thread()
-        registry = load(ctx, plugin, registry_file, strict_plugins)
-        from core.pipeline.experiment import check, with_data_defaults
-
-        if data:  # a dataset's own defaults may change the epochs the progress bar counts
-            configs = [with_data_defaults(c, registry, typed) for c in configs]
-        for settings in configs:  # every name, before the processes join
-            check(settings, registry)
+        registry = plugins.registry()
+        typed = _typed(ctx) & {"target", "test_fraction", "val_fraction", "patience"}
+        # every configuration resolved and checked, before the processes join
+        planned = plan(base, variations, runs, registry, not one_at_a_time, typed)
         # the sweep joins the group to gather: until then the ranks take work as they come
-        world = _world(configs[0].device, join=False)
+        world = _world(planned[0].settings.device, join=False)
         quiet = world is not None and not world.main  # only rank 0 reports
-        longest = max(c.epochs for c in configs)
+        longest = max(r.settings.epochs for r in planned)
+        varied = [key for key, values in variations.items() if len(values) > 1]
         try:
-            with runs_reporter(runs * len(configs), longest, to_stderr=as_json, quiet=quiet) as progress:
+            with runs_reporter(runs * len(planned), longest, to_stderr=True, quiet=quiet) as progress:
 
-                progress.configurations = len(configs)
+                progress.configurations = len(planned)
 
                 def next_configuration(index: int, name: str) -> None:
                     progress.label, progress.offset = name, index * runs
 
-                comparison = run_compare(base, variations, runs, registry, progress.on_epoch,
-                                         progress.on_run, next_configuration,
-                                         together=not one_at_a_time, typed=typed,
-                                         world=world)
+                comparison = run_plan(planned, varied, runs, registry, progress.on_epoch,
+                                      progress.on_run, next_configuration,
+                                      together=not one_at_a_time, world=world)
         except KeyboardInterrupt:
-            raise Stopped(f"interrupted with {progress.finished} of {runs * len(configs)} runs "
+            raise Stopped(f"interrupted with {progress.finished} of {runs * len(planned)} runs "
                           f"finished; nothing was written") from None
         if quiet:
             return
         if plot is not None:
-            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry, as_json)
+            _write_figures(plot, list(zip(comparison.labels, comparison.results)), registry)
         if csv_path is not None:
             comparison.write_csv(csv_path)
         if as_json:
@@ -698,28 +720,28 @@ def _refuse_beside_layers(layers: Any, given: list[str]) -> None:
 
 
 @app.command()
+@with_plugins
 def predict(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
     input: Annotated[str, typer.Option("--input", help="CSV or JSON rows of features.")],
     output: Annotated[Optional[str], typer.Option(help="Write here (atomically) instead of stdout.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: by --output's extension, else csv).")] = None,
-    proba: Annotated[bool, typer.Option("--proba", help="Add one probability per class (p_NAME columns).")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    proba: Annotated[bool, typer.Option("--proba", metavar="", help="Add one probability per class (p_NAME columns).")] = False,
+    plugins: Plugins = None,
 ) -> None:
     """Predict the score and class (its name) of every row of a file with a saved model;
     a regression model predicts its targets."""
     from core.files.inference import predict_file
 
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     text = predict_file(model, input, output=output, fmt=fmt, registry=registry, proba=proba)
     if output is None:
         typer.echo(text, nl=False)
 
 
 @app.command()
+@with_plugins
 def evaluate(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
@@ -727,16 +749,15 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the fresh test set.")] = 0,
     n: Annotated[int, typer.Option(help="Points in the fresh test set.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    plugins: Plugins = None,
 ) -> None:
     """Report a saved model's error on a labelled file, or without one on fresh points of
-    the disk task (a model of other data: on its run's own test rows)."""
+    its data (a dataset that draws as many as asked, such as the disk), else on its run's
+    own test rows."""
     from core.files.inference import evaluate_model
-    from core.pipeline.experiment import test_rows
+    from core.pipeline.prepare import test_rows
 
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     result = evaluate_model(model, input_path=input, seed=seed, n=n, registry=registry,
                             test_split=test_rows)
     if as_json:
@@ -750,15 +771,14 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @app.command()
+@with_plugins
 def serve(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
     host: Annotated[str, typer.Option(
         help="Address to bind; anything but 127.0.0.1 lets other machines train here.")] = "127.0.0.1",
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
-    plugin: PluginOpt = None,
-    registry_file: RegistryOpt = None,
-    strict_plugins: StrictOpt = False,
+    open_browser: Annotated[bool, typer.Option("--open", metavar="", help="Open the page in a browser.")] = False,
+    plugins: Plugins = None,
 ) -> None:
     """Serve the playground: pick data and a network in the browser, watch it train here."""
     if not 0 <= port <= 65535:
@@ -772,7 +792,7 @@ def serve(
             f"nn-cli serve needs the serve extra ({e.name} is missing): "
             f"pip install 'nn-scratch[serve]'"
         ) from None
-    registry = load(ctx, plugin, registry_file, strict_plugins)
+    registry = plugins.registry()
     if host not in LOCAL_HOSTS:
         typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
                    f"train networks on this machine; the playground has no login", err=True)

@@ -7,8 +7,8 @@
 Needs `pip install -e '.[bench]'` (scikit-learn, pandas).
 
 For each data set and seed, `nn-cli train --data NAME` with its defaults (the same library
-calls: `with_data_defaults`, then `train`) is measured against, on the same split (the
-run's seeded, stratified 75/25 split, taken from `core.pipeline.experiment.split_data`)
+calls: `resolve`, then `train`) is measured against, on the same split (the
+run's seeded, stratified 75/25 split, taken from `core.pipeline.prepare.raw_split`)
 and the same standardised inputs:
   - scikit-learn's MLPClassifier / MLPRegressor of the issue's shape (digits: (100,) and
     its defaults; the 2-D sets and breast_cancer: (25, 25, 25); diabetes: MLPRegressor
@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 
 from core import TrainSettings, default_registry, train
-from core.pipeline.experiment import split_data, with_data_defaults
+from core.pipeline.prepare import raw_split
+from core.pipeline.resolve import resolve
 
 SETS = ["digits", "moons", "circles", "xor", "spiral", "gauss", "breast_cancer", "diabetes"]
 READER = """
@@ -125,7 +126,7 @@ def torch_run(seed, x_train, y_train, x_test, y_test):
 
 
 def ours_run(registry, name, seed):
-    settings = with_data_defaults(TrainSettings(data=name, seed=seed), registry)
+    settings = resolve(TrainSettings(data=name, seed=seed), registry).settings
     start = time.perf_counter()
     with torch.set_grad_enabled(False):
         result = train(settings, registry)
@@ -150,7 +151,7 @@ def bench_sets(names, seeds) -> None:
             score, seconds, settings = ours_run(registry, name, seed)
             ours.append(score)
             t_ours.append(seconds)
-            split = split_data(settings, registry)  # the same points our run used
+            split = raw_split(settings, registry)  # the same points our run used
             points = [t.numpy() for t in (split.x_train, split.y_train, split.x_test, split.y_test)]
             score, seconds = sklearn_run(name, seed, *points)
             ref.append(score)

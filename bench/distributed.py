@@ -116,7 +116,7 @@ def worker_parts() -> None:
 
     from core import default_registry
     from core.pipeline.compare import configurations
-    from core.pipeline.experiment import check
+    from core.pipeline.prepare import check
     from core.pipeline.multirun import seeds_of, train_seeds
     from core.training.settings import TrainSettings
 

@@ -56,6 +56,7 @@ from cli import app  # noqa: E402
 from core import TrainSettings, train  # noqa: E402
 from core.files.atomic import temp_files  # noqa: E402
 from core.files.model_file import CHECKSUM_KEY, METADATA_KEY, checksum, save_model  # noqa: E402
+from core.files.versions import FORMAT_VERSION  # noqa: E402
 
 MEMORY_LIMIT = 4 * 2**30  # bytes of address space for the in-process cases
 SETTINGS = TrainSettings(hidden=(6, 5), epochs=2, seed=4, n_train=200, n_test=100)
@@ -88,15 +89,17 @@ def join(outer: dict, body: bytes) -> bytes:
 def edited(data: bytes, change: Callable[[dict], None], *, sign: str = "drop") -> bytes:
     """The file with its nn-scratch header passed through `change`.
 
-    sign: "drop" removes the checksum (a file from before checksums, so the check under
-    test is the one that must refuse it), "keep" leaves the now stale one, "redo" records a
-    fresh one (as a bug that wrote a bad file would).
+    sign: "drop" removes the checksum (a file from before checksums, format version 1, so
+    the check under test is the one that must refuse it), "keep" leaves the now stale one,
+    "redo" records a fresh one (as a bug that wrote a bad file would).
     """
     outer, body = split(data)
     inner = json.loads(outer["__metadata__"][METADATA_KEY])
     change(inner)
     if sign == "drop":
         inner.pop(CHECKSUM_KEY, None)
+        if inner.get("format_version") == FORMAT_VERSION:  # files had checksums from version 2
+            inner["format_version"] = 1
     elif sign == "redo":
         inner[CHECKSUM_KEY] = checksum(inner, load(data))
     outer["__metadata__"][METADATA_KEY] = json.dumps(inner)  # NaN stays NaN
@@ -174,7 +177,7 @@ def model_cases(good: bytes, rng: random.Random) -> dict[str, Callable[[Path], P
         "layer name edited": set_in(["architecture", 0, "name"], "linaer"),
         "activation name edited": set_in(["architecture", 1, "name"], "swish"),
         "loss name edited": set_in(["loss"], "hinge2"),
-        "format_version 2": set_in(["format_version"], 2),
+        "format_version newer": set_in(["format_version"], FORMAT_VERSION + 1),
         "format_version 0": set_in(["format_version"], 0),
         "format_version '1' (a string)": set_in(["format_version"], "1"),
         "format name edited": set_in(["format"], "nn-scrotch"),
@@ -191,7 +194,7 @@ def model_cases(good: bytes, rng: random.Random) -> dict[str, Callable[[Path], P
     }
     for name, change in edits.items():
         add(f"{name}, no checksum", lambda c=change: edited(good, c, sign="drop"))
-    for name in ("shape edited (out_features 7)", "preprocessing: mean NaN", "format_version 2"):
+    for name in ("shape edited (out_features 7)", "preprocessing: mean NaN", "format_version newer"):
         add(f"{name}, stale checksum", lambda c=edits[name]: edited(good, c, sign="keep"))
     for name in ("preprocessing: mean NaN", "preprocessing: std Infinity", "shape edited (12000-wide layers)"):
         add(f"{name}, checksum recomputed", lambda c=edits[name]: edited(good, c, sign="redo"))

@@ -44,9 +44,8 @@ from speed import peak_bytes  # noqa: E402: the same memory measure as bench/spe
 from core import TrainSettings, default_registry, no_input_grad, train, train_ensemble  # noqa: E402
 from core.data.metrics import regression_metrics  # noqa: E402
 from core.network.assemble import build_flat_stack  # noqa: E402
-from core.pipeline.experiment import (  # noqa: E402
-    build_network, generator, network_specs, prepare_data, shape_of, with_data_defaults,
-)
+from core.pipeline.prepare import prepare  # noqa: E402
+from core.pipeline.resolve import EVERY_FIELD, resolve  # noqa: E402
 from core.training.schedule import SCHEDULES  # noqa: E402
 
 # The issue's reference CNN, and the same with batchnorm after each convolution and dropout
@@ -99,14 +98,12 @@ def torch_twin(ours) -> torch.nn.Sequential:
 
 def torch_train(settings, registry, loss_fn, *, schedule: str):
     """torch.nn's run of `settings`: our initial weights, our batches, its own loop."""
-    data = prepare_data(settings, registry)
-    in_shape, out = shape_of(data, registry, settings)
-    model = build_network(registry, settings, network_specs(registry, settings, out),
-                          in_features=in_shape, out_features=out)
+    run = prepare(resolve(settings, registry, EVERY_FIELD), registry)
+    data, model = run.data, run.model
     shape = model.input_shape
     theirs = torch_twin(model)
     optimizer = torch.optim.Adam(theirs.parameters(), lr=settings.lr)
-    shuffle = generator(settings, "shuffle")
+    shuffle = run.generators["shuffle"]
     x, y = data.x_train.view(-1, *shape), data.y_train
     n = len(x)
     for epoch in range(1, settings.epochs + 1):
@@ -147,15 +144,14 @@ def bench_accuracy(registry, quick: bool) -> None:
 def bench_step(registry, quick: bool) -> None:
     print("\n## step: one training step of the CNN, one thread\n")
     settings = dataclasses.replace(DIGITS, dtype="float32")
-    data = prepare_data(settings, registry)
-    in_shape, out = shape_of(data, registry, settings)
-    specs = network_specs(registry, settings, out)
+    run = prepare(resolve(settings, registry, EVERY_FIELD), registry)
+    data = run.data
     repeats, steps = (5, 5) if quick else (21, 20)
     print("| batch | ours (ms) | torch.nn (ms) | speed-up | ours peak MiB | torch.nn peak MiB | memory ratio |")
     print("|---|---|---|---|---|---|---|")
     for batch in (32, 256):
         x, y = data.x_train[:batch], data.y_train[:batch]
-        model = build_network(registry, settings, specs, in_features=in_shape, out_features=out)
+        model = run.build_network()
         theirs = torch_twin(model)
         loss = registry.create("loss", settings.loss)
         optimizer = registry.create("optimizer", "adam", parameters=model.parameters(), lr=settings.lr)
@@ -224,7 +220,7 @@ def bench_ensemble(registry, quick: bool) -> None:
     settings = dataclasses.replace(DIGITS, layers=PLAIN_CNN, epochs=1 if quick else DIGITS.epochs)
     print(f"\n## ensemble: {runs} runs of the plain CNN, {settings.epochs} epochs each\n")
     print(f"layers: {PLAIN_CNN}\n")
-    prepare_data(settings, registry)  # the one-time imports and reads, outside both timings
+    prepare(resolve(settings, registry, EVERY_FIELD), registry)  # the one-time imports and reads, outside both timings
     start = time.perf_counter()
     train_ensemble(settings, range(runs), registry)
     together = time.perf_counter() - start
@@ -246,9 +242,8 @@ def bench_ensemble(registry, quick: bool) -> None:
 def ensemble_steps(registry, settings, runs: int, repeats: int) -> tuple[float, float]:
     """Medians of one step of `runs` networks: as one ensemble, as `runs` single steps, and
     one network's step on the `runs` batches at once."""
-    data = prepare_data(settings, registry)
-    in_shape, out = shape_of(data, registry, settings)
-    specs = network_specs(registry, settings, out)
+    run = prepare(resolve(settings, registry, EVERY_FIELD), registry)
+    data, specs, in_shape = run.data, run.specs, run.in_features
     batch = settings.batch_size
     x, y = data.x_train[:batch], data.y_train[:batch]
     xs, ys = x.expand(runs, *x.shape).contiguous(), y.expand(runs, *y.shape).contiguous()
@@ -256,7 +251,7 @@ def ensemble_steps(registry, settings, runs: int, repeats: int) -> tuple[float, 
     ensemble = build_flat_stack(registry, specs, in_shape, init=settings.init,
                                 generator=torch.Generator().manual_seed(0), dtype=torch.float32,
                                 device="cpu", runs=runs)
-    single = build_network(registry, settings, specs, in_features=in_shape, out_features=out)
+    single = run.build_network()
 
     def optimizer(model):
         return registry.create("optimizer", settings.optimizer, parameters=model.parameters(),
@@ -358,7 +353,7 @@ def bench_allocator(registry, quick: bool) -> None:
 
 
 def bench_denoise(registry, quick: bool) -> None:
-    base = with_data_defaults(TrainSettings(data="denoise"), registry, ())
+    base = resolve(TrainSettings(data="denoise"), registry, ()).settings
     seeds = SEEDS[:1] if quick else SEEDS
     settings = dataclasses.replace(base, epochs=2 if quick else base.epochs)
     print(f"\n## denoise: the course's network on noisy digits, seeds {seeds[0]}-{seeds[-1]}\n")

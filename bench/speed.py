@@ -43,7 +43,8 @@ from collections.abc import Callable
 import torch
 
 from core import TrainSettings, build_mlp, default_registry, disk_dataset, fit, train, train_ensemble
-from core.pipeline.experiment import build_network, generator, prepare_data
+from core.pipeline.prepare import prepare
+from core.pipeline.resolve import EVERY_FIELD, generator, resolve
 
 HIDDEN, LR, N = [25, 25, 25], 0.1, 1000
 BATCHES = (1, 10, 100, 1000)
@@ -201,12 +202,22 @@ def bench_step(registry, device, threads: int, quick: bool) -> None:
               flush=True)
 
 
+def data_of(settings):
+    """The run's data as `nn-cli train` prepares it (the settings whole: no default applied)."""
+    return prepare(resolve(settings, None, EVERY_FIELD), check=False).data
+
+
+def network_of(settings, registry):
+    """The run's network, its weights drawn from the seed, as `train` builds it."""
+    return prepare(resolve(settings, registry, EVERY_FIELD), registry, check=False).model
+
+
 def torch_sequential(runs, data, epochs, device):
     """30 torch.nn runs one after another, each on its own seed's data, weights and batches."""
     registry = default_registry()
     models = []
     for run, d in zip(runs, data):
-        model = torch_twin(build_network(registry, run))
+        model = torch_twin(network_of(run, registry))
         torch_fit(model, d.x_train, d.y_train, epochs=epochs, batch_size=run.batch_size,
                   gen=generator(run, "shuffle"))
         models.append(model)
@@ -218,7 +229,7 @@ def torch_vmap(runs, data, epochs, device):
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
     registry = default_registry()
-    twins = [torch_twin(build_network(registry, run)) for run in runs]
+    twins = [torch_twin(network_of(run, registry)) for run in runs]
     params, _ = stack_module_state(twins)
     params = {k: v.detach() for k, v in params.items()}  # (runs, ...) each
     base = copy.deepcopy(twins[0]).to("meta")
@@ -255,7 +266,7 @@ def bench_ensemble(registry, device, quick: bool) -> None:
     )
     seeds = list(range(runs_n))
     runs = [dataclasses.replace(settings, seed=s) for s in seeds]
-    data = [prepare_data(run) for run in runs]
+    data = [data_of(run) for run in runs]
     threads = torch.get_num_threads()
     print(f"\n### The {runs_n}-run experiment ({device.type}, {threads} thread{'s' * (threads > 1)}, "
           f"batch {BATCH_OF_30_RUNS}, {epochs} epoch{'s' * (epochs > 1)} of {N // BATCH_OF_30_RUNS} steps per run; "
@@ -343,7 +354,7 @@ def bench_sklearn(registry, quick: bool) -> None:
     ratios: dict[str, list[float]] = {name: [] for name in names}
     for seed in seeds:
         settings = dataclasses.replace(defaults, seed=seed)
-        data = prepare_data(settings)
+        data = data_of(settings)
         ours, theirs = [], {name: [] for name in names}
         reached: dict[str, int | None] = {}
         target = None

@@ -53,10 +53,15 @@ _WHERE = {
     "DataError": "core.data.dataset",
     "build_dataset": "core.data.dataset",
     "read_data_file": "core.data.reading",
-    "error_rate": "core.training.loop",
+    "error_rate": "core.training.evaluate",
     "fit": "core.training.loop",
     "TrainResult": "core.training.result",
-    "train": "core.pipeline.experiment",
+    "train": "core.pipeline.train",
+    "train_run": "core.pipeline.train",
+    "resolve": "core.pipeline.resolve",
+    "ResolvedRun": "core.pipeline.resolve",
+    "prepare": "core.pipeline.prepare",
+    "Run": "core.pipeline.prepare",
     "LoadedModel": "core.files.model_file",
     "load_model": "core.files.model_file",
     "save_model": "core.files.model_file",
@@ -96,7 +101,9 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.files.checkpoint import Checkpointing, read_checkpoint
     from core.pipeline.ensemble import train_ensemble
     from core.files.model_file import LoadedModel, load_model, save_model
-    from core.pipeline.experiment import train
+    from core.pipeline.prepare import Run, prepare
+    from core.pipeline.resolve import ResolvedRun, resolve
+    from core.pipeline.train import train, train_run
     from core.training.result import TrainResult
     from core.plugin.hookspecs import hookimpl, hookspec
     from core.network.protocols import (
@@ -107,6 +114,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.network.sequential import Sequential
     from core.training.settings import TrainSettings
     from core.network.stack import parse_layers
-    from core.training.loop import error_rate, fit
+    from core.training.evaluate import error_rate
+    from core.training.loop import fit
     from core.pipeline.multirun import MultiRunResult, run_many
     from core.pipeline.compare import Comparison

@@ -6,8 +6,8 @@ waits on training and never sees a half-updated network. Frames are drawn by a s
 thread, the painter, from a copy of the weights taken between epochs, so that drawing a
 100 x 100 heat map (a forward pass over 10,000 points) overlaps training instead of
 pausing it. Each epoch is the framework's own
-`core.training.fit` for one epoch; N epochs here leave exactly the network that
-`core.pipeline.experiment.train` leaves after N epochs with the same settings (tested).
+`core.training.loop.fit` for one epoch; N epochs here leave exactly the network that
+`core.pipeline.train.train` leaves after N epochs with the same settings (tested).
 
 What the page draws travels as JSON text built in the worker: a *setup* (the points and
 the plotted square, once per reset) and *frames* (epoch, losses, errors, the heat map), at
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -33,15 +34,16 @@ from typing import Any
 import torch
 
 from core.data.dataset import CLASSIFICATION, build_from_factory
-from core.data.dataset import CONTEXT as DATA_CONTEXT
 from core.errors import NNError, SettingsError
 from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
 from core.network.stack import constructor_parameters
-from core.pipeline.experiment import (
-    build_network, check, generator, network_specs, prepare_data, result_of, shape_of, split_data,
-)
+from core.pipeline.prepare import prepare
+from core.pipeline.resolve import EVERY_FIELD, resolve
+from core.pipeline.train import result_of
+from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
+from core.training.components import make_loss
 from core.training.evaluate import output_errors, predicted_classes
 from core.training.loop import fit
 
@@ -53,44 +55,41 @@ PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames dr
 
 @dataclass
 class Run:
-    """The tensors of one run, from its seed: what `core.pipeline.experiment.train` would build."""
+    """One tab's run, from its seed: the run `core.pipeline.train.train` would prepare
+    (`core.pipeline.prepare`), trained here one epoch at a time."""
 
     config: PlaygroundConfig
     registry: Registry
 
     def __post_init__(self) -> None:
         entry = self.registry.get("dataset", self.config.data)
-        self.settings = self.config.settings(constructor_parameters(entry.factory))
+        settings = self.config.settings(constructor_parameters(entry.factory))
+        # The page chose every setting: no dataset default applies.
+        resolved = resolve(settings, self.registry, EVERY_FIELD)
+        _check_arguments(resolved.network_specs(1))  # the widths, before any weight is drawn
+        prepared = prepare(resolved, self.registry)
+        if self.config.linear_model:  # no hidden layer: the inputs straight to the outputs
+            layers = f"linear:out={prepared.out_features}"
+            resolved = dataclasses.replace(  # the same data: only the network changes
+                resolve(replace(settings, layers=layers), self.registry, EVERY_FIELD),
+                dataset=prepared.data.dataset)
+            prepared = prepare(resolved, self.registry)
+        self.prepared, self.settings, self.specs = prepared, prepared.settings, prepared.specs
+        self.data, self.raw = prepared.data, prepared.split  # the points as drawn: plotted
         with torch.set_grad_enabled(False):
-            self.data = prepare_data(self.settings, self.registry)
-            in_features, out_features = shape_of(self.data, self.registry, self.settings)
-            if self.config.linear_model:  # no hidden layer: the inputs straight to the outputs
-                self.settings = replace(self.settings, layers=f"linear:out={out_features}")
-            self.specs = network_specs(self.registry, self.settings, out_features)
-            _check_arguments(self.specs)  # before `check` builds the network
-            check(self.settings, self.registry)
-            self.raw = split_data(self.settings, self.registry)  # the points as drawn: plotted
-            self.model = self.network(in_features, out_features)
+            self.model = prepared.model
             _check_size(self.model)
             # A second network and loss that the painter draws from, so that drawing never
             # touches what the trainer's backward needs (each module caches its last input).
-            self.view = self.network(in_features, out_features)
+            self.view = prepared.build_network()
             self.view.eval()  # dropout off, batch norm on its running statistics
-        self.loss = self.registry.create("loss", self.settings.loss)
-        self.view_loss = self.registry.create("loss", self.settings.loss)
-        self.optimizer = self.registry.create(
-            "optimizer", self.settings.optimizer, parameters=self.model.parameters(),
-            lr=self.settings.lr,
-        )
-        self.shuffle = generator(self.settings, "shuffle")
+        self.loss, self.optimizer = prepared.loss, prepared.optimizer
+        self.view_loss = make_loss(self.registry, self.settings)
+        self.shuffle = prepared.generators["shuffle"]
         self.losses: list[float] = []  # mean training loss of each epoch, as fit reports it
         self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
         self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
                           self.data.x_train.dtype)
-
-    def network(self, in_features: int, out_features: int):
-        return build_network(self.registry, self.settings, self.specs, in_features=in_features,
-                             out_features=out_features)
 
     @property
     def epoch(self) -> int:
@@ -185,7 +184,7 @@ def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
         if dataset.input_shape == (2,) and dataset.task in CLASSIFICATION:
             options = {name: None if p.default is p.empty else p.default
                        for name, p in constructor_parameters(entry.factory).items()
-                       if name not in DATA_CONTEXT and p.kind != p.VAR_KEYWORD}
+                       if name not in context_arguments("dataset") and p.kind != p.VAR_KEYWORD}
             found[entry.name] = {"name": entry.name, "summary": entry.summary,
                                  "plugin": entry.plugin, "options": options,
                                  "classes": dataset.n_classes}

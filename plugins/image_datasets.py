@@ -133,13 +133,11 @@ def denoise(generator: torch.Generator, noise: float = 0.3) -> Dataset:
                    target_names=names, description=f"digits with noise {noise:g} -> clean digits")
 
 
-# Pixels stay in [0, 1] (no standardising: the sigmoid output matches the clean pixels), MSE,
-# and the course's network with Adam.
-denoise.defaults = {"preprocess": "none", "loss": "mse", "layers": COURSE_DENOISER, "epochs": 30,
-                    "lr": 0.003, "batch_size": 32}
-
-
 @hookimpl
 def register_datasets(register):
     register("mnist", mnist)
-    register("denoise", denoise)
+    # Pixels stay in [0, 1] (no standardising: the sigmoid output matches the clean pixels),
+    # MSE, and the course's network with Adam.
+    register("denoise", denoise, defaults={"preprocess": "none", "loss": "mse",
+                                           "layers": COURSE_DENOISER, "epochs": 30, "lr": 0.003,
+                                           "batch_size": 32})

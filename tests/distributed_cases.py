@@ -21,9 +21,10 @@ sys.path.insert(0, str(EXTRAS))
 from core import TrainSettings  # noqa: E402
 from core.pipeline.compare import compare  # noqa: E402
 from core.plugin.discovery import load_registry  # noqa: E402
-from core.training.distributed import DistributedError, World, claims  # noqa: E402
+from core.pipeline.sharing import claims  # noqa: E402
+from core.training.distributed import DistributedError, World  # noqa: E402
 from core.errors import NNError  # noqa: E402
-from core.pipeline.experiment import train  # noqa: E402
+from core.pipeline.train import train  # noqa: E402
 from core.pipeline.multirun import run_many  # noqa: E402
 
 # float64, a few epochs; batch 30 of 100 samples leaves a last batch of 10, and batch 1

@@ -142,7 +142,8 @@ def test_resume_refuses_other_settings_and_model_files(tmp_path):
     tensors = load_file(path)
     tensors["optimizer.velocity.0"] = torch.zeros(3)  # plain SGD keeps no velocity
     header = dict(read_checkpoint(path).file.header)
-    del header["checksum"]  # an unverified file, so the optimizer check is the one that refuses
+    del header["checksum"]  # a version-1 file from before checksums: the optimizer check refuses
+    header["format_version"] = 1
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, bad, metadata={"nn_scratch": json.dumps(header)})
     with pytest.raises(ModelFileError, match="optimizer state does not fit.*shape"):
@@ -440,7 +441,7 @@ def test_a_real_sigint_stops_with_the_resume_command(tmp_path, one_thread):
         env={**os.environ, "PYTHONPATH": os.getcwd()},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored
     )
-    for line in process.stdout:
+    for line in process.stderr:  # progress: on stderr
         if line.startswith("epoch 2/"):
             process.send_signal(signal.SIGINT)
             break

@@ -72,9 +72,10 @@ def test_list_unknown_kind(run):
 def test_train_prints_progress_and_final_errors(run):
     result = run("train", *FAST)
     assert result.exit_code == 0, result.output
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("training ") and lines[1].startswith("epoch 1/2  loss ")
-    assert lines[-1].startswith("train error ") and "test error" in lines[-1]
+    progress = result.stderr.strip().splitlines()  # progress on stderr, results on stdout
+    assert progress[0].startswith("training ") and progress[1].startswith("epoch 1/2  loss ")
+    [line] = result.stdout.strip().splitlines()
+    assert line.startswith("train error ") and "test error" in line
 
 
 def test_train_json_is_one_object_with_errors_settings_and_losses(run):
@@ -117,7 +118,7 @@ def test_train_twice_gives_identical_json(run):
         ("--lr", "nan", ["lr", "nan", "> 0"]),
         ("--epochs", "0", ["epochs", "0", ">= 1"]),
         ("--epochs", "many", ["--epochs"]),
-        ("--batch-size", "0", ["batch_size", ">= 1"]),
+        ("--batch-size", "0", ["--batch-size", ">= 1"]),
         ("--seed", "-3", ["seed", "-3"]),
         ("--dtype", "float16", ["dtype", "float16", "float32, float64"]),
     ],
@@ -167,6 +168,9 @@ def test_figure_labels_and_titles_describe_the_stack():
         assert "tanh" not in text and "25" not in text, text
     plain = TrainSettings(act="relu")
     assert "relu" in run_label(plain) and "relu" in describe([plain])
+    # as the README says of one configuration: the options off their defaults
+    assert run_label(TrainSettings()) == "defaults"
+    assert run_label(TrainSettings(act="relu", epochs=3)) == "--act relu --epochs 3"
 
 
 # -- rough edges a newcomer met in the first hour ----------------------------------------
@@ -174,7 +178,7 @@ def test_figure_labels_and_titles_describe_the_stack():
 
 def test_train_says_first_what_it_trains(run):
     result = run("train", "--loss", "mse", *FAST)
-    first = result.stdout.splitlines()[0]
+    first = result.stderr.splitlines()[0]
     assert first.startswith("training "), first
     for fragment in ("2-8-8-1 net", "tanh", "mse loss", "adam", "lr 0.04", "2 epochs",
                      "1000 training and 1000 test points"):
@@ -187,7 +191,7 @@ def test_train_says_first_what_it_trains(run):
 def test_save_says_what_it_wrote(run, tmp_path):
     model = tmp_path / "m.safetensors"
     result = run("train", *FAST, "--save", str(model))
-    assert f"wrote {model}" in result.stdout
+    assert f"wrote {model}" in result.stderr
     quiet = run("train", *FAST, "--save", str(model), "--json")
     assert f"wrote {model}" in quiet.stderr and json.loads(quiet.stdout)
 

@@ -68,10 +68,10 @@ def test_runs_json_is_identical_twice(run):
 
 def test_runs_text_prints_a_line_per_run_and_mean_and_std(run):
     result = run("train", "--runs", "2", *FAST)
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("training ") and lines[0].endswith("2 runs, seeds 0-1")
-    assert lines[1].startswith("run 1/2  seed 0  train error")
-    assert lines[-1].startswith("2 runs (seeds 0-1, trained together as one batched ensemble), "
+    progress, lines = result.stderr.strip().splitlines(), result.stdout.strip().splitlines()
+    assert progress[0].startswith("training ") and progress[0].endswith("2 runs, seeds 0-1")
+    assert progress[1].startswith("run 1/2  seed 0  train error")
+    assert len(lines) == 1 and lines[-1].startswith("2 runs (seeds 0-1, trained together as one batched ensemble), "
                                 "mean ± std:") and "test error" in lines[-1]
     alone = run("train", "--runs", "2", "--one-at-a-time", *FAST).stdout.strip().splitlines()
     assert alone[-1].startswith("2 runs (seeds 0-1, one at a time), mean ± std:")

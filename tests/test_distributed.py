@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 import distributed_cases as cases
 from cli import app
 from core.pipeline.compare import compare
-from core.training.distributed import launch_command, part, share
-from core.pipeline.experiment import train
+from core.pipeline.sharing import share
+from core.training.distributed import launch_command, part
+from core.pipeline.train import train
 from core.files.model_file import load_model
 from core.pipeline.multirun import run_many
 
@@ -122,6 +123,24 @@ def test_nccl_without_a_gpu_is_a_clear_error(monkeypatch):
 class _World:
     def __init__(self, rank, size):
         self.rank, self.size = rank, size
+
+
+def test_the_distributed_modules_keep_no_state_in_module_globals():
+    """State lives in objects passed explicitly (a World and its Rendezvous, LocalWorkers):
+    no `global` statement, and nothing at module level but constants, imports and defs."""
+    import ast
+
+    modules = ["core/training/world.py", "core/training/rendezvous.py",
+               "core/training/data_parallel.py", "core/training/launch.py",
+               "core/training/distributed.py", "core/pipeline/sharing.py"]
+    for path in modules:
+        tree = ast.parse((ROOT / path).read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Global)], path
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+                assert all(n.isupper() or n in ("T", "__all__") for n in names), (path, names)
 
 
 # --- data parallel ---------------------------------------------------------------------------
@@ -374,7 +393,8 @@ def test_nccl_data_parallel_equals_one_process(tmp_path):
 
 CLAIMS_OVER_ENV = """
 import sys
-from core.training.distributed import World, claims
+from core.pipeline.sharing import claims
+from core.training.distributed import World
 world = World.from_env(join=False)
 taken = list(claims(world, 7))  # joins first: under env:// the store comes with the group
 world.join()

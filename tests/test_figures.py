@@ -5,11 +5,12 @@ import math
 
 import matplotlib.image
 import pytest
+import torch
 
 from core import TrainSettings
 from core.pipeline.compare import compare
-from core.data.disk import RADIUS
-from core.pipeline.figures import loss_figure, points_figure, write_figures
+from core.data.disk import CENTER, RADIUS
+from core.pipeline.figures import GRID, loss_figure, points_figure, write_figures
 
 SMALL = TrainSettings(hidden=(6,), epochs=4, n_train=200, n_test=150)
 
@@ -61,13 +62,14 @@ def test_points_show_each_runs_mistakes_circle_and_boundary(comparison, curves, 
         n_wrong = round(result.test_error * SMALL.n_test)
         assert len(wrong.get_offsets()) == n_wrong
         assert len(correct.get_offsets()) == SMALL.n_test - n_wrong
-        (circle,) = ax.patches
-        assert circle.get_radius() == pytest.approx(RADIUS)
-        assert len(ax.collections) == 3  # correct, wrong, decision boundary contour
+        assert len(ax.collections) == 4  # correct, wrong, the true boundary, the network's
+        truth = ax.collections[2].get_paths()[0].vertices  # the disk's own rule: its circle
+        distance = ((truth - torch.tensor(CENTER).numpy()) ** 2).sum(axis=1) ** 0.5
+        assert abs(distance - RADIUS).max() < 2 / GRID
         assert f"seed {result.settings.seed}" in ax.get_title()
         assert ax.get_xlabel() == "x1" and ax.get_ylabel() == "x2"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "true circle (area 1/2)" in legend and "network's decision boundary" in legend
+    assert "true boundary (the data's own rule)" in legend and "network's decision boundary" in legend
     assert "Test points" in fig._suptitle.get_text()
 
 

@@ -106,11 +106,13 @@ def test_the_built_in_network_and_ensemble_are_packed():
     """The speed of the optimizer step rests on this (bench/README.md)."""
     from core import TrainSettings, default_registry
     from core.network.assemble import build_stack
-    from core.pipeline.experiment import build_network, network_specs
+    from core.pipeline.prepare import prepare
+    from core.pipeline.resolve import resolve
 
     registry, settings = default_registry(), TrainSettings()
-    single = build_network(registry, settings).parameters()
-    ensemble = build_stack(registry, network_specs(registry, settings), 2, init="xavier",
+    run = prepare(resolve(settings, registry), registry)
+    single = run.model.parameters()
+    ensemble = build_stack(registry, run.specs, 2, init="xavier",
                            generator=torch.Generator().manual_seed(0), runs=3).parameters()
     for params in (single, ensemble):
         assert Adam(params, lr=0.01).packed and SGD(params, lr=0.1).packed

@@ -4,7 +4,7 @@ import torch
 
 from core import default_registry, evaluating
 from core.network.assemble import build_flat_stack
-from core.pipeline.experiment import build_network, network_specs
+from core.pipeline.resolve import generator, resolve
 from core.training import evaluate
 from core.training.settings import TrainSettings
 
@@ -36,7 +36,7 @@ def test_small_data_is_one_forward_and_large_data_equal_slices_of_64_rows_or_mor
 def test_slices_give_a_cnn_ensemble_the_outputs_of_the_whole_in_evaluation(monkeypatch):
     registry = default_registry()
     settings = TrainSettings(data="digits", layers=CNN, loss="cross_entropy", dtype="float64")
-    specs = network_specs(registry, settings, 3)
+    specs = resolve(settings, registry).network_specs(3)
     ensemble = build_flat_stack(registry, specs, (1, 8, 8), init="he",
                                 generator=torch.Generator().manual_seed(0), dtype=torch.float64,
                                 device="cpu", runs=3)
@@ -46,7 +46,8 @@ def test_slices_give_a_cnn_ensemble_the_outputs_of_the_whole_in_evaluation(monke
         monkeypatch.setattr(evaluate, "SLICE_NUMBERS", 1)  # slices of 64 rows
         sliced = evaluate.forward_in_slices(ensemble, x)
     torch.testing.assert_close(sliced, whole, rtol=1e-12, atol=1e-12)
-    single = build_network(registry, settings, specs, in_features=(1, 8, 8), out_features=3)
+    single = build_flat_stack(registry, specs, (1, 8, 8), init=settings.init,
+                              generator=generator(settings, "init"), dtype=torch.float64, device="cpu")
     single.train(False)
     torch.testing.assert_close(evaluate.forward_in_slices(single, x[0]), single.forward(x[0]),
                                rtol=1e-12, atol=1e-12)

@@ -49,10 +49,11 @@ def resign(path):
 
 
 def unsign(path):
-    """The file as nn-scratch wrote it before checksums."""
+    """The file as nn-scratch wrote it before checksums (format version 1)."""
     outer, body = split(path)
     inner = json.loads(outer["__metadata__"][METADATA_KEY])
     del inner[CHECKSUM_KEY]
+    inner["format_version"] = 1
     outer["__metadata__"][METADATA_KEY] = json.dumps(inner)
     return join(path, outer, body)
 
@@ -68,11 +69,14 @@ def edit_header(path, change, *, sign=True):
 
 
 def assert_one_error_line(result, *fragments):
-    """As assert_one_line_error, but stdout may hold train's "training ..." line: the
-    error comes once training has started."""
+    """As assert_one_line_error, but stderr may first hold train's "training ..." line and
+    its progress: the error comes once training has started, as the last line."""
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("nn-cli: error: ") and all(f in line for f in fragments), line
+    lines = result.stderr.strip().splitlines()
+    [line] = [line for line in lines if line.startswith("nn-cli: ")]
+    assert line == lines[-1] and line.startswith("nn-cli: error: "), lines
+    assert all(f in line for f in fragments), line
+    assert result.stdout == ""
 
 
 def cli_predict(model, rows_path):
@@ -152,7 +156,7 @@ def test_resume_of_a_checkpoint_with_a_bad_generator_state_is_refused_before_tra
 @pytest.mark.parametrize("row", ["3e38,3e38", "1e39,0.5", "-1e39,0.5"])
 def test_rows_that_overflow_the_models_dtype_are_refused_with_their_line(saved, tmp_path, row):
     rows = tmp_path / "x.csv"
-    rows.write_text(f"x1,x2\n0.1,0.2\n\n{row}\n")
+    rows.write_text(f"x,y\n0.1,0.2\n\n{row}\n")
     result = cli_predict(saved, rows)
     assert_one_line_error(result, f"{rows}: line 4", "float32")
     assert "nan" not in result.output
@@ -160,7 +164,7 @@ def test_rows_that_overflow_the_models_dtype_are_refused_with_their_line(saved, 
 
 def test_evaluate_refuses_an_overflowing_row(saved, tmp_path):
     rows = tmp_path / "x.csv"
-    rows.write_text("x1,x2,label\n0.1,0.2,1\n3e38,3e38,0\n")
+    rows.write_text("x,y,label\n0.1,0.2,1\n3e38,3e38,0\n")
     assert_one_line_error(invoke("evaluate", saved, "--input", rows), f"{rows}: line 3")
 
 
@@ -305,12 +309,12 @@ def test_a_checkpoint_claiming_huge_training_sets_is_refused(tmp_path):
                  "memory: you tried to allocate 40000000000 bytes. Error code 12"),
 ])
 def test_an_allocation_failure_is_one_line_naming_what_to_lower(monkeypatch, error):
-    import core.pipeline.experiment
+    import core.pipeline.train
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(core.pipeline.experiment, "fit", fail)
+    monkeypatch.setattr(core.pipeline.train, "fit", fail)
     assert_one_error_line(invoke("train", *FAST), "out of memory", "--hidden", "--batch-size")
 
 
@@ -401,7 +405,7 @@ def test_a_csv_field_over_the_limit_is_refused(saved, tmp_path):
 
 def test_a_byte_order_mark_is_ignored(saved, tmp_path):
     with_header, bare = tmp_path / "a.csv", tmp_path / "b.csv"
-    with_header.write_text("\ufeffx1,x2,label\n0.1,0.2,1\n", encoding="utf-8")
+    with_header.write_text("\ufeffx,y,label\n0.1,0.2,1\n", encoding="utf-8")
     bare.write_text("\ufeff0.1,0.2\n", encoding="utf-8")
     assert invoke("evaluate", saved, "--input", with_header).exit_code == 0
     assert invoke("predict", saved, "--input", bare).exit_code == 0
@@ -410,9 +414,9 @@ def test_a_byte_order_mark_is_ignored(saved, tmp_path):
 @pytest.mark.parametrize(
     "text, line",
     [
-        ("x1,x2\n0.1,0.2\n\n0.3,oops\n", 4),  # blank line counted
+        ("x,y\n0.1,0.2\n\n0.3,oops\n", 4),  # blank line counted
         ("0.1,0.2\n\n\n0.3,0.4,0.5\n", 4),  # a row of the wrong width
-        ('x1,x2\n"0.1\n",0.2\n0.3,abc\n', 4),  # a quoted field spanning two lines
+        ('x,y\n"0.1\n",0.2\n0.3,abc\n', 4),  # a quoted field spanning two lines
     ],
 )
 def test_csv_errors_name_the_file_line(saved, tmp_path, text, line):
@@ -423,7 +427,7 @@ def test_csv_errors_name_the_file_line(saved, tmp_path, text, line):
 
 def test_label_errors_name_the_file_line(saved, tmp_path):
     rows = tmp_path / "x.csv"
-    rows.write_text("x1,x2,label\n\n0.1,0.2,1\n0.1,0.2,7\n")
+    rows.write_text("x,y,label\n\n0.1,0.2,1\n0.1,0.2,7\n")
     assert_one_line_error(invoke("evaluate", saved, "--input", rows), f"{rows}: line 4", "label")
 
 

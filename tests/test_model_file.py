@@ -20,6 +20,7 @@ from core.errors import ModelFileError
 from core.files.model_file import (
     FORMAT_VERSION,
     METADATA_KEY,
+    checksum,
     load_model,
     parameter_names,
     save_model,
@@ -46,11 +47,12 @@ def header_of(path):
 
 
 def rewrite(path, dest, *, header=None, tensors=None):
-    """Copy a model file, changing its header and/or tensors; the copy has no checksum
-    (as a file written before them), so the check under test is the one that refuses it."""
+    """Copy a model file, changing its header and/or tensors; the copy carries the checksum
+    of what it now holds, so the check under test is the one that refuses it."""
     tensors = tensors if tensors is not None else load_file(path)
     header = header if header is not None else header_of(path)
     header = {k: v for k, v in header.items() if k != "checksum"}
+    header["checksum"] = checksum(header, tensors)
     save_file(tensors, dest, metadata={METADATA_KEY: json.dumps(header)})
     return dest
 

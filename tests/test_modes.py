@@ -9,9 +9,11 @@ import torch
 
 from core import TrainSettings, load_model, read_checkpoint, save_model, train, train_ensemble
 from core.files.checkpoint import Checkpointing
-from core.pipeline.experiment import prepare_data
+from core.pipeline.prepare import prepare
+from core.pipeline.resolve import resolve
 from core.network.sequential import Sequential
-from core.training.loop import error_rate, fit
+from core.training.evaluate import error_rate
+from core.training.loop import fit
 
 LAYERS = "linear:out=12,batchnorm,relu,dropout:p=0.25,linear:out=8,layernorm,gelu,linear:out=1"
 SETTINGS = TrainSettings(layers=LAYERS, epochs=4, n_train=120, n_test=60, batch_size=32,
@@ -44,7 +46,7 @@ def test_batchnorm_model_saved_and_loaded_predicts_as_before(tmp_path):
     result = train(SETTINGS)
     running_mean = result.model.buffers()["1.running_mean"]
     assert running_mean.abs().sum() > 0  # the statistics moved while training
-    x = prepare_data(SETTINGS).x_test
+    x = prepare(resolve(SETTINGS)).data.x_test
     result.model.eval()
     before = result.model.forward(x)
     loaded = load_model(save_model(tmp_path / "m.safetensors", result))

@@ -16,7 +16,7 @@ pytest.importorskip("httpx2", reason="Starlette's TestClient needs httpx2")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from core.pipeline.experiment import train  # noqa: E402
+from core.pipeline.train import train  # noqa: E402
 from core.files.model_file import load_model  # noqa: E402
 from playground import create_app  # noqa: E402
 from playground.config import LIMITS, PlaygroundConfig, parse_config  # noqa: E402

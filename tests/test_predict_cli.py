@@ -111,13 +111,13 @@ def test_evaluate_on_a_labelled_file(tmp_path, model):
         ("predict", "x,y\n\n0.5,0.5\n\n0.1\n", ["line 5 has 1 values", "line 3 has 2"]),
         ("evaluate", "x,y,label\n0.5,0.5,1\n\n0.2,0.2,3\n", ["line 4 has label 3.0"]),
         ("evaluate", "[[0.5, 0.5, 1], [0.2, 0.2, 3]]", ["line 1 has label 3.0"]),  # JSON: the line the row starts on
-        ("predict", "0.5,0.5,0.5\n", ["rows have 3 features", "takes 2"]),
+        ("predict", "0.5,0.5,0.5\n", ["line 1 has 3 values", "takes 2 features"]),
         ("predict", "", ["no rows"]),
         ("predict", "[1, 2", ["not valid JSON"]),
         ("predict", "0.5,nan\n", ["'nan'", "not a finite number"]),
         ("evaluate", "x,y\n0.5,0.5\n", ["no labels", "'label'"]),
         ("evaluate", "0.5,0.5,2\n", ["line 1 has label 2.0", "0 or 1"]),
-        ("evaluate", "x,z,y,label\n0.5,0.5,0.5,1\n", ["rows have 3 features", "takes 2"]),
+        ("evaluate", "x,z,y,label\n0.5,0.5,0.5,1\n", ["unknown column 'z'", "x, y"]),
     ],
 )
 def test_bad_input_file_is_one_line_and_exit_2(tmp_path, model, command, text, fragments):

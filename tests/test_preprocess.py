@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core import SettingsError, TrainSettings, train
-from core.pipeline.experiment import datasets
+from core.pipeline.prepare import datasets
 from core.data.preprocess import IDENTITY, apply, fit_standardize
 
 

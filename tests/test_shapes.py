@@ -87,7 +87,7 @@ def test_checking_the_default_run_does_not_touch_the_meta_device():
     from pathlib import Path
 
     code = ("import sys; from core import default_registry, TrainSettings; "
-            "from core.pipeline.experiment import check; "
+            "from core.pipeline.prepare import check; "
             "check(TrainSettings(), default_registry()); print('torch._dynamo' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parent.parent,

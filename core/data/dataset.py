@@ -16,11 +16,15 @@ as scikit-learn's `load_*` bunch does. A dataset without its own test split leav
 from __future__ import annotations
 
 import math
-import re
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
+from core.keyvalue import NAME, parse_pair
+from core.plugin.context import context_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -52,8 +56,13 @@ class Dataset:
     class_names: tuple[str, ...] = ()  # classification: one per class, index order
     x_test: torch.Tensor | None = None  # the dataset's own test split, when it has one
     y_test: torch.Tensor | None = None
-    target_names: tuple[str, ...] = ()  # regression: one per target column
+    # regression: one per target column; a file's classification: its label column's name
+    # (so `evaluate` finds the labels of a file of the same kind by name)
+    target_names: tuple[str, ...] = ()
     description: str = ""  # a line or two for `nn-cli info`
+    # The rule that labels a point, where the data have one (the disk: inside the circle):
+    # x (n, features) -> 0/1 labels; figures draw its boundary beside the network's.
+    truth: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def n_features(self) -> int:
@@ -137,9 +146,8 @@ def dataset_problems(data: Dataset) -> list[str]:
 # -- `--data` text -----------------------------------------------------------------------
 
 DATA_EXAMPLE = "spiral:arms=3,noise=0.2,n=900"
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".npz")
-_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
-_KEY = re.compile(r"[A-Za-z_]\w*\Z")
+FILE_SUFFIXES = tuple(kind + packed for kind in (".csv", ".tsv", ".txt", ".json")
+                      for packed in ("", ".gz", ".bz2", ".xz")) + (".npz",)
 
 
 def is_file_text(text: str) -> bool:
@@ -148,44 +156,68 @@ def is_file_text(text: str) -> bool:
     if text.lower().endswith(FILE_SUFFIXES) and not text.startswith("file:"):
         return True
     name, colon, _ = text.partition(":")
-    if colon and _NAME.match(name):
+    if colon and NAME.match(name):
         return False
     return "/" in text or "\\" in text
 
 
 def parse_data_text(text: str) -> tuple[str, dict[str, Any]]:
     """'spiral:arms=3,noise=0.2' -> ('spiral', {'arms': 3, 'noise': 0.2}); a file path -> ('file', {'path': ...})."""
-    from core.network.stack import parse_value  # one reading of values for --layers and --data
+    spec = parse_data(text)
+    return spec.name, dict(spec.options)
 
+
+@dataclass(frozen=True)
+class DataSpec:
+    """`--data` parsed: the registered name and its options (a file: "file", path)."""
+
+    name: str
+    options: Mapping[str, Any]  # read-only: one parse serves every caller
+    text: str  # as typed, for messages and the settings' record
+
+
+def parse_data(text: str) -> DataSpec:
+    """'spiral:arms=3' -> DataSpec('spiral', {'arms': 3}, 'spiral:arms=3').
+
+    Each text is read once: the settings' check when they are made and `resolve` share the
+    result (a few hundred texts are kept; a bad one raises every time).
+    """
     if not isinstance(text, str) or not text.strip():
         raise SettingsError(f"data must name a dataset or a file, such as {DATA_EXAMPLE!r}")
-    text = text.strip()
+    return _read_data_text(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_data_text(typed: str) -> DataSpec:
+    text = typed.strip()
     if is_file_text(text):
-        return "file", {"path": text}
+        return DataSpec("file", MappingProxyType({"path": text}), typed)
     name, _, rest = text.partition(":")
     name = name.strip()
-    if not _NAME.match(name):
+    if not NAME.match(name):
         raise SettingsError(
-            f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.json/.npz file); "
+            f"data {text!r} must start with a dataset name (or be a .csv/.tsv/.txt/.json/.npz "
+            f"file, the text ones also .gz, .bz2 or .xz); "
             f"write name:key=value,... such as {DATA_EXAMPLE!r}"
         )
     options: dict[str, Any] = {}
     for pair in filter(None, (p.strip() for p in rest.split(","))) if rest else ():
-        key, sep, value = (part.strip() for part in pair.partition("="))
-        if not sep or not _KEY.match(key) or not value:
+        parsed = parse_pair(pair)
+        if parsed is None:
             raise SettingsError(
                 f"data {text!r}: {pair!r} is not key=value; write e.g. {DATA_EXAMPLE!r}"
             )
+        key, value = parsed
         if key in options:
             raise SettingsError(f"data {text!r} gives {key!r} twice")
-        options[key] = parse_value(value)
-    return name, options
+        options[key] = value
+    return DataSpec(name, MappingProxyType(options), typed)
 
 
 # -- building ----------------------------------------------------------------------------
 
 # What the pipeline passes a dataset factory when its signature names it (never typed in --data).
-CONTEXT = ("generator", "n_train", "n_test", "dtype", "target")
+CONTEXT = context_arguments("dataset")
 
 
 def build_from_factory(
@@ -239,9 +271,12 @@ def build_from_factory(
 
 
 def build_dataset(
-    registry: Any, text: str, *, generator: torch.Generator, context: dict[str, Any] | None = None,
+    registry: Any, data: str | DataSpec, *, generator: torch.Generator,
+    context: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The Dataset that `--data` text names: a registered dataset with options, or a file."""
-    name, options = parse_data_text(text)
-    entry = registry.get("dataset", name)
-    return build_from_factory(entry.factory, options, generator=generator, context=context, name=name)
+    """The Dataset that `--data` names (its text, or the DataSpec parsed from it): a
+    registered dataset with options, or a file."""
+    spec = data if isinstance(data, DataSpec) else parse_data(data)
+    entry = registry.get("dataset", spec.name)
+    return build_from_factory(entry.factory, dict(spec.options), generator=generator,
+                              context=context, name=spec.name)

@@ -6,9 +6,6 @@ import math
 
 import torch
 
-# settings.dtype -> the torch dtype of data and weights
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
 CENTER = (0.5, 0.5)
 # Area pi r^2 = 1/2, so half the square is class 1. (The report's "1/sqrt(2)" lost the pi:
 # that disk covers the whole square and would label every point 1.)

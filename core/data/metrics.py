@@ -44,22 +44,25 @@ def classification_metrics(
     }
 
 
-def regression_metrics(true: torch.Tensor, predicted: torch.Tensor) -> dict[str, Any]:
-    """RMSE and MAE (in the target's units), R^2 (1 - SSE / total sum of squares), and the
-    PSNR in dB, 10 log10(peak^2 / MSE) with the targets' range as the peak (1 for images
-    in [0, 1], as the denoising task's)."""
+def regression_metrics(true: torch.Tensor, predicted: torch.Tensor, images: bool = True) -> dict[str, Any]:
+    """RMSE and MAE (in the target's units), R^2 (1 - SSE / total sum of squares), and for
+    `images` the PSNR in dB, 10 log10(peak^2 / MSE) with the targets' range as the peak (1
+    for images in [0, 1], as the denoising task's): a figure of pixels, meaningless for a
+    table's target."""
     true, predicted = true.double().cpu(), predicted.double().cpu()  # (n, targets)
     diff = predicted - true
     total = ((true - true.mean(dim=0)) ** 2).sum()
     sse = (diff**2).sum()
     mse = float(diff.pow(2).mean())
     peak = float(true.max() - true.min()) if true.numel() else 0.0
-    return {
+    metrics = {
         "rmse": mse**0.5,
         "mae": float(diff.abs().mean()),
         "r2": float(1 - sse / total) if total > 0 else 0.0,
-        "psnr": 10 * math.log10(peak**2 / mse) if mse > 0 and peak > 0 else None,  # None: exact
     }
+    if images:
+        metrics["psnr"] = 10 * math.log10(peak**2 / mse) if mse > 0 and peak > 0 else None  # None: exact
+    return metrics
 
 
 def text_report(metrics: dict[str, Any]) -> str:

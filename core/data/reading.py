@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.data.compressed import inner_suffix, open_text
 from core.data.dataset import DataError, Dataset
 from core.data.tabular import is_number
 
@@ -34,15 +35,19 @@ MAX_CLASSES = 50  # more distinct whole-number labels than this read as a regres
 FILE_TASKS = ("classification", "regression")
 
 
-def read_data_file(path: str | os.PathLike, target: str | None = None, task: str | None = None) -> Dataset:
-    """The Dataset a file holds; DataError (one line: file, row, column) for anything else."""
+def read_data_file(path: str | os.PathLike, target: str | None = None, task: str | None = None,
+                   sep: str | None = None, skip: int = 0) -> Dataset:
+    """The Dataset a file holds; DataError (one line: file, row, column) for anything else.
+    `sep` and `skip` are for text tables: their separator (else detected) and the lines
+    before the header (or the first row)."""
     shown = str(path)
     if task is not None and task not in FILE_TASKS:
         raise DataError(f"{shown}: task must be one of {', '.join(FILE_TASKS)}, got {task!r}")
     if not Path(path).is_file():
-        raise DataError(f"{shown}: no such file (--data takes a .csv, .tsv, .json or .npz file, "
-                        f"or a dataset name: see `nn-cli list dataset`)")
-    suffix = Path(path).suffix.lower()
+        raise DataError(f"{shown}: no such file (--data takes a .csv, .tsv, .txt, .json or .npz "
+                        f"file, compressed .gz, .bz2 or .xz too, or a dataset name: see "
+                        f"`nn-cli list dataset`)")
+    suffix = inner_suffix(path)
     first = 1  # the row number of the first row of data, as the messages count rows
     if suffix == ".npz":
         x, raw, features, target_name = _npz(shown, path)
@@ -50,9 +55,10 @@ def read_data_file(path: str | os.PathLike, target: str | None = None, task: str
         x, raw, features, target_name = _json(shown, path, target)
     elif suffix in (".csv", ".tsv", ".txt"):
         x, raw, features, target_name, first = _delimited(
-            shown, path, target, "\t" if suffix == ".tsv" else ",")
+            shown, path, target, "\t" if suffix == ".tsv" else ",", sep, skip)
     else:
-        raise DataError(f"{shown}: unknown file type {suffix or '(none)'!r}; accepted: .csv, .tsv, .json, .npz")
+        raise DataError(f"{shown}: unknown file type {suffix or '(none)'!r}; accepted: .csv, .tsv, "
+                        f".txt, .json, .npz (and .gz, .bz2, .xz of the text ones)")
     return _dataset(shown, x, raw, features, target_name, task, first)
 
 
@@ -101,17 +107,20 @@ def _dataset(shown, x: np.ndarray, raw: np.ndarray, features, target_name, task,
     if len(class_names) < 2:
         raise DataError(f"{shown}: every row has the label {class_names[0]!r}; classification "
                         f"needs at least two classes in column {target_name!r}")
+    # numbers read as classes that cannot be: perhaps they are quantities to predict
+    regression = (f"; if {target_name!r} holds quantities rather than classes, add "
+                  f"task=regression (--data file:path={shown},task=regression)") if numeric else ""
     if n < 2 * len(class_names):
         raise DataError(f"{shown}: {n} rows for {len(class_names)} classes; every class needs at "
-                        f"least 2 rows, one to learn from and one to test on")
+                        f"least 2 rows, one to learn from and one to test on{regression}")
     counts = np.bincount(indices.reshape(-1), minlength=len(class_names))
     if counts.min() < 2:
         lonely = class_names[int(counts.argmin())]
         raise DataError(f"{shown}: class {lonely!r} has {int(counts.min())} row; every class needs at "
-                        f"least 2, one to learn from and one to test on")
+                        f"least 2, one to learn from and one to test on{regression}")
     return Dataset(shown, "binary" if len(class_names) == 2 else "multiclass", torch.as_tensor(x),
                    torch.as_tensor(indices.reshape(-1).astype(np.int64)), tuple(features),
-                   (len(features),), class_names)
+                   (len(features),), class_names, target_names=(target_name,))
 
 
 def _looks_like_classes(raw: np.ndarray) -> bool:
@@ -131,23 +140,74 @@ def _number_text(value: float) -> str:
 # -- CSV and TSV -------------------------------------------------------------------------
 
 
-def _delimited(shown: str, path, target, delimiter: str):
-    with open(path, newline="", encoding="utf-8") as f:
-        try:
-            first = next(csv.reader(f, delimiter=delimiter), None)
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise DataError(f"{shown}: not a text table ({e})") from None
+SEPARATORS = {"comma": ",", "semicolon": ";", "tab": "\t", "space": " ", "whitespace": " "}
+# NOTE: " " stands for runs of blanks (numpy's delimiter=None, pandas' sep=r"\s+"): files
+# written with spaces align their columns with as many as they need.
+def _separator(shown: str, sep: str | None) -> str | None:
+    """The separator `sep=` names (a word from SEPARATORS or one character); None: detect."""
+    if sep is None:
+        return None
+    text = SEPARATORS.get(str(sep).lower(), str(sep))
+    if len(text) != 1 or text in "\"\r\n" or text.isalnum():
+        raise DataError(f"{shown}: sep must be one character or one of {', '.join(SEPARATORS)}, "
+                        f"got {sep!r}")
+    return text
+
+
+def _split(line: str, separator: str) -> list[str]:
+    """One line's fields: runs of blanks for " ", else as the csv module reads them."""
+    if separator == " ":
+        return line.split()
+    return next(csv.reader([line], delimiter=separator), [])
+
+
+def _detect(lines: list[str], fallback: str) -> str:
+    """The separator that splits every one of the first lines into the same number (two or
+    more) of fields: comma, tab, semicolon, then blanks; `fallback` when none does."""
+    for candidate in (",", "\t", ";", " "):
+        counts = {len(_split(line, candidate)) for line in lines}
+        if len(counts) == 1 and counts.pop() >= 2:
+            return candidate
+    return fallback
+
+
+def _records(f, separator: str):
+    """Each line's fields (a quoted field may span lines, for every separator but blanks)."""
+    if separator == " ":
+        return (line.split() for line in f)
+    return csv.reader(f, delimiter=separator)
+
+
+def _delimited(shown: str, path, target, fallback: str, sep: str | None = None, skip: int = 0):
+    separator = _separator(shown, sep)
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise DataError(f"{shown}: skip must be a whole number of lines >= 0, got {skip!r}")
+    try:
+        with open_text(path) as f:
+            for _ in range(skip):  # lines before the table (scikit-learn's CSVs: a counts line)
+                f.readline()
+            lines = [line for line in (f.readline() for _ in range(5)) if line.strip()]
+            if separator is None:
+                separator = _detect(lines, fallback)
+            first = _split(lines[0], separator) if lines else None
+            more = len(lines) > 1 or next((line for line in f if line.strip()), None) is not None
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError) as e:
+        raise DataError(f"{shown}: not a text table ({e})") from None
     if first is None:
-        raise DataError(f"{shown}: the file is empty")
+        raise DataError(f"{shown}: the file is empty" + (f" after {skip} skipped lines" if skip else ""))
     header = not any(is_number(field) for field in first)
+    if header and not more:  # NOTE: pandas would raise EmptyDataError, numpy warn
+        raise DataError(f"{shown}: a header line and no rows of data")
     names = [field.strip() for field in first] if header else [f"column {j + 1}" for j in range(len(first))]
     if len(names) < 2:
-        raise DataError(f"{shown}: rows need at least one feature and a target; found one column")
+        raise DataError(f"{shown}: rows need at least one feature and a target; found one column "
+                        f"(for another separator, say which: file:path={shown},sep=semicolon; "
+                        f"sep= takes {', '.join(SEPARATORS)} or a character)")
     label = _target_index(shown, names, target, header)
     features = [j for j in range(len(names)) if j != label]
-    skip = 1 if header else 0
+    skip += 1 if header else 0
     read = _with_pandas if _pandas() is not None else _with_numpy
-    x, raw = read(shown, path, delimiter, names, features, label, skip)
+    x, raw = read(shown, path, separator, names, features, label, skip)
     if raw.dtype.kind not in "fiub":
         raw = np.char.strip(raw.astype(str))
         try:
@@ -169,9 +229,10 @@ def _pandas():
 
 def _with_numpy(shown, path, delimiter, names, features, label, skip):
     try:
-        x = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=features, dtype=np.float64,
+        blanks = None if delimiter == " " else delimiter  # numpy: None splits on blanks
+        x = np.loadtxt(path, delimiter=blanks, skiprows=skip, usecols=features, dtype=np.float64,
                        ndmin=2, encoding="utf-8")
-        raw = np.loadtxt(path, delimiter=delimiter, skiprows=skip, usecols=[label], dtype=str,
+        raw = np.loadtxt(path, delimiter=blanks, skiprows=skip, usecols=[label], dtype=str,
                          ndmin=1, encoding="utf-8")
     except ValueError:
         _find_bad_cell(shown, path, delimiter, names, features, skip)
@@ -182,8 +243,9 @@ def _with_numpy(shown, path, delimiter, names, features, label, skip):
 def _with_pandas(shown, path, delimiter, names, features, label, skip):
     pandas = _pandas()
     try:
-        frame = pandas.read_csv(path, sep=delimiter, header=None, skiprows=skip, encoding="utf-8",
-                                skip_blank_lines=True, low_memory=False)
+        frame = pandas.read_csv(path, sep=r"\s+" if delimiter == " " else delimiter, header=None,
+                                skiprows=skip, encoding="utf-8", skip_blank_lines=True,
+                                low_memory=False)
     except (ValueError, pandas.errors.ParserError):
         _find_bad_cell(shown, path, delimiter, names, features, skip)
         raise
@@ -212,8 +274,8 @@ def _target_index(shown: str, names: list[str], target: str | None, header: bool
 def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | None = None) -> None:
     """Slow path, only once the fast reader has refused the file or found a gap: name the
     first bad cell (a short row, an empty cell, a feature that is not a number)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        for row, fields in enumerate(csv.reader(f, delimiter=delimiter), start=1):
+    with open_text(path) as f:
+        for row, fields in enumerate(_records(f, delimiter), start=1):
             if row <= skip or not fields:
                 continue
             if len(fields) != len(names):
@@ -223,8 +285,9 @@ def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | N
                 if not fields[j].strip():
                     raise DataError(f"{shown}: row {row}, column {names[j]!r}: is empty")
                 if j != label and not is_number(fields[j]):
+                    hint = "; if that line is not part of the table, skip it: skip=N" if row == 1 else ""
                     raise DataError(f"{shown}: row {row}, column {names[j]!r}: {fields[j]!r} "
-                                    f"is not a number (features must be numbers)")
+                                    f"is not a number (features must be numbers){hint}")
 
 
 # -- JSON and NPZ ------------------------------------------------------------------------
@@ -232,8 +295,9 @@ def _find_bad_cell(shown, path, delimiter, names, features, skip, label: int | N
 
 def _json(shown: str, path, target):
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        with open_text(path) as f:
+            data = json.loads(f.read())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
         raise DataError(f"{shown}: not valid JSON ({getattr(e, 'msg', e)})") from None
     if not isinstance(data, list) or not data:
         raise DataError(f"{shown}: JSON data must be a non-empty list of rows (objects or lists)")

@@ -2,13 +2,19 @@
 
 Input files
   CSV   one row per line. The first line is a header when none of its fields is a
-        number; then a column named "label" holds the labels and the others, in order,
-        the features. Without a header every column is a feature, except that when labels
+        number. Without a header every column is a feature, except that when labels
         are required (`nn-cli evaluate`) the last column is the label.
   JSON  a list of rows: lists of numbers (the last one the label when labels are
-        required), or objects whose "label" key is the label and whose other keys, in the
-        first object's order, are the features.
+        required), or objects, whose keys name the columns as a header does.
 A file is JSON when its name ends in .json or its text starts with "["; otherwise CSV.
+Either may be compressed: .gz, .bz2 or .xz after its own suffix (core.data.compressed).
+
+Columns: a header (or a JSON object's keys) is the user's statement of what each column
+is, so given a model's feature names the columns are matched by name, in any order, and a
+missing or unknown column is refused; the label column is the model's target column, else
+one called "label". Without a header, columns are taken by position, and only when their
+count is the model's (the label last); a model trained on a headerless file knows its
+columns as "column 1", "column 2", ... and reads them back by those numbers.
 An error names where the bad value is: a CSV file's line number (blank lines and the header
 counted, as an editor counts them), or a JSON list's row number.
 
@@ -25,11 +31,12 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 
+from core.data.compressed import inner_suffix, open_text
 from core.errors import NNError
 
 LABEL = "label"
@@ -48,35 +55,42 @@ class Table:
 
 
 class Rows(NamedTuple):
-    """Rows of numbers read from a file, the line each starts on, and the label column."""
+    """Rows of numbers read from a file, the line each starts on, and which columns are
+    the features (in the order the reader wants them) and the label."""
 
     values: list[list[float]]
     lines: list[int]
+    feature_index: list[int]
     label_index: int | None
 
 
 def read_table(
     path: str | os.PathLike, *, labels_required: bool = False,
     class_names: list[str] | None = None, label: str = LABEL, any_labels: bool = False,
+    features: Sequence[str] | None = None,
 ) -> Table:
     """Read features (and labels, when present or required) from a CSV or JSON file.
 
     With `class_names` (a model's), the label column may hold those names (or numbers
     naming them), and `labels` holds their class indices; else labels are 0 or 1.
-    The label column is the one called `label`; `any_labels` accepts any number there
-    (a regression target). Every error names the file and the line (counted from 1, blank
-    lines included).
+    The label column is the one called `label` (else "label"); `any_labels` accepts any
+    number there (a regression target). With `features` (a model's feature names), the
+    features come back in that order, matched by name when the file names its columns
+    (see the module's docstring). Every error names the file and the line (counted from 1,
+    blank lines included).
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: drops a byte-order mark
-    except (OSError, UnicodeDecodeError) as e:
+        with open_text(path, encoding="utf-8-sig") as f:  # -sig: drops a byte-order mark
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
         raise TableError(f"cannot read {shown!r}: {getattr(e, 'strerror', None) or e}") from None
     cell = _Cells(shown, label, class_names)
-    if shown.lower().endswith(".json") or text.lstrip().startswith("["):
-        values, lines, label_index = _json_rows(shown, text, labels_required, cell)
+    layout = _Layout(shown, label, labels_required, None if features is None else tuple(features))
+    if inner_suffix(path) == ".json" or text.lstrip().startswith("["):
+        values, lines, feature_index, label_index = _json_rows(shown, text, layout, cell)
     else:
-        values, lines, label_index = _csv_rows(shown, text, labels_required, cell)
+        values, lines, feature_index, label_index = _csv_rows(shown, text, layout, cell)
     if not values:
         raise TableError(f"{shown}: no rows of features")
     width = len(values[0])
@@ -86,13 +100,13 @@ def read_table(
                 f"{shown}: line {line} has {len(row)} values; line {lines[0]} has {width}"
             )
     if labels_required and label_index is None:
-        raise TableError(f"{shown}: no labels; add a 'label' column (or key)")
+        raise TableError(f"{shown}: no labels; add a {label!r} column (or key)")
     if label_index is not None and width < 2:
         raise TableError(f"{shown}: rows need at least one feature besides the label")
     data = torch.tensor(values, dtype=torch.float64)  # (n, columns)
+    keep = feature_index  # the features, in the order the reader asked for
     if label_index is None:
-        return Table(data, None, lines)
-    keep = [j for j in range(width) if j != label_index]
+        return Table(data[:, keep], None, lines)
     labels = data[:, label_index : label_index + 1]  # (n, 1)
     if class_names is not None or any_labels:  # names were mapped to indices while reading
         return Table(data[:, keep], labels, lines)
@@ -166,25 +180,89 @@ def _csv_records(shown: str, text: str) -> list[tuple[int, list[str]]]:
     return records
 
 
-def _csv_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Rows:
+def _csv_rows(shown: str, text: str, layout: _Layout, cell: _Cells) -> Rows:
     records = _csv_records(shown, text)
     if not records:
-        return Rows([], [], None)
+        return Rows([], [], [], None)
     header = None
     if not any(is_number(field) for field in records[0][1]):
         header, records = [field.strip() for field in records[0][1]], records[1:]
-    if header is not None:
-        label_index = header.index(cell.label) if cell.label in header else None
-        names = header
-    else:
-        label_index = len(records[0][1]) - 1 if labels_required and records else None
-        names = []
+    if not records:
+        return Rows([], [], [], None)
+    features, label_index = layout(header, len(records[0][1]), records[0][0])
+    names = header or []
     values = [
         [cell(line, names[j] if j < len(names) else f"column {j + 1}", field, j == label_index)
          for j, field in enumerate(fields)]
         for line, fields in records
     ]
-    return Rows(values, [line for line, _ in records], label_index)
+    return Rows(values, [line for line, _ in records], features, label_index)
+
+
+@dataclass
+class _Layout:
+    """Which columns of a file are the features, in the reader's order, and which is the
+    label: by name given a header and a model's feature names, else by position."""
+
+    shown: str
+    label: str
+    labels_required: bool
+    features: tuple[str, ...] | None  # a model's feature names; None: the file's own order
+
+    def __call__(self, header: list[str] | None, width: int, line: int) -> tuple[list[int], int | None]:
+        if header is not None:
+            return self._by_name(header)
+        if self.features is None:
+            label_index = width - 1 if self.labels_required else None
+            return [j for j in range(width) if j != label_index], label_index
+        numbered = self._by_number(width)
+        if numbered is not None:
+            return numbered
+        expected = len(self.features) + (1 if self.labels_required else 0)
+        if width != expected:
+            label = " and the label, last" if self.labels_required else ""
+            raise TableError(
+                f"{self.shown}: line {line} has {width} values; the model takes "
+                f"{len(self.features)} features{label} (a header naming the columns lets "
+                f"them come in any order: {', '.join(self.features)})")
+        return list(range(len(self.features))), (width - 1 if self.labels_required else None)
+
+    def _label_index(self, header: list[str]) -> int | None:
+        for name in (self.label, LABEL):
+            if name in header and name not in (self.features or ()):
+                return header.index(name)
+        return None
+
+    def _by_name(self, header: list[str]) -> tuple[list[int], int | None]:
+        repeated = next((name for j, name in enumerate(header) if name in header[:j]), None)
+        if repeated is not None:
+            raise TableError(f"{self.shown}: column {repeated!r} appears twice in the header")
+        label_index = self._label_index(header)
+        if self.features is None:
+            return [j for j in range(len(header)) if j != label_index], label_index
+        label = f" and the label {self.label!r}" if self.label != LABEL else " and a 'label'"
+        wanted = f"the model reads the columns {', '.join(self.features)}{label}, by name"
+        missing = [name for name in self.features if name not in header]
+        if missing:
+            raise TableError(f"{self.shown}: no column {missing[0]!r}; {wanted}")
+        unknown = [name for j, name in enumerate(header) if name not in self.features and j != label_index]
+        if unknown:
+            raise TableError(f"{self.shown}: unknown column {unknown[0]!r}; {wanted}")
+        return [header.index(name) for name in self.features], label_index
+
+    def _by_number(self, width: int) -> tuple[list[int], int | None] | None:
+        """A model trained on a headerless file names its columns "column 1", ...: a
+        headerless file as wide as that one is read back by those numbers."""
+        numbers = [_column_number(name) for name in (*self.features, self.label)]
+        if None in numbers or sorted(numbers) != list(range(1, width + 1)):
+            return None
+        return [k - 1 for k in numbers[:-1]], numbers[-1] - 1
+
+
+def _column_number(name: str) -> int | None:
+    """N for a generated column name "column N", else None."""
+    word, _, number = name.partition(" ")
+    return int(number) if word == "column" and number.isdigit() else None
 
 
 def _json_items(shown: str, text: str) -> list[tuple[int, Any]]:
@@ -234,10 +312,10 @@ def _json_items(shown: str, text: str) -> list[tuple[int, Any]]:
     return items
 
 
-def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Rows:
+def _json_rows(shown: str, text: str, layout: _Layout, cell: _Cells) -> Rows:
     items = _json_items(shown, text)
     if not items:
-        return Rows([], [], None)
+        return Rows([], [], [], None)
     lines = [line for line, _ in items]
     first_line, first = items[0]
     if isinstance(first, dict):
@@ -248,15 +326,19 @@ def _json_rows(shown: str, text: str, labels_required: bool, cell: _Cells) -> Ro
                     f"{shown}: line {line}: the row does not have the keys of line "
                     f"{first_line} ({', '.join(keys)})"
                 )
-        values = [[cell(line, k, row[k], k == cell.label) for k in keys] for line, row in items]
-        return Rows(values, lines, keys.index(cell.label) if cell.label in keys else None)
+        features, label_index = layout(keys, len(keys), first_line)
+        values = [[cell(line, k, row[k], j == label_index) for j, k in enumerate(keys)]
+                  for line, row in items]
+        return Rows(values, lines, features, label_index)
+    if not isinstance(first, list):
+        raise TableError(f"{shown}: line {first_line}: the row is not a list of numbers")
+    features, label_index = layout(None, len(first), first_line)
     values = []
     for line, row in items:
         if not isinstance(row, list):
             raise TableError(f"{shown}: line {line}: the row is not a list of numbers")
-        last = len(row) - 1 if labels_required else -1
-        values.append([cell(line, f"value {j + 1}", v, j == last) for j, v in enumerate(row)])
-    return Rows(values, lines, len(values[0]) - 1 if labels_required else None)
+        values.append([cell(line, f"value {j + 1}", v, j == label_index) for j, v in enumerate(row)])
+    return Rows(values, lines, features, label_index)
 
 
 def output_format(fmt: str | None, output: str | None) -> str:

@@ -10,6 +10,14 @@ kept by the `filelock` library; the operating system drops it when its process d
 as long as a run may write `path`. A second run that would write the same file is refused
 in one line, and only the lock's holder removes the temporary files a killed writer left,
 so no live run's temporary file is ever deleted under it.
+
+The lock file exists only while a run writes: its holder removes it before letting go, so
+a clean exit leaves nothing beside the target (a killed run leaves an empty one, which the
+next run takes over). NOTE: removing a lock file is safe only because every taker checks,
+once it holds the lock, that the file it locked is still the one at the lock's path: a run
+that opened the file just before its holder removed it locks a file nobody else can see,
+sees that, and lets go (filelock keeps its own lock files for this reason: tox-dev/filelock
+issues 27 and 574).
 """
 
 from __future__ import annotations
@@ -93,24 +101,58 @@ def write_lock(path: str | os.PathLike) -> Iterator[Path]:
     Once held, the temporary files of earlier, killed writes of `path` are removed: no live
     process can own them.
     """
-    from filelock import FileLock, Timeout
-
     path = check_writable(path)
-    lock = FileLock(lock_file(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise WriteError(
-            f"cannot write {str(path)!r}: another run is writing it (it holds "
-            f"{str(lock_file(path))!r}); wait for it to end, or write to another file"
-        ) from None
-    except OSError as e:
-        raise WriteError(f"cannot write {str(path)!r}: cannot lock it: {e.strerror or e}") from None
+    lock, held = _take_lock(path)
     try:
         remove_stale_temp_files(path)
         yield path
     finally:
-        lock.release()
+        try:  # while still holding it: no one else can have the file at this path
+            if os.path.samestat(os.stat(lock_file(path)), held):
+                os.unlink(lock_file(path))
+        except FileNotFoundError:
+            pass
+        finally:
+            lock.release()
+
+
+class _Unlinked(Exception):
+    """The lock was taken on a file its holder had just removed from the lock's path."""
+
+
+def _take_lock(path: Path, attempts: int = 5):
+    """(the held FileLock, os.stat_result of the locked file), or WriteError at once when
+    another run holds the lock."""
+    from filelock import FileLock, Timeout
+
+    where = lock_file(path)
+    for _ in range(attempts):  # a lock file removed under us: its holder just let go, try again
+        held: list[os.stat_result] = []
+
+        def still_there(fd: int) -> None:
+            locked = os.fstat(fd)
+            try:
+                here = os.stat(where)
+            except FileNotFoundError:
+                raise _Unlinked from None
+            if not os.path.samestat(here, locked):
+                raise _Unlinked
+            held.append(locked)
+
+        lock = FileLock(where, on_acquired=still_there)
+        try:
+            lock.acquire(timeout=0)
+        except _Unlinked:
+            continue
+        except Timeout:
+            break
+        except OSError as e:
+            raise WriteError(f"cannot write {str(path)!r}: cannot lock it: {e.strerror or e}") from None
+        return lock, held[0]
+    raise WriteError(
+        f"cannot write {str(path)!r}: another run is writing it (it holds "
+        f"{str(where)!r}); wait for it to end, or write to another file"
+    )
 
 
 @contextlib.contextmanager

@@ -4,12 +4,15 @@ A checkpoint is a model file (see core.files.model_file) of kind "checkpoint", w
   "optimizer.{key}"  the optimizer's state_dict() tensors (SGD velocities, Adam moments)
   "rng.shuffle"      the state of the generator that orders each epoch (uint8 tensor)
   "rng.init"         the state of the generator the weights were drawn from, which dropout
-                     goes on drawing from (absent in checkpoints written before dropout)
+                     goes on drawing from
 and a "training" section in the header:
   epoch              epochs completed; losses has that many entries
   losses             mean training loss of each completed epoch (JSON floats round-trip)
   every              epochs between checkpoints, kept when resuming
   optimizer_numbers  the optimizer's state_dict() numbers (Adam's step count)
+  unsaved_streams    only in a checkpoint migrated from format version 1 written before
+                     dropout: the streams it holds no state for, left as the rebuilt run has
+                     them (core/files/versions.py)
 
 The data and the initial weights are not stored: the data are drawn again from the seed
 (the same draws bit for bit) and the initial weights are overwritten by the saved ones, so
@@ -51,8 +54,6 @@ from core.training.loop import divergence, divergence_error
 # The generators a checkpoint holds ("rng.{name}"): the epochs' order, and the weights'
 # stream that dropout goes on drawing from.
 STREAMS = ("shuffle", "init")
-# Generators a checkpoint of an older nn-scratch lacks; no module of its network drew from them.
-OPTIONAL_STREAMS = ("init",)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class Checkpoint:
 def set_generator_state(file: ModelFile, name: str, gen: torch.Generator) -> None:
     """Put the file's "rng.{name}" into `gen`; a missing or bad state is a ModelFileError."""
     state_tensor = file.tensors.get(f"rng.{name}")
-    if state_tensor is None and name in OPTIONAL_STREAMS:
+    if state_tensor is None and name in file.header["training"].get("unsaved_streams", ()):
         return  # written before any module drew from it while training
     if state_tensor is None or state_tensor.dtype != torch.uint8:
         raise file.fail(f"missing or bad generator state 'rng.{name}'")
@@ -209,6 +210,10 @@ def read_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -
     training = file.header.get("training")
     if not isinstance(training, dict):
         raise file.fail("checkpoint has no 'training' section")
+    unsaved = training.get("unsaved_streams", [])
+    if not (isinstance(unsaved, list) and set(unsaved) <= set(STREAMS)):
+        raise file.fail(f"checkpoint 'training' unsaved_streams {unsaved!r} is not a list of "
+                        f"{', '.join(STREAMS)}")
     epoch, losses, every = training.get("epoch"), training.get("losses"), training.get("every")
     numbers = training.get("optimizer_numbers")
     if not (isinstance(epoch, int) and isinstance(losses, list) and len(losses) == epoch

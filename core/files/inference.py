@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from core.files.atomic import atomic_write_text, check_writable, write_lock
-from core.data.disk import disk_dataset
+from core.data.dataset import build_dataset, parse_data
 from core.errors import RowError, SettingsError
 from core.files.model_file import LoadedModel, load_model
-from core.plugin.registry import Registry
+from core.network.stack import constructor_parameters
+from core.plugin.registry import Registry, default_registry
 from core.training import memory
 from core.training.settings import MAX_SEED
 from core.data.tabular import (
@@ -25,6 +26,18 @@ from core.data.tabular import (
 
 # Fresh test sets draw from stream 15 of a seed, which no training run uses (0-2 today).
 EVALUATE_STREAM = 15
+
+
+def model_layers(path: str | os.PathLike, registry: Registry | None = None):
+    """(the LoadedModel, its input shape, rows of core.network.summary.layer_table) of a
+    model or checkpoint file: what `nn-cli info FILE` shows."""
+    from core.network.assemble import LayerSpec
+    from core.network.summary import layer_table
+
+    loaded = load_model(path, registry)
+    shape = loaded.model.input_shape or loaded.in_features  # images, or flat rows
+    specs = [LayerSpec.from_dict(s) for s in loaded.header["architecture"]]
+    return loaded, shape, layer_table(loaded.model, specs, shape, loaded.dtype)
 
 
 def predict_file(
@@ -80,13 +93,28 @@ def prediction_table(loaded: LoadedModel, x: torch.Tensor, prediction, proba: bo
 
 
 def read_labelled(loaded: LoadedModel, path, *, required: bool) -> Table:
-    """An input file for this model: its label column (the run's --target, else `label`)
-    may hold the model's class names."""
-    label = loaded.settings.target or "label"
-    named = loaded.dataset.get("name") != "disk" and loaded.task != "regression"
-    names = loaded.class_names if named else None  # the disk's labels stay 0 or 1
-    return read_table(path, labels_required=required, class_names=names, label=label,
-                      any_labels=loaded.task == "regression")
+    """An input file for this model, its columns matched to the model's features by name
+    when the file names them; its label column (the training data's target column, else
+    `label`) may hold the model's class names."""
+    classes = loaded.class_names
+    # Classes named 0, 1, ... (the disk's) are read as the numbers they are.
+    named = loaded.task != "regression" and classes != [str(i) for i in range(len(classes))]
+    names = classes if named else None
+    features = loaded.dataset.get("feature_names")
+    return read_table(path, labels_required=required, class_names=names, label=label_column(loaded),
+                      any_labels=loaded.task == "regression",
+                      features=features if features and len(features) == loaded.in_features else None)
+
+
+def label_column(loaded: LoadedModel) -> str:
+    """The name of the column that holds a file's labels for this model: the training
+    file's target column (recorded as the data's one target name), else the run's --target
+    when it is a name, else `label`."""
+    recorded = loaded.dataset.get("target_names") or []
+    if len(recorded) == 1:
+        return recorded[0]
+    target = loaded.settings.target
+    return target if target and not target.isdigit() else "label"
 
 
 def check_width(table: Table, loaded: LoadedModel, input_path: str | os.PathLike) -> None:
@@ -105,6 +133,23 @@ def rows_named_by_line(table: Table, input_path: str | os.PathLike) -> Iterator[
         yield
     except RowError as e:
         raise TableError(f"{input_path}: line {table.lines[e.row]}: {e.reason}") from None
+
+
+def _check_data_file_reachable(loaded: LoadedModel, model_path) -> None:
+    """A run's test rows are drawn again from its --data: a file named relative to the
+    folder it trained in may not be there from here. Say so, rather than blame --data."""
+    from pathlib import Path
+
+    from core.data.dataset import parse_data_text
+
+    name, options = parse_data_text(loaded.settings.data)
+    path = options.get("path") if name == "file" else None
+    if path is not None and not Path(path).is_file():
+        raise SettingsError(
+            f"{model_path} was trained on the file {path!r}, which is not there from this folder "
+            f"({os.getcwd()}): run evaluate where it trained, or give --input FILE with its "
+            f"features and a {label_column(loaded)!r} column"
+        )
 
 
 @dataclass
@@ -130,10 +175,12 @@ def evaluate_model(
     registry: Registry | None = None,
     test_split=None,
 ) -> Evaluation:
-    """The model's error on a labelled file, or on `n` fresh points of the disk task; a
-    model of other data, without a file, on its run's own test rows, which
-    `test_split(settings, registry)` gives as raw (x, labels) (core.pipeline.experiment's
-    `test_rows`, passed in from above: files cannot reach the pipeline)."""
+    """The model's error on a labelled file; without one, on `n` fresh points of its data
+    when its dataset draws as many as asked (its factory takes `n_train`: the disk), else on
+    its run's own test rows, which `test_split(settings, registry)` gives as raw (x, labels)
+    (core.pipeline.prepare's `test_rows`, passed in from above: files cannot reach the
+    pipeline)."""
+    registry = registry or default_registry()
     loaded = load_model(model_path, registry)
     if input_path is not None:
         table = read_labelled(loaded, input_path, required=True)
@@ -142,13 +189,22 @@ def evaluate_model(
             error = loaded.error_rate(table.features, table.labels)
         return Evaluation(error, len(table.labels), str(input_path),
                           "rmse" if loaded.task == "regression" else "error")
-    if loaded.dataset.get("name", "disk") != "disk":
+    data = parse_data(loaded.settings.data)
+    if "n_train" not in constructor_parameters(registry.get("dataset", data.name).factory):
         if test_split is None:
             raise SettingsError(
-                f"{model_path} was trained on {loaded.dataset['name']!r}, not the disk: give "
-                f"--input FILE with its features and a {loaded.settings.target or 'label'!r} column"
+                f"{model_path} was trained on {loaded.dataset['name']!r}, which draws no fresh "
+                f"points: give --input FILE with its features and a "
+                f"{loaded.settings.target or 'label'!r} column"
             )
+        _check_data_file_reachable(loaded, model_path)
         x, labels = test_split(loaded.settings, registry)
+        if len(labels) == 0:
+            raise SettingsError(
+                f"{model_path} was trained on every row of {loaded.dataset['name']!r} "
+                f"(--test-fraction 0): none is left to test; give --input FILE with held-out "
+                f"rows and a {label_column(loaded)!r} column"
+            )
         return Evaluation(loaded.error_rate(x, labels), len(labels),
                           f"the test split of {loaded.dataset['name']}, seed {loaded.settings.seed}",
                           "rmse" if loaded.task == "regression" else "error")
@@ -160,5 +216,8 @@ def evaluate_model(
     memory.check_fits({"--n": n * (per_point + memory.data_bytes(1, loaded.in_features))},
                       f"evaluating {n} points")
     generator = torch.Generator().manual_seed(seed * 16 + EVALUATE_STREAM)
-    x, y = disk_dataset(n, generator, loaded.dtype)
-    return Evaluation(loaded.error_rate(x, y), n, f"fresh points of the disk task, seed {seed}")
+    fresh = build_dataset(registry, data, generator=generator,  # its first n points: fresh
+                          context={"n_train": n, "n_test": 1, "dtype": loaded.dtype,
+                                   "target": loaded.settings.target})
+    return Evaluation(loaded.error_rate(fresh.x_train, fresh.y_train), n,
+                      f"fresh points of {loaded.dataset['name']}, seed {seed}")

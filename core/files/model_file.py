@@ -6,7 +6,8 @@ running statistics), named "modules.{i}.{buffer name}".
 Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds JSON:
 
     format             "nn-scratch"
-    format_version     1; a reader refuses a version above the one it knows
+    format_version     the layout's version (core/files/versions.py: what each changed);
+                       an older file is migrated on load, a newer one refused
     kind               "model" or "checkpoint" (a checkpoint is a model plus training state)
     framework_version  version of the nn-scratch distribution that wrote it
     in_features        input width of the first module
@@ -18,17 +19,20 @@ Metadata: safetensors allows str -> str only, so one entry, "nn_scratch", holds 
     preprocessing      {} or {"standardize": {"mean": [...], "std": [...]}}, applied to
                        inputs before the network (see `core.data.preprocess.apply`)
     components         [{kind, name, plugin, distribution, version}]: what loading needs
+    dataset            what the data were (core.Dataset.metadata()): name, task, feature,
+                       class and target names, one sample's input_shape, one_hot
 
     checksum           "sha256:" + the SHA-256 of the rest of this JSON and of every tensor's
                        name, dtype, shape and bytes (see `checksum`); loading recomputes it,
                        so a flipped bit anywhere that matters is refused rather than silently
-                       changing predictions. Files written before it existed still load,
-                       with a note that they cannot be verified.
+                       changing predictions. Version-1 files written before it existed still
+                       load, with a note that they cannot be verified.
 
 Loading reads the bytes once, parses them with safetensors (never pickle) and the header
 with json, maps every tensor to the CPU, verifies the checksum, refuses non-finite numbers,
-and checks names, shapes and dtypes exactly: against a shapes-only build of the network
-first, so a small file claiming huge layers costs no memory.
+migrates an older layout to today's (core/files/versions.py), and checks names, shapes and
+dtypes exactly: against a shapes-only build of the network first, so a small file claiming
+huge layers costs no memory.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ import torch
 from core.data import preprocess
 from core.network.assemble import LayerSpec, build_flat_stack, shapes_only
 from core.files.atomic import atomic_write_bytes
-from core.data.disk import DTYPES
+from core.files.versions import CHECKSUM_KEY, CHECKSUM_REQUIRED_FROM, FORMAT_VERSION, LAYOUT, migrate
+from core.training.settings import DTYPES
 from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
 from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry
@@ -63,9 +68,7 @@ if TYPE_CHECKING:
     from core.training.result import TrainResult
 
 FORMAT = "nn-scratch"
-FORMAT_VERSION = 1
 METADATA_KEY = "nn_scratch"
-CHECKSUM_KEY = "checksum"  # the header field holding checksum(rest of header, tensors)
 DISTRIBUTION = "nn-scratch"
 HEADER_LIMIT = 100_000_000  # safetensors' own cap on the JSON header
 
@@ -152,12 +155,15 @@ def model_header(
     registry: Registry,
     preprocessing: dict[str, Any] | None = None,
     kind: str = "model",
-    dataset: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The JSON header describing a network built from `specs` by a run with `settings`."""
+    """The JSON header describing a network built from `specs` by a run with `settings` on
+    the data `dataset` describes (core.Dataset.metadata())."""
+    if not isinstance(dataset, dict):
+        raise ModelFileError("a model file records the data it was trained on: give the "
+                             "run's dataset metadata (core.Dataset.metadata())")
     needed = [(s.kind, s.name) for s in specs]
     needed += [("loss", settings.loss), ("initializer", settings.init)]
-    extra = {} if dataset is None else {"dataset": dataset}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -171,7 +177,7 @@ def model_header(
         "settings": settings.to_dict(),
         "preprocessing": preprocessing or {},
         "components": component_records(registry, needed),
-        **extra,
+        "dataset": dataset,
     }
 
 
@@ -236,9 +242,10 @@ class ModelFile:
     """A parsed, checked file: its JSON header and its tensors (on the CPU)."""
 
     path: str
-    header: dict[str, Any]
+    header: dict[str, Any]  # in today's layout (core/files/versions.py migrated it)
     tensors: dict[str, torch.Tensor]
     verified: bool = True  # False: written before checksums, so its bytes were not checked
+    written_version: int = FORMAT_VERSION  # the format version the file was written in
 
     def note_if_unverified(self) -> None:
         """Once the file has loaded, say (as a warning) that its bytes could not be checked."""
@@ -283,9 +290,7 @@ def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> Mode
         header = json.loads(metadata[METADATA_KEY])
     except (json.JSONDecodeError, ValueError):  # ValueError: an integer of > 4300 digits
         raise ModelFileError(f"{shown}: the {METADATA_KEY!r} metadata is not valid JSON") from None
-    verified = verify_checksum(shown, header, tensors)
-    file = ModelFile(shown, header, tensors, verified)
-    check_finite(file)
+    file = ModelFile(shown, header, tensors)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise file.fail(f"not an nn-scratch model (format {_get(header, 'format')!r})")
     version = header.get("format_version")
@@ -297,6 +302,13 @@ def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> Mode
             f"{header.get('framework_version', '?')}; this nn-scratch ({framework_version()}) "
             f"reads format versions up to {FORMAT_VERSION}: upgrade nn-scratch"
         )
+    verified = verify_checksum(shown, header, tensors)
+    if not verified and version >= CHECKSUM_REQUIRED_FROM:
+        raise file.fail(f"no checksum, which every file of format version {version} has: "
+                        f"the header was edited; use the original file or train again")
+    check_finite(file)
+    header, tensors = migrate(header, tensors)  # today's layout from here on
+    file = ModelFile(shown, header, tensors, verified, version)
     if kind is not None and header.get("kind") != kind:
         raise file.fail(f"is a {header.get('kind')!r} file; expected a {kind!r} file")
     _check_header(file)
@@ -327,11 +339,12 @@ def _check_header(file: ModelFile) -> None:
     h = file.header
     expected_types = {
         "kind": str, "in_features": int, "dtype": str, "architecture": list, "init": str,
-        "loss": str, "settings": dict, "preprocessing": dict, "components": list,
+        "loss": str, "settings": dict, "preprocessing": dict, "components": list, "dataset": dict,
     }
     for key, kind in expected_types.items():
         if not isinstance(h.get(key), kind):
             raise file.fail(f"header field {key!r} missing or not a {kind.__name__}")
+    check_dataset(h["dataset"], h["in_features"], file)
     if h["dtype"] not in DTYPES:
         raise file.fail(f"dtype {h['dtype']!r} unknown; accepted: {', '.join(DTYPES)}")
     for spec in h["architecture"]:
@@ -339,6 +352,21 @@ def _check_header(file: ModelFile) -> None:
                 and isinstance(spec.get("name"), str) and isinstance(spec.get("args", {}), dict)):
             raise file.fail(f"architecture entry {spec!r} is not {{kind, name, args}}")
     check_preprocessing(h["preprocessing"], file)
+
+
+def check_dataset(dataset: dict[str, Any], in_features: int, file: ModelFile) -> None:
+    """The dataset entry has its fields, typed, and its input shape holds in_features numbers."""
+    expected_types = {"name": str, "task": str, "feature_names": list, "input_shape": list,
+                      "class_names": list, "target_names": list, "one_hot": bool}
+    assert list(expected_types) == LAYOUT["dataset"]  # one list of the entry's fields
+    for key, kind in expected_types.items():
+        if not isinstance(dataset.get(key), kind):
+            raise file.fail(f"dataset field {key!r} missing or not a {kind.__name__}")
+    shape = dataset["input_shape"]
+    if not (shape and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+            and math.prod(shape) == in_features):
+        raise file.fail(f"dataset input_shape {shape!r} does not hold in_features "
+                        f"{in_features} numbers")
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -383,12 +411,8 @@ def check_components(file: ModelFile, registry: Registry, extra: list[tuple[str,
 def input_shape(header: dict[str, Any]) -> int | tuple[int, ...]:
     """The width of an input row, or one sample's shape when the data's has several
     dimensions (images); the network then reshapes each row to it."""
-    dataset = header.get("dataset")
-    shape = dataset.get("input_shape") if isinstance(dataset, dict) else None
-    if (isinstance(shape, list) and len(shape) > 1 and all(isinstance(n, int) and n > 0 for n in shape)
-            and math.prod(shape) == header["in_features"]):
-        return tuple(shape)
-    return header["in_features"]
+    shape = header["dataset"]["input_shape"]  # checked: its product is in_features
+    return tuple(shape) if len(shape) > 1 else header["in_features"]
 
 
 def rebuild(file: ModelFile, registry: Registry) -> Sequential:
@@ -448,8 +472,6 @@ def settings_from_dict(d: dict[str, Any], *, strict: bool, file: ModelFile) -> T
     if unknown and strict:
         raise file.fail(f"settings {', '.join(unknown)} unknown to this nn-scratch")
     values = {k: v for k, v in d.items() if k in known}
-    if values.get("layers") is not None:  # the stack is the network; files of 0.1.0 kept
-        values.pop("act", None), values.pop("hidden", None)  # the default's act/hidden
     if isinstance(values.get("hidden"), list):
         values["hidden"] = tuple(values["hidden"])
     try:
@@ -506,12 +528,6 @@ class Prediction(NamedTuple):
     classes: torch.Tensor | None
 
 
-# What a file written before datasets (no "dataset" entry) was trained on.
-DISK_METADATA = {"name": "disk", "task": "binary", "feature_names": ["x", "y"],
-                 "input_shape": [2], "class_names": ["0", "1"], "target_names": [],
-                 "one_hot": False}
-
-
 @dataclass
 class LoadedModel:
     """A network read back from a model file, ready to predict on the CPU."""
@@ -537,15 +553,15 @@ class LoadedModel:
     @property
     def dataset(self) -> dict[str, Any]:
         """The training data's metadata: task, feature and class names, input shape."""
-        return self.header.get("dataset") or DISK_METADATA
+        return self.header["dataset"]
 
     @property
     def task(self) -> str:
-        return self.dataset.get("task", "binary")
+        return self.dataset["task"]
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.dataset.get("class_names") or [])
+        return list(self.dataset["class_names"])
 
     def check_inputs(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
@@ -574,7 +590,7 @@ class LoadedModel:
                                    f"the model in {dtype}")
         if self.task == "regression":
             return Prediction(preprocess.target_output(self.preprocessing, scores), None)
-        if self.dataset.get("one_hot"):
+        if self.dataset["one_hot"]:
             return Prediction(scores, scores.argmax(dim=-1, keepdim=True))  # (n, 1)
         return Prediction(scores, (scores > decision_threshold(self.loss)).long())
 

@@ -18,15 +18,15 @@ from core.errors import NNError, SettingsError, ShapeError
 from core.network.layout import BATCH_FIRST, BATCH_INNERMOST, image_sample_shape, layout_of, plan
 from core.network.protocols import Initializer, Module, evaluating
 from core.network.shapes import describe_shape, sample_shape
+from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
 from core.network.sequential import Sequential
 
-# Arguments a layer gets from its context when its factory's signature names them:
-# `in_shape` is one sample's shape as the layer before produces it, (features,) or
-# (channels, height, width); `in_features` is its last size, `in_channels` its first;
-# `layout` is BATCH_INNERMOST for a layer whose input is an image (core/network/layout.py).
-CONTEXT_ARGS = ("in_features", "in_channels", "in_shape", "init", "generator", "dtype", "device",
-                "runs", "layout")
+# Arguments a layer gets from its context when its factory's signature names them
+# (core/plugin/context.py): `in_shape` is one sample's shape as the layer before produces it,
+# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its
+# first; `layout` is BATCH_INNERMOST for a layer whose input is an image (core/network/layout.py).
+CONTEXT_ARGS = context_arguments("layer")
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,14 @@ def build_layers(
         try:
             out = output_shape(module, shape, dtype, device, runs)
         except ShapeError as e:
+            if position == 1 and len(shape) == 1 and getattr(
+                    registry.get(spec.kind, spec.name).factory, "takes_images", False):
+                raise ShapeError(  # say it plainly: channels and sizes mean nothing here
+                    f"layers item 1 ({spec.name}) takes images, and these data have none: each "
+                    f"row is {shape[0]} plain number{'s' if shape[0] != 1 else ''} (image data such "
+                    f"as digits give each row a shape, 1x8x8); start the stack with a layer that "
+                    f"takes features, such as linear"
+                ) from None
             raise ShapeError(
                 f"layers item {position} ({spec.name}) cannot take input {describe_shape(shape)}: {e}"
             ) from None
@@ -289,3 +297,18 @@ def shapes_only(
 def probe_device(model: Sequential) -> torch.device:
     """Where a `shapes_only` network lives ("meta", or the CPU for a small one): probe it there."""
     return next((p.value.device for p in model.parameters()), torch.device("cpu"))
+
+
+def check_output_width(
+    model: Sequential, in_features: int, out_features: int, dtype: torch.dtype,
+    where: torch.device | str = "cpu",
+) -> None:
+    """A stack must end with as many outputs as the data and loss need (one for two classes)."""
+    with evaluating(model):
+        width = model.forward(torch.zeros(1, in_features, dtype=dtype, device=where)).shape[-1]
+    if width != out_features:
+        raise SettingsError(
+            f"layers must end with {'one' if out_features == 1 else out_features} output "
+            f"feature{'s' if out_features > 1 else ''} for this task, got {width}; "
+            f"end the stack with linear:out_features={out_features}"
+        )

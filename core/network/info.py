@@ -10,23 +10,10 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from core.network.stack import constructor_parameters
+from core.plugin.context import filled_by
 
 if TYPE_CHECKING:
     from core.plugin.registry import Registry
-
-FROM_CONTEXT = {  # who fills a parameter when the user does not
-    "in_features": "inferred from the layer before",
-    "generator": "the run's seeded generator",
-    "dtype": "the run's dtype",
-    "device": "the run's --device",
-    "runs": "the number of runs trained together (None for one)",
-    "layout": "chwn (batch-innermost) for images inside a network; nchw called by hand",
-    "init": "the run's --init (or init=NAME in --layers)",
-    "parameters": "the network's parameters",
-    "n_train": "the run's n_train",
-    "n_test": "the run's n_test",
-    "target": "the run's --target",
-}
 
 
 def component_info(registry: Registry, name: str, kind: str | None = None) -> dict[str, Any]:
@@ -51,11 +38,10 @@ def component_info(registry: Registry, name: str, kind: str | None = None) -> di
             "annotation": None if p.annotation is p.empty else _text(p.annotation),
             "required": p.default is p.empty,
             "default": None if p.default is p.empty else repr(p.default),
-            "filled_by": FROM_CONTEXT.get(pname),
+            "filled_by": filled_by(pname),
         })
     record = registry.records.get(entry.plugin)
-    defaults = getattr(factory, "defaults", None)  # a dataset's settings for options not typed
-    extra = {"defaults": dict(defaults)} if isinstance(defaults, dict) and entry.kind == "dataset" else {}
+    extra = {"defaults": dict(entry.defaults)} if entry.defaults else {}  # a dataset's, for options not typed
     return {
         "kind": entry.kind,
         "name": entry.name,
@@ -81,3 +67,23 @@ def _dotted(factory: Any) -> str:
     """`plugins.linear.Linear`: where the factory is defined."""
     qualname = getattr(factory, "__qualname__", repr(factory))
     return f"{getattr(factory, '__module__', '?')}.{qualname}"
+
+
+def info_text(data: dict[str, Any]) -> str:
+    """`component_info`'s description as `nn-cli info` prints it."""
+    lines = [f"{data['kind']} {data['name']}: {data['summary']}", f"  {data['signature']}",
+             f"  factory {data['factory']}, plugin {data['plugin']} "
+             f"({data['source']} {data['origin']})", "parameters:"]
+    for p in data["parameters"]:
+        kind_text = f": {p['annotation']}" if p["annotation"] else ""
+        default = "required" if p["required"] else f"default {p['default']}"
+        filled = f"; filled in: {p['filled_by']}" if p["filled_by"] else ""
+        lines.append(f"  {p['name']}{kind_text}  ({default}{filled})")
+    if not data["parameters"]:
+        lines.append("  none")
+    if data.get("defaults"):
+        shown = ", ".join(f"{k}={v}" for k, v in data["defaults"].items())
+        lines.append(f"defaults for options not typed: {shown}")
+    if data["doc"]:
+        lines.append("\n" + data["doc"])
+    return "\n".join(lines)

@@ -19,13 +19,16 @@ signatures, and returns the `LayerSpec` list that `core.network.assemble.build_s
 
 from __future__ import annotations
 
+import functools
 import inspect
-import re
 import types
 import typing
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
+from core.keyvalue import NAME, parse_pair
+from core.plugin.context import context_arguments
 
 if TYPE_CHECKING:
     from core.network.assemble import LayerSpec
@@ -33,28 +36,21 @@ if TYPE_CHECKING:
 
 STACK_KINDS = ("layer", "activation")
 # Filled in by the assembler from the layer before and the run, never typed in a stack.
-INFERRED = ("in_features", "in_channels", "in_shape", "generator", "dtype", "device", "runs",
-            "layout")
+# (`init=NAME` may be typed: another registered initializer for that layer.)
+INFERRED = tuple(name for name in context_arguments("layer") if name != "init")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
-_NAME = re.compile(r"[A-Za-z_][\w.-]*\Z")
-_KEY = re.compile(r"[A-Za-z_]\w*\Z")
-
-
-def parse_value(text: str) -> int | float | bool | str:
-    """'3' -> 3, '0.2' -> 0.2, '1e-3' -> 0.001, 'true' -> True, anything else stays a str."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks."""
+    """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks.
+
+    Each text is read once: the settings' check when they are made and `parse_layers` share
+    the result (a few hundred texts are kept; a bad one raises every time)."""
+    return [(name, dict(args)) for name, args in _read_layer_text(text)]
+
+
+@functools.lru_cache(maxsize=256)
+def _read_layer_text(text: str) -> tuple[tuple[str, MappingProxyType], ...]:
     if not text.strip():
         raise SettingsError(f"layers must name at least one component, such as {EXAMPLE!r}")
     items: list[tuple[str, dict[str, Any]]] = []
@@ -63,7 +59,7 @@ def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
         if "=" in name and items:  # `k=3` after `conv2d:out=16`: one more argument of it
             _add_arguments(items[-1][1], [item.strip()], position, item)
             continue
-        if not _NAME.match(name):
+        if not NAME.match(name):
             raise SettingsError(
                 f"layers item {position} ({item.strip()!r}) must start with a component name; "
                 f"write name:key=value,... such as {EXAMPLE!r}"
@@ -71,21 +67,21 @@ def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
         args: dict[str, Any] = {}
         _add_arguments(args, pairs, position, item)
         items.append((name, args))
-    return items
+    return tuple((name, MappingProxyType(args)) for name, args in items)
 
 
 def _add_arguments(args: dict[str, Any], pairs: list[str], position: int, item: str) -> None:
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not _KEY.match(key) or not value:
+        parsed = parse_pair(pair)
+        if parsed is None:
             raise SettingsError(
                 f"layers item {position} ({item.strip()!r}): {pair!r} is not key=value; "
                 f"write name:key=value, such as 'linear:out=25'"
             )
+        key, value = parsed
         if key in args:
             raise SettingsError(f"layers item {position} ({item.strip()!r}) gives {key!r} twice")
-        args[key] = parse_value(value)
+        args[key] = value
 
 
 def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:

@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from core.files.atomic import atomic_write_text
 from core.errors import SettingsError
-from core.pipeline.experiment import check, with_data_defaults
+from core.pipeline.prepare import prepare
+from core.pipeline.resolve import ResolvedRun, resolve, user_fields
 from core.pipeline.multirun import (
     EpochCallback, MultiRunResult, RunCallback, batched, check_runs, run_many, sweep,
 )
 from core.plugin.registry import Registry, default_registry
-from core.training.settings import TrainSettings
+from core.training.settings import OPTIONS, TrainSettings
 
 if TYPE_CHECKING:
     from core.training.distributed import World
 
+DEFAULT_DATA = TrainSettings().data  # named in a title only when another is chosen
 TITLE_WIDTH = 80  # characters per line of a figure's title: the loss figure's width at its font size
 SUMMARY_KEYS = (
     "train_error_mean", "train_error_std", "test_error_mean", "test_error_std",
@@ -49,9 +51,7 @@ def configurations(
 
 
 # settings field -> the nn-cli option that sets it (fields without one show as name=value)
-FLAGS = {name: "--" + name.replace("_", "-")
-         for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
-                      "dtype", "layers", "device", "preprocess", "schedule")} | {"optimizer_args": "--opt"}
+FLAGS = OPTIONS
 
 
 def label(settings: TrainSettings, varied: Sequence[str]) -> str:
@@ -69,15 +69,25 @@ def label(settings: TrainSettings, varied: Sequence[str]) -> str:
         if isinstance(value, list):
             value = ",".join(map(str, value))
         elif isinstance(value, dict):
-            value = ",".join(f"{k}={v}" for k, v in value.items()) or "''"
+            value = ",".join(f"{k}={as_typed(v)}" for k, v in value.items()) or "''"
         parts.append(f"{FLAGS[key]} {value}" if key in FLAGS else f"{key}={value}")
     return " ".join(parts) or "defaults"
 
 
-def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_WIDTH) -> str:
+def as_typed(value: Any) -> str:
+    """A value as the command line takes it: `true`, not Python's `True`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def describe(
+    configurations: Sequence[TrainSettings], width: int | None = TITLE_WIDTH,
+    widths: tuple[int, int] | None = None,
+) -> str:
     """The settings all `configurations` share, for a figure's title; what varies between
     them (and so stands in each label) shows as "varies". Lines of at most `width`
-    characters, for a figure's title; one line with `width=None`."""
+    characters, for a figure's title; one line with `width=None`. `widths`, the networks'
+    (inputs, outputs) when they share them, shows the MLP whole; the data show unless
+    they are the default."""
     first = configurations[0]
 
     def shared(field: str, text: str) -> str:
@@ -86,13 +96,13 @@ def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_
 
     if first.layers:  # the stack is the whole network
         net = shared("layers", f"layers {first.layers}")
-    else:  # the disk's in and out widths are the report's; other datasets set their own
-        widths = ("-".join(map(str, (2, *first.hidden, 1))) + " net" if first.data == "disk"
-                  else "hidden " + "-".join(map(str, first.hidden)))
-        net = f"{shared('hidden', widths)}, {shared('act', first.act)}"
-    if first.data != "disk" or any(c.data != first.data for c in configurations):
+    else:  # with the data's widths when the caller knows them: "2-25-25-25-1 net"
+        shape = ("-".join(map(str, (widths[0], *first.hidden, widths[1]))) + " net" if widths
+                 else "hidden " + "-".join(map(str, first.hidden)))
+        net = f"{shared('hidden', shape)}, {shared('act', first.act)}"
+    if first.data != DEFAULT_DATA or any(c.data != first.data for c in configurations):
         net = f"{shared('data', f'data {first.data}')}, {net}"
-    o = first.optimizer + "".join(f" {k}={v}" for k, v in first.optimizer_args)
+    o = first.optimizer + "".join(f" {k}={as_typed(v)}" for k, v in first.optimizer_args)
     lines = [  # short lines, so the title fits the figure
         f"{net}, {shared('loss', first.loss + ' loss')}, {shared('init', first.init + ' init')}",
         f"{shared('optimizer', shared('optimizer_args', o))}, "
@@ -107,8 +117,9 @@ def describe(configurations: Sequence[TrainSettings], width: int | None = TITLE_
 
 
 def run_label(settings: TrainSettings) -> str:
-    """A single configuration's label (`nn-cli train --plot`): its network and its loss."""
-    return label(settings, ["layers" if settings.layers else "act", "loss"])
+    """A single configuration's label (`nn-cli train --plot`), as `compare` labels one: the
+    options off their defaults ('defaults' when there are none)."""
+    return label(settings, [])
 
 
 @dataclass
@@ -170,8 +181,8 @@ class Comparison:
         return "\n".join(lines)
 
 
-def _pct(mean: float, std: float) -> str:
-    return f"{mean:.2%} ± {std:.2%}"
+def _pct(mean: float | None, std: float | None) -> str:
+    return "none held out" if mean is None else f"{mean:.2%} ± {std:.2%}"
 
 
 def _cell(value: Any) -> Any:
@@ -197,34 +208,71 @@ def compare(
     """Run every configuration `runs` times (seeds base.seed, base.seed + 1, ...), as
     `run_many` does (`together`: as one batched ensemble where the components allow).
 
-    Every configuration is checked before the first is trained, so a bad value fails fast.
+    Each configuration is resolved as `train` resolves settings (`typed`: the fields the
+    user chose, see `plan`) and checked before the first is trained, so a bad value fails
+    fast. See `run_plan` for the rest.
+    """
+    registry = registry or default_registry()
+    planned = plan(base, variations, runs, registry, together, typed)
+    varied = [key for key, values in variations.items() if len(values) > 1]
+    return run_plan(planned, varied, runs, registry, on_epoch, on_run, on_configuration,
+                    together, world)
+
+
+def plan(
+    base: TrainSettings, variations: Mapping[str, Sequence[Any]], runs: int, registry: Registry,
+    together: bool = True, typed: Collection[str] | None = None,
+) -> list[ResolvedRun]:
+    """Every configuration of `configurations`, resolved and checked (for `runs` runs each).
+
+    The varied fields and those in `typed` count as given; each dataset's defaults fill in
+    the rest. Without `typed`, the fields off their defaults count as given (`user_fields`).
+    """
+    planned = []
+    for settings in configurations(base, variations):
+        check_runs(settings, runs)
+        given = (user_fields(settings) if typed is None else set(typed)) | set(variations)
+        resolved = resolve(settings, registry, given)
+        prepare(resolved, registry, runs=runs if together else 1)  # checks it, then lets it go
+        planned.append(resolved)
+    return planned
+
+
+def run_plan(
+    planned: Sequence[ResolvedRun],
+    varied: Sequence[str],
+    runs: int,
+    registry: Registry,
+    on_epoch: EpochCallback | None = None,
+    on_run: RunCallback | None = None,
+    on_configuration: Callable[[int, str], None] | None = None,
+    together: bool = True,
+    world: World | None = None,
+) -> Comparison | None:
+    """Train the planned configurations `runs` times each; `varied` names the fields whose
+    values differ between them (the labels).
+
     `on_configuration(index, label)` precedes each configuration's runs (with `world`,
     each group of runs this process trains). With `world` (core.training.distributed, under
     torchrun) the (configuration, seed) pairs are split across the processes: rank 0
     gets the Comparison, the other ranks None.
     """
-    registry = registry or default_registry()
-    configs = configurations(base, variations)
-    if typed is not None:  # what the user chose; each dataset's defaults fill in the rest
-        configs = [with_data_defaults(settings, registry, typed) for settings in configs]
-    for settings in configs:
-        check(settings, registry, runs=runs if together else 1)
-        check_runs(settings, runs)
-    varied = [key for key, values in variations.items() if len(values) > 1]
+    varied = list(varied)
     if world is not None:
 
         def on_group(index: int, _first_run: int) -> None:
             if on_configuration is not None:
-                on_configuration(index, label(configs[index], varied))
+                on_configuration(index, label(planned[index].settings, varied))
 
-        grouped = sweep(configs, runs, registry, world, on_epoch, on_run, on_group, together)
+        grouped = sweep(planned, runs, registry, world, on_epoch, on_run, on_group, together)
         if grouped is None:
             return None
-        return Comparison(varied, [MultiRunResult(s, r, batched(s, runs, registry, together))
-                                   for s, r in zip(configs, grouped)])
+        return Comparison(varied, [MultiRunResult(r.settings, results,
+                                                  batched(r, runs, registry, together))
+                                   for r, results in zip(planned, grouped)])
     results = []
-    for index, settings in enumerate(configs):
+    for index, run in enumerate(planned):
         if on_configuration is not None:
-            on_configuration(index, label(settings, varied))
-        results.append(run_many(settings, runs, registry, on_epoch, on_run, together))
+            on_configuration(index, label(run.settings, varied))
+        results.append(run_many(run, runs, registry, on_epoch, on_run, together))
     return Comparison(varied, results)

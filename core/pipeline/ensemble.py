@@ -12,60 +12,64 @@ of the settings does not, the runs are trained one at a time, each exactly its s
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 import torch
 
 from core.network.assemble import build_flat_stack
-from core.pipeline.experiment import (
-    DTYPES, TrainResult, build_network, check_optimizer_args, device, generator, network_specs,
-    data_metadata, prepare_data, shape_of, train,
-)
 from core.network.protocols import evaluating, set_training
+from core.pipeline.prepare import Run, prepare
+from core.pipeline.resolve import EVERY_FIELD, ResolvedRun, resolve
+from core.pipeline.train import train
 from core.plugin.registry import Registry, default_registry
-from core.training.schedule import SCHEDULES
-from core.training.settings import TrainSettings
+from core.training.components import make_loss, make_optimizer
 from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
 from core.training.loop import divergence, divergence_error, fit_runs
+from core.training.result import TrainResult
+from core.training.settings import TrainSettings
 
 
-def supports_runs(registry: Registry, settings: TrainSettings) -> bool:
-    """Whether every component these settings name declares `supports_runs = True`."""
+def supports_runs(registry: Registry, run: TrainSettings | ResolvedRun) -> bool:
+    """Whether every component the run names declares `supports_runs = True`."""
+    resolved = resolve(run, registry, EVERY_FIELD)  # as named: no default changes a name here
+    settings = resolved.settings
     if settings.val_fraction > 0:  # each run keeps its own best epoch: one at a time
         return False
-    named = [(spec.kind, spec.name) for spec in network_specs(registry, settings)]
+    named = [(spec.kind, spec.name) for spec in resolved.network_specs(1)]
     named += [("loss", settings.loss), ("optimizer", settings.optimizer)]
     return all(getattr(registry.get(kind, name).factory, "supports_runs", False)
                for kind, name in named)
 
 
 def train_ensemble(
-    settings: TrainSettings,
+    settings: TrainSettings | ResolvedRun,
     seeds: Sequence[int],
     registry: Registry | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> list[TrainResult]:
     """Train one run per seed, together where the components allow; results in seed order.
 
-    `on_epoch(epoch, loss)` follows each epoch with the mean loss over the runs (when the
-    runs go one at a time, it follows each epoch of each run, as in `train`).
+    `settings` are resolved as `train` resolves them. `on_epoch(epoch, loss)` follows each
+    epoch with the mean loss over the runs (when the runs go one at a time, it follows each
+    epoch of each run, as in `train`).
     """
     registry = registry or default_registry()
-    runs = [dataclasses.replace(settings, seed=seed) for seed in seeds]
-    if not runs:
+    resolved = resolve(settings, registry)
+    if not seeds:
         return []
-    if not supports_runs(registry, settings):
-        return [train(run, registry, on_epoch) for run in runs]
+    if not supports_runs(registry, resolved):
+        return [train(resolved.with_seed(seed), registry, on_epoch) for seed in seeds]
+    # The first run is checked for all of them (same shapes); each run its own data.
+    runs = [prepare(resolved.with_seed(seed), registry, runs=len(seeds), check=i == 0)
+            for i, seed in enumerate(seeds)]
     with torch.set_grad_enabled(False):
-        return _train_together(registry, settings, runs, on_epoch)
+        return _train_together(registry, runs, on_epoch)
 
 
-def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
-    loss = registry.create("loss", settings.loss)
-    optimizer_entry = registry.get("optimizer", settings.optimizer)
-    check_optimizer_args(optimizer_entry, settings)
-    data = [prepare_data(run, registry) for run in runs]
+def _train_together(registry: Registry, runs: list[Run], on_epoch) -> list[TrainResult]:
+    settings, first = runs[0].settings, runs[0]
+    loss = make_loss(registry, settings)
+    data = [run.data for run in runs]
     x_train = torch.stack([d.x_train for d in data])  # (runs, n_train, in)
     y_train = torch.stack([d.y_train for d in data])  # (runs, n_train, out)
     x_test = torch.stack([d.x_test for d in data])  # (runs, n_test, in)
@@ -74,14 +78,12 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
 
     # Each run's network is built alone, drawing its weights from its own seed; the
     # ensemble starts from those weights stacked, and hands the trained ones back.
-    in_features, out_features = shape_of(data[0], registry, settings)
-    specs = network_specs(registry, settings, out_features)
-    singles = [build_network(registry, run, specs, in_features=in_features,
-                             out_features=out_features) for run in runs]
+    specs = first.specs
+    singles = [run.model for run in runs]
     ensemble = build_flat_stack(
-        registry, specs, in_features, init=settings.init,
+        registry, specs, first.in_features, init=settings.init,
         generator=torch.Generator().manual_seed(0),  # overwritten just below
-        dtype=DTYPES[settings.dtype], device=device(settings), runs=len(runs),
+        dtype=first.dtype, device=first.device, runs=len(runs),
     )
     stacked = ensemble.parameters()
     per_run = [model.parameters() for model in singles]
@@ -93,24 +95,21 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
         if getattr(module, "generators", None) is not None:
             module.generators = [model.modules[j].generator for model in singles]
 
-    optimizer = optimizer_entry.create(
-        parameters=stacked, lr=settings.lr, **dict(settings.optimizer_args)
-    )
-    schedule = SCHEDULES[settings.schedule]
+    optimizer = make_optimizer(registry, settings, stacked)
 
     with evaluating(ensemble):  # moves no running statistic, draws no mask
         initial_losses = loss.forward(forward_in_slices(ensemble, x_train), y_train).tolist()  # (runs,)
 
     def after_epoch(epoch: int, run_losses: list[float]) -> None:
-        check_runs(runs, stacked, epoch, run_losses, initial_losses)
+        check_runs([run.settings for run in runs], stacked, epoch, run_losses, initial_losses)
         if on_epoch is not None:
             on_epoch(epoch, sum(run_losses) / len(run_losses))
 
     losses = fit_runs(
         ensemble, loss, optimizer, x_train, y_train, epochs=settings.epochs,
         batch_size=settings.batch_size,
-        generators=[generator(run, "shuffle") for run in runs], on_epoch=after_epoch,
-        lr_at=lambda epoch: schedule(settings.lr, epoch, settings.epochs),
+        generators=[run.generators["shuffle"] for run in runs], on_epoch=after_epoch,
+        lr_at=first.lr_at,
     )
     set_training(ensemble, False)  # the trained networks measure in evaluation
     # Each run's data share a task, an encoding and (per run) a preprocessing.
@@ -136,11 +135,16 @@ def _train_together(registry, settings, runs, on_epoch) -> list[TrainResult]:
             model.buffers()[name].copy_(buffer[i])
     results = []
     for i, (run, d) in enumerate(zip(runs, data)):
+        if len(d.x_test) == 0:  # --test-fraction 0: nothing held out, nothing to report
+            results.append(TrainResult(run.settings, losses[i], train_errors[i], None, specs,
+                                       singles[i], d.preprocessing, dataset=d.metadata()))
+            continue
         metrics = output_metrics(test_outputs[i], loss, d.labels_test, preprocessing=d.preprocessing,
-                                 class_names=d.dataset.class_names, **how)
+                                 class_names=d.dataset.class_names,
+                                 images=len(d.dataset.input_shape) > 1, **how)
         results.append(TrainResult(
-            run, losses[i], train_errors[i], test_errors[i], specs, singles[i], d.preprocessing,
-            dataset=data_metadata(d), metrics=metrics,
+            run.settings, losses[i], train_errors[i], test_errors[i], specs, singles[i],
+            d.preprocessing, dataset=d.metadata(), metrics=metrics,
         ))
     return results
 
@@ -149,7 +153,7 @@ def check_runs(
     runs: list[TrainSettings], stacked: list, epoch: int, losses: list[float],
     initial_losses: list[float],
 ) -> None:
-    """Stop as `train` would when any run diverges (core.training.divergence), naming it."""
+    """Stop as `train` would when any run diverges (core.training.loop.divergence), naming it."""
     finite = torch.stack([p.value.flatten(1).isfinite().all(dim=1) for p in stacked])  # (params, runs)
     reasons = [
         (run.seed, divergence(loss, ok, initial))

@@ -20,14 +20,19 @@ import torch
 
 from core.data import preprocess
 from core.files.atomic import atomic_write_bytes
-from core.data.disk import CENTER, RADIUS
+from core.training.settings import DTYPES
 from core.pipeline.compare import describe
-from core.pipeline.experiment import TrainResult, datasets
+from core.pipeline.prepare import datasets, raw_split
 from core.pipeline.multirun import MultiRunResult
 from core.network.protocols import decision_threshold, evaluating
 from core.plugin.registry import Registry
+from core.training.components import make_loss
+from core.training.result import TrainResult
 
 GRID = 200  # points per side of the grid on which the decision boundary is traced
+PANEL = 3.2  # inches: the side of one square panel of points
+LEGEND_WIDTH = 6.0  # inches: the test points' two-column legend at font size 8
+TITLE_LINE = 0.2  # inches: one line of a title at font size 9
 
 
 def _figure(**kwargs):
@@ -46,7 +51,7 @@ def loss_figure(curves: Sequence[tuple[str, MultiRunResult]], title: str | None 
     for name, result in curves:
         epochs = list(range(1, len(result.loss_mean) + 1))
         mean, std = result.loss_mean, result.loss_std
-        (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} runs)")
+        (line,) = ax.plot(epochs, mean, label=f"{name} (mean of {len(result.results)} run{'s' if len(result.results) != 1 else ''})")
         # NOTE: on a log axis, mean ± std plunges towards 0 (decades down) where std nears
         # the mean; in log space the band is log(mean) ± std/mean (the std of log(loss) to
         # first order), which stays > 0 and is mean ± std where std is small.
@@ -72,7 +77,7 @@ def classify(result: TrainResult, x: torch.Tensor, registry: Registry) -> torch.
     out = _outputs(result, x)
     if (result.dataset or {}).get("one_hot"):
         return out.argmax(dim=-1)
-    threshold = decision_threshold(registry.create("loss", result.settings.loss))
+    threshold = decision_threshold(make_loss(registry, result.settings))
     return (out[:, 0] > threshold).cpu()
 
 
@@ -89,14 +94,45 @@ def _outputs(result: TrainResult, x: torch.Tensor) -> torch.Tensor:
         return result.model.forward(x).cpu()  # (n, 1)
 
 
-def _boundary_grid(result: TrainResult, registry: Registry):
-    """Network output minus its threshold on a GRID x GRID lattice of the unit square."""
-    threshold = decision_threshold(registry.create("loss", result.settings.loss))
-    axis = torch.linspace(0, 1, GRID, dtype=torch.float64)
-    yy, xx = torch.meshgrid(axis, axis, indexing="ij")  # (GRID, GRID) each
-    points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # (GRID^2, 2)
+def _described(rows: Sequence[tuple[str, MultiRunResult]]) -> str:
+    """`describe` of the rows' settings, with the networks' widths when the data are one."""
+    results = [r.results[0] for _, r in rows]
+    data = [r.dataset for r in results]
+    widths = None
+    if data[0] and all(d == data[0] for d in data):
+        d = data[0]
+        outputs = (len(d["target_names"]) if d["task"] == "regression"
+                   else len(d["class_names"]) if d.get("one_hot") else 1)
+        widths = (math.prod(d["input_shape"]), outputs)
+    return describe([r.settings for _, r in rows], widths=widths)
+
+
+def _lattice(box: tuple[float, float, float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """xx, yy (GRID, GRID) and the points (GRID^2, 2) of a GRID x GRID lattice of `box`."""
+    x0, x1, y0, y1 = box
+    yy, xx = torch.meshgrid(torch.linspace(y0, y1, GRID, dtype=torch.float64),
+                            torch.linspace(x0, x1, GRID, dtype=torch.float64), indexing="ij")
+    return xx, yy, torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def _boundary_grid(result: TrainResult, registry: Registry, box):
+    """Network output minus its threshold on the lattice of `box`."""
+    threshold = decision_threshold(make_loss(registry, result.settings))
+    xx, yy, points = _lattice(box)
     out = _outputs(result, points)  # (GRID^2, 1)
     return xx.numpy(), yy.numpy(), (out[:, 0].double() - threshold).reshape(GRID, GRID).numpy()
+
+
+def _truth_grid(truth, box):
+    """The data's own rule (0/1) on the lattice of `box`."""
+    xx, yy, points = _lattice(box)
+    return xx.numpy(), yy.numpy(), truth(points).double().reshape(GRID, GRID).numpy()
+
+
+def _box(x: torch.Tensor) -> tuple[float, float, float, float]:
+    """The points' bounding box, widened to tenths ([0, 1]^2 for the disk's points)."""
+    low, high = (x.min(dim=0).values * 10).floor() / 10, (x.max(dim=0).values * 10).ceil() / 10
+    return float(low[0]), float(high[0]), float(low[1]), float(high[1])
 
 
 def points_figure(
@@ -104,25 +140,35 @@ def points_figure(
 ):
     """For each labelled configuration (a row), the test points of its first runs."""
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Circle
 
     columns = min(runs_shown, max(len(r.results) for _, r in rows))
-    fig = _figure(figsize=(3.2 * columns, 3.4 * len(rows) + 0.8), layout="constrained")
+    title = "Test points of the first runs\n" + _described(rows)
+    # NOTE: constrained layout only moves things within the canvas: the canvas must hold
+    # the title's lines, each row of panels (square, with a two-line title and x label)
+    # and the two-row legend, and be as wide as the legend, or texts collide or fall off.
+    fig = _figure(figsize=(max(PANEL * columns, LEGEND_WIDTH),
+                           (PANEL + 0.2) * len(rows) + TITLE_LINE * (title.count("\n") + 1) + 0.8),
+                  layout="constrained")
     axes = fig.subplots(len(rows), columns, squeeze=False)
+    ruled = True  # every row's data have a rule of their own: its line, not shaded regions
     for (name, multirun), row in zip(rows, axes):
         for result, ax in zip(multirun.results, row):
-            _, _, x_test, y_test = datasets(result.settings, registry)
-            if result.settings.data != "disk":
-                _regions(ax, result, x_test, _labels(y_test), registry, name)
+            split = raw_split(result.settings, registry)
+            x_test, labels = split.x_test.to(DTYPES[result.settings.dtype]), split.y_test.long()
+            truth = split.dataset.truth
+            if truth is None:
+                ruled = False
+                _regions(ax, result, x_test, labels, registry, name)
                 continue
-            wrong = classify(result, x_test, registry) != (y_test[:, 0] > 0.5)  # (n,)
+            box = _box(torch.cat([split.x_train, split.x_test]))
+            wrong = classify(result, x_test, registry).long() != labels  # (n,)
             ok, bad = x_test[~wrong].numpy(), x_test[wrong].numpy()
             ax.scatter(ok[:, 0], ok[:, 1], s=4, c="tab:blue", alpha=0.5)
             ax.scatter(bad[:, 0], bad[:, 1], s=18, c="tab:red", marker="x")
-            ax.add_patch(Circle(CENTER, RADIUS, fill=False, color="black", linewidth=1.2))
-            ax.contour(*_boundary_grid(result, registry), levels=[0.0], colors="tab:orange",
+            ax.contour(*_truth_grid(truth, box), levels=[0.5], colors="black", linewidths=1.2)
+            ax.contour(*_boundary_grid(result, registry, box), levels=[0.0], colors="tab:orange",
                        linewidths=1.2, linestyles="--")
-            ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel="x1", ylabel="x2")
+            ax.set(xlim=box[:2], ylim=box[2:], aspect="equal", xlabel="x1", ylabel="x2")
             ax.set_title(f"{name}\nseed {result.settings.seed}: "
                          f"{int(wrong.sum())} wrong ({result.test_error:.1%})", fontsize=8)
         for ax in row[len(multirun.results):]:
@@ -130,14 +176,14 @@ def points_figure(
     handles = [
         Line2D([], [], marker="o", linestyle="", color="tab:blue", label="test point, correct"),
         Line2D([], [], marker="x", linestyle="", color="tab:red", label="test point, misclassified"),
-        Line2D([], [], color="black", label="true circle (area 1/2)"),
+        Line2D([], [], color="black", label="true boundary (the data's own rule)"),
         Line2D([], [], color="tab:orange", linestyle="--", label="network's decision boundary"),
     ]
-    if any(r.settings.data != "disk" for _, r in rows):  # regions, not a circle and a line
+    if not ruled:  # regions, not the true boundary and a line
         handles = handles[:2] + [Line2D([], [], color="tab:gray", linewidth=6, alpha=0.3,
                                         label="shaded: the predicted class")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
-    fig.suptitle("Test points of the first runs\n" + describe([r.settings for _, r in rows]), fontsize=9)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -234,11 +280,13 @@ def write_figures(
     classification), `predicted.png` (regression)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    shared = describe([r.settings for _, r in curves])
+    shared = _described(curves)
     figures = {"loss.png": loss_figure(curves, f"Training loss, mean over runs ± 1 std\n{shared}")}
     first = curves[0][1].results[0]
     dataset = first.dataset or {"task": "binary", "input_shape": [2]}
-    if dataset["task"] == "regression":
+    if any(r.test_error is None for _, m in curves for r in m.results):
+        pass  # no rows held out (--test-fraction 0): the loss is all there is to draw
+    elif dataset["task"] == "regression":
         figures["predicted.png"] = regression_figure(curves, registry)
     else:
         if list(dataset["input_shape"]) == [2]:

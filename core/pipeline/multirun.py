@@ -21,14 +21,17 @@ from typing import Any
 from core import errors
 from core.errors import NNError, SettingsError
 from core.lazy import torch
-from core.data.disk import DTYPES
 from core.files.model_file import in_features_of, model_state
 from core.network.assemble import build_stack
 from core.pipeline.ensemble import supports_runs, train_ensemble
-from core.pipeline.experiment import TrainResult, device, train
+from core.pipeline.prepare import device
+from core.pipeline.resolve import ResolvedRun, resolve
+from core.pipeline.train import train
+from core.training.result import TrainResult
 from core.plugin.registry import Registry, default_registry
-from core.training.distributed import World, claims, from_main, share
-from core.training.settings import MAX_SEED, TrainSettings
+from core.pipeline.sharing import claims, share
+from core.training.world import World, from_main
+from core.training.settings import DTYPES, MAX_SEED, TrainSettings, has_data_settings
 
 # on_epoch(run_index, epoch, loss) after each epoch of each run (run_index None: of all the
 # runs training together, with their mean loss); on_run(run_index, result)
@@ -70,17 +73,48 @@ class MultiRunResult:
     def loss_std(self) -> list[float]:
         return [std(epoch) for epoch in zip(*(r.losses for r in self.results))]
 
-    def summary(self) -> dict[str, float]:
-        """Mean and deviation of the final errors and of the final epoch's loss."""
+    def summary(self) -> dict[str, float | None]:
+        """Mean and deviation of the final errors and of the final epoch's loss; the test
+        error's are None when the runs held out no test rows (test_fraction 0)."""
         finals = [r.losses[-1] for r in self.results]
+        tested = None not in self.test_errors
         return {
             "train_error_mean": statistics.fmean(self.train_errors),
             "train_error_std": std(self.train_errors),
-            "test_error_mean": statistics.fmean(self.test_errors),
-            "test_error_std": std(self.test_errors),
+            "test_error_mean": statistics.fmean(self.test_errors) if tested else None,
+            "test_error_std": std(self.test_errors) if tested else None,
             "final_loss_mean": statistics.fmean(finals),
             "final_loss_std": std(finals),
         }
+
+    def text(self) -> str:
+        """The errors as `nn-cli train` prints them: one run's, or the runs' mean ± std; for
+        one run of a dataset, its test set's metrics too."""
+        first, runs, seed = self.results[0], len(self.results), self.settings.seed
+        regression = first.task == "regression"
+        fmt = (lambda v: f"{v:.4g}") if regression else (lambda v: f"{v:.2%}")
+        what = "RMSE" if regression else "error"
+        if first.test_error is None:  # --test-fraction 0: every row trained
+            train = fmt(first.train_error) if runs == 1 else (
+                f"{fmt(self.summary()['train_error_mean'])} ± "
+                f"{fmt(self.summary()['train_error_std'])}")
+            return (f"train {what} {train}   test: none held out (--test-fraction 0 trains on "
+                    f"every row; `nn-cli evaluate MODEL --input FILE` measures a held-out file)")
+        if runs > 1:
+            s = self.summary()
+            how = "trained together as one batched ensemble" if self.together else "one at a time"
+            return (f"{runs} runs (seeds {seed}-{seed + runs - 1}, {how}), mean ± std:   "
+                    f"train {what} {fmt(s['train_error_mean'])} ± {fmt(s['train_error_std'])}   "
+                    f"test {what} {fmt(s['test_error_mean'])} ± {fmt(s['test_error_std'])}")
+        text = f"train {what} {fmt(first.train_error)}   test {what} {fmt(first.test_error)}"
+        if first.stopping_note():
+            text += "\n" + first.stopping_note()
+        if has_data_settings(self.settings) and first.metrics:
+            from core.data.metrics import text_report
+
+            text += (f"\n\ntest set ({first.dataset['name']}, {first.task}):\n"
+                     f"{text_report(first.metrics)}")
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +137,7 @@ def seeds_of(settings: TrainSettings, runs: int) -> list[int]:
 
 
 def train_seeds(
-    settings: TrainSettings,
+    resolved: ResolvedRun,
     seeds: Sequence[int],
     registry: Registry,
     on_epoch: EpochCallback | None = None,
@@ -112,12 +146,12 @@ def train_seeds(
 ) -> list[TrainResult]:
     """One independent run per seed: all together as one batched ensemble when `together`
     and every component supports it (core/pipeline/ensemble.py), else one after another."""
-    if batched(settings, len(seeds), registry, together):
+    if batched(resolved, len(seeds), registry, together):
         # The runs advance together: the epoch callback gets run None and the mean loss.
         epoch_callback = None if on_epoch is None else (
             lambda epoch, loss: on_epoch(None, epoch, loss)
         )
-        results = train_ensemble(settings, seeds, registry, on_epoch=epoch_callback)
+        results = train_ensemble(resolved, seeds, registry, on_epoch=epoch_callback)
         for i, result in enumerate(results):
             if on_run is not None:
                 on_run(i, result)
@@ -127,14 +161,14 @@ def train_seeds(
         epoch_callback = None if on_epoch is None else (
             lambda epoch, loss, i=i: on_epoch(i, epoch, loss)
         )
-        results.append(train(replace(settings, seed=seed), registry, on_epoch=epoch_callback))
+        results.append(train(resolved.with_seed(seed), registry, on_epoch=epoch_callback))
         if on_run is not None:
             on_run(i, results[-1])
     return results
 
 
 def run_many(
-    settings: TrainSettings,
+    settings: TrainSettings | ResolvedRun,
     runs: int,
     registry: Registry | None = None,
     on_epoch: EpochCallback | None = None,
@@ -144,19 +178,21 @@ def run_many(
 ) -> MultiRunResult | None:
     """Train `runs` models with seeds settings.seed, settings.seed + 1, ...
 
-    `together=False` trains them one after another even where they could train as one
+    `settings` are resolved as `train` resolves them. `together=False` trains them one after another even where they could train as one
     batched ensemble: slower, and each run then equals its seed's single run bit for bit.
     With `world` (core.training.distributed, under torchrun) the seeds are split across the
     processes (`sweep`, below): rank 0 gets the result, the other ranks None.
     """
-    check_runs(settings, runs)
+    check_runs(settings.settings if isinstance(settings, ResolvedRun) else settings, runs)
     registry = registry or default_registry()
+    resolved = resolve(settings, registry)
+    settings = resolved.settings
     if world is not None:
-        grouped = sweep([settings], runs, registry, world, on_epoch, on_run, None, together)
+        grouped = sweep([resolved], runs, registry, world, on_epoch, on_run, None, together)
         return None if grouped is None else MultiRunResult(
-            settings, grouped[0], batched(settings, runs, registry, together))
-    results = train_seeds(settings, seeds_of(settings, runs), registry, on_epoch, on_run, together)
-    return MultiRunResult(settings, results, batched(settings, runs, registry, together))
+            settings, grouped[0], batched(resolved, runs, registry, together))
+    results = train_seeds(resolved, seeds_of(settings, runs), registry, on_epoch, on_run, together)
+    return MultiRunResult(settings, results, batched(resolved, runs, registry, together))
 
 
 def check_runs(settings: TrainSettings, runs: int) -> None:
@@ -167,13 +203,13 @@ def check_runs(settings: TrainSettings, runs: int) -> None:
         raise SettingsError(f"seed + runs must stay below {MAX_SEED}, got {settings.seed + runs}")
 
 
-def batched(settings: TrainSettings, runs: int, registry: Registry, together: bool) -> bool:
+def batched(resolved: ResolvedRun, runs: int, registry: Registry, together: bool) -> bool:
     """Whether `runs` runs train together as one batched ensemble."""
-    return together and runs > 1 and supports_runs(registry, settings)
+    return together and runs > 1 and supports_runs(registry, resolved)
 
 
 def sweep(
-    configs: Sequence[TrainSettings],
+    configs: Sequence[ResolvedRun],
     runs: int,
     registry: Registry,
     world: World,
@@ -192,7 +228,7 @@ def sweep(
     `on_epoch` and `on_run` get counts from the configuration's first run. An NNError on any
     rank is raised on every rank.
     """
-    work = groups(configs, runs, world.size)
+    work = groups([c.settings for c in configs], runs, world.size)
     done: list[tuple[int, int, TrainResult]] = []  # (configuration, run, result)
     failure = None
     try:

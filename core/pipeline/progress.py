@@ -1,4 +1,8 @@
-"""Training progress: a live bar on a terminal, one plain line per epoch otherwise."""
+"""Training progress: a live bar on a terminal, one plain line per epoch otherwise.
+
+Progress goes to stderr by default, so that stdout holds the results alone:
+`nn-cli compare ... > table.txt` writes the table and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from contextlib import contextmanager
 
 @contextmanager
 def epoch_reporter(
-    epochs: int, *, to_stderr: bool, quiet: bool = False
+    epochs: int, *, to_stderr: bool = True, quiet: bool = False
 ) -> Iterator[Callable[[int, float], None] | None]:
     """A callback per epoch: a live bar on a terminal, else a line; None when `quiet`."""
     if quiet:
@@ -77,9 +81,10 @@ class RunProgress:
                                  what=f"runs {self.label}".rstrip())
             return
         label = f"{self.label}  " if self.label else ""
+        tested = "none held out" if result.test_error is None else f"{result.test_error:.2%}"
         print(
             f"{label}run {done}/{self.total_runs}  seed {result.settings.seed}  "
-            f"train error {result.train_error:.2%}  test error {result.test_error:.2%}  "
+            f"train error {result.train_error:.2%}  test error {tested}  "
             f"final loss {result.losses[-1]:.6f}",
             file=self.stream, flush=True,
         )
@@ -87,7 +92,7 @@ class RunProgress:
 
 @contextmanager
 def runs_reporter(
-    total_runs: int, epochs: int, *, to_stderr: bool, quiet: bool = False
+    total_runs: int, epochs: int, *, to_stderr: bool = True, quiet: bool = False
 ) -> Iterator[RunProgress]:
     """Two live bars (runs, epochs of the current run) on a terminal; else a line per run;
     nothing at all when `quiet`."""

@@ -64,6 +64,8 @@ class Entry:
     target: Callable[..., Any] | str  # the factory, or "module:attr" naming it
     plugin: str  # name of the plugin that registered it
     summary: str  # one line for `nn-cli list`
+    # A dataset's settings for the options a user leaves out (`register(..., defaults=...)`).
+    defaults: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @functools.cached_property
     def factory(self) -> Callable[..., Any]:
@@ -201,8 +203,13 @@ class Registry:
     ) -> Callable[..., None]:
         def register(
             name: str, factory: Callable[..., Any] | str, *, summary: str | None = None,
-            override: bool = False,
+            override: bool = False, defaults: dict[str, Any] | None = None,
         ) -> None:
+            if defaults is not None and (kind != "dataset" or not isinstance(defaults, dict)):
+                raise RegistrationError(
+                    f"plugin {plugin!r} registered {kind} {name!r} with defaults={defaults!r}: "
+                    f"defaults are a dict of settings, for a dataset only"
+                )
             if isinstance(factory, str):  # "module:attr": checked when first imported
                 if not _TARGET.match(factory) or not summary:
                     raise RegistrationError(
@@ -225,7 +232,7 @@ class Registry:
                     f"meant to replace the other"
                 )
             staged[(kind, name)] = Entry(
-                kind, name, factory, plugin, summary or first_doc_line(factory)
+                kind, name, factory, plugin, summary or first_doc_line(factory), dict(defaults or {})
             )
 
         return register

@@ -55,6 +55,26 @@ def run_errors(
                              preprocessing=preprocessing)
 
 
+def error_rate(
+    model: Module, loss: Loss, x: torch.Tensor, labels: torch.Tensor, *, task: str = "binary",
+    one_hot: bool | None = None, preprocessing: dict[str, Any] | None = None,
+) -> float:
+    """One network's error on (x, labels), for any task (in evaluation).
+
+    Classification: the fraction misclassified; `labels` are class indices, (n,) or (n, 1)
+    (for "binary", 0/1 of any dtype). `one_hot` (default: for "multiclass") says whether the
+    network has one output per class. Regression: the RMSE in the target's units against
+    `labels` (n, targets), the outputs mapped back through `preprocessing` when the targets
+    were standardised (core.data.preprocess).
+    """
+    if task in CLASSIFICATION:
+        flat = labels.reshape(-1)  # (n,)
+        labels = (flat > 0.5).long() if task == "binary" else flat.long()
+    one_hot = task == "multiclass" if one_hot is None else one_hot
+    return run_errors(model, loss, x, labels, task=task, one_hot=one_hot,
+                      preprocessing=preprocessing or {}).item()
+
+
 def output_errors(
     out: torch.Tensor, loss: Loss, labels: torch.Tensor, *, task: str, one_hot: bool,
     preprocessing: dict[str, Any],
@@ -68,10 +88,10 @@ def output_errors(
 
 def output_metrics(
     out: torch.Tensor, loss: Loss, labels: torch.Tensor, *, task: str, one_hot: bool,
-    preprocessing: dict[str, Any], class_names: tuple[str, ...],
+    preprocessing: dict[str, Any], class_names: tuple[str, ...], images: bool = False,
 ) -> dict[str, Any]:
     """One network's metrics from its outputs (n, out): the per-class table and confusion
-    matrix, or RMSE, MAE and R^2 (core.data.metrics)."""
+    matrix, or RMSE, MAE and R^2, and the PSNR for `images` (core.data.metrics)."""
     if task in CLASSIFICATION:
         return classification_metrics(labels, predicted_classes(out, loss, one_hot), class_names)
-    return regression_metrics(labels, preprocess.target_output(preprocessing, out))
+    return regression_metrics(labels, preprocess.target_output(preprocessing, out), images)

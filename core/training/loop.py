@@ -14,7 +14,7 @@ import torch
 
 from core.errors import DivergenceError
 from core.network.protocols import (
-    Loss, Module, Optimizer, decision_threshold, evaluating, no_input_grad, set_training,
+    Loss, Module, Optimizer, no_input_grad, set_training,
 )
 
 
@@ -178,14 +178,3 @@ def _fit(
         return torch.zeros((0, *runs), dtype=torch.float64)
     return torch.stack(history)  # (epochs,) or (epochs, runs)
 
-
-def error_rates(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fraction of points whose predicted class differs from the 0/1 label, per run (in evaluation)."""
-    with torch.set_grad_enabled(False), evaluating(model):
-        predicted = model.forward(x) > decision_threshold(loss)  # (..., n, 1)
-        return (predicted != (y > 0.5)).double().mean(dim=(-2, -1))  # () or (runs,)
-
-
-def error_rate(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of points whose predicted class differs from the 0/1 label."""
-    return error_rates(model, loss, x, y).item()

@@ -102,3 +102,26 @@ def network_bytes(model: Sequential, in_features: int, rows: int, dtype: torch.d
     widths = output_widths(model, in_features, dtype, device)
     return (COPIES_PER_PARAMETER * parameter_bytes(model),
             COPIES_PER_ACTIVATION * rows * sum(widths) * size)
+
+
+def check_run_fits(
+    shapes: Sequential | None, dtype: torch.dtype, sizes: dict[str, int], size_option: str,
+    runs: int = 1, in_features: int = 2,
+) -> None:
+    """Refuse a run that cannot fit in memory before it allocates, naming what to lower.
+
+    `shapes` is the run's network built without its values (`shapes_only`; None: count the
+    data alone), `in_features` the width of a row (the product of an image's shape),
+    `sizes` the points of each set by the setting that gives them (n_train, n_test), and
+    `size_option` the option that sizes the network (--hidden or --layers); `runs` networks
+    trained together (an ensemble) each need their own weights and activations.
+    """
+    from core.network.assemble import probe_device
+
+    network, per_point = (0, 0) if shapes is None else network_bytes(
+        shapes, in_features, 1, dtype, probe_device(shapes))
+    per_point = runs * per_point + data_bytes(1, in_features)
+    check_fits({  # every training point goes through at once
+        size_option if runs == 1 else f"{size_option} or --runs": runs * network,
+        **{name: points * per_point for name, points in sizes.items()},
+    }, "this run" if runs == 1 else f"these {runs} runs")

@@ -1,7 +1,7 @@
 """What one training run produced: settings, losses, errors, the network and its input step.
 
 It lives below core/files and core/pipeline so that both can name it: model files save a
-`TrainResult`, and `core.pipeline.experiment.train` returns one.
+`TrainResult`, and `core.pipeline.train.train` returns one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class TrainResult:
     losses: list[float]  # mean training loss of each epoch
     # fraction of points misclassified at the end (regression: the RMSE, in the target's units)
     train_error: float
-    test_error: float
+    test_error: float | None  # None: no row was held out for testing (test_fraction 0)
     specs: list[LayerSpec]  # the network, by registered names and arguments
     model: Sequential = field(repr=False)
     # the input step fitted on the training inputs; `core.data.preprocess.apply` replays it
@@ -37,6 +37,18 @@ class TrainResult:
     @property
     def task(self) -> str:
         return (self.dataset or {}).get("task", "binary")
+
+    def stopping_note(self) -> str | None:
+        """With a validation set, a line saying where training stopped and which epoch's
+        weights were kept; None without one."""
+        if self.best_epoch is None:
+            return None
+        ran, epochs = len(self.losses), self.settings.epochs
+        kept = f"kept the weights of epoch {self.best_epoch} (the lowest validation loss)"
+        if ran < epochs:
+            return (f"stopped early after epoch {ran} of {epochs}: no lower validation loss for "
+                    f"{self.settings.patience} epochs; {kept}")
+        return f"trained all {epochs} epochs; {kept}"
 
     def to_dict(self) -> dict[str, Any]:
         d = {

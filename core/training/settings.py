@@ -8,13 +8,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import SettingsError
+from core.lazy import torch
+from core.keyvalue import parse_pair
 from core.network.stack import EXAMPLE, parse_layer_text
 
 DTYPE_NAMES = ("float32", "float64")
 DEVICE_NAMES = ("cpu", "cuda")
 MAX_SEED = 2**40
-PREPROCESS_NAMES = ("standardize", "none")  # see core/preprocess.py
-SCHEDULE_NAMES = ("cosine", "constant")  # see core/schedule.py
+PREPROCESS_NAMES = ("standardize", "none")  # see core/data/preprocess.py
+SCHEDULE_NAMES = ("cosine", "constant")  # see core/training/schedule.py
 OptimizerArgs = tuple[tuple[str, bool | int | float], ...]
 DEFAULT_ACT, DEFAULT_HIDDEN = "tanh", (25, 25, 25)  # the report's network
 
@@ -46,7 +48,8 @@ class TrainSettings:
     # `nn-cli list dataset`) or a .csv/.tsv/.json/.npz file (core/data/dataset.py).
     data: str = "disk"
     target: str | None = None  # a file's target column (default: "label", else the last)
-    test_fraction: float = 0.25  # held out for testing when the data has no test split
+    # held out for testing when the data has no test split; 0: train on every row, test none
+    test_fraction: float = 0.25
     val_fraction: float = 0.0  # of the training rows, held out to pick the best epoch
     patience: int | None = None  # stop after this many epochs without a lower validation loss
 
@@ -132,12 +135,10 @@ class TrainSettings:
         parse_data_text(self.data)
         if self.target is not None and (not isinstance(self.target, str) or not self.target):
             raise SettingsError(f"target must be a column name or number, got {self.target!r}")
-        for name, value, low in (("test_fraction", self.test_fraction, 0.0),
-                                 ("val_fraction", self.val_fraction, -1.0)):
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not (low < value < 1) or (name == "val_fraction" and value < 0)):
-                accepted = "(0, 1)" if name == "test_fraction" else "[0, 1)"
-                raise SettingsError(f"{name} must be a number in {accepted}, got {value!r}")
+        for name, value in (("test_fraction", self.test_fraction), ("val_fraction", self.val_fraction)):
+            # 0: none held out (test_fraction 0 trains on every row; nothing is tested)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise SettingsError(f"{name} must be a number in [0, 1), got {value!r}")
         if self.patience is not None:
             if not _is_int(self.patience) or self.patience < 1:
                 raise SettingsError(f"patience must be an integer >= 1, got {self.patience!r}")
@@ -148,6 +149,27 @@ class TrainSettings:
                 )
 
 
+# settings field -> the nn-cli option that sets it (n_train and n_test have none)
+OPTIONS = {name: "--" + name.replace("_", "-")
+           for name in ("act", "loss", "init", "optimizer", "hidden", "epochs", "lr", "batch_size",
+                        "seed", "dtype", "layers", "device", "preprocess", "schedule", "data",
+                        "target", "test_fraction", "val_fraction", "patience")} | {"optimizer_args": "--opt"}
+
+
+def in_option_words(message: str) -> str:
+    """A settings error in the command line's words: `--test-fraction must be ...`, where the
+    library says `test_fraction must be ...`. Two-word names are replaced wherever they
+    stand; one-word ones (lr, seed) only as the sentence's subject."""
+    import re
+
+    for name, option in OPTIONS.items():
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){name}\b", option, message)
+        elif message.startswith(f"{name} must "):
+            message = option + message[len(name):]
+    return message
+
+
 # Fields added with datasets and their defaults: left out of to_dict() at these values.
 DATA_FIELDS = {"data": "disk", "target": None, "test_fraction": 0.25, "val_fraction": 0.0,
                "patience": None}
@@ -156,6 +178,25 @@ DATA_FIELDS = {"data": "disk", "target": None, "test_fraction": 0.25, "val_fract
 def has_data_settings(settings: TrainSettings) -> bool:
     """Whether any dataset setting (--data, --target, fractions, patience) is not its default."""
     return any(name in DATA_FIELDS for name in settings.to_dict())
+
+
+class _TorchDtypes(Mapping):
+    """The `dtype` setting's names -> torch dtypes, torch imported on first lookup (this
+    module stays free of it)."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in DTYPE_NAMES:
+            raise KeyError(name)
+        return getattr(torch, name)
+
+    def __iter__(self):
+        return iter(DTYPE_NAMES)
+
+    def __len__(self) -> int:
+        return len(DTYPE_NAMES)
+
+
+DTYPES = _TorchDtypes()  # settings.dtype -> the torch dtype of data and weights
 
 
 def _is_int(value: object) -> bool:
@@ -177,24 +218,11 @@ def parse_optimizer_args(text: str) -> OptimizerArgs:
     """'momentum=0.9,nesterov=true' -> (("momentum", 0.9), ("nesterov", True)); '' -> ()."""
     pairs: dict[str, bool | int | float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, raw = part.partition("=")
-        value = _parse_value(raw.strip())
-        if not sep or not key.strip() or value is None:
+        parsed = parse_pair(part)
+        if parsed is None or isinstance(parsed[1], str) or not math.isfinite(parsed[1]):
             raise SettingsError(
                 f"optimizer options must be KEY=VALUE pairs with a number or true/false, "
                 f"comma-separated, such as momentum=0.9,nesterov=true; got {text!r}"
             )
-        pairs[key.strip()] = value
+        pairs[parsed[0]] = parsed[1]
     return tuple(sorted(pairs.items()))
-
-
-def _parse_value(raw: str) -> bool | int | float | None:
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    for kind in (int, float):
-        try:
-            value = kind(raw)
-        except ValueError:
-            continue
-        return value if math.isfinite(value) else None
-    return None

@@ -69,13 +69,10 @@ def checkerboard(generator: torch.Generator, n: int = 1000, squares: int = 4,
     return Dataset("checkerboard", "binary", x, y, ("x", "y"), (2,), ("white", "black"))
 
 
-# Options `nn-cli train --data checkerboard` uses when not typed: a wider net, more epochs.
-checkerboard.defaults = {"hidden": (64, 64), "epochs": 300, "act": "relu"}
-
-
 @hookimpl
 def register_datasets(register):
-    register("checkerboard", checkerboard)
+    # Options `nn-cli train --data checkerboard` uses when not typed: a wider net, more epochs.
+    register("checkerboard", checkerboard, defaults={"hidden": (64, 64), "epochs": 300, "act": "relu"})
 
 
 @hookimpl
