@@ -783,6 +783,9 @@ def serve(
     """Serve the playground: pick data and a network in the browser, watch it train here."""
     if not 0 <= port <= 65535:
         raise SettingsError(f"port must be an integer from 0 to 65535, got {port}")
+    if not host.strip():  # uvicorn would bind every address and print `binding :`
+        raise SettingsError(f"host must be an address or name, got {host!r}; 127.0.0.1 serves "
+                            f"this machine only, 0.0.0.0 every address")
     try:
         import uvicorn  # noqa: F401  (the extra's other half; playground.serve uses it)
 
@@ -793,13 +796,16 @@ def serve(
             f"pip install 'nn-scratch[serve]'"
         ) from None
     registry = plugins.registry()
+    from playground.guards import allowed_hosts
+
     if host not in LOCAL_HOSTS:
         typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
-                   f"train networks on this machine; the playground has no login", err=True)
+                   f"train networks on this machine; the playground has no login; it answers "
+                   f"requests addressed to {', '.join(allowed_hosts(host))} only", err=True)
     _one_thread()
     from playground.serve import make_server, run
 
-    run(make_server(create_app(registry), host, port), open_browser=open_browser, announce=lambda url: typer.echo(
+    run(make_server(create_app(registry, host=host), host, port), open_browser=open_browser, announce=lambda url: typer.echo(
         f"nn-cli: playground at {url} (Ctrl-C stops it)"))
 
 

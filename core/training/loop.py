@@ -60,6 +60,7 @@ def fit(
     on_epoch: Callable[[int, float], bool | None] | None = None,
     lr_at: Callable[[int], float] | None = None,
     shard: Shard | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
@@ -69,12 +70,15 @@ def fit(
     `lr_at(epoch)`, if given, sets `optimizer.lr` before each epoch (a schedule).
     `shard` (data parallel, core/training/distributed.py) makes this process train on its slice of
     each batch and sum the gradients and losses with the other processes'.
+    `stop()`, if given, is asked before each batch; when it returns True, training ends
+    there and the unfinished epoch is dropped from the result (the network is mid-epoch):
+    a run that its user closed stops within a batch, not an epoch (the playground).
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
         each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
             model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at, lead=0,
-            shard=shard,
+            shard=shard, stop=stop,
         )
     return history.tolist()  # (epochs,)
 
@@ -144,7 +148,7 @@ class Shard(Protocol):
 
 def _fit(
     model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None, *, lead,
-    shard=None,
+    shard=None, stop=None,
 ) -> torch.Tensor:
     n = x.shape[lead]
     runs = x.shape[:lead]  # () or (runs,)
@@ -158,8 +162,10 @@ def _fit(
         xs, ys = shuffled(x, y, generators, lead)  # (..., n, *sample), (..., n, *target)
         total = torch.zeros(runs, dtype=torch.float64, device=x.device)  # () or (runs,)
         for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            lo, hi = (start, stop) if shard is None else shard.part(start, stop)
+            if stop is not None and stop():
+                return _history(history, runs)
+            end = min(start + batch_size, n)
+            lo, hi = (start, end) if shard is None else shard.part(start, end)
             optimizer.zero_grad()
             if hi > lo:  # a process may get no sample of a batch smaller than the world
                 value = loss.forward(model.forward(xs.narrow(lead, lo, hi - lo)),
@@ -168,12 +174,16 @@ def _fit(
                     model.backward(loss.backward())
                 total += value * (hi - lo)  # stays a tensor: no sync per step
             if shard is not None:
-                shard.reduce(hi - lo, stop - start)
+                shard.reduce(hi - lo, end - start)
             optimizer.step()
         history.append((total if shard is None else shard.total(total)) / n)
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None and on_epoch(epoch, history[-1]):  # () or (runs,)
             break  # the callback asked to stop (early stopping)
+    return _history(history, runs)
+
+
+def _history(history: list[torch.Tensor], runs: tuple[int, ...]) -> torch.Tensor:
     if not history:  # zero epochs, e.g. resuming a run whose last epoch was checkpointed
         return torch.zeros((0, *runs), dtype=torch.float64)
     return torch.stack(history)  # (epochs,) or (epochs, runs)
