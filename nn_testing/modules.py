@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from core.network.layout import BATCH_INNERMOST, to_batch_first, to_batch_innermost
 from core.network.protocols import Parameter, set_training, zero_grad
 from nn_testing.checks import Check, CheckResult, check_all, close, expect, resolve, signature
 
@@ -58,12 +59,24 @@ def module_checks(
     the signature names them, and `in_features` is its last size. A module with modes (an
     optional `train(mode)`) is checked in training and in evaluation. A module that keeps a
     torch.Generator (dropout; a list of them with runs) has it replayed, so autograd and
-    the hand-written backward see the same random draws.
+    the hand-written backward see the same random draws. An image layer that takes a
+    `layout` gets every check twice: as built by hand (images batch-first), and built as a
+    network builds it, batch-innermost (core/network/layout.py), its input converted from
+    and its output and gradient back to batch-first at its edges (label "(batch-innermost)").
 
     The module is built once here to learn which checks apply (parameters, modes, runs).
     """
     factory, label = resolve(factory_or_name, ("layer", "activation"), registry)
     sample = (in_features,) if in_shape is None else tuple(in_shape)
+    checks = _checks_of(factory, label, sample, batch_sizes, runs, seed, args)
+    if len(sample) == 3 and "layout" in signature(factory):
+        checks += _checks_of(factory, f"{label} (batch-innermost)", sample, batch_sizes, runs, seed,
+                             {**args, "layout": BATCH_INNERMOST})
+    return checks
+
+
+def _checks_of(factory, label, sample, batch_sizes, runs, seed, args) -> list[Check]:
+    """module_checks' checks for one way of building the module."""
     case = _ModuleCase(factory, label, sample, tuple(batch_sizes), seed, args)
     probe = case.build()
     has_params = bool(probe.parameters())
@@ -305,7 +318,27 @@ def _build_module(factory: Any, sample: tuple[int, ...], seed: int, args: dict[s
     for key, value in context.items():
         if key in accepted:
             kwargs.setdefault(key, value)
-    return factory(**kwargs)
+    module = factory(**kwargs)
+    return _BatchFirstEdges(module) if kwargs.get("layout") == BATCH_INNERMOST else module
+
+
+class _BatchFirstEdges:
+    """A batch-innermost image layer seen batch-first, as the kit's inputs are: its input
+    converted to (..., c, h, w, batch), its image output and its input gradient back."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module.forward(to_batch_innermost(x))
+        return to_batch_first(y) if y.dim() >= 4 else y  # features: (..., batch, n) as they are
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        g = to_batch_innermost(grad_output) if grad_output.dim() >= 4 else grad_output
+        return to_batch_first(self.module.backward(g))
+
+    def __getattr__(self, name: str) -> Any:  # parameters, train, buffers, ...
+        return getattr(self.module, name)
 
 
 def _check_parameter_shapes(params: list[Parameter], label: str) -> None:

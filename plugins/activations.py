@@ -13,6 +13,7 @@ class _Activation:
 
     cache: torch.Tensor | None = None
     supports_runs = True  # element-wise, so a leading run dimension just comes along
+    any_layout = True  # and images in any layout (core/network/layout.py)
 
     def parameters(self) -> list[Parameter]:
         return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core import Initializer, Parameter, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.matmul import add_matmul_, bias_plus_matmul
 
 
 class Linear:
@@ -62,21 +63,6 @@ class Linear:
         return [self.weight, self.bias]
 
     __call__ = forward
-
-
-def bias_plus_matmul(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """bias + a @ b as one fused op (addmm/baddbmm), for one matrix or a stack of them."""
-    if a.dim() == 2:
-        return torch.addmm(bias, a, b)  # bias (out,) broadcasts over the batch
-    return torch.baddbmm(bias.unsqueeze(-2), a, b)  # bias (runs, 1, out)
-
-
-def add_matmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """out += a @ b in place, for one matrix (2-D) or a stack of them (3-D)."""
-    if out.dim() == 2:
-        out.addmm_(a, b)
-    else:
-        out.baddbmm_(a, b)
 
 
 @hookimpl

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.layout import BATCH_FIRST, BATCH_INNERMOST
 
 
 class _Modes:
@@ -32,7 +33,9 @@ class BatchNorm(_Modes):
     """Batch normalisation over the batch (and pixels) per feature or channel, with running statistics.
 
     Takes (batch, features) like torch's BatchNorm1d or (batch, channels, h, w) like
-    BatchNorm2d. Training normalises with the batch's mean and (biased) variance and moves
+    BatchNorm2d; inside a network images come batch-innermost, (channels, h, w, batch)
+    (`layout="chwn"`, core/network/layout.py), where each channel's values are one
+    contiguous run for the statistics' sums. Training normalises with the batch's mean and (biased) variance and moves
     the running ones by `momentum` (the running variance unbiased, as torch does);
     evaluation normalises with the running statistics. Scale 1, shift 0 to start.
     """
@@ -46,7 +49,11 @@ class BatchNorm(_Modes):
         dtype: torch.dtype | None = None,
         device: torch.device | str = "cpu",
         runs: int | None = None,
+        layout: str = BATCH_FIRST,
     ):
+        if layout not in (BATCH_FIRST, BATCH_INNERMOST):
+            raise ShapeError(f"layout must be {BATCH_FIRST} or {BATCH_INNERMOST}, got {layout!r}")
+        self.layout = layout
         if not 0.0 <= momentum <= 1.0:
             raise ShapeError(f"batchnorm momentum must be in [0, 1], got {momentum!r}")
         if not eps > 0:
@@ -63,14 +70,17 @@ class BatchNorm(_Modes):
     def axes(self, x: torch.Tensor) -> tuple[tuple[int, ...], list[int]]:
         """The dimensions statistics reduce over, and the shape a per-channel vector broadcasts as."""
         batch = 0 if self.runs is None else 1
-        if x.dim() not in (batch + 2, batch + 4) or x.shape[batch + 1] != self.channels:
+        # where the channels are: after the batch, or first (batch-innermost images)
+        channel = batch if x.dim() == batch + 4 and self.layout == BATCH_INNERMOST else batch + 1
+        if x.dim() not in (batch + 2, batch + 4) or x.shape[channel] != self.channels:
+            sample = x.shape[batch:-1] if channel == batch else x.shape[batch + 1:]
             raise ShapeError(
                 f"batchnorm takes {self.channels} features, or images of {self.channels} "
-                f"channels, got per-sample shape {tuple(x.shape[batch + 1:])}"
+                f"channels, got per-sample shape {tuple(sample)}"
             )
-        reduce = (batch, *range(batch + 2, x.dim()))  # the batch and every pixel
+        reduce = tuple(d for d in range(batch, x.dim()) if d != channel)  # the batch and every pixel
         view = [1] * x.dim()
-        view[batch + 1] = self.channels
+        view[channel] = self.channels
         if self.runs is not None:
             view[0] = self.runs
         return reduce, view
@@ -216,6 +226,8 @@ class Dropout(_Modes):
     mask from `generators[r]`; the ensemble hands each the generator of that run's own
     network, so run r drops exactly what the single run of its seed drops.
     """
+
+    any_layout = True  # element-wise: images in either layout (core/network/layout.py)
 
     def __init__(
         self, p: float = 0.5, *, generator: torch.Generator | None = None, runs: int | None = None

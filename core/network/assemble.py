@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from core.errors import NNError, SettingsError, ShapeError
+from core.network.layout import BATCH_FIRST, BATCH_INNERMOST, image_sample_shape, layout_of, plan
 from core.network.protocols import Initializer, Module, evaluating
 from core.network.shapes import describe_shape, sample_shape
 from core.plugin.context import context_arguments
@@ -24,7 +25,8 @@ from core.network.stack import RESIDUAL, LayerSpec, parse_layers
 
 # Arguments a layer gets from its context when its factory's signature names them
 # (core/plugin/context.py): `in_shape` is one sample's shape as the layer before produces it,
-# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its first.
+# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its
+# first; `layout` is BATCH_INNERMOST for a layer whose input is an image (core/network/layout.py).
 CONTEXT_ARGS = context_arguments("layer")
 
 
@@ -101,7 +103,8 @@ def build_module(
     accepted = inspect.signature(entry.factory).parameters
     shape = sample_shape(in_shape)
     context = {"in_features": shape[-1], "in_channels": shape[0], "in_shape": shape,
-               "init": init, "generator": generator, "dtype": dtype, "device": device, "runs": runs}
+               "init": init, "generator": generator, "dtype": dtype, "device": device, "runs": runs,
+               "layout": BATCH_INNERMOST if len(shape) == 3 else BATCH_FIRST}
     kwargs = dict(spec.args)
     if isinstance(kwargs.get("init"), str):  # `linear:init=he` in a stack text: a name
         kwargs["init"] = registry.create("initializer", kwargs["init"])
@@ -139,12 +142,17 @@ def output_shape(
 ) -> tuple[int, ...]:
     """One sample's shape after `module`, found by a probe forward of one zero sample.
 
-    The probe runs in evaluation mode, so it moves no running statistic and draws nothing.
+    The probe runs in evaluation mode, so it moves no running statistic and draws nothing;
+    it is an image in the layout the module takes (core/network/layout.py).
     """
     lead = () if runs is None else (runs,)
-    probe = torch.zeros(*lead, 1, *sample_shape(in_shape), dtype=dtype, device=device)
+    shape, layout = sample_shape(in_shape), layout_of(module)
+    probe = torch.zeros(*lead, 1, *shape, dtype=dtype, device=device)
+    if len(shape) == 3 and layout == BATCH_INNERMOST:
+        probe = probe.movedim(-4, -1)  # (..., c, h, w, 1)
     with evaluating(module):
-        return tuple(module.forward(probe).shape[len(lead) + 1:])
+        out = module.forward(probe)
+    return image_sample_shape(out, layout if len(shape) == 3 else BATCH_FIRST, len(lead))
 
 
 def build_stack(
@@ -159,7 +167,12 @@ def build_stack(
     (`supports_runs = True`): it is built as R independent copies with a leading run
     dimension (see core/pipeline/ensemble.py).
     """
-    return Sequential(*(module for module, _ in build_layers(registry, specs, in_features, **options)))
+    built = build_layers(registry, specs, in_features, **options)
+    shapes = [sample_shape(in_features)] + [shape for _, shape in built]
+    modules = [module for module, _ in built]
+    before, after = plan([layout_of(m) for m in modules], [len(s) == 3 for s in shapes[:-1]],
+                         len(shapes[-1]) == 3)
+    return Sequential(*modules, conversions=before, final_conversion=after)
 
 
 def build_flat_stack(

@@ -1,5 +1,7 @@
 """A network's layer-by-layer table, like Keras's `model.summary()`: each module's output
-shape (one sample's) and its number of trainable parameters."""
+shape (one sample's), its number of trainable parameters, and how it runs: the algorithm a
+convolution chose when it was built (as cuDNN and oneDNN choose one per shape), and a note
+for an image layer that takes images batch-first, around which the network converts."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 
 import torch
 
+from core.network.layout import BATCH_FIRST
 from core.network.protocols import evaluating
 from core.network.sequential import Sequential
 from core.network.shapes import describe_shape, sample_shape
@@ -21,38 +24,66 @@ def layer_table(
     x = torch.zeros(1, *sample_shape(in_shape), dtype=dtype)  # (1, *sample)
     rows: list[dict[str, Any]] = []
     with torch.set_grad_enabled(False), evaluating(model):
-        _rows(model.modules, specs, x, "", rows)
+        outputs = model.outputs(x)  # batch-first images, whatever layout the layers run in
+        inputs = [x, *outputs[:-1]]
+        for i, (module, spec, x_in, y) in enumerate(
+                zip(model.modules, specs, inputs, outputs, strict=True)):
+            rows.append(_row(i, "", module, spec, y, runs_as(module, model.conversions[i])))
+            inner = getattr(module, "specs", None)  # a block's modules are listed after it
+            if inner is not None:
+                _block_rows(module.modules, inner, x_in, f"{i}.", rows)
     return rows
 
 
-def _rows(modules, specs, x, prefix: str, rows: list[dict[str, Any]]) -> torch.Tensor:
-    """A row per module; a block (residual, a composite layer) is followed by its own
-    modules' rows, numbered "2.0", "2.1", ... and indented."""
+def _row(index, prefix: str, module, spec, y: torch.Tensor, how: str) -> dict[str, Any]:
+    args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "layers")
+    return {
+        "index": f"{prefix}{index}" if prefix else index,
+        "layer": "  " * prefix.count(".") + spec.name + (f":{args}" if args else ""),
+        "output_shape": list(y.shape[1:]),
+        "parameters": sum(p.value.numel() for p in module.parameters()),
+        "runs_as": how,
+    }
+
+
+def _block_rows(modules, specs, x, prefix: str, rows: list[dict[str, Any]]) -> None:
+    """The rows of a block's own modules (a residual, a composite layer), numbered "2.0",
+    "2.1", ... and indented; a block runs on batch-first images, so `x` is batch-first."""
     for i, (module, spec) in enumerate(zip(modules, specs, strict=True)):
-        row: dict[str, Any] = {"index": f"{prefix}{i}" if prefix else i}
-        rows.append(row)
-        inner = getattr(module, "specs", None)  # a block's modules are listed after it
+        at = len(rows)
+        rows.append({})  # the block's row comes before its own modules' rows
+        inner = getattr(module, "specs", None)
         if inner is not None:
-            _rows(module.modules, inner, x, f"{prefix}{i}.", rows)
+            _block_rows(module.modules, inner, x, f"{prefix}{i}.", rows)
         x = module.forward(x)
-        args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "layers")
-        row.update({
-            "layer": "  " * prefix.count(".") + spec.name + (f":{args}" if args else ""),
-            "output_shape": list(x.shape[1:]),
-            "parameters": sum(p.value.numel() for p in module.parameters()),
-        })
-    return x
+        rows[at] = _row(i, prefix, module, spec, x, runs_as(module, None))
+
+
+def runs_as(module: Any, conversion: str | None) -> str:
+    """How a module runs: its algorithm's name, and "batch-first" when the network converts
+    images for it (a layer that declares no layout); "" for the rest."""
+    algorithm = getattr(getattr(module, "algorithm", None), "name", "")
+    if conversion == BATCH_FIRST:
+        return ", ".join(filter(None, [algorithm, "batch-first (converted)"]))
+    return algorithm
 
 
 def format_table(rows: list[dict[str, Any]], in_shape: int | Sequence[int]) -> str:
-    """The table as text, with the input shape first and the total last."""
-    lines = [("#", "layer", "output shape", "parameters"),
-             ("", "input", describe_shape(sample_shape(in_shape)), "")]
-    lines += [(str(r["index"]), r["layer"], describe_shape(r["output_shape"]), f"{r['parameters']:,}")
-              for r in rows]
-    widths = [max(len(line[c]) for line in lines) for c in range(4)]
-    text = [f"{a:>{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}".rstrip()
-            for a, b, c, d in lines]
-    text.insert(1, "-" * len(text[0]))
+    """The table as text, with the input shape first and the total last (and a note when the
+    network converts images for a layer)."""
+    lines = [("#", "layer", "output shape", "parameters", "runs as"),
+             ("", "input", describe_shape(sample_shape(in_shape)), "", "")]
+    lines += [(str(r["index"]), r["layer"], describe_shape(r["output_shape"]), f"{r['parameters']:,}",
+               r.get("runs_as", "")) for r in rows]
+    widths = [max(len(line[c]) for line in lines) for c in range(5)]
+    text = [f"{a:>{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}  {e}".rstrip()
+            for a, b, c, d, e in lines]
+    text.insert(1, "-" * max(len(line) for line in text))
     total = sum(r["parameters"] for r in rows if "." not in str(r["index"]))  # blocks count theirs
-    return "\n".join(text + [f"total: {total:,} trainable parameters"])
+    text.append(f"total: {total:,} trainable parameters")
+    converted = [r["layer"].split(":")[0] for r in rows
+                 if "converted" in r.get("runs_as", "") and "." not in str(r["index"])]
+    if converted:
+        text.append(f"note: {', '.join(converted)} take(s) images batch-first (no `layout` "
+                    f"argument): the network converts from and back to batch-innermost around them")
+    return "\n".join(text)
