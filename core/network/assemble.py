@@ -123,7 +123,7 @@ def build_module(
         inner = parse_layers(module, registry)
         built = build_layers(registry, inner, shape, init=init, generator=generator, dtype=dtype,
                              device=device, runs=runs)
-        return Block(inner, *(m for m, _ in built))
+        return Block(inner, *(m for m, _ in built), **layout_plan(shape, built))
     return module
 
 
@@ -131,9 +131,20 @@ class Block(Sequential):
     """The modules a composite layer's text names (a `transformer_block`), in order;
     `specs` says what they are, for the summary."""
 
-    def __init__(self, specs: Sequence[LayerSpec], *modules: Module):
-        super().__init__(*modules)
+    def __init__(self, specs: Sequence[LayerSpec], *modules: Module, **plan: Any):
+        super().__init__(*modules, **plan)
         self.specs = list(specs)
+
+
+def layout_plan(in_shape: Sequence[int], built: Sequence[tuple[Module, tuple[int, ...]]]) -> dict:
+    """The conversions a stack of built modules needs (core/network/layout.py), as
+    Sequential's keyword arguments: images come in and leave batch-first, and each layer
+    takes them in its own layout. A block (residual, composite) runs its own modules under
+    its own plan, so from outside it takes and gives batch-first images."""
+    shapes = [tuple(in_shape)] + [shape for _, shape in built]
+    before, after = plan([layout_of(m) for m, _ in built], [len(s) == 3 for s in shapes[:-1]],
+                         len(shapes[-1]) == 3)
+    return {"conversions": before, "final_conversion": after}
 
 
 def output_shape(
@@ -168,11 +179,8 @@ def build_stack(
     dimension (see core/pipeline/ensemble.py).
     """
     built = build_layers(registry, specs, in_features, **options)
-    shapes = [sample_shape(in_features)] + [shape for _, shape in built]
-    modules = [module for module, _ in built]
-    before, after = plan([layout_of(m) for m in modules], [len(s) == 3 for s in shapes[:-1]],
-                         len(shapes[-1]) == 3)
-    return Sequential(*modules, conversions=before, final_conversion=after)
+    return Sequential(*(module for module, _ in built),
+                      **layout_plan(sample_shape(in_features), built))
 
 
 def build_flat_stack(
@@ -221,7 +229,7 @@ def build_layers(
             if spec.kind == RESIDUAL:  # x + f(x): f's modules, built for the block's input
                 inner = build_layers(registry, spec.args["layers"], shape, init=initializer,
                                      generator=generator, dtype=dtype, device=device, runs=runs)
-                module = Residual(*(m for m, _ in inner))
+                module = Residual(*(m for m, _ in inner), **layout_plan(shape, inner))
                 module.specs = list(spec.args["layers"])
             else:
                 module = build_module(

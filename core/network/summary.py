@@ -24,39 +24,28 @@ def layer_table(
     x = torch.zeros(1, *sample_shape(in_shape), dtype=dtype)  # (1, *sample)
     rows: list[dict[str, Any]] = []
     with torch.set_grad_enabled(False), evaluating(model):
-        outputs = model.outputs(x)  # batch-first images, whatever layout the layers run in
-        inputs = [x, *outputs[:-1]]
-        for i, (module, spec, x_in, y) in enumerate(
-                zip(model.modules, specs, inputs, outputs, strict=True)):
-            rows.append(_row(i, "", module, spec, y, runs_as(module, model.conversions[i])))
-            inner = getattr(module, "specs", None)  # a block's modules are listed after it
-            if inner is not None:
-                _block_rows(module.modules, inner, x_in, f"{i}.", rows)
+        _rows(model, specs, x, "", rows)
     return rows
 
 
-def _row(index, prefix: str, module, spec, y: torch.Tensor, how: str) -> dict[str, Any]:
-    args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "layers")
-    return {
-        "index": f"{prefix}{index}" if prefix else index,
-        "layer": "  " * prefix.count(".") + spec.name + (f":{args}" if args else ""),
-        "output_shape": list(y.shape[1:]),
-        "parameters": sum(p.value.numel() for p in module.parameters()),
-        "runs_as": how,
-    }
-
-
-def _block_rows(modules, specs, x, prefix: str, rows: list[dict[str, Any]]) -> None:
-    """The rows of a block's own modules (a residual, a composite layer), numbered "2.0",
-    "2.1", ... and indented; a block runs on batch-first images, so `x` is batch-first."""
-    for i, (module, spec) in enumerate(zip(modules, specs, strict=True)):
-        at = len(rows)
-        rows.append({})  # the block's row comes before its own modules' rows
-        inner = getattr(module, "specs", None)
+def _rows(stack: Sequential, specs: Sequence[Any], x: torch.Tensor, prefix: str,
+          rows: list[dict[str, Any]]) -> None:
+    """A row per module of `stack`; a block (a residual, a composite layer) is followed by
+    its own modules' rows, numbered "2.0", "2.1", ... and indented."""
+    outputs = stack.outputs(x)  # batch-first images, whatever layout the layers run in
+    inputs = [x, *outputs[:-1]]
+    for i, (module, spec, x_in, y) in enumerate(zip(stack.modules, specs, inputs, outputs, strict=True)):
+        args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "layers")
+        rows.append({
+            "index": f"{prefix}{i}" if prefix else i,
+            "layer": "  " * prefix.count(".") + spec.name + (f":{args}" if args else ""),
+            "output_shape": list(y.shape[1:]),
+            "parameters": sum(p.value.numel() for p in module.parameters()),
+            "runs_as": runs_as(module, stack.conversions[i]),
+        })
+        inner = getattr(module, "specs", None)  # a block's modules are listed after it
         if inner is not None:
-            _block_rows(module.modules, inner, x, f"{prefix}{i}.", rows)
-        x = module.forward(x)
-        rows[at] = _row(i, prefix, module, spec, x, runs_as(module, None))
+            _rows(module, inner, x_in, f"{prefix}{i}.", rows)
 
 
 def runs_as(module: Any, conversion: str | None) -> str:
