@@ -762,6 +762,29 @@ def predict(
 
 @app.command()
 @with_plugins
+def generate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A text model written by `nn-cli train --data pydoc --save`.")],
+    prompt: Annotated[str, typer.Option(help="The text to go on from.")] = "\n",
+    tokens: Annotated[int, typer.Option(help="How many characters (or bytes) to write.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Divide the logits by this; lower is safer, 0 always takes the likeliest.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Draw among the K likeliest tokens only.")] = None,
+    seed: Annotated[int, typer.Option(help="The same seed writes the same text.")] = 0,
+    plugins: Plugins = None,
+) -> None:
+    """Write text with a saved character-level model, streaming it as it is drawn (a
+    key/value cache: the prefix is never recomputed)."""
+    from core.files.generation import generate_text
+    from core.network.sampling import Sampling
+
+    sampling = Sampling(temperature=temperature, top_k=top_k)
+    generate_text(model, prompt, tokens, sampling=sampling, seed=seed, registry=plugins.registry(),
+                  on_text=lambda piece: typer.echo(piece, nl=False))
+    typer.echo("")
+
+
+@app.command()
+@with_plugins
 def evaluate(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model file written by `nn-cli train --save`.")],
@@ -910,6 +933,9 @@ def serve(
     """Serve the playground: pick data and a network in the browser, watch it train here."""
     if not 0 <= port <= 65535:
         raise SettingsError(f"port must be an integer from 0 to 65535, got {port}")
+    if not host.strip():  # uvicorn would bind every address and print `binding :`
+        raise SettingsError(f"host must be an address or name, got {host!r}; 127.0.0.1 serves "
+                            f"this machine only, 0.0.0.0 every address")
     try:
         import uvicorn  # noqa: F401  (the extra's other half; playground.serve uses it)
 
@@ -920,13 +946,16 @@ def serve(
             f"pip install 'nn-scratch[serve]'"
         ) from None
     registry = plugins.registry()
+    from playground.guards import allowed_hosts
+
     if host not in LOCAL_HOSTS:
         typer.echo(f"nn-cli: warning: binding {host}: anyone who can reach this address can "
-                   f"train networks on this machine; the playground has no login", err=True)
+                   f"train networks on this machine; the playground has no login; it answers "
+                   f"requests addressed to {', '.join(allowed_hosts(host))} only", err=True)
     _one_thread()
     from playground.serve import make_server, run
 
-    run(make_server(create_app(registry), host, port), open_browser=open_browser, announce=lambda url: typer.echo(
+    run(make_server(create_app(registry, host=host), host, port), open_browser=open_browser, announce=lambda url: typer.echo(
         f"nn-cli: playground at {url} (Ctrl-C stops it)"))
 
 

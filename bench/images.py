@@ -12,9 +12,15 @@ Sections (seeds 0-4, digits split 75/25 stratified by the pipeline, one thread):
   step      one training step of that CNN (forward, loss, backward, Adam) at batch 32 and
             256: ours against torch.nn + autograd + torch.optim, alternating, medians over
             repeats; and the peak of live tensor memory over 20 steps of each
+  layers    each convolution of that CNN alone, forward and backward (conv1 1->16 on 8x8 with
+            no input gradient, as the first layer; conv2 16->32 on 4x4), ours batch-innermost
+            against torch's F.conv2d + autograd, at batch 32 and 256, medians over repeats
   ensemble  30 runs of the plain CNN (the recipe above, 30 epochs each) as one batched
             ensemble against the same 30 runs one at a time, whole runs (data, training,
             evaluation); and one training step of all 30 both ways
+  allocator the CNN's training (`train()`) in a fresh process with glibc's malloc tuned to
+            keep freed memory (mallopt, as GLIBC_TUNABLES could) and without: wall time and
+            minor page faults, alternating, medians; and the default `nn-cli train` the same way
   denoise   the course's denoiser (`--data denoise`, its default network and settings) and
             the same network in torch.nn from the same weights, batches and learning rates:
             PSNR on the held-out images
@@ -23,6 +29,7 @@ Sections (seeds 0-4, digits split 75/25 stratified by the pipeline, one thread):
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import statistics
 import sys
@@ -168,6 +175,44 @@ def bench_step(registry, quick: bool) -> None:
               f"{pb / 2**20:.2f} | {pa / pb:.2f} |", flush=True)
 
 
+# The bench CNN's two convolutions: (name, in, out, image side, whether the input gradient is needed)
+CONVOLUTIONS = (("conv1", 1, 16, 8, False), ("conv2", 16, 32, 4, True))
+
+
+def bench_layers(registry, quick: bool) -> None:
+    print("\n## layers: each convolution of the CNN, forward + backward, one thread\n")
+    repeats, steps = (5, 5) if quick else (21, 20)
+    print("| layer | batch | algorithm | ours (us) | torch (us) | speed-up |\n|---|---|---|---|---|---|")
+    for name, cin, cout, side, input_grad in CONVOLUTIONS:
+        for batch in (32, 256):
+            conv = registry.create("layer", "conv2d", in_channels=cin, out_channels=cout,
+                                   kernel_size=3, padding=1, init=registry.create("initializer", "he"),
+                                   generator=torch.Generator().manual_seed(0), layout="chwn")
+            conv.needs_input_grad = input_grad
+            x = torch.randn(batch, cin, side, side)
+            x_ours = x.movedim(0, -1).contiguous()  # (c, h, w, batch): as inside the network
+            weight = conv.weight.value.clone().requires_grad_()
+            bias = conv.bias.value.clone().requires_grad_()
+            x_theirs = x.clone().requires_grad_(input_grad)
+            upstream = torch.randn(batch, cout, side, side)
+            upstream_ours = upstream.movedim(0, -1).contiguous()
+
+            def ours():
+                with torch.set_grad_enabled(False):
+                    for _ in range(steps):
+                        conv.forward(x_ours)
+                        conv.backward(upstream_ours)
+
+            def theirs():
+                with torch.enable_grad():
+                    for _ in range(steps):
+                        torch.nn.functional.conv2d(x_theirs, weight, bias, padding=1).backward(upstream)
+
+            a, b = (t / steps for t in alternating_medians((ours, theirs), repeats))
+            print(f"| {name} {cin}->{cout} on {side}x{side} | {batch} | {conv.algorithm.name} | "
+                  f"{a * 1e6:.0f} | {b * 1e6:.0f} | {b / a:.2f}x |", flush=True)
+
+
 def bench_ensemble(registry, quick: bool) -> None:
     runs = 6 if quick else 30
     # The accuracy section's recipe (30 epochs): what training 30 CNNs costs a user. Short
@@ -245,6 +290,68 @@ def alternating_medians(functions, repeats: int) -> list[float]:
     return [statistics.median(spent) for spent in times]
 
 
+# glibc's mallopt parameters (malloc.h) and the values GLIBC_TUNABLES=glibc.malloc.
+# trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432 would set at start-up.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's malloc to keep freed memory: blocks under 32 MiB from the heap (not mmap,
+    which hands each freed block back to the kernel and faults the next one in page by page)
+    and up to 1 GiB of freed heap kept. True when it took effect (Linux with glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**30))
+
+
+# A fresh process trains, "on" with glibc's malloc tuned first (mallopt through ctypes).
+ALLOCATOR_RUN = """
+import resource, sys, time, dataclasses
+sys.path.insert(0, "bench")
+if sys.argv[1] == "on":
+    from images import keep_freed_memory
+    assert keep_freed_memory()
+from core import TrainSettings, default_registry, train
+settings = {settings}
+registry = default_registry()
+start = time.perf_counter()
+train(settings, registry)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+"""
+
+
+def bench_allocator(registry, quick: bool) -> None:
+    import subprocess
+
+    repeats = 1 if quick else 5
+    print("\n## allocator: training with glibc's malloc tuned to keep freed memory and without\n")
+    print("| training | tuned (s) | plain (s) | speed-up | page faults tuned | plain |\n|---|---|---|---|---|---|")
+    cases = (("CNN on digits, 10 epochs, float32",
+              dataclasses.replace(DIGITS, epochs=2 if quick else 10, dtype="float32")),
+             ("the same at batch 256, 30 epochs",
+              dataclasses.replace(DIGITS, epochs=2 if quick else 30, batch_size=256, dtype="float32")),
+             ("default `nn-cli train` (the disk, MLP)", TrainSettings()))
+    for name, settings in cases:
+        code = ALLOCATOR_RUN.format(settings=repr(settings))
+        results = {"on": [], "off": []}
+        for _ in range(repeats):
+            for mode in ("on", "off"):
+                out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
+                                     check=True, cwd=Path(__file__).resolve().parent.parent,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+                seconds, faults = out.stdout.split()
+                results[mode].append((float(seconds), int(faults)))
+        on = statistics.median(t for t, _ in results["on"]), statistics.median(f for _, f in results["on"])
+        off = statistics.median(t for t, _ in results["off"]), statistics.median(f for _, f in results["off"])
+        print(f"| {name} | {on[0]:.2f} | {off[0]:.2f} | {off[0] / on[0]:.2f}x | {on[1]:,.0f} | "
+              f"{off[1]:,.0f} |", flush=True)
+
+
 def bench_denoise(registry, quick: bool) -> None:
     base = resolve(TrainSettings(data="denoise"), registry, ()).settings
     seeds = SEEDS[:1] if quick else SEEDS
@@ -266,18 +373,23 @@ def bench_denoise(registry, quick: bool) -> None:
         print(f"| {name} | {statistics.mean(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
 
 
-SECTIONS = {"accuracy": bench_accuracy, "step": bench_step, "ensemble": bench_ensemble,
-            "denoise": bench_denoise}
+SECTIONS = {"accuracy": bench_accuracy, "step": bench_step, "layers": bench_layers, "ensemble": bench_ensemble,
+            "allocator": bench_allocator, "denoise": bench_denoise}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--quick", action="store_true", help="a sanity run")
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="keep freed memory in the process (see keep_freed_memory), both sides")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.tuned_malloc:
+        keep_freed_memory()
     registry = default_registry()
-    print(f"torch {torch.__version__}, one thread, {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"torch {torch.__version__}, one thread, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"{'tuned' if args.tuned_malloc else 'plain'} malloc, load average {os.getloadavg()[0]:.2f}")
     for name in args.only.split(","):
         if name not in SECTIONS:
             raise SystemExit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")

@@ -30,6 +30,7 @@ _WHERE = {
     "Parameter": "core.network.protocols",
     "decision_threshold": "core.network.protocols",
     "param": "core.network.protocols",
+    "composite": "core.network.protocols",
     "zero_grad": "core.network.protocols",
     "set_training": "core.network.protocols",
     "is_training": "core.network.protocols",
@@ -43,6 +44,9 @@ _WHERE = {
     "PluginRecord": "core.plugin.registry",
     "load_registry": "core.plugin.discovery",
     "Sequential": "core.network.sequential",
+    "Residual": "core.network.residual",
+    "residual": "core.network.assemble",
+    "repeat": "core.network.assemble",
     "LayerSpec": "core.network.assemble",
     "build_mlp": "core.network.assemble",
     "build_stack": "core.network.assemble",
@@ -89,7 +93,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file stands for
-    from core.network.assemble import LayerSpec, build_mlp, build_stack, mlp_specs
+    from core.network.assemble import LayerSpec, build_mlp, build_stack, mlp_specs, repeat, residual
+    from core.network.residual import Residual
     from core.data.dataset import DataError, Dataset, build_dataset
     from core.data.disk import disk_dataset
     from core.data.reading import read_data_file
@@ -107,7 +112,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the eager imports this file 
     from core.training.result import TrainResult
     from core.plugin.hookspecs import hookimpl, hookspec
     from core.network.protocols import (
-        Initializer, Loss, Module, Optimizer, Parameter, buffers, decision_threshold, evaluating,
+        Initializer, Loss, Module, Optimizer, Parameter, buffers, composite, decision_threshold, evaluating,
         is_training, no_input_grad, param, set_training, zero_grad,
     )
     from core.plugin.registry import Entry, PluginRecord, Registry, default_registry

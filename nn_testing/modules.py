@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from core.network.layout import BATCH_INNERMOST, to_batch_first, to_batch_innermost
 from core.network.protocols import Parameter, set_training, zero_grad
 from nn_testing.checks import Check, CheckResult, check_all, close, expect, resolve, signature
 
@@ -58,12 +59,24 @@ def module_checks(
     the signature names them, and `in_features` is its last size. A module with modes (an
     optional `train(mode)`) is checked in training and in evaluation. A module that keeps a
     torch.Generator (dropout; a list of them with runs) has it replayed, so autograd and
-    the hand-written backward see the same random draws.
+    the hand-written backward see the same random draws. An image layer that takes a
+    `layout` gets every check twice: as built by hand (images batch-first), and built as a
+    network builds it, batch-innermost (core/network/layout.py), its input converted from
+    and its output and gradient back to batch-first at its edges (label "(batch-innermost)").
 
     The module is built once here to learn which checks apply (parameters, modes, runs).
     """
     factory, label = resolve(factory_or_name, ("layer", "activation"), registry)
     sample = (in_features,) if in_shape is None else tuple(in_shape)
+    checks = _checks_of(factory, label, sample, batch_sizes, runs, seed, args)
+    if len(sample) == 3 and "layout" in signature(factory):
+        checks += _checks_of(factory, f"{label} (batch-innermost)", sample, batch_sizes, runs, seed,
+                             {**args, "layout": BATCH_INNERMOST})
+    return checks
+
+
+def _checks_of(factory, label, sample, batch_sizes, runs, seed, args) -> list[Check]:
+    """module_checks' checks for one way of building the module."""
     case = _ModuleCase(factory, label, sample, tuple(batch_sizes), seed, args)
     probe = case.build()
     has_params = bool(probe.parameters())
@@ -140,7 +153,7 @@ class _ModuleCase:
     def zero_grad(self) -> None:
         module, generator = self.build(), self.generator()
         _randomize(module.parameters(), generator)
-        x = torch.randn(self.shapes[-1], generator=generator, dtype=_dtype(module.parameters()))
+        x = _draw_input(module, self.shapes[-1], generator, _dtype(module.parameters()))
         out = module.forward(x)
         module.backward(torch.randn(out.shape, generator=generator, dtype=out.dtype))
         zero_grad(module)
@@ -202,7 +215,7 @@ class _ModuleCase:
             set_training(single, mode)
             if mode and _generator_states(batched):
                 continue  # random draws: the runs and the single component draw different masks
-            x = torch.randn(self.run_shapes()[-1], generator=generator, dtype=_dtype(params))
+            x = _draw_input(batched, self.run_shapes()[-1], generator, _dtype(params))
             out = batched.forward(x)  # (runs, batch, ...)
             for r in range(self.runs):
                 for p, q in zip(params, singles, strict=True):
@@ -223,7 +236,7 @@ def _check_gradients(module, params, shapes, generator, label: str, where: str, 
     for shape in shapes:
         batch = ", ".join(f"{n} runs" for n in shape[:lead - 1]) + (", " if lead > 1 else "")
         batch += f"batch {shape[lead - 1]}{where}"
-        x = torch.randn(shape, generator=generator, dtype=dtype)  # (..., batch, *sample)
+        x = _draw_input(module, shape, generator, dtype)  # (..., batch, *sample)
         zero_grad(module)
         replay = _generator_states(module)
         expected_out, expected_grads = _autograd(module, params, x, generator)
@@ -242,10 +255,18 @@ def _check_gradients(module, params, shapes, generator, label: str, where: str, 
             close(p.grad, expected_grads[i], label, f"{_pname(p)} gradient vs autograd ({batch})")
 
 
+def _draw_input(module, shape, generator, dtype) -> torch.Tensor:
+    """Normal values, or what the module says it takes (`example_input`: an embedding's ids)."""
+    draw = getattr(module, "example_input", None)
+    if callable(draw):
+        return draw(shape, generator, dtype)
+    return torch.randn(shape, generator=generator, dtype=dtype)
+
+
 def _check_accumulation(module, shape, generator, label: str) -> None:
     """A second backward adds to the first (the same forward, the same random draws)."""
     params = module.parameters()
-    x = torch.randn(shape, generator=generator, dtype=_dtype(params))
+    x = _draw_input(module, shape, generator, _dtype(params))
     zero_grad(module)
     replay = _generator_states(module)
     out = module.forward(x)
@@ -297,7 +318,27 @@ def _build_module(factory: Any, sample: tuple[int, ...], seed: int, args: dict[s
     for key, value in context.items():
         if key in accepted:
             kwargs.setdefault(key, value)
-    return factory(**kwargs)
+    module = factory(**kwargs)
+    return _BatchFirstEdges(module) if kwargs.get("layout") == BATCH_INNERMOST else module
+
+
+class _BatchFirstEdges:
+    """A batch-innermost image layer seen batch-first, as the kit's inputs are: its input
+    converted to (..., c, h, w, batch), its image output and its input gradient back."""
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module.forward(to_batch_innermost(x))
+        return to_batch_first(y) if y.dim() >= 4 else y  # features: (..., batch, n) as they are
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        g = to_batch_innermost(grad_output) if grad_output.dim() >= 4 else grad_output
+        return to_batch_first(self.module.backward(g))
+
+    def __getattr__(self, name: str) -> Any:  # parameters, train, buffers, ...
+        return getattr(self.module, name)
 
 
 def _check_parameter_shapes(params: list[Parameter], label: str) -> None:

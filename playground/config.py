@@ -8,13 +8,17 @@ The limits below are stated on the page (`/api/choices`) and in the README, and 
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Collection
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from core.data.dataset import parse_data_text
+from core.data.dataset import CONTEXT as DATA_CONTEXT
 from core.errors import SettingsError
+from core.keyvalue import parse_pair
+from core.network.stack import match_key
 from core.training.settings import TrainSettings, parse_widths
 
 # Limits a request may not pass (one server trains for every tab at once).
@@ -25,12 +29,17 @@ LIMITS = {
     "max_hidden_layers": 8,
     "max_layers_text": 400,  # characters of the layers text (and of the data set's options)
     "max_parameters": 100_000,  # weights of the whole network
+    "max_run_megabytes": 128,  # what a run may hold: activations, weights, data (budget.py)
     "max_grid": 200,  # heat map cells per side
     "min_grid": 10,
     "max_lr": 10.0,
     "max_noise": 1.0,
+    "max_option": 1000,  # a data set's other numeric options, in absolute value
     "max_epochs_per_second": 2000,  # a tab trains at most this fast, whatever the network
     "max_sessions": 8,  # tabs training at once
+    "max_streams_per_run": 2,  # event streams open on one run
+    "max_idle_seconds": 1800,  # a run with no command this long is stopped
+    "max_run_seconds": 4 * 3600,  # and any run after this long
     "max_body_bytes": 16_384,  # request bodies
 }
 
@@ -62,11 +71,12 @@ class PlaygroundConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def settings(self, takes: Collection[str], epochs: int = 1) -> TrainSettings:
+    def settings(self, takes: Mapping[str, inspect.Parameter], epochs: int = 1) -> TrainSettings:
         """The framework's settings of this run after `epochs` epochs (constant rate).
 
-        `takes` names the data set factory's options: `n` and `noise` go to it when it
-        has them; a data set with its own test split (the disk) gets n_train and n_test.
+        `takes` is the data set factory's parameters (`constructor_parameters`): `n` and
+        `noise` go to it when it has them; a data set with its own test split (the disk)
+        gets n_train and n_test; the options text is read against it (`parse_options`).
         """
         n_train = self.n_train
         layers = self.layers.strip() or None
@@ -83,13 +93,9 @@ class PlaygroundConfig:
             data=self.data_text(takes), test_fraction=round(1 - n_train / self.size, 12),
         )
 
-    def data_text(self, takes: Collection[str]) -> str:
+    def data_text(self, takes: Mapping[str, inspect.Parameter]) -> str:
         """The `--data` text: name, then `n`, `noise` and the other options."""
-        _, options = parse_data_text(f"{self.data}:{self.options}" if self.options.strip()
-                                     else self.data)
-        for key in ("n", "noise"):
-            if key in options:
-                raise ConfigError(f"options: give {key} in its own field, not as {key}=...")
+        options = parse_options(self.options, takes)
         if self.noise and "noise" not in takes:
             raise ConfigError(f"data set {self.data!r} has no noise; set noise to 0")
         given = {"n": self.size, "noise": self.noise}
@@ -105,6 +111,58 @@ class PlaygroundConfig:
     @property
     def n_train(self) -> int:
         return min(self.size - 1, max(1, round(self.size * self.ratio)))
+
+
+def parse_options(text: str, takes: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
+    """A data set's options text ("arms=3") read against its factory's own parameters.
+
+    Each key is resolved to the parameter it names (a unique prefix, as `--data` allows)
+    before any check, and each value must be of its default's type: an integer, a finite
+    number or true/false, at most LIMITS["max_option"] in size. Text values (a path above
+    all) are refused: the page offers no files. `n` and `noise` have their own fields.
+    """
+    settable = [name for name, p in takes.items()
+                if name not in DATA_CONTEXT and p.kind != p.VAR_KEYWORD]
+    options: dict[str, Any] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        if (parsed := parse_pair(pair)) is None:
+            raise ConfigError(f"options: {pair!r} is not key=value; write e.g. "
+                              f"{settable[-1] if settable else 'arms'}=3")
+        key, value = parsed
+        full, problem = match_key(key, settable, takes_any=False)
+        if problem:
+            raise ConfigError(f"options: {key!r} {problem} option of this data set; its options "
+                              f"are {', '.join(settable) or 'none'}")
+        if full in ("n", "noise"):
+            raise ConfigError(f"options: give {full} in its own field, not as {key}=...")
+        if full in options:
+            raise ConfigError(f"options: {full} is given twice")
+        options[full] = _option_value(full, value, takes[full].default)
+    return options
+
+
+def _option_value(key: str, value: Any, default: Any) -> Any:
+    """`value` if it is of `default`'s kind and within the limit, else a ConfigError."""
+    bound = LIMITS["max_option"]
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"options: {key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        kind, fits = "an integer", isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        kind = "a number"
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        fits = fits and math.isfinite(value)
+    else:  # text (a path, a column name) or no default: nothing the page offers
+        raise ConfigError(f"options: {key} is not a number option; the playground sets only "
+                          f"numbers and true/false")
+    if not fits:
+        raise ConfigError(f"options: {key} must be {kind} (its default is {default!r}), "
+                          f"got {value!r}")
+    if abs(value) > bound:
+        raise ConfigError(f"options: {key} must be between -{bound} and {bound}, got {value!r}")
+    return value
 
 
 # What a page opened without a configuration shows: three spiral arms, one class each.
@@ -143,7 +201,7 @@ def _coerce(key: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be a number, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # "x", or an integer of hundreds of digits
         raise ConfigError(f"{key} must be a number, got {value!r}") from None
     if not math.isfinite(number):
         raise ConfigError(f"{key} must be a finite number, got {value!r}")

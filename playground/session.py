@@ -47,6 +47,7 @@ from core.training.components import make_loss
 from core.training.evaluate import output_errors, predicted_classes
 from core.training.loop import fit
 
+from playground.budget import draw_rows, forward_in_slices, numbers_per_row, run_bytes
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
 
 FPS = 15  # frames a second while training (the page needs 10 to look live)
@@ -83,6 +84,8 @@ class Run:
             # touches what the trainer's backward needs (each module caches its last input).
             self.view = prepared.build_network()
             self.view.eval()  # dropout off, batch norm on its running statistics
+            self.per_row = numbers_per_row(self.view, prepared.width, self.data.x_train.dtype)
+            _check_memory(self, prepared.width, prepared.out_features)
         self.loss, self.optimizer = prepared.loss, prepared.optimizer
         self.view_loss = make_loss(self.registry, self.settings)
         self.shuffle = prepared.generators["shuffle"]
@@ -95,11 +98,14 @@ class Run:
     def epoch(self) -> int:
         return len(self.losses)
 
-    def train_epoch(self) -> None:
-        self.losses += fit(
+    def train_epoch(self, stopped=None) -> bool:
+        """One more epoch; False (and no epoch counted) if `stopped()` ended it early."""
+        losses = fit(
             self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
-            epochs=1, batch_size=self.config.batch, generator=self.shuffle,
+            epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
         )
+        self.losses += losses
+        return bool(losses)
 
     def setup(self) -> dict[str, Any]:
         """The points and the plotted square: sent once per reset."""
@@ -120,29 +126,44 @@ class Run:
         for name, buffer in self.view.buffers().items():
             buffer.copy_(trained_buffers[name])
 
-    def frame(self, epoch: int) -> dict[str, Any]:
-        """Where the view network stands: losses, errors and the heat map."""
+    def frame(self, epoch: int, stopped=None) -> dict[str, Any] | None:
+        """Where the view network stands: losses, errors and the heat map (None if
+        `stopped()` said the run ended while drawing)."""
         d = self.data
         with torch.set_grad_enabled(False):
-            train_loss, train_error = self.measure(d.x_train, d.y_train, d.labels_train)
-            test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test)
-            classes, strength = self.heatmap()
+            try:
+                train_loss, train_error = self.measure(d.x_train, d.y_train, d.labels_train,
+                                                       stopped)
+                test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test, stopped)
+                classes, strength = self.heatmap(stopped)
+            except _Stopped:
+                return None
+            finally:  # a one-row forward: every module's cache shrinks to one row
+                self.view.forward(self.grid[:1])
         return {
             "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
             "train_error": train_error, "test_error": test_error,
             "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
         }
 
-    def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
+                stopped=None) -> tuple[float, float]:
         """The view network's mean loss and error on one set, from one forward pass."""
-        out = self.view.forward(x)  # (n, outputs)
+        out = self.view_forward(x, stopped)  # (n, outputs)
         error = output_errors(out, self.view_loss, labels, task=self.data.task,
                               one_hot=self.data.one_hot, preprocessing=self.data.preprocessing)
         return self.view_loss.forward(out, y).item(), error.item()
 
-    def heatmap(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def view_forward(self, x: torch.Tensor, stopped=None) -> torch.Tensor:
+        """The view network's outputs for x, in slices of bounded memory (playground.budget)."""
+        out = forward_in_slices(self.view, x, draw_rows(self.per_row), stopped)
+        if out is None:
+            raise _Stopped
+        return out
+
+    def heatmap(self, stopped=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Each grid cell's class and how sure the network is, as bytes (grid * grid,)."""
-        scores = self.view.forward(self.grid)  # (cells, outputs)
+        scores = self.view_forward(self.grid, stopped)  # (cells, outputs)
         classes = predicted_classes(scores, self.view_loss, self.data.one_hot).to(torch.uint8)
         if self.data.one_hot:  # how far the top class's probability is above a coin toss
             k = scores.shape[-1]
@@ -196,22 +217,31 @@ class SessionStateError(NNError):
 
 
 class Session:
-    """A run, the worker thread that trains it on command, and the painter that draws it."""
+    """A run, the worker thread that trains it on command, and the painter that draws it.
+
+    Closing it is prompt: training checks `closed` before each batch and drawing before
+    each slice, so both threads end within a batch or a slice, and every request still
+    queued (a model download) is answered with a 409 rather than left waiting. The
+    threads drop the run's tensors as they end, whoever still holds the session.
+    """
 
     def __init__(self, config: PlaygroundConfig, registry: Registry, *, fps: float = FPS,
                  max_epochs_per_second: float = LIMITS["max_epochs_per_second"]):
         self.config, self.registry = config, registry
-        self.run = Run(config, registry)  # a bad configuration fails here, before any thread
+        self.run: Run | None = Run(config, registry)  # a bad configuration fails here
         self.frame_interval = 1.0 / fps
         self.epoch_interval = 1.0 / max_epochs_per_second
         self.playing = False
         self.closed = False
+        self.ended: str | None = None  # why the server stopped the run, for its page
         self.error: str | None = None
+        self.last_command = time.monotonic()  # for the idle limit
         # (setup id, setup JSON, frame id, frame JSON), replaced whole by the painter
         self.published: tuple[int, str, int, str] = (0, "", 0, "")
         self._setups = self._frames = 0
         self._commands: queue.Queue = queue.Queue()
         self._paintings: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()  # a request is queued before closing or refused after
         self._idle = threading.Event()  # set while the painter has nothing to draw
         self._idle.set()
         self.run.sync_view()
@@ -228,15 +258,27 @@ class Session:
     def command(self, action: str) -> None:
         if action not in ("play", "pause", "step", "reset"):
             raise ConfigError(f"unknown action {action!r}; accepted: play, pause, step, reset")
+        self.last_command = time.monotonic()
         self._commands.put((action, None))
 
     def model_bytes(self) -> Future:
+        """The model file, once the worker gets to it; a SessionStateError if the run
+        stops first."""
         future: Future = Future()
-        self._commands.put(("model", future))
+        with self._lock:
+            if self.closed:
+                future.set_exception(SessionStateError(self.ended_text()))
+                return future
+            self.last_command = time.monotonic()
+            self._commands.put(("model", future))
         return future
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, reason: str | None = None) -> None:
+        """Stop the run (`reason`: why, when the server stops it, for its page)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed, self.ended = True, reason
         self._commands.put(("close", None))
         self._paintings.put(None)
 
@@ -247,10 +289,34 @@ class Session:
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    def _stopped(self) -> bool:
+        """Asked before each training batch and each drawing slice."""
+        return self.closed
+
+    def ended_text(self) -> str:
+        return f"the run was stopped ({self.ended or 'its tab closed'}); press reset to start again"
+
     # -- the worker: owns the run, trains it ------------------------------------------------
 
     def _work(self) -> None:
         torch.set_grad_enabled(False)
+        try:
+            self._train_on_command()
+        finally:
+            with self._lock:  # closed: nothing more is queued; answer what is
+                pending = []
+                while not self._commands.empty():
+                    pending.append(self._commands.get_nowait())
+            for action, future in pending:
+                if future is not None and future.set_running_or_notify_cancel():
+                    future.set_exception(SessionStateError(self.ended_text()))
+            with contextlib.suppress(queue.Empty):  # frames queued after the painter's end
+                while True:
+                    self._paintings.get_nowait()
+            self._paintings.put(None)  # (the painter's end, if it was among them)
+            self.run = None  # its tensors go now, however long the server holds the session
+
+    def _train_on_command(self) -> None:
         last_frame = next_epoch = time.perf_counter()
         while not self.closed:
             try:
@@ -274,9 +340,11 @@ class Session:
 
     def _handle(self, action: str, future: Future | None) -> None:
         if action == "model":
+            if not future.set_running_or_notify_cancel():  # the download was abandoned
+                return
             try:
                 future.set_result(self.run.model_bytes())
-            except NNError as e:
+            except Exception as e:  # noqa: BLE001  (NNError: 409; anything else: the 500 says what)
                 future.set_exception(e)
             return
         if action == "play":
@@ -298,14 +366,16 @@ class Session:
         if self.error is not None:
             return False
         try:
-            self.run.train_epoch()
+            if not self.run.train_epoch(self._stopped):
+                return False  # closed mid-epoch
             if not math.isfinite(self.run.losses[-1]):
                 raise SettingsError(
                     f"training diverged at epoch {self.run.epoch} (the loss is not finite); "
                     f"lower the learning rate (now {self.config.lr:g}) and reset"
                 )
-        except NNError as e:
-            self.error, self.playing = str(e), False
+        except Exception as e:  # noqa: BLE001  (shown on the page; the worker lives on)
+            self.error = str(e) if isinstance(e, NNError) else f"internal error: {type(e).__name__}: {e}"
+            self.playing = False
             self._publish()
             return False
         return True
@@ -330,19 +400,23 @@ class Session:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PAINTER_NICENESS)
         while (job := self._paintings.get()) is not None:
             try:
-                self._paint(*job)
+                if not self.closed:
+                    self._paint(*job)
             finally:
+                job = None  # the run's tensors are not kept alive by a finished job
                 self._idle.set()
 
     def _paint(self, run: Run, setup: bool, epoch: int, playing: bool, error: str | None) -> None:
         setup_id, setup_text, _, _ = self.published
         if setup:
             self._setups += 1
-            setup_id, setup_text = self._setups, json.dumps(run.setup())
-        frame = run.frame(epoch)
+            setup_id, setup_text = self._setups, _json(run.setup())
+        frame = run.frame(epoch, self._stopped)
+        if frame is None:  # the run ended while drawing
+            return
         frame.update(setup=setup_id, playing=playing, error=error)
         self._frames += 1
-        self.published = (setup_id, setup_text, self._frames, json.dumps(frame))
+        self.published = (setup_id, setup_text, self._frames, _json(frame))
 
 
 def _check_arguments(specs) -> None:
@@ -354,6 +428,29 @@ def _check_arguments(specs) -> None:
                     f"{spec.name}:{key}={value} is too large; the playground takes at most "
                     f"{LIMITS['max_width']}"
                 )
+
+
+class _Stopped(Exception):
+    """The run ended while a frame was being drawn."""
+
+
+def _check_memory(run: Run, in_features: int, out_features: int) -> None:
+    """Refuse a run whose activations, weights and data would pass the memory limit."""
+    c = run.config
+    need = run_bytes(
+        run.per_row, batch=min(c.batch, run.config.n_train), points=c.size, cells=c.grid ** 2,
+        parameters=sum(p.value.numel() for p in run.model.parameters()),
+        in_features=in_features, out_features=out_features,
+        element=run.data.x_train.element_size(),
+    )
+    limit = LIMITS["max_run_megabytes"] * 2**20
+    if need > limit:
+        raise ConfigError(
+            f"this run would hold about {need / 2**20:.0f} MB ({run.per_row} numbers per "
+            f"row through {len(getattr(run.view, 'modules', [1]))} layers, batches of "
+            f"{c.batch}); the playground takes at most {LIMITS['max_run_megabytes']} MB a run: "
+            f"use fewer or narrower layers or a smaller batch"
+        )
 
 
 def _check_size(model) -> None:
@@ -395,6 +492,21 @@ def _points(x: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:
     return {"x": [round(v, 5) for v in x[:, 0].tolist()],
             "y": [round(v, 5) for v in x[:, 1].tolist()],
             "label": [int(v) for v in labels.reshape(-1).tolist()]}
+
+
+def _json(value: Any) -> str:
+    """JSON text a browser parses: a number that is not finite (a diverged loss) is null."""
+    return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _b64(values: torch.Tensor) -> str:

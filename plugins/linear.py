@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core import Initializer, Parameter, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.matmul import add_matmul_, bias_plus_matmul
 
 
 class Linear:
@@ -33,42 +34,35 @@ class Linear:
         self.weight = Parameter.of(weight, "weight")
         self.bias = Parameter.of(torch.zeros(*lead, out_features, dtype=dtype, device=device), "bias")
         self.input: torch.Tensor | None = None  # cached by forward for the weight gradient
+        self.shape: torch.Size | None = None  # the input's own shape (a sequence's, before its rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.input = x  # (..., batch, in)
-        return bias_plus_matmul(self.bias.value, x, self.weight.value)  # (..., batch, out)
+        # A sequence, (..., batch, time, in), goes through as (..., batch time, in) rows; an
+        # image, with more dimensions, is refused below (flatten it first).
+        runs = self.weight.value.dim() - 2  # 0, or 1 with a run dimension
+        rows = x if x.dim() != runs + 3 else x.reshape(*x.shape[:runs], -1, self.in_features)
+        self.input, self.shape = rows, x.shape  # (..., rows, in)
+        out = bias_plus_matmul(self.bias.value, rows, self.weight.value)  # (..., rows, out)
+        return out if rows is x else out.view(*x.shape[:-1], self.out_features)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.input is None:
             raise StateError("Linear.backward called before forward (each forward allows one backward)")
         x, self.input = self.input, None  # dropped once used: memory (see plugins/activations.py)
+        if grad_output.dim() != x.dim():  # a sequence: as the rows forward made of it
+            grad_output = grad_output.reshape(*x.shape[:-1], self.out_features)
         # NOTE: the matmul adds into the gradient itself (addmm_/baddbmm_ is `+= a @ b`),
         # so no (in, out) temporary is made at each step.
         add_matmul_(self.weight.grad, x.mT, grad_output)  # (..., in, out)
         self.bias.grad += grad_output.sum(dim=-2)  # (..., out)
         if not self.needs_input_grad:  # the first layer: nobody reads its input gradient
             return None
-        return grad_output @ self.weight.value.mT  # (..., batch, in)
+        return (grad_output @ self.weight.value.mT).view(self.shape)  # (..., batch, in)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
     __call__ = forward
-
-
-def bias_plus_matmul(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """bias + a @ b as one fused op (addmm/baddbmm), for one matrix or a stack of them."""
-    if a.dim() == 2:
-        return torch.addmm(bias, a, b)  # bias (out,) broadcasts over the batch
-    return torch.baddbmm(bias.unsqueeze(-2), a, b)  # bias (runs, 1, out)
-
-
-def add_matmul_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """out += a @ b in place, for one matrix (2-D) or a stack of them (3-D)."""
-    if out.dim() == 2:
-        out.addmm_(a, b)
-    else:
-        out.baddbmm_(a, b)
 
 
 @hookimpl

@@ -11,7 +11,7 @@ on one-hot targets, and the class is the largest output.
 
 from __future__ import annotations
 
-from core import StateError, hookimpl
+from core import ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 
 
@@ -165,6 +165,44 @@ class HuberLoss:
         return clipped / batch_elements(self.diff)
 
 
+class TokenCrossEntropy:
+    """Cross-entropy of the next token at every position: logits (batch, time, vocab), targets (batch, time) ids.
+
+    The mean over every position of every sequence, in nats per token (bits per token:
+    divide by ln 2; perplexity: its exp), as torch's cross_entropy on the flattened positions.
+    """
+
+    tasks = ("sequence",)
+
+    def __init__(self) -> None:
+        self.log_probs: torch.Tensor | None = None
+        self.ids: torch.Tensor | None = None
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if prediction.shape[:-1] != target.shape:
+            raise ShapeError(f"token_cross_entropy takes logits (batch, time, vocab) and target ids "
+                             f"(batch, time); got {tuple(prediction.shape)} and {tuple(target.shape)}")
+        # NOTE: log softmax as z - logsumexp(z); torch.logsumexp subtracts each row's max
+        # before exp, so logits of +-1e4 stay finite. One new (batch, time, vocab) tensor.
+        self.log_probs = prediction - torch.logsumexp(prediction, dim=-1, keepdim=True)
+        self.ids = target.long().unsqueeze(-1)  # (batch, time, 1)
+        return -self.log_probs.gather(-1, self.ids).mean()  # ()
+
+    def backward(self) -> torch.Tensor:
+        if self.log_probs is None or self.ids is None:
+            raise StateError("TokenCrossEntropy.backward called before forward")
+        # softmax minus the one-hot target, over the number of positions; in the log
+        # probabilities' own memory (dropped: one backward per forward)
+        grad, self.log_probs = self.log_probs.exp_(), None  # (batch, time, vocab)
+        grad.scatter_add_(-1, self.ids, torch.full_like(self.ids, -1, dtype=grad.dtype))
+        return grad.div_(self.ids.numel())
+
+    @staticmethod
+    def probabilities(scores: torch.Tensor) -> torch.Tensor:
+        """(..., vocab): the softmax of the logits."""
+        return CrossEntropyLoss.probabilities(scores)
+
+
 @hookimpl
 def register_losses(register):
     register("mse", MSELoss)
@@ -173,3 +211,4 @@ def register_losses(register):
     register("ce", CrossEntropyLoss, summary="Alias of cross_entropy.")
     register("mae", MAELoss)
     register("huber", HuberLoss)
+    register("token_cross_entropy", TokenCrossEntropy)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.layout import BATCH_FIRST, BATCH_INNERMOST
 
 
 class _Modes:
@@ -32,7 +33,9 @@ class BatchNorm(_Modes):
     """Batch normalisation over the batch (and pixels) per feature or channel, with running statistics.
 
     Takes (batch, features) like torch's BatchNorm1d or (batch, channels, h, w) like
-    BatchNorm2d. Training normalises with the batch's mean and (biased) variance and moves
+    BatchNorm2d; inside a network images come batch-innermost, (channels, h, w, batch)
+    (`layout="chwn"`, core/network/layout.py), where each channel's values are one
+    contiguous run for the statistics' sums. Training normalises with the batch's mean and (biased) variance and moves
     the running ones by `momentum` (the running variance unbiased, as torch does);
     evaluation normalises with the running statistics. Scale 1, shift 0 to start.
     """
@@ -46,7 +49,11 @@ class BatchNorm(_Modes):
         dtype: torch.dtype | None = None,
         device: torch.device | str = "cpu",
         runs: int | None = None,
+        layout: str = BATCH_FIRST,
     ):
+        if layout not in (BATCH_FIRST, BATCH_INNERMOST):
+            raise ShapeError(f"layout must be {BATCH_FIRST} or {BATCH_INNERMOST}, got {layout!r}")
+        self.layout = layout
         if not 0.0 <= momentum <= 1.0:
             raise ShapeError(f"batchnorm momentum must be in [0, 1], got {momentum!r}")
         if not eps > 0:
@@ -63,14 +70,17 @@ class BatchNorm(_Modes):
     def axes(self, x: torch.Tensor) -> tuple[tuple[int, ...], list[int]]:
         """The dimensions statistics reduce over, and the shape a per-channel vector broadcasts as."""
         batch = 0 if self.runs is None else 1
-        if x.dim() not in (batch + 2, batch + 4) or x.shape[batch + 1] != self.channels:
+        # where the channels are: after the batch, or first (batch-innermost images)
+        channel = batch if x.dim() == batch + 4 and self.layout == BATCH_INNERMOST else batch + 1
+        if x.dim() not in (batch + 2, batch + 4) or x.shape[channel] != self.channels:
+            sample = x.shape[batch:-1] if channel == batch else x.shape[batch + 1:]
             raise ShapeError(
                 f"batchnorm takes {self.channels} features, or images of {self.channels} "
-                f"channels, got per-sample shape {tuple(x.shape[batch + 1:])}"
+                f"channels, got per-sample shape {tuple(sample)}"
             )
-        reduce = (batch, *range(batch + 2, x.dim()))  # the batch and every pixel
+        reduce = tuple(d for d in range(batch, x.dim()) if d != channel)  # the batch and every pixel
         view = [1] * x.dim()
-        view[batch + 1] = self.channels
+        view[channel] = self.channels
         if self.runs is not None:
             view[0] = self.runs
         return reduce, view
@@ -135,7 +145,9 @@ class LayerNorm:
     """Layer normalisation over each sample's every value, with a scale and shift per value.
 
     Like torch's LayerNorm(normalized_shape = the sample's shape): (features,) after a
-    linear layer, (channels, h, w) on images. The same in both modes.
+    linear layer, (channels, h, w) on images. A sequence's sample, (time, features), is
+    normalised position by position, as torch's LayerNorm(features) does in a transformer.
+    The same in both modes.
     """
 
     supports_runs = True
@@ -151,7 +163,10 @@ class LayerNorm:
     ):
         if not eps > 0:
             raise ShapeError(f"layernorm eps must be > 0, got {eps!r}")
-        self.in_shape, self.eps, self.runs = tuple(in_shape), eps, runs
+        in_shape = tuple(in_shape)
+        self.sample_shape = in_shape
+        self.in_shape = in_shape[1:] if len(in_shape) == 2 else in_shape  # what one mean is over
+        self.eps, self.runs = eps, runs
         lead = () if runs is None else (runs,)
         like = {"dtype": dtype, "device": device}
         self.weight = Parameter.of(torch.ones(*lead, *self.in_shape, **like), "weight")
@@ -160,7 +175,10 @@ class LayerNorm:
         self.cache: tuple | None = None
 
     def affine(self, p: Parameter) -> torch.Tensor:
-        return p.value if self.runs is None else p.value.unsqueeze(1)  # (runs, 1, *sample)
+        if self.runs is None:
+            return p.value
+        batch = (1,) * (1 + len(self.sample_shape) - len(self.in_shape))  # batch (and time)
+        return p.value.view(self.runs, *batch, *self.in_shape)  # (runs, 1, *sample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
@@ -170,23 +188,28 @@ class LayerNorm:
         mean = x.mean(dim=self.dims, keepdim=True)  # (..., batch, 1, ...)
         centred = x - mean
         inv_std = torch.rsqrt((centred * centred).mean(dim=self.dims, keepdim=True) + self.eps)
-        normalised = centred * inv_std  # like x
+        # in place unless autograd records this forward (the kit's oracle), which keeps centred
+        normalised = centred * inv_std if torch.is_grad_enabled() else centred.mul_(inv_std)  # like x
         self.cache = (normalised, inv_std)
-        return normalised * self.affine(self.weight) + self.affine(self.bias)
+        return torch.addcmul(self.affine(self.bias), normalised, self.affine(self.weight))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
             raise StateError("LayerNorm.backward called before forward (each forward allows one backward)")
         normalised, inv_std = self.cache
         self.cache = None  # dropped once used: memory (see plugins/activations.py)
-        batch = 0 if self.runs is None else 1
-        self.weight.grad += (grad_output * normalised).sum(dim=batch)  # (..., *sample)
+        first = 0 if self.runs is None else 1
+        batch = tuple(range(first, grad_output.dim() - len(self.in_shape)))  # batch (and time)
+        scaled = grad_output * normalised  # like x
+        self.weight.grad += scaled.sum(dim=batch)  # (..., *in_shape)
         self.bias.grad += grad_output.sum(dim=batch)
-        g = grad_output * self.affine(self.weight)  # like x
-        return inv_std * (
-            g - g.mean(dim=self.dims, keepdim=True)
-            - normalised * (g * normalised).mean(dim=self.dims, keepdim=True)
-        )
+        weight = self.affine(self.weight)
+        # g = grad_output * weight; the input gradient is inv_std (g - mean(g) - n mean(g n)),
+        # n the normalised input: two new tensors, the rest in place
+        g_n = scaled.mul_(weight).mean(dim=self.dims, keepdim=True)  # mean(g n): (..., batch, 1)
+        g = grad_output * weight
+        g.sub_(g.mean(dim=self.dims, keepdim=True)).addcmul_(normalised, g_n, value=-1)
+        return g.mul_(inv_std)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
@@ -203,6 +226,8 @@ class Dropout(_Modes):
     mask from `generators[r]`; the ensemble hands each the generator of that run's own
     network, so run r drops exactly what the single run of its seed drops.
     """
+
+    any_layout = True  # element-wise: images in either layout (core/network/layout.py)
 
     def __init__(
         self, p: float = 0.5, *, generator: torch.Generator | None = None, runs: int | None = None

@@ -111,7 +111,7 @@ def test_train_twice_gives_identical_json(run):
         ("--act", "tnah", ["unknown activation 'tnah'", "did you mean 'tanh'", "nn-cli list activation"]),
         ("--loss", "mes", ["unknown loss 'mes'", "'mse'", "nn-cli list loss"]),
         ("--init", "hee", ["unknown initializer 'hee'", "'he'", "nn-cli list initializer"]),
-        ("--optimizer", "adma", ["unknown optimizer 'adma'", "'adam'", "nn-cli list optimizer"]),
+        ("--optimizer", "adan", ["unknown optimizer 'adan'", "'adam'", "nn-cli list optimizer"]),
         ("--hidden", "25,x", ["hidden", "'25,x'", "25,25,25"]),
         ("--hidden", "25,0", ["hidden", ">= 1"]),
         ("--lr", "-1", ["lr", "-1", "> 0"]),

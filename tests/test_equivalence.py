@@ -94,8 +94,9 @@ def test_twenty_sgd_steps_give_torch_weights(registry, act, loss):
         ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
         ("sgd", {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-3}),
         ("adam", {"lr": 1e-2}),
+        ("adamw", {"lr": 1e-2}),
+        ("adamw", {"lr": 1e-2, "weight_decay": 0.1, "beta2": 0.95}),
         ("adam", {"lr": 3e-3, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 1e-2}),
-        ("adamw", {"lr": 1e-2}),  # torch's default decay, 0.01, on both sides
         ("adamw", {"lr": 3e-3, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": 0.5}),
     ],
 )

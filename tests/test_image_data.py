@@ -86,13 +86,41 @@ def test_summary_prints_each_layers_output_shape_and_parameters_and_trains_nothi
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "input" in lines[2] and "1x8x8" in lines[2]
-    assert "16x8x8" in lines[3] and lines[3].endswith("160")  # 16 * 9 weights + 16 biases
+    assert "16x8x8" in lines[3] and lines[3].endswith("160  im2col")  # 16 * 9 weights + 16 biases
     assert "16x4x4" in lines[5] and "256" in lines[6]
     assert lines[-1] == "total: 2,730 trainable parameters"  # 160 + 256 * 10 + 10
     as_json = json.loads(invoke("train", "--data", "digits", "--layers", CNN, "--summary",
                                 "--json").stdout)
     assert as_json["input_shape"] == [1, 8, 8]
     assert [r["output_shape"] for r in as_json["layers"]] == [[4, 8, 8], [4, 8, 8], [4, 4, 4], [64], [10]]
+
+
+def test_summary_shows_each_convolutions_algorithm_and_the_layers_that_take_images_batch_first():
+    # Chosen once per layer when it is built: Winograd for a 3x3 kernel at stride 1 with
+    # channels enough, im2col otherwise; layernorm declares no layout, so it is converted for.
+    stack = ("conv2d:out=8,k=3,pad=1,relu,conv2d:out=8,k=3,pad=1,layernorm,conv2d:out=4,k=2x3,"
+             "s=2,bias=false,flatten,linear:out=10")
+    result = invoke("train", "--data", "digits", "--layers", stack, "--summary")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[3].endswith("im2col") and lines[5].endswith("winograd F(4x4,3x3)")
+    assert lines[6].endswith("batch-first (converted)")
+    assert "kernel_size=2x3" in lines[7] and "4x4x3" in lines[7] and lines[7].endswith("192  im2col")  # 8 * 4 * 2 * 3, no bias
+    assert lines[-1].startswith("note: layernorm take(s) images batch-first")
+    rows = json.loads(invoke("train", "--data", "digits", "--layers", stack, "--summary", "--json").stdout)
+    assert [r["runs_as"] for r in rows["layers"]][:4] == ["im2col", "", "winograd F(4x4,3x3)",
+                                                          "batch-first (converted)"]
+
+
+def test_layers_take_rectangular_sizes_as_hxw_and_refuse_a_bad_one_in_one_line():
+    ok = invoke("train", "--data", "digits", "--layers",
+                "conv2d:out=4,k=2x3,s=1x2,bias=false,maxpool2d:k=2x1,flatten,linear:out=10",
+                "--summary", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert [r["output_shape"] for r in json.loads(ok.stdout)["layers"]][:2] == [[4, 7, 3], [4, 3, 3]]
+    bad = invoke("train", "--data", "digits", "--layers", "conv2d:out=4,k=2x,flatten,linear:out=10")
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0
+    assert "kernel_size must be an integer >= 1 or a pair of them" in bad.output and "'2x'" in bad.output
 
 
 def test_an_impossible_stack_on_images_is_one_line_and_exit_2():

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from core import ShapeError, StateError, evaluating
 from nn_testing import CheckFailed, check_module
-import plugins.conv as conv_module
+import plugins.conv.im2col as conv_module
 from plugins.conv import Conv2d, ConvTranspose2d
 from plugins.normalization import BatchNorm, Dropout, LayerNorm
 from plugins.pooling import AvgPool2d, Flatten, MaxPool2d, Upsample
@@ -29,6 +29,23 @@ KIT_CASES = {
     "conv2d kernel 5 stride 3 pad 4": (
         Conv2d, (1, 9, 10), dict(out_channels=4, kernel_size=5, stride=3, padding=4)),
     "conv2d 1x1": (Conv2d, (5, 3, 3), dict(out_channels=2, kernel_size=1)),
+    # Winograd F(4x4,3x3): one tile, several tiles with a cropped edge, no padding, wide padding
+    "conv2d winograd 4x4 pad 1": (Conv2d, (4, 4, 4), dict(out_channels=3, kernel_size=3, padding=1)),
+    "conv2d winograd one tile 3x4 pad 1": (Conv2d, (4, 3, 4), dict(out_channels=2, kernel_size=3, padding=1)),
+    "conv2d winograd one tile 2x2 pad 2": (Conv2d, (4, 2, 2), dict(out_channels=2, kernel_size=3, padding=2)),
+    "conv2d winograd 7x9 pad 1": (Conv2d, (5, 7, 9), dict(out_channels=2, kernel_size=3, padding=1)),
+    "conv2d winograd 6x5 pad 0": (Conv2d, (4, 6, 5), dict(out_channels=2, kernel_size=3)),
+    "conv2d winograd 3x2 pad 2 no bias": (
+        Conv2d, (4, 3, 2), dict(out_channels=2, kernel_size=3, padding=2, bias=False)),
+    # the course's interface: (h, w) pairs, bias switched off
+    "conv2d 2x3 stride 2x3 pad 1x0 no bias": (
+        Conv2d, (3, 7, 11), dict(out_channels=4, kernel_size=(2, 3), stride=(2, 3), padding=(1, 0),
+                                 bias=False)),
+    "conv2d 3x1 dilation 1x2": (Conv2d, (2, 6, 7), dict(out_channels=2, kernel_size=(3, 1), dilation=(1, 2))),
+    "conv_transpose2d 2x3 stride 1x2 no bias": (
+        ConvTranspose2d, (2, 3, 4), dict(out_channels=3, kernel_size=(2, 3), stride=(1, 2), bias=False)),
+    "maxpool2d 2x3 stride 1x2 pad 1x1": (MaxPool2d, (2, 5, 6), dict(kernel_size=(2, 3), stride=(1, 2), padding=1)),
+    "avgpool2d 3x2 pad 1x0": (AvgPool2d, (2, 6, 5), dict(kernel_size=(3, 2), padding=(1, 0))),
     "conv_transpose2d stride 2": (ConvTranspose2d, (3, 4, 5), dict(out_channels=2, kernel_size=3, stride=2)),
     "conv_transpose2d stride 3 pad 2 outpad 1 dilation 2": (
         ConvTranspose2d, (2, 5, 3),
@@ -85,9 +102,14 @@ def test_kit_catches_batchnorm_that_treats_batch_statistics_as_constants():
 class ConvWithoutRuns(Conv2d):
     """Claims runs but mixes them: every run uses run 0's weights."""
 
-    def _matrix(self):
-        w = super()._matrix()
-        return w[:1].expand_as(w) if w.dim() == 3 else w
+    def forward(self, x):
+        weight = self.weight.value
+        if weight.dim() == 5:  # (runs, out, in, k, k): every run gets run 0's
+            self.weight.value = weight[:1].expand_as(weight)
+        try:
+            return super().forward(x)
+        finally:
+            self.weight.value = weight
 
 
 def test_kit_catches_a_layer_that_mixes_its_runs():
@@ -235,7 +257,8 @@ def test_kit_passes_conv2d_a_share_of_the_batch_at_a_time(case, monkeypatch):
 
 @pytest.mark.parametrize("layer", [
     Conv2d(1, 1, 3, init=gaussian, dtype=torch.float64), ConvTranspose2d(1, 1, 3, init=gaussian,
-    dtype=torch.float64), MaxPool2d(2), BatchNorm(1), Dropout(0.5),
+    dtype=torch.float64), MaxPool2d(2), BatchNorm(1), Dropout(0.5), AvgPool2d(2), Upsample(2),
+    Flatten(),
 ], ids=type)
 def test_a_second_backward_for_one_forward_is_a_state_error(layer):
     # Each layer drops its cache once backward has used it: memory comes back at once.
@@ -299,3 +322,112 @@ def test_no_input_grad_skips_the_input_gradient_and_keeps_the_parameter_gradient
     net.zero_grad()
     net.forward(x)
     torch.testing.assert_close(net.backward(grad), grad_x, **TIGHT)
+
+
+def torch_gradient(function, x, upstream_seed=3):
+    """torch's output and input gradient of `function` at x, under a random upstream gradient."""
+    x = x.clone().requires_grad_()
+    out = function(x)
+    upstream = randn(*out.shape, seed=upstream_seed)
+    out.backward(upstream)
+    return out.detach(), x.grad, upstream
+
+
+@pytest.mark.parametrize("k,s,p,op,d", [(3, 1, 0, 1, 2), (3, 2, 1, 2, 3), (2, 1, 1, 1, 2), (3, 1, 0, 0, 1)])
+def test_conv_transpose2d_takes_output_padding_at_or_above_the_stride_like_torch(k, s, p, op, d):
+    # Issue 22, item 3: fold refused these (output_padding >= stride), though the
+    # constructor accepts output_padding < max(stride, dilation), as torch does.
+    conv = ConvTranspose2d(2, 3, k, s, p, op, d, init=gaussian,
+                           generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    conv.bias.value.copy_(randn(3, seed=2))
+    x = randn(5, 2, 3, 4)
+    expected, grad_x, upstream = torch_gradient(
+        lambda t: F.conv_transpose2d(t, conv.weight.value, conv.bias.value, s, p, op, dilation=d), x)
+    torch.testing.assert_close(conv.forward(x), expected, **TIGHT)
+    for q in conv.parameters():
+        q.grad = torch.zeros_like(q.value)
+    torch.testing.assert_close(conv.backward(upstream), grad_x, **TIGHT)
+    check_module(ConvTranspose2d, in_shape=(2, 3, 4), batch_sizes=(1, 2), out_channels=3,
+                 kernel_size=k, stride=s, padding=p, output_padding=op, dilation=d)
+
+
+def test_conv_transpose2d_gives_torch_shape_for_the_issue_case():
+    conv = ConvTranspose2d(2, 3, 3, stride=1, output_padding=1, dilation=2, init=gaussian,
+                           dtype=torch.float64)
+    assert conv.forward(randn(5, 2, 3, 4)).shape == (5, 3, 8, 9)
+
+
+NAN, INF = float("nan"), float("inf")
+# Windows torch's max pooling resolves in a particular way: every real pixel -inf (the
+# padding must not win the tie), NaN (the last NaN of the window wins, the output NaN),
+# NaN beside +inf, ties.
+AWKWARD_IMAGES = {
+    "all -inf": [[-INF, -INF], [-INF, -INF]],
+    "one nan": [[1.0, NAN], [2.0, 3.0]],
+    "two nans": [[NAN, 1.0], [NAN, 2.0]],
+    "all nan": [[NAN, NAN], [NAN, NAN]],
+    "nan and inf": [[5.0, NAN], [INF, 1.0]],
+    "-inf and nan": [[-INF, -INF], [NAN, -INF]],
+}
+
+
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+@pytest.mark.parametrize("k,s,p", [(2, 2, 1), (2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 1)])
+@pytest.mark.parametrize("image", sorted(AWKWARD_IMAGES))
+def test_maxpool_sends_gradient_where_torch_does_on_inf_and_nan(image, k, s, p, layout):
+    # Issue 22, item 4: padding never wins, NaN windows route as torch routes them; the
+    # 2x2 stride-2 path and the general path both, in both layouts.
+    x = torch.tensor(AWKWARD_IMAGES[image], dtype=torch.float64).view(1, 1, 2, 2)
+    x = torch.cat([x, x.flip(-1), x.flip(-2).transpose(-1, -2)], dim=1)  # more placements
+    x = torch.cat([x, x.flip(1)])  # a batch of 2
+    expected, grad_x, upstream = torch_gradient(lambda t: F.max_pool2d(t, k, s, p), x)
+    pool = MaxPool2d(k, s, p, layout=layout)
+    inner = layout == "chwn"
+    move = (lambda t: t.movedim(0, -1).contiguous()) if inner else (lambda t: t)
+    back = (lambda t: t.movedim(-1, 0)) if inner else (lambda t: t)
+    torch.testing.assert_close(back(pool.forward(move(x))), expected, equal_nan=True, **TIGHT)
+    torch.testing.assert_close(back(pool.backward(move(upstream))), grad_x, **TIGHT)
+
+
+def test_maxpool_all_minus_infinity_with_padding_gives_every_pixel_its_gradient():
+    pool = MaxPool2d(2, 2, 1)
+    pool.forward(torch.full((1, 1, 2, 2), -INF, dtype=torch.float64))
+    assert pool.backward(torch.ones(1, 1, 2, 2, dtype=torch.float64)).tolist() == [[[[1.0, 1.0], [1.0, 1.0]]]]
+
+
+def test_the_course_interface_takes_pairs_and_a_bias_switch_like_torch():
+    # The course's own test builds exactly this and compares it with F.conv2d.
+    conv = Conv2d(in_channels=3, out_channels=4, kernel_size=(2, 3), stride=(2, 3), bias=True,
+                  init=gaussian, dtype=torch.float64)
+    conv.bias.value.copy_(randn(4, seed=2))
+    x = randn(2, 3, 9, 10)
+    expected = F.conv2d(x, conv.weight.value, conv.bias.value, stride=(2, 3))
+    torch.testing.assert_close(conv.forward(x), expected, **TIGHT)
+    plain = Conv2d(3, 4, (2, 3), bias=False, init=gaussian, dtype=torch.float64)
+    assert [p.name for p in plain.parameters()] == ["weight"]
+    torch.testing.assert_close(plain.forward(x), F.conv2d(x, plain.weight.value), **TIGHT)
+    x = randn(2, 3, 9, 10, seed=4)
+    torch.testing.assert_close(MaxPool2d((2, 3), (1, 2), (1, 1)).forward(x),
+                               F.max_pool2d(x, (2, 3), (1, 2), (1, 1)), **TIGHT)
+    torch.testing.assert_close(AvgPool2d((3, 2), padding=(1, 0)).forward(x),
+                               F.avg_pool2d(x, (3, 2), padding=(1, 0)), **TIGHT)
+
+
+@pytest.mark.parametrize("bad", [(2, 3, 4), (0, 2), "2x", "axb", 2.5, True, (2, -1)])
+def test_sizes_must_be_an_int_or_a_pair(bad):
+    with pytest.raises(ShapeError, match="kernel_size must be an integer >= 1 or a pair"):
+        Conv2d(1, 1, bad, init=gaussian)
+
+
+class FlattenForgetsTheBatchIsInnermost(Flatten):
+    """The planted mistake: batch-innermost, the gradient reshaped without moving the batch back."""
+
+    def backward(self, grad_output):
+        shape, self.in_shape = self.in_shape, None
+        return grad_output.reshape(shape)
+
+
+def test_kit_checks_the_batch_innermost_layout_too():
+    check_module(Flatten, in_shape=(3, 4, 5))  # the layer itself passes both
+    with pytest.raises(CheckFailed, match=r"\(batch-innermost\).*input gradient"):
+        check_module(FlattenForgetsTheBatchIsInnermost, in_shape=(3, 4, 5))

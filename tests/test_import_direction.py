@@ -193,3 +193,27 @@ def test_other_breaches_fail(tmp_path, files, expected):
     write(tmp_path, {"core/plugin/registry.py": "", **files})
     found = violations(tmp_path)
     assert len(found) == 1 and expected in found[0], found
+
+
+def plugin_cross_imports(root: Path) -> list[str]:
+    """Every import of one built-in plugin by another (a plugin package may import its own
+    modules): they share code through core only."""
+    known = modules(root, "plugins")
+    return [f"{path.relative_to(root)}:{line}: {name} imports {target}"
+            for name, path in known.items()
+            for target, line in imports_of(name, path, known)
+            if target.split(".")[0] == "plugins" and target.split(".")[:2] != name.split(".")[:2]]
+
+
+def test_plugins_import_core_and_never_each_other():
+    # A built-in plugin is an ordinary plugin: what two of them share (conv2d's and linear's
+    # products) lives in core, where a third-party layer can use it too.
+    assert plugin_cross_imports(ROOT) == []
+
+
+def test_a_plugin_importing_another_fails(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "__init__.py").write_text("")
+    (tmp_path / "plugins" / "linear.py").write_text("def helper(): pass\n")
+    (tmp_path / "plugins" / "conv.py").write_text("from plugins.linear import helper\n")
+    assert plugin_cross_imports(tmp_path) == ["plugins/conv.py:1: plugins.conv imports plugins.linear"]

@@ -23,6 +23,7 @@ from playground.config import LIMITS, PlaygroundConfig, parse_config  # noqa: E4
 from playground.session import Run, Session  # noqa: E402
 
 SMALL = {"size": 200, "hidden": "6", "batch": 20, "grid": 20, "loss": "bce"}
+JSON = {"content-type": "application/json"}  # what every state-changing request must say
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def app(registry):
 
 @pytest.fixture
 def client(app):
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -242,8 +243,8 @@ def test_a_run_whose_stream_never_opens_is_stopped(client, app, monkeypatch):
 
 def test_delete_stops_a_run(client):
     key = start(client)
-    assert client.delete(f"/api/sessions/{key}").json() == {"ok": True}
-    assert client.delete(f"/api/sessions/{key}").status_code == 404
+    assert client.delete(f"/api/sessions/{key}", headers=JSON).json() == {"ok": True}
+    assert client.delete(f"/api/sessions/{key}", headers=JSON).status_code == 404
     assert client.get("/api/status").json()["runs"] == 0
 
 
@@ -328,6 +329,7 @@ def test_a_bad_control_is_a_400(client, body, words):
 ])
 def test_unknown_runs_and_routes_are_404_json(client, method, path):
     kwargs = {"json": {"action": "play"}} if method == "post" else {}
+    kwargs = {"headers": JSON} if method == "delete" else kwargs
     response = getattr(client, method)(path, **kwargs)
     assert response.status_code == 404 and response.json()["error"]
 

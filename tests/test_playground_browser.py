@@ -100,15 +100,15 @@ def test_pick_data_and_network_play_and_watch_it_learn(server, browser, tmp_path
     page.click("#play")
     expect(page.locator("#play")).to_have_text("pause", timeout=10_000)
 
-    page.wait_for_function("Number(document.getElementById('epoch').textContent) >= 3")
+    wait_on_page(page, "Number(document.getElementById('epoch').textContent) >= 3")
     heat, curves = canvas(page, "heatmap"), canvas(page, "curves")
     seen = int(page.locator("#epoch").text_content())
-    page.wait_for_function(
-        f"parseFloat(document.getElementById('test-error').textContent) < {TEST_ERROR_BELOW}",
-        timeout=120_000,
+    wait_on_page(
+        page, f"parseFloat(document.getElementById('test-error').textContent) < {TEST_ERROR_BELOW}",
+        timeout=120,
     )
     # A later frame than the one captured, however soon the error fell below the mark.
-    page.wait_for_function(f"Number(document.getElementById('epoch').textContent) > {seen}")
+    wait_on_page(page, f"Number(document.getElementById('epoch').textContent) > {seen}")
     assert canvas(page, "heatmap") != heat, "the heat map did not change while training"
     assert canvas(page, "curves") != curves, "the loss curves did not change while training"
     page.click("#play")  # pause
@@ -174,9 +174,81 @@ def page_hash(state: dict[str, list[str]]) -> str:
     return urlencode({k: v[0] for k, v in state.items()})
 
 
+def wait_on_page(page, expression: str, timeout: float = 30.0) -> None:
+    """Until `expression` is true on the page. Not page.wait_for_function: its predicate is
+    eval'd in the page, which the playground's Content-Security-Policy forbids."""
+    wait_until(lambda: page.evaluate(expression), f"never true on the page: {expression}", timeout)
+
+
 def wait_until(condition, message: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(message)
         time.sleep(0.05)
+
+
+def test_a_page_from_another_site_cannot_start_a_run(server, browser):
+    """What a site the user visits could do: a simple fetch (text/plain, no preflight), a
+    JSON fetch (preflighted, never granted) and a form; none starts a run."""
+    import http.server
+    import threading
+
+    url, app = server
+    body = '{"size": 200, "hidden": "6", "grid": 20, "loss": "bce"}'
+    attack = f"""<!doctype html><body>
+<form id="f" method="post" action="{url}api/sessions" enctype="text/plain" target="sink">
+  <input name='{body[:-1]}, "x": "' value='"}}'></form>
+<iframe name="sink"></iframe>
+<script>
+const target = "{url}api/sessions", body = '{body}';
+window.outcome = Promise.allSettled([
+  fetch(target, {{ method: "POST", mode: "no-cors", headers: {{ "Content-Type": "text/plain" }}, body }}),
+  fetch(target, {{ method: "POST", headers: {{ "Content-Type": "application/json" }}, body }}),
+]).then((r) => {{ document.getElementById("f").submit(); return r.map((x) => x.status); }});
+</script></body>""".encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(attack)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another origin
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        outcome = page.evaluate("window.outcome")
+        page.wait_for_timeout(1500)  # the form's post, too
+        assert runs(app) == 0 and app.state.sessions.reserved == 0  # before: a run per request
+        # The simple fetch reaches the server (refused, 415; its answer is unreadable here,
+        # Cross-Origin-Resource-Policy); the JSON one never passes its preflight.
+        assert outcome == ["rejected", "rejected"]
+        page.close()
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_a_diverging_run_says_so_on_the_page(server, browser):
+    url, app = server
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    config = {"data": "spiral", "options": "arms=3", "hidden": "256,256", "act": "relu",
+              "loss": "cross_entropy", "optimizer": "sgd", "lr": "10", "grid": "20"}
+    page.goto(url + "#" + page_hash({k: [v] for k, v in config.items()}))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    page.click("#play")
+    expect(page.locator("#error")).to_contain_text("training diverged at epoch 1", timeout=60_000)
+    expect(page.locator("#error")).to_contain_text("lower the learning rate (now 10)")
+    expect(page.locator("#state")).to_contain_text("stopped")
+    expect(page.locator("#train-loss")).to_have_text("\u2013")
+    assert errors == []  # before: the frame's NaN broke JSON.parse, the page froze silently
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")

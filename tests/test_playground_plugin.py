@@ -23,6 +23,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from core import load_registry  # noqa: E402
 from playground import create_app  # noqa: E402
 
+LOCAL = "http://127.0.0.1"  # a Host name the playground answers (guards.allowed_hosts)
 PACKAGE = Path(__file__).resolve().parent.parent / "examples" / "nn-scratch-extras"
 
 
@@ -41,7 +42,7 @@ INSTALLED = _installed()
 
 def trains_with_the_plugin(registry, plugin: str) -> None:
     app = create_app(registry)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         choices = client.get("/api/choices").json()
         assert {c["name"]: c["plugin"] for c in choices["layers"]}["prelu"] == plugin
         assert "swish" in [c["name"] for c in choices["activations"]]
@@ -78,6 +79,6 @@ def test_a_plugin_given_by_name_is_offered_and_trains(monkeypatch):
                     "installed (.ci/run installs it and runs this test)")
 def test_an_installed_plugin_package_is_offered_and_trains():
     trains_with_the_plugin(load_registry(), "extras")
-    with TestClient(create_app(load_registry())) as client:  # the page ships in the package
+    with TestClient(create_app(load_registry()), base_url=LOCAL) as client:  # the page ships in the package
         assert "nn-scratch playground" in client.get("/").text
         assert client.get("/static/app.js").status_code == 200

@@ -41,6 +41,14 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
             "breast_cancer", "diabetes", "file")},
         ("dataset", "mnist"): "plugins.image_datasets",
         ("dataset", "denoise"): "plugins.image_datasets",
+        ("layer", "embedding"): "plugins.embedding",
+        ("layer", "position"): "plugins.embedding",
+        ("layer", "attention"): "plugins.attention",
+        ("layer", "transformer_block"): "plugins.transformer",
+        ("layer", "gpt"): "plugins.transformer",
+        ("loss", "token_cross_entropy"): "plugins.losses",
+        ("dataset", "text"): "plugins.text_datasets",
+        ("dataset", "pydoc"): "plugins.text_datasets",
     }
     got = {(e.kind, e.name): e.plugin for e in registry.entries()}
     assert got == expected

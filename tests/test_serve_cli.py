@@ -55,6 +55,12 @@ def test_serve_on_another_host_warns(served):
     assert result.exit_code == 0
     assert served[0]["host"] == "0.0.0.0"
     assert "warning: binding 0.0.0.0: anyone who can reach this address" in result.stderr
+    assert "requests addressed to 127.0.0.1, localhost, [::1] only" in result.stderr
+
+
+def test_serve_on_a_named_host_answers_that_name(served):
+    result = invoke("--host", "my-laptop.local")
+    assert "requests addressed to 127.0.0.1, localhost, [::1], my-laptop.local only" in result.stderr
 
 
 def test_a_bad_port_is_one_line_and_status_2(served):

@@ -29,8 +29,10 @@ from core.plugin.context import context_arguments
 if TYPE_CHECKING:
     import torch
 
-TASKS = ("binary", "multiclass", "regression")
+TASKS = ("binary", "multiclass", "regression", "sequence")
 CLASSIFICATION = ("binary", "multiclass")
+# "sequence": x (n, context) token ids, y (n, context) the next token at every position;
+# class_names is the vocabulary, one token per id (core/data/text.py).
 
 
 class DataError(SettingsError):
@@ -44,7 +46,9 @@ class Dataset:
     x: (n, features) float64, one flat row per point; `x.view(n, *input_shape)` gives
        the points in their natural shape (images: (n, 1, 8, 8) for digits).
     y: classification: (n,) int64 class indices in [0, len(class_names));
-       regression: (n, targets) float64.
+       regression: (n, targets) float64;
+       sequence: (n, context) float64 token ids in [0, len(class_names)), the next token
+       after each position of x (whose values are token ids too).
     """
 
     name: str  # what made it: the registered name, or the file's path
@@ -117,7 +121,9 @@ def dataset_problems(data: Dataset) -> list[str]:
                             f"{tuple(data.input_shape)} holds {width}")
         if not torch.isfinite(x).all():
             problems.append(f"x_{split} holds NaN or infinite values")
-        if data.task in CLASSIFICATION:
+        if data.task == "sequence":
+            problems += _sequence_problems(split, x, y, data.n_classes)
+        elif data.task in CLASSIFICATION:
             if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.dtype != torch.int64:
                 problems.append(f"y_{split} must be ({x.shape[0]},) int64 class indices, got "
                                 f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}")
@@ -138,9 +144,23 @@ def dataset_problems(data: Dataset) -> list[str]:
         problems.append(f"a binary task has 2 class names, got {data.n_classes}")
     if data.task == "multiclass" and data.n_classes < 2:
         problems.append(f"a multiclass task has 2 or more class names, got {data.n_classes}")
+    if data.task == "sequence" and data.n_classes < 1:
+        problems.append("a sequence task has its vocabulary as class names, got none")
     if data.task == "regression" and data.class_names:
         problems.append("a regression task has no class names")
     return problems
+
+
+def _sequence_problems(split: str, x: torch.Tensor, y: object, vocab: int) -> list[str]:
+    import torch
+
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape or y.dtype != torch.float64:
+        return [f"y_{split} must be {tuple(x.shape)} float64 token ids like x_{split}, got "
+                f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}"]
+    for name, ids in (("x", x), ("y", y)):
+        if ids.numel() and (ids.min() < 0 or ids.max() >= vocab or not torch.equal(ids, ids.round())):
+            return [f"{name}_{split} must hold token ids 0..{vocab - 1} (the vocabulary's size)"]
+    return []
 
 
 # -- `--data` text -----------------------------------------------------------------------
@@ -153,9 +173,11 @@ FILE_SUFFIXES = tuple(kind + packed for kind in (".csv", ".tsv", ".txt", ".json"
 def is_file_text(text: str) -> bool:
     """Whether `--data` names a file (by its suffix, or a path separator) rather than a
     dataset (`name:key=value,...`, whose values may be paths: `file:path=data/x.tsv`)."""
+    name, colon, rest = text.partition(":")
+    if colon and NAME.match(name) and "=" in rest:  # options, whatever their values end with
+        return False  # (`text:path=notes.txt`)
     if text.lower().endswith(FILE_SUFFIXES) and not text.startswith("file:"):
         return True
-    name, colon, _ = text.partition(":")
     if colon and NAME.match(name):
         return False
     return "/" in text or "\\" in text

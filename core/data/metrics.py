@@ -65,8 +65,27 @@ def regression_metrics(true: torch.Tensor, predicted: torch.Tensor, images: bool
     return metrics
 
 
+def sequence_metrics(logits: torch.Tensor, next_ids: torch.Tensor) -> dict[str, Any]:
+    """A next-token model's figures on held-out text: the mean cross-entropy per token (in
+    nats), bits per character (the same in bits: / ln 2), perplexity (its exp), and how
+    often the likeliest token is the next one. logits (n, time, vocab), next_ids (n, time)."""
+    logits, ids = logits.double().cpu(), next_ids.long().cpu()
+    # NOTE: log softmax as z - max - log(sum(exp(z - max))), stable for any logits.
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    log_probs = shifted - shifted.exp().sum(dim=-1, keepdim=True).log()  # (n, time, vocab)
+    nats = float(-log_probs.gather(-1, ids.unsqueeze(-1)).mean()) if ids.numel() else 0.0
+    accuracy = float((logits.argmax(dim=-1) == ids).double().mean()) if ids.numel() else 0.0
+    return {"error": 1 - accuracy, "accuracy": accuracy, "loss_per_token": nats,
+            "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats), "tokens": ids.numel()}
+
+
 def text_report(metrics: dict[str, Any]) -> str:
-    """The per-class table and confusion matrix (classification) or the three figures."""
+    """The per-class table and confusion matrix (classification), the next-token figures
+    (sequence) or the regression figures."""
+    if "bits_per_char" in metrics:
+        return (f"loss {metrics['loss_per_token']:.4f} per token   {metrics['bits_per_char']:.4f} bits "
+                f"per character   perplexity {metrics['perplexity']:.3f}   next token right "
+                f"{metrics['accuracy']:.1%} (of {metrics['tokens']:,})")
     if "rmse" in metrics:
         return (f"RMSE {metrics['rmse']:.4g}   MAE {metrics['mae']:.4g}   R^2 {metrics['r2']:.4f}"
                 + (f"   PSNR {metrics['psnr']:.2f} dB" if metrics.get("psnr") is not None else ""))

@@ -104,7 +104,8 @@ def prepare_data(
     dataset = split.dataset
     one_hot = is_one_hot(loss_factory, dataset.task)
     x_train = split.x_train.to(dtype)  # the training inputs at the run's precision, as fitted
-    fitted = PREPROCESSORS[preprocessing](x_train)
+    # token ids are names, not values: never standardised
+    fitted = PREPROCESSORS["none" if dataset.task == "sequence" else preprocessing](x_train)
     if dataset.task == "regression" and preprocessing == "standardize":
         fitted["target"] = preprocess.fit_target(split.y_train)
 

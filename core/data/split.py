@@ -70,7 +70,7 @@ def _shares(counts: list[int], held: int) -> list[int]:
 def training_targets(y: torch.Tensor, task: str, n_classes: int, one_hot: bool) -> torch.Tensor:
     """What a loss trains on: (n, 1) 0/1, (n, classes) one-hot, or the regression targets."""
     if task not in CLASSIFICATION:
-        return y.double()  # (n, targets)
+        return y.double()  # (n, targets), or (n, context) next-token ids
     if not one_hot:
         return y.double().view(-1, 1)  # (n, 1): class 1 or 0
     one = torch.zeros(len(y), n_classes, dtype=torch.float64)  # (n, classes)
@@ -87,6 +87,8 @@ def output_width(data, loss: object) -> int:
     """How many outputs the network needs for this data and loss."""
     if data.task == "regression":
         return data.y_train.shape[1]
+    if data.task == "sequence":  # logits over the vocabulary at every position
+        return data.n_classes
     return data.n_classes if is_one_hot(loss, data.task) else 1
 
 

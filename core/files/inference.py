@@ -213,6 +213,9 @@ def evaluate_model(
     from the training file's."""
     registry = registry or default_registry()
     loaded = load_model(model_path, registry)
+    if input_path is not None and loaded.task == "sequence":
+        raise SettingsError(f"{model_path} is a text model: evaluate it without --input, on the "
+                            f"held-out text it was trained with")
     if input_path is not None:
         table = read_labelled(loaded, input_path, required=True, target=target)
         check_width(table, loaded, input_path)

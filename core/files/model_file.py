@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from core.data import preprocess
-from core.network.assemble import LayerSpec, build_flat_stack, shapes_only
+from core.network.assemble import LayerSpec, build_flat_stack, components, shapes_only
 from core.files.atomic import atomic_write_bytes
 from core.files.versions import CHECKSUM_KEY, CHECKSUM_REQUIRED_FROM, FORMAT_VERSION, LAYOUT, migrate
 from core.training.settings import DTYPES
@@ -61,7 +61,7 @@ from core.errors import ModelFileError, NNError, RowError, UnverifiedFileWarning
 from core.network.protocols import Loss, buffers, decision_threshold, set_training
 from core.plugin.registry import Registry, default_registry
 from core.network.sequential import Sequential
-from core.training.evaluate import forward_in_slices
+from core.training.evaluate import forward_in_slices, slice_rows
 from core.training.settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def model_header(
     if not isinstance(dataset, dict):
         raise ModelFileError("a model file records the data it was trained on: give the "
                              "run's dataset metadata (core.Dataset.metadata())")
-    needed = [(s.kind, s.name) for s in specs]
+    needed = components(specs)
     needed += [("loss", settings.loss), ("initializer", settings.init)]
     return {
         "format": FORMAT,
@@ -382,7 +382,7 @@ def check_components(file: ModelFile, registry: Registry, extra: list[tuple[str,
     """Every component the file needs is registered, or an error naming it and its plugin."""
     h = file.header
     provided = {(c.get("kind"), c.get("name")): c for c in h["components"] if isinstance(c, dict)}
-    needed = [(s["kind"], s["name"]) for s in h["architecture"]]
+    needed = components([LayerSpec.from_dict(s) for s in h["architecture"]])
     needed += [("loss", h["loss"]), ("initializer", h["init"]), *extra]
     loaded_plugins = {e.plugin for e in registry.entries()}
     for kind, name in needed:
@@ -585,11 +585,14 @@ class LoadedModel:
         x = preprocess.apply(self.preprocessing, x)
         _refuse_non_finite(x, f"the standardised inputs overflow {dtype}, the model's precision")
         with torch.set_grad_enabled(False):
-            scores = forward_in_slices(self.model, x)  # (n, outputs)
+            scores = forward_in_slices(self.model, x, slice_rows(self.task))  # (n, outputs)
         _refuse_non_finite(scores, f"the score is not finite: the inputs are too large for "
                                    f"the model in {dtype}")
         if self.task == "regression":
             return Prediction(preprocess.target_output(self.preprocessing, scores), None)
+        if self.task == "sequence":  # a row of token ids: the token after it, by its logits
+            last = scores[:, -1]  # (n, vocab)
+            return Prediction(last, last.argmax(dim=-1, keepdim=True))
         if self.dataset["one_hot"]:
             return Prediction(scores, scores.argmax(dim=-1, keepdim=True))  # (n, 1)
         return Prediction(scores, (scores > decision_threshold(self.loss)).long())
@@ -606,7 +609,12 @@ class LoadedModel:
 
     def error_rate(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Fraction of rows whose predicted class differs from the label `y` (class indices,
-        (n,) or (n, 1)); for regression, the RMSE against the targets `y` (n, targets)."""
+        (n,) or (n, 1)); for regression, the RMSE against the targets `y` (n, targets); for
+        a text model, the fraction of positions whose likeliest next token is not `y`'s."""
+        if self.task == "sequence":  # y (n, time): the next token at every position
+            with torch.set_grad_enabled(False):
+                logits = forward_in_slices(self.model, self.check_inputs(x), slice_rows(self.task))
+            return (logits.argmax(dim=-1) != y.long()).double().mean().item()
         prediction = self.predict(x)
         if prediction.classes is None:
             return (prediction.scores - y.reshape(prediction.scores.shape).double()).pow(2).mean().sqrt().item()

@@ -9,38 +9,68 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from core.errors import NNError, SettingsError, ShapeError
+from core.network.layout import BATCH_FIRST, BATCH_INNERMOST, image_sample_shape, layout_of, plan
 from core.network.protocols import Initializer, Module, evaluating
 from core.network.shapes import describe_shape, sample_shape
 from core.plugin.context import context_arguments
 from core.plugin.registry import Registry
+from core.network.residual import Residual
 from core.network.sequential import Sequential
+from core.network.stack import RESIDUAL, LayerSpec, parse_layers
 
 # Arguments a layer gets from its context when its factory's signature names them
 # (core/plugin/context.py): `in_shape` is one sample's shape as the layer before produces it,
-# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its first.
+# (features,) or (channels, height, width); `in_features` is its last size, `in_channels` its
+# first; `layout` is BATCH_INNERMOST for a layer whose input is an image (core/network/layout.py).
 CONTEXT_ARGS = context_arguments("layer")
 
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """One module of a network, by registered kind and name."""
+def residual(*specs: LayerSpec) -> LayerSpec:
+    """The spec of x + f(x), f the stack `specs` name (stack text: `residual(a,b)`)."""
+    return LayerSpec(RESIDUAL, RESIDUAL, {"layers": list(specs)})
 
-    kind: str  # "layer" or "activation"
-    name: str  # the registered name, e.g. "linear"
-    args: dict[str, Any] = field(default_factory=dict)  # explicit constructor arguments
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "args": dict(self.args)}
+def repeat(times: int, *specs: LayerSpec) -> list[LayerSpec]:
+    """`specs` `times` over, one after the other (stack text: `N*(a,b)`); each copy is built
+    with weights of its own."""
+    return [LayerSpec(s.kind, s.name, dict(s.args)) for _ in range(times) for s in specs]
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerSpec:
-        return cls(d["kind"], d["name"], dict(d.get("args", {})))
+
+def vocab_takers(registry: Registry, specs: Sequence[LayerSpec]) -> frozenset[str]:
+    """The names among `specs` (inside blocks too) whose factory takes a `vocab`."""
+    return frozenset(name for kind, name in components(specs)
+                     if "vocab" in inspect.signature(registry.get(kind, name).factory).parameters)
+
+
+def with_vocab(specs: Sequence[LayerSpec], takers: frozenset[str], vocab: int) -> list[LayerSpec]:
+    """`specs` with `vocab=` given to every layer named in `takers` that was not given it:
+    the data's vocabulary, written into the specs so that a model file rebuilds the same
+    network without the data."""
+    filled = []
+    for s in specs:
+        if s.kind == RESIDUAL:
+            filled.append(residual(*with_vocab(s.args["layers"], takers, vocab)))
+        elif s.name in takers and "vocab" not in s.args:
+            filled.append(LayerSpec(s.kind, s.name, {**s.args, "vocab": vocab}))
+        else:
+            filled.append(s)
+    return filled
+
+
+def components(specs: Sequence[LayerSpec]) -> list[tuple[str, str]]:
+    """(kind, name) of every registered component `specs` name, inside blocks too."""
+    named = []
+    for spec in specs:
+        if spec.kind == RESIDUAL:
+            named += components(spec.args["layers"])
+        else:
+            named.append((spec.kind, spec.name))
+    return named
 
 
 def mlp_specs(hidden: Sequence[int], out_features: int, activation: str) -> list[LayerSpec]:
@@ -73,7 +103,8 @@ def build_module(
     accepted = inspect.signature(entry.factory).parameters
     shape = sample_shape(in_shape)
     context = {"in_features": shape[-1], "in_channels": shape[0], "in_shape": shape,
-               "init": init, "generator": generator, "dtype": dtype, "device": device, "runs": runs}
+               "init": init, "generator": generator, "dtype": dtype, "device": device, "runs": runs,
+               "layout": BATCH_INNERMOST if len(shape) == 3 else BATCH_FIRST}
     kwargs = dict(spec.args)
     if isinstance(kwargs.get("init"), str):  # `linear:init=he` in a stack text: a name
         kwargs["init"] = registry.create("initializer", kwargs["init"])
@@ -81,13 +112,39 @@ def build_module(
         if key in accepted:
             kwargs.setdefault(key, context[key])
     try:
-        return entry.create(**kwargs)
+        module = entry.create(**kwargs)
     except NNError:
         raise
     except (ValueError, TypeError) as e:  # the constructor refused a value: say which layer
         given = ", ".join(f"{k}={v!r}" for k, v in spec.args.items())
         detail = " ".join(str(e).split()) or type(e).__name__
         raise SettingsError(f"{spec.kind} {spec.name!r} ({given or 'no arguments'}): {detail}") from None
+    if getattr(entry.factory, "composite", False):  # its factory wrote a stack of registered layers
+        inner = parse_layers(module, registry)
+        built = build_layers(registry, inner, shape, init=init, generator=generator, dtype=dtype,
+                             device=device, runs=runs)
+        return Block(inner, *(m for m, _ in built), **layout_plan(shape, built))
+    return module
+
+
+class Block(Sequential):
+    """The modules a composite layer's text names (a `transformer_block`), in order;
+    `specs` says what they are, for the summary."""
+
+    def __init__(self, specs: Sequence[LayerSpec], *modules: Module, **plan: Any):
+        super().__init__(*modules, **plan)
+        self.specs = list(specs)
+
+
+def layout_plan(in_shape: Sequence[int], built: Sequence[tuple[Module, tuple[int, ...]]]) -> dict:
+    """The conversions a stack of built modules needs (core/network/layout.py), as
+    Sequential's keyword arguments: images come in and leave batch-first, and each layer
+    takes them in its own layout. A block (residual, composite) runs its own modules under
+    its own plan, so from outside it takes and gives batch-first images."""
+    shapes = [tuple(in_shape)] + [shape for _, shape in built]
+    before, after = plan([layout_of(m) for m, _ in built], [len(s) == 3 for s in shapes[:-1]],
+                         len(shapes[-1]) == 3)
+    return {"conversions": before, "final_conversion": after}
 
 
 def output_shape(
@@ -96,12 +153,17 @@ def output_shape(
 ) -> tuple[int, ...]:
     """One sample's shape after `module`, found by a probe forward of one zero sample.
 
-    The probe runs in evaluation mode, so it moves no running statistic and draws nothing.
+    The probe runs in evaluation mode, so it moves no running statistic and draws nothing;
+    it is an image in the layout the module takes (core/network/layout.py).
     """
     lead = () if runs is None else (runs,)
-    probe = torch.zeros(*lead, 1, *sample_shape(in_shape), dtype=dtype, device=device)
+    shape, layout = sample_shape(in_shape), layout_of(module)
+    probe = torch.zeros(*lead, 1, *shape, dtype=dtype, device=device)
+    if len(shape) == 3 and layout == BATCH_INNERMOST:
+        probe = probe.movedim(-4, -1)  # (..., c, h, w, 1)
     with evaluating(module):
-        return tuple(module.forward(probe).shape[len(lead) + 1:])
+        out = module.forward(probe)
+    return image_sample_shape(out, layout if len(shape) == 3 else BATCH_FIRST, len(lead))
 
 
 def build_stack(
@@ -116,7 +178,9 @@ def build_stack(
     (`supports_runs = True`): it is built as R independent copies with a leading run
     dimension (see core/pipeline/ensemble.py).
     """
-    return Sequential(*(module for module, _ in build_layers(registry, specs, in_features, **options)))
+    built = build_layers(registry, specs, in_features, **options)
+    return Sequential(*(module for module, _ in built),
+                      **layout_plan(sample_shape(in_features), built))
 
 
 def build_flat_stack(
@@ -131,8 +195,9 @@ def build_flat_stack(
     stack (an MLP) is built for the flat rows.
     """
     shape = sample_shape(input_shape)
-    images = len(shape) > 1 and bool(specs) and getattr(
-        registry.get(specs[0].kind, specs[0].name).factory, "takes_images", False)
+    first = components(specs)[:1]  # the first registered component, inside a block too
+    images = len(shape) > 1 and bool(first) and getattr(
+        registry.get(*first[0]).factory, "takes_images", False)
     model = build_stack(registry, specs, shape if images else math.prod(shape), **options)
     model.input_shape = shape if images else None
     return model
@@ -155,22 +220,28 @@ def build_layers(
     drawn from `generator` in layer order.
     """
     initializer = registry.create("initializer", init) if isinstance(init, str) else init
-    for spec in specs:  # fail on a bad name before drawing any weight
-        registry.get(spec.kind, spec.name)
+    for kind, name in components(specs):  # fail on a bad name before drawing any weight
+        registry.get(kind, name)
     shape = sample_shape(in_features)
     built: list[tuple[Module, tuple[int, ...]]] = []
     for position, spec in enumerate(specs, start=1):
         try:
-            module = build_module(
-                registry, spec, shape, init=initializer, generator=generator, dtype=dtype,
-                device=device, runs=runs,
-            )
+            if spec.kind == RESIDUAL:  # x + f(x): f's modules, built for the block's input
+                inner = build_layers(registry, spec.args["layers"], shape, init=initializer,
+                                     generator=generator, dtype=dtype, device=device, runs=runs)
+                module = Residual(*(m for m, _ in inner), **layout_plan(shape, inner))
+                module.specs = list(spec.args["layers"])
+            else:
+                module = build_module(
+                    registry, spec, shape, init=initializer, generator=generator, dtype=dtype,
+                    device=device, runs=runs,
+                )
         except ShapeError as e:
             raise ShapeError(f"layers item {position} ({spec.name}): {e}") from None
         try:
             out = output_shape(module, shape, dtype, device, runs)
         except ShapeError as e:
-            if position == 1 and len(shape) == 1 and getattr(
+            if position == 1 and len(shape) == 1 and spec.kind != RESIDUAL and getattr(
                     registry.get(spec.kind, spec.name).factory, "takes_images", False):
                 raise ShapeError(  # say it plainly: channels and sizes mean nothing here
                     f"layers item 1 ({spec.name}) takes images, and these data have none: each "
@@ -260,8 +331,7 @@ def shapes_only(
     built, or run forward, this way (or the stack does not fit the shape); then only the
     real build can tell, and it says why.
     """
-    without_init = [LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
-                    for s in specs]
+    without_init = _without_init(specs)
     lead = () if runs is None else (runs,)
     width = math.prod(sample_shape(input_shape))
 
@@ -279,6 +349,13 @@ def shapes_only(
     except Exception:  # noqa: BLE001 -- a plugin module that needs real values: skip the look
         return None
     return model
+
+
+def _without_init(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """`specs` with no `init=` argument, inside blocks too (a shapes-only build draws nothing)."""
+    return [LayerSpec(s.kind, s.name, {"layers": _without_init(s.args["layers"])}) if s.kind == RESIDUAL
+            else LayerSpec(s.kind, s.name, {k: v for k, v in s.args.items() if k != "init"})
+            for s in specs]
 
 
 def probe_device(model: Sequential) -> torch.device:

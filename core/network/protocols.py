@@ -101,6 +101,14 @@ class Initializer(Protocol):
     ) -> None: ...
 
 
+def composite(factory):
+    """Mark a layer factory that returns a stack text of registered layers instead of a module
+    (`transformer_block`): the assembler builds that text in its place, for the shape it gets.
+    Register it as a layer like any other."""
+    factory.composite = True
+    return factory
+
+
 def param(module: Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The report's `param()`: a list of (tensor, gradient) pairs."""
     return [(p.value, p.grad) for p in module.parameters()]

@@ -30,3 +30,19 @@ def check_positive(**sizes: int) -> None:
     for name, value in sizes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ShapeError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def pair(name: str, value, minimum: int = 1) -> tuple[int, int]:
+    """An image size per axis as (height, width): an int for both, an (h, w) pair, or the
+    text 'HxW' a `--layers` value gives (`k=2x3`); a ShapeError naming the argument otherwise."""
+    if isinstance(value, str) and "x" in value:
+        try:
+            value = tuple(int(part) for part in value.split("x"))
+        except ValueError:
+            pass
+    items = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(items, (tuple, list)) and len(items) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items)):
+        raise ShapeError(f"{name} must be an integer >= {minimum} or a pair of them, "
+                         f"(height, width) or HxW, got {value!r}")
+    return tuple(items)

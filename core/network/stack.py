@@ -12,6 +12,11 @@ float). `in_features`, `generator`, `dtype`, `device` and `runs` come from the c
 initializer for that layer. Whatever else a value must be, the constructor judges: its
 ValueError or TypeError becomes a SettingsError naming the layer (core.network.assemble).
 
+Blocks: `residual(a,b,...)` is x + b(a(x)), a skip connection around the layers inside
+(which must give back the shape they take); `N*item` is the item N times over, each copy
+with weights of its own; `(a,b)` groups items, for a repeat. A transformer's two blocks:
+`2*(residual(layernorm,attention:heads=4),residual(layernorm,linear:out=256,gelu,linear:out=64))`.
+
 `parse_layer_text` checks the syntax only (no registry, so settings can check it early);
 `parse_layers` also checks every name and key against the registry and the factories'
 signatures, and returns the `LayerSpec` list that `core.network.assemble.build_stack` builds.
@@ -19,11 +24,13 @@ signatures, and returns the `LayerSpec` list that `core.network.assemble.build_s
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import re
 import types
 import typing
-from types import MappingProxyType
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import SettingsError
@@ -31,7 +38,6 @@ from core.keyvalue import NAME, parse_pair
 from core.plugin.context import context_arguments
 
 if TYPE_CHECKING:
-    from core.network.assemble import LayerSpec
     from core.plugin.registry import Registry
 
 STACK_KINDS = ("layer", "activation")
@@ -39,38 +45,126 @@ STACK_KINDS = ("layer", "activation")
 # (`init=NAME` may be typed: another registered initializer for that layer.)
 INFERRED = tuple(name for name in context_arguments("layer") if name != "init")
 EXAMPLE = "linear:out=25,tanh,linear:out=1"
+BLOCK_EXAMPLE = "conv2d:out=8,k=3,pad=1,2*residual(conv2d:out=8,k=3,pad=1,relu),flatten,linear:out=10"
+RESIDUAL = "residual"  # `residual(a,b)`: x + b(a(x)), not a registered name
+_REPEAT = re.compile(r"\s*(\d+)\s*\*(.*)\Z", re.S)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One module of a network, by registered kind and name."""
+
+    kind: str  # "layer", "activation", or "residual" (a block: args["layers"] holds its specs)
+    name: str  # the registered name, e.g. "linear"
+    args: dict[str, Any] = field(default_factory=dict)  # explicit constructor arguments
+
+    def to_dict(self) -> dict[str, Any]:
+        args = dict(self.args)
+        if self.kind == RESIDUAL:  # a block: its layers' specs, nested
+            args["layers"] = [s.to_dict() for s in args["layers"]]
+        return {"kind": self.kind, "name": self.name, "args": args}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerSpec:
+        args = dict(d.get("args", {}))
+        if d["kind"] == RESIDUAL:
+            args["layers"] = [cls.from_dict(s) for s in args.get("layers", [])]
+        return cls(d["kind"], d["name"], args)
+
+    def text(self) -> str:
+        """As a stack text writes it: `linear:out_features=3`, `residual(layernorm,gelu)`."""
+        if self.kind == RESIDUAL:
+            return f"residual({','.join(s.text() for s in self.args['layers'])})"
+        return self.name + "".join(f":{k}={v}" for k, v in self.args.items())
+
+
 
 
 def parse_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
     """The (name, arguments) pairs a stack text names, or a SettingsError saying where it breaks.
 
-    Each text is read once: the settings' check when they are made and `parse_layers` share
-    the result (a few hundred texts are kept; a bad one raises every time)."""
-    return [(name, dict(args)) for name, args in _read_layer_text(text)]
+    A residual block is the pair ("residual", {"layers": its own pairs}); a repeat
+    (`3*item`, `2*(a,b)`) is written out, one copy after the other.
+    """
+    return copy.deepcopy(_read_layer_text(text))
 
 
 @functools.lru_cache(maxsize=256)
-def _read_layer_text(text: str) -> tuple[tuple[str, MappingProxyType], ...]:
+def _read_layer_text(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each text is read once: the settings' check when they are made and `parse_layers`
+    share the result (copied out: a block's pairs nest; a bad text raises every time)."""
     if not text.strip():
         raise SettingsError(f"layers must name at least one component, such as {EXAMPLE!r}")
+    return _parse_items(text, "")
+
+
+def _parse_items(text: str, where: str) -> list[tuple[str, dict[str, Any]]]:
     items: list[tuple[str, dict[str, Any]]] = []
-    for position, item in enumerate(text.split(","), start=1):
-        name, *pairs = [part.strip() for part in item.split(":")]
-        if "=" in name and items:  # `k=3` after `conv2d:out=16`: one more argument of it
-            _add_arguments(items[-1][1], [item.strip()], position, item)
-            continue
-        if not NAME.match(name):
-            raise SettingsError(
-                f"layers item {position} ({item.strip()!r}) must start with a component name; "
-                f"write name:key=value,... such as {EXAMPLE!r}"
-            )
-        args: dict[str, Any] = {}
-        _add_arguments(args, pairs, position, item)
-        items.append((name, args))
-    return tuple((name, MappingProxyType(args)) for name, args in items)
+    for position, item in enumerate(_top_level_parts(text), start=1):
+        label = f"{where}{position}"
+        count, body = _repeat(item, label)
+        group = _group(body, label)
+        if group is None:  # a component, or one more argument of the one before
+            name, *pairs = [part.strip() for part in body.split(":")]
+            if "=" in name and items and count == 1 and items[-1][0] != RESIDUAL:
+                _add_arguments(items[-1][1], [body.strip()], label, item)
+                continue
+            if not NAME.match(name):
+                raise SettingsError(
+                    f"layers item {label} ({item.strip()!r}) must start with a component name; "
+                    f"write name:key=value,... such as {EXAMPLE!r}"
+                )
+            args: dict[str, Any] = {}
+            _add_arguments(args, pairs, label, item)
+            group = [(name, args)]
+        for _ in range(count):  # each copy its own arguments (and so its own weights)
+            items += copy.deepcopy(group)
+    return items
 
 
-def _add_arguments(args: dict[str, Any], pairs: list[str], position: int, item: str) -> None:
+def _top_level_parts(text: str) -> list[str]:
+    """`text` split at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise SettingsError(f"layers {text.strip()!r}: a ')' closes nothing; "
+                                f"write residual(a,b) or N*(a,b), e.g. {BLOCK_EXAMPLE!r}")
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise SettingsError(f"layers {text.strip()!r}: a '(' is never closed; "
+                            f"write residual(a,b) or N*(a,b), e.g. {BLOCK_EXAMPLE!r}")
+    return parts + [text[start:]]
+
+
+def _repeat(item: str, label: str) -> tuple[int, str]:
+    """(N, what follows `N*`), or (1, the item)."""
+    match = _REPEAT.match(item)
+    if match is None:
+        return 1, item
+    count = int(match.group(1))
+    if count < 1:
+        raise SettingsError(f"layers item {label} ({item.strip()!r}): repeat at least once, e.g. 2*(...)")
+    return count, match.group(2)
+
+
+def _group(body: str, label: str) -> list[tuple[str, dict[str, Any]]] | None:
+    """The pairs of `(a,b)` or `residual(a,b)`; None for a plain component."""
+    text = body.strip()
+    if not text.endswith(")"):
+        return None
+    if text.startswith("("):
+        return _parse_items(text[1:-1], f"{label}.")
+    name, paren, inner = text.partition("(")
+    if paren and name.strip() == RESIDUAL:
+        return [(RESIDUAL, {"layers": _parse_items(inner[:-1], f"{label}.")})]
+    raise SettingsError(f"layers item {label} ({text!r}): only residual(...) and (...) group "
+                        f"layers; e.g. {BLOCK_EXAMPLE!r}")
+
+
+def _add_arguments(args: dict[str, Any], pairs: list[str], position: int | str, item: str) -> None:
     for pair in pairs:
         parsed = parse_pair(pair)
         if parsed is None:
@@ -86,10 +180,15 @@ def _add_arguments(args: dict[str, Any], pairs: list[str], position: int, item: 
 
 def parse_layers(text: str, registry: Registry) -> list[LayerSpec]:
     """The checked specs of a stack text: names resolved, keys matched to signatures."""
-    from core.network.assemble import LayerSpec
+    return _specs(parse_layer_text(text), registry)
 
+
+def _specs(items: list[tuple[str, dict[str, Any]]], registry: Registry) -> list[LayerSpec]:
     specs = []
-    for name, args in parse_layer_text(text):
+    for name, args in items:
+        if name == RESIDUAL:
+            specs.append(LayerSpec(RESIDUAL, RESIDUAL, {"layers": _specs(args["layers"], registry)}))
+            continue
         entry = registry.find(name, STACK_KINDS, hint="rename one of them")
         args = _checked_args(entry.kind, name, entry.factory, args)
         specs.append(LayerSpec(entry.kind, name, args))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from core.network.assemble import build_flat_stack
+from core.network.assemble import build_flat_stack, components
 from core.network.protocols import evaluating, set_training
 from core.pipeline.prepare import Run, prepare
 from core.pipeline.resolve import EVERY_FIELD, ResolvedRun, resolve
@@ -36,7 +36,7 @@ def supports_runs(registry: Registry, run: TrainSettings | ResolvedRun) -> bool:
     settings = resolved.settings
     if settings.val_fraction > 0:  # each run keeps its own best epoch: one at a time
         return False
-    named = [(spec.kind, spec.name) for spec in resolved.network_specs(1)]
+    named = components(resolved.network_specs(1))
     named += [("loss", settings.loss), ("optimizer", settings.optimizer)]
     return all(getattr(registry.get(kind, name).factory, "supports_runs", False)
                for kind, name in named)

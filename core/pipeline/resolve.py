@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from core.data.dataset import Dataset, DataSpec, build_dataset, parse_data
 from core.errors import SettingsError
-from core.network.assemble import LayerSpec, mlp_specs
+from core.network.assemble import LayerSpec, mlp_specs, vocab_takers, with_vocab
 from core.network.stack import constructor_parameters, parse_layers
 from core.plugin.registry import Entry, Registry, default_registry
 from core.training.settings import DTYPES, TrainSettings
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import torch
 
 # The loss a task trains with when neither the user nor the dataset chooses one.
-TASK_LOSSES = {"binary": "bce", "multiclass": "cross_entropy", "regression": "mse"}
+TASK_LOSSES = {"binary": "bce", "multiclass": "cross_entropy", "regression": "mse",
+               "sequence": "token_cross_entropy"}
 # Every settings field: `given=EVERY_FIELD` resolves settings that are already whole (a
 # checkpoint's, a model file's, the playground's), applying no default.
 EVERY_FIELD = frozenset(f.name for f in dataclasses.fields(TrainSettings))
@@ -61,6 +62,9 @@ class ResolvedRun:
     # picks the loss, its size the small-table defaults): preparing the run takes it.
     dataset: Dataset | None = None
     chosen: tuple[Default, ...] = ()  # the small-table defaults applied, each with why
+    # The layers of `layers` that take a `vocab` not given (an embedding, a gpt): the
+    # data's vocabulary is written into their specs (core.network.assemble.with_vocab).
+    vocab_takers: frozenset[str] = frozenset()
 
     def with_seed(self, seed: int) -> ResolvedRun:
         """The same run with another seed (its own data, weights and shuffling)."""
@@ -72,8 +76,8 @@ class ResolvedRun:
     def network_specs(self, out_features: int) -> list[LayerSpec]:
         """The network by registered names: the stack given, else the MLP of act and hidden
         with `out_features` outputs (what the data and the loss need)."""
-        if self.layers is not None:
-            return list(self.layers)
+        if self.layers is not None:  # an embedding not given its vocabulary gets the data's
+            return with_vocab(self.layers, self.vocab_takers, out_features)
         return mlp_specs(self.settings.hidden, out_features, self.settings.act)
 
 
@@ -119,7 +123,8 @@ def resolve(
         settings, chosen = with_table_defaults(settings, dataset, given | set(suggested))
     check_names(settings, registry)
     layers = None if settings.layers is None else tuple(parse_layers(settings.layers, registry))
-    return ResolvedRun(settings, given, data, layers, dataset, chosen)
+    return ResolvedRun(settings, given, data, layers, dataset, chosen,
+                       vocab_takers=vocab_takers(registry, layers or ()))
 
 
 def with_table_defaults(

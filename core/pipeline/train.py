@@ -19,7 +19,9 @@ from core.pipeline.prepare import Run, prepare
 from core.pipeline.resolve import EVERY_FIELD, ResolvedRun, resolve
 from core.plugin.registry import Registry, default_registry
 from core.training.early_stopping import BestEpoch
-from core.training.evaluate import forward_in_slices, output_errors, output_metrics, run_errors
+from core.training.evaluate import (
+    forward_in_slices, mean_loss, output_errors, output_metrics, run_errors, slice_rows,
+)
 from core.training.loop import fit
 from core.training.penalty import Penalty
 from core.training.result import TrainResult
@@ -95,7 +97,7 @@ def train_run(
         # Before any restore: a resumed run judges divergence as the uninterrupted one does.
         # In evaluation: measuring moves no running statistic and draws no dropout mask.
         with evaluating(model):
-            initial_loss = loss.forward(forward_in_slices(model, data.x_train), data.y_train).item()
+            initial_loss = mean_loss(model, loss, data.x_train, data.y_train, slice_rows(data.task))
         done = resume.restore(run.specs, model, optimizer, state.generators) if resume else []
         if shard is not None:  # after any restore: every rank goes on from the same state
             shard.check_same_start(len(done))
@@ -104,7 +106,8 @@ def train_run(
             state, checkpoint, on_epoch, resumed=resume, initial_loss=initial_loss
         )
         best = (None if data.x_val is None
-                else BestEpoch(model, loss, data.x_val, data.y_val, settings.patience))
+                else BestEpoch(model, loss, data.x_val, data.y_val, settings.patience,
+                               slice_rows(data.task)))
         each_epoch = after_epoch if best is None else best.after(after_epoch)
         if watch is not None:
             each_epoch = watched(each_epoch, watch, model, data)
@@ -163,7 +166,7 @@ def result_of(
         return TrainResult(settings, losses, train_error, None, specs, model, data.preprocessing,
                            dataset=data.metadata(), best_epoch=best_epoch)
     with torch.set_grad_enabled(False):
-        test_outputs = forward_in_slices(model, data.x_test)  # once, for the error and the metrics
+        test_outputs = forward_in_slices(model, data.x_test, slice_rows(data.task))  # once: error and metrics
     test_error = output_errors(test_outputs, loss, data.labels_test, **how).item()
     metrics = output_metrics(test_outputs, loss, data.labels_test,
                              class_names=data.dataset.class_names,

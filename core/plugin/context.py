@@ -20,6 +20,7 @@ CONTEXT: dict[str, tuple[tuple[str, ...], str]] = {
     "dtype": ((*STACK, "dataset"), "the run's dtype"),
     "device": (STACK, "the run's --device"),
     "runs": (STACK, "the number of runs trained together (None for one)"),
+    "layout": (STACK, "chwn (batch-innermost) for images inside a network; nchw called by hand"),
     "parameters": (("optimizer",), "the network's parameters"),
     "n_train": (("dataset",), "the run's n_train"),
     "n_test": (("dataset",), "the run's n_test"),

@@ -95,6 +95,8 @@ class Entry:
 def missing_methods(kind: str, factory: Any) -> list[str]:
     """The methods of its kind's protocol that `factory` lacks (any callable has `__call__`,
     so a plain function may initialize)."""
+    if kind == "layer" and getattr(factory, "composite", False):  # returns a stack text
+        return []
     return [m for m in REQUIRED_METHODS[kind] if not callable(getattr(factory, m, None))]
 
 

@@ -11,7 +11,7 @@ import torch
 
 from core.network.protocols import Loss, evaluating
 from core.network.sequential import Sequential
-from core.training.evaluate import forward_in_slices
+from core.training.evaluate import mean_loss
 
 
 class BestEpoch:
@@ -19,8 +19,9 @@ class BestEpoch:
     `patience` epochs without a lower validation loss (None: never), restores them."""
 
     def __init__(self, model: Sequential, loss: Loss, x_val: torch.Tensor, y_val: torch.Tensor,
-                 patience: int | None) -> None:
+                 patience: int | None, rows: int | None = None) -> None:
         self.model, self.loss, self.patience = model, loss, patience
+        self.rows = rows  # rows per evaluation slice (core.training.evaluate.slice_rows)
         self.x_val, self.y_val = x_val, y_val
         self.best_loss, self.best_epoch, self.weights = math.inf, 0, None
 
@@ -29,7 +30,7 @@ class BestEpoch:
         def after_epoch(epoch: int, train_loss: float) -> bool:
             then(epoch, train_loss)
             with evaluating(self.model):
-                value = self.loss.forward(forward_in_slices(self.model, self.x_val), self.y_val).item()
+                value = mean_loss(self.model, self.loss, self.x_val, self.y_val, self.rows)
             if value < self.best_loss:
                 self.best_loss, self.best_epoch = value, epoch
                 self.weights = [t.clone() for t in self.state()]

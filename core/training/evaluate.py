@@ -13,7 +13,7 @@ import torch
 
 from core.data import preprocess
 from core.data.dataset import CLASSIFICATION
-from core.data.metrics import classification_metrics, regression_metrics
+from core.data.metrics import classification_metrics, regression_metrics, sequence_metrics
 from core.network.protocols import Loss, Module, decision_threshold, evaluating
 
 
@@ -31,18 +31,52 @@ def predicted_classes(out: torch.Tensor, loss: Loss, one_hot: bool) -> torch.Ten
 SLICE_NUMBERS = 2**16
 
 
-def forward_in_slices(model: Module, x: torch.Tensor) -> torch.Tensor:
-    """`model.forward(x)` for x (..., n, features), n cut into equal slices when x is large.
+def forward_in_slices(model: Module, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """`model.forward(x)` for x (..., n, features), n cut into equal slices when x is large
+    (of at most `rows` rows, when given: `slice_rows(task)`).
 
     For evaluation: each row's output is its own (no batch statistics), so the slices give
     the outputs of the whole.
     """
-    n = x.shape[-2]
-    per_row = max(1, x.numel() // max(n, 1))  # input numbers per row, over every run
-    slices = n // max(64, SLICE_NUMBERS // per_row)  # never thinner than 64 rows
-    if slices <= 1:
+    parts = row_slices(x, rows)
+    if len(parts) == 1:
         return model.forward(x)
-    return torch.cat([model.forward(part) for part in torch.tensor_split(x, slices, dim=-2)], dim=-2)
+    # the rows' dimension counted from the front: a sequence's outputs have one more after it
+    return torch.cat([model.forward(part) for part in parts], dim=x.dim() - 2)
+
+
+# A sequence model's activations per row are its context times its width, many times its
+# input's numbers: slices of this many rows keep evaluating pydoc's 13,000 windows near
+# 100 MB (1,000-row slices took 1.8 GB).
+SEQUENCE_ROWS = 64
+
+
+def slice_rows(task: str) -> int | None:
+    """The rows per evaluation slice a task needs (None: by SLICE_NUMBERS)."""
+    return SEQUENCE_ROWS if task == "sequence" else None
+
+
+def row_slices(x: torch.Tensor, rows: int | None = None) -> tuple[torch.Tensor, ...]:
+    """x (..., n, features) cut along n into slices of at most SLICE_NUMBERS input numbers,
+    or of at most `rows` rows."""
+    n = x.shape[-2]
+    if rows is not None:
+        slices = -(-n // rows)
+    else:
+        per_row = max(1, x.numel() // max(n, 1))  # input numbers per row, over every run
+        slices = n // max(64, SLICE_NUMBERS // per_row)  # never thinner than 64 rows
+    return (x,) if slices <= 1 else torch.tensor_split(x, slices, dim=-2)
+
+
+def mean_loss(model: Module, loss: Loss, x: torch.Tensor, y: torch.Tensor, rows: int | None = None) -> float:
+    """The loss's mean over every row of x (one network, in the current mode), a slice at a
+    time: a sequence model's logits over a whole training set would take gigabytes."""
+    parts = row_slices(x, rows)
+    if len(parts) == 1:
+        return loss.forward(model.forward(x), y).item()
+    total = sum(loss.forward(model.forward(xs), ys).item() * xs.shape[-2]
+                for xs, ys in zip(parts, torch.tensor_split(y, len(parts), dim=x.dim() - 2)))
+    return total / x.shape[-2]
 
 
 def run_errors(
@@ -51,6 +85,12 @@ def run_errors(
 ) -> torch.Tensor:
     """() or (runs,): the fraction misclassified, or the RMSE in the target's units (in evaluation)."""
     with torch.set_grad_enabled(False), evaluating(model):
+        if task == "sequence":  # by slice: logits (n, time, vocab) of a whole set are large
+            parts = row_slices(x, SEQUENCE_ROWS)
+            wrong = sum(float(output_errors(model.forward(xs), loss, ys, task=task, one_hot=one_hot,
+                                            preprocessing=preprocessing)) * xs.shape[-2]
+                        for xs, ys in zip(parts, torch.tensor_split(labels, len(parts), dim=0)))
+            return torch.tensor(wrong / max(x.shape[-2], 1), dtype=torch.float64)
         return output_errors(forward_in_slices(model, x), loss, labels, task=task, one_hot=one_hot,
                              preprocessing=preprocessing)
 
@@ -82,6 +122,8 @@ def output_errors(
     """`run_errors` from the outputs (..., n, out) already computed."""
     if task in CLASSIFICATION:
         return (predicted_classes(out, loss, one_hot) != labels).double().mean(dim=-1)
+    if task == "sequence":  # the likeliest next token is not the next token
+        return (out.argmax(dim=-1) != labels).double().mean(dim=(-2, -1))
     diff = preprocess.target_output(preprocessing, out) - labels.double()  # (..., n, t)
     return diff.pow(2).mean(dim=(-2, -1)).sqrt()
 
@@ -94,4 +136,6 @@ def output_metrics(
     matrix, or RMSE, MAE and R^2, and the PSNR for `images` (core.data.metrics)."""
     if task in CLASSIFICATION:
         return classification_metrics(labels, predicted_classes(out, loss, one_hot), class_names)
+    if task == "sequence":
+        return sequence_metrics(out, labels)
     return regression_metrics(labels, preprocess.target_output(preprocessing, out), images)

@@ -62,6 +62,7 @@ def fit(
     lr_at: Callable[[int], float] | None = None,
     shard: Shard | None = None,
     penalty: Penalty | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[float]:
     """Train in place; return the mean training loss of each epoch.
 
@@ -73,12 +74,15 @@ def fit(
     each batch and sum the gradients and losses with the other processes'.
     `penalty` (core/training/penalty.py) adds its gradient on the weights before each step;
     the losses returned are the loss's alone, without the penalty.
+    `stop()`, if given, is asked before each batch; when it returns True, training ends
+    there and the unfinished epoch is dropped from the result (the network is mid-epoch):
+    a run that its user closed stops within a batch, not an epoch (the playground).
     """
     with torch.set_grad_enabled(False):  # every gradient here is computed by hand
         each_epoch = None if on_epoch is None else (lambda e, loss: on_epoch(e, loss.item()))
         history = _fit(
             model, loss, optimizer, x, y, epochs, batch_size, [generator], each_epoch, lr_at, lead=0,
-            shard=shard, penalty=penalty,
+            shard=shard, penalty=penalty, stop=stop,
         )
     return history.tolist()  # (epochs,)
 
@@ -150,7 +154,7 @@ class Shard(Protocol):
 
 def _fit(
     model, loss, optimizer, x, y, epochs, batch_size, generators, on_epoch, lr_at=None, *, lead,
-    shard=None, penalty=None,
+    shard=None, penalty=None, stop=None,
 ) -> torch.Tensor:
     n = x.shape[lead]
     weights = penalised(model, lead) if penalty else []  # what the penalty's gradient goes to
@@ -165,8 +169,10 @@ def _fit(
         xs, ys = shuffled(x, y, generators, lead)  # (..., n, *sample), (..., n, *target)
         total = torch.zeros(runs, dtype=torch.float64, device=x.device)  # () or (runs,)
         for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            lo, hi = (start, stop) if shard is None else shard.part(start, stop)
+            if stop is not None and stop():
+                return _history(history, runs)
+            end = min(start + batch_size, n)
+            lo, hi = (start, end) if shard is None else shard.part(start, end)
             optimizer.zero_grad()
             if hi > lo:  # a process may get no sample of a batch smaller than the world
                 value = loss.forward(model.forward(xs.narrow(lead, lo, hi - lo)),
@@ -175,7 +181,7 @@ def _fit(
                     model.backward(loss.backward())
                 total += value * (hi - lo)  # stays a tensor: no sync per step
             if shard is not None:
-                shard.reduce(hi - lo, stop - start)
+                shard.reduce(hi - lo, end - start)
             if weights:  # once the batch's gradient is whole (after the processes' sum)
                 penalty.add_grad(weights)
             optimizer.step()
@@ -183,6 +189,10 @@ def _fit(
         del xs, ys  # before the next epoch draws its copies: never two epochs' data at once
         if on_epoch is not None and on_epoch(epoch, history[-1]):  # () or (runs,)
             break  # the callback asked to stop (early stopping)
+    return _history(history, runs)
+
+
+def _history(history: list[torch.Tensor], runs: tuple[int, ...]) -> torch.Tensor:
     if not history:  # zero epochs, e.g. resuming a run whose last epoch was checkpointed
         return torch.zeros((0, *runs), dtype=torch.float64)
     return torch.stack(history)  # (epochs,) or (epochs, runs)

@@ -85,9 +85,8 @@ def output_widths(model: Sequential, in_features: int, dtype: torch.dtype,
     x = torch.zeros(1, *shape, dtype=dtype, device=device)  # (1, *sample)
     widths = []
     with evaluating(model):
-        for module in model.modules:
-            x = module.forward(x)  # (1, *output)
-            widths.append(math.prod(x.shape[1:]))
+        for y in model.outputs(x):  # each module's output, (1, *output)
+            widths.append(math.prod(y.shape[1:]))
     return widths
 
 

@@ -49,7 +49,10 @@ async function post(url, body) {
 
 function stop() {
   if (source) source.close();
-  if (runId) fetch(`/api/sessions/${runId}`, { method: "DELETE" }).catch(() => {});
+  if (runId) {
+    fetch(`/api/sessions/${runId}`, { method: "DELETE", headers: { "Content-Type": "application/json" },
+                                      keepalive: true }).catch(() => {});
+  }
   source = null; runId = null;
 }
 
@@ -72,6 +75,12 @@ async function begin() {
   source = new EventSource(`/api/sessions/${runId}/events`);
   source.addEventListener("setup", (event) => { setup = JSON.parse(event.data); curve = []; });
   source.addEventListener("frame", (event) => draw(JSON.parse(event.data)));
+  source.addEventListener("end", (event) => {  // the server stopped the run, and says why
+    showError(JSON.parse(event.data).reason);
+    setPlaying(false); $("state").textContent = "stopped";
+    if (source) source.close();
+    source = null; runId = null;
+  });
   source.onerror = () => {
     if (source && source.readyState === EventSource.CLOSED) {
       showError("lost the connection to the server; press reset to start again");
@@ -92,7 +101,9 @@ function setPlaying(on) {
   $("play").classList.toggle("playing", on);
 }
 
-function percent(x) { return (100 * x).toFixed(1) + "%"; }
+// A number the server could not give (a diverged loss arrives as null): a dash.
+function percent(x) { return x === null ? "\u2013" : (100 * x).toFixed(1) + "%"; }
+function fixed(x) { return x === null ? "\u2013" : x.toFixed(4); }
 
 function draw(frame) {
   if (!setup || frame.setup === undefined) return;
@@ -101,10 +112,11 @@ function draw(frame) {
   $("epoch").textContent = frame.epoch;
   $("train-error").textContent = percent(frame.train_error);
   $("test-error").textContent = percent(frame.test_error);
-  $("train-loss").textContent = frame.train_loss.toFixed(4);
-  $("test-loss").textContent = frame.test_loss.toFixed(4);
-  $("state").textContent = frame.playing ? "training" : "paused";
-  if (!curve.length || curve[curve.length - 1][0] !== frame.epoch) {
+  $("train-loss").textContent = fixed(frame.train_loss);
+  $("test-loss").textContent = fixed(frame.test_loss);
+  $("state").textContent = frame.error ? "stopped: see the message above" : frame.playing ? "training" : "paused";
+  const finite = frame.train_loss !== null && frame.test_loss !== null;
+  if (finite && (!curve.length || curve[curve.length - 1][0] !== frame.epoch)) {
     curve.push([frame.epoch, frame.train_loss, frame.test_loss]);
   }
   drawHeatmap(frame.heatmap);
