@@ -34,6 +34,7 @@ def test_few_rows_per_feature_get_early_stopping_a_small_network_and_a_penalty(t
 ])
 def test_the_rule_is_for_small_flat_tables_only(rows, features, shape, small):
     assert bool(small_table_defaults("multiclass", rows, features, shape)) is small
+    assert small_table_defaults("sequence", rows, features, shape) == []  # tokens: no table
 
 
 def test_every_default_says_why():

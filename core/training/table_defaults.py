@@ -60,8 +60,8 @@ def small_table_defaults(
 ) -> list[Default]:
     """The defaults for a `task` on `rows` training rows (after the test split) of
     `features` features; none where the data are not a small table (see the module)."""
-    if len(input_shape) > 1 or features < 1 or rows > MAX_ROWS:
-        return []
+    if task not in L2 or len(input_shape) > 1 or features < 1 or rows > MAX_ROWS:
+        return []  # a table's tasks only: not sequences of tokens, not images
     per_feature = rows / features
     if per_feature >= ROWS_PER_FEATURE:
         return []
@@ -72,7 +72,7 @@ def small_table_defaults(
         Default("patience", 30, "stop after 30 epochs without a lower validation loss"),
         Default("epochs", 300, "at most; early stopping ends most runs sooner"),
         Default("hidden", (32,), "one hidden layer: three layers of 25 memorise a small table"),
-        Default("l2", L2[task] if task in L2 else L2["binary"],
+        Default("l2", L2[task],
                 "a penalty on the weights against memorising few rows"
                 + (" (regression: stronger, on standardised targets)" if task == "regression" else "")),
         Default("batch_size", 32, "several steps per epoch on few rows"),
