@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from core.files.atomic import atomic_write_text, check_writable, write_lock
-from core.data.dataset import build_dataset, parse_data
+from core.data.dataset import CLASSIFICATION, build_dataset, parse_data
 from core.data.metrics import classification_metrics, regression_metrics
 from core.errors import RowError, SettingsError
 from core.files.model_file import LoadedModel, load_model
@@ -182,6 +182,8 @@ def scored(loaded: LoadedModel, x: torch.Tensor, y: torch.Tensor, n: int, source
     error = loaded.error_rate(x, y)
     measure = "rmse" if loaded.task == "regression" else "error"
     if not has_data_settings(loaded.settings):  # as train reports: the disk's figure alone
+        return Evaluation(error, n, source, measure)
+    if loaded.task not in (*CLASSIFICATION, "regression"):  # a text model: its error alone
         return Evaluation(error, n, source, measure)
     prediction = loaded.predict(x)
     if prediction.classes is None:
