@@ -44,6 +44,7 @@ from core.pipeline.resolve import EVERY_FIELD, load_dataset, resolve
 from core.pipeline.train import train
 from core.pipeline.search_space import SearchSpace, check_names
 from core.plugin.registry import Registry
+from core.training.components import make_loss
 from core.plugin.hookspecs import hookimpl
 from core.training.evaluate import forward_in_slices
 from core.training.result import TrainResult
@@ -334,7 +335,7 @@ class Objective:
         losses, errors, r2 = [], [], []
         for index in range(self.n_folds):
             fold = dataclasses.replace(settings, data=f"{FOLD_DATASET}:index={index}")
-            loss = self.registry.create("loss", settings.loss)
+            loss = make_loss(self.registry, settings)
             seen: dict[str, Any] = {}
 
             def watch(epoch: int, model, data, index=index, loss=loss, seen=seen) -> None:
