@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
