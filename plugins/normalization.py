@@ -174,15 +174,12 @@ class LayerNorm:
         self.weight = Parameter.of(torch.ones(*lead, *self.in_shape, **like), "weight")
         self.bias = Parameter.of(torch.zeros(*lead, *self.in_shape, **like), "bias")
         self.size = math.prod(self.in_shape)  # the values one mean is over
-        # the scale and shift as the rows (..., rows, size) see them; None: as they are
-        row_shape = (self.size,) if runs is None else (runs, 1, self.size)
-        self.row_shape = None if tuple(self.weight.value.shape) == row_shape else row_shape
         self.cache: tuple | None = None
         self._eps: torch.Tensor | None = None
 
-    def affine(self, t: torch.Tensor) -> torch.Tensor:
-        """A scale or shift (or its gradient) as the rows see it: (size,), or (runs, 1, size)."""
-        return t if self.row_shape is None else t.view(self.row_shape)
+    def affine(self, p: Parameter) -> torch.Tensor:
+        """A scale or shift as the rows see it: (size,), or (runs, 1, size) with runs."""
+        return p.value.reshape(-1) if self.runs is None else p.value.view(self.runs, 1, self.size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
@@ -201,7 +198,7 @@ class LayerNorm:
         # in place unless autograd records this forward (the kit's oracle), which keeps centred
         normalised = centred * inv_std if torch.is_grad_enabled() else centred.mul_(inv_std)
         self.cache = (normalised, inv_std)
-        return torch.addcmul(self.affine(self.bias.value), normalised, self.affine(self.weight.value)).view(x.shape)
+        return torch.addcmul(self.affine(self.bias), normalised, self.affine(self.weight)).view(x.shape)
 
     def eps_like(self, x: torch.Tensor) -> torch.Tensor:
         """eps as a 0-d tensor of x's dtype and device (made once): the variance's addend."""
@@ -216,12 +213,12 @@ class LayerNorm:
         self.cache = None  # dropped once used: memory (see plugins/activations.py)
         g = grad_output.reshape(normalised.shape)  # (..., rows, size)
         scaled = g * normalised
-        self.affine(self.weight.grad).add_(scaled.sum(-2, keepdim=self.runs is not None))
-        self.affine(self.bias.grad).add_(g.sum(-2, keepdim=self.runs is not None))
+        self.weight.grad.view(self.affine(self.weight).shape).add_(scaled.sum(-2, keepdim=self.runs is not None))
+        self.bias.grad.view(self.affine(self.bias).shape).add_(g.sum(-2, keepdim=self.runs is not None))
         # The input gradient: inv_std (g w - mean(g w) - n mean(g w n)), n the normalised
-        # input; each mean a product with -w / size: (..., rows, 1), no (rows, size)
+        # input; both means as one product with -w / size: (..., rows, 1), no (rows, size)
         # temporary, no mean op.
-        weight = self.affine(self.weight.value)
+        weight = self.affine(self.weight)
         lead = () if self.runs is None else (self.runs,)
         down = (weight * (-1 / self.size)).view(*lead, self.size, 1)  # (..., size, 1)
         out = torch.addcmul(g @ down, g, weight)  # g w - mean(g w)
