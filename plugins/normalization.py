@@ -8,8 +8,6 @@ which model files and checkpoints save. Inputs may be (batch, features) or image
 
 from __future__ import annotations
 
-import math
-
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 from core.network.layout import BATCH_FIRST, BATCH_INNERMOST
@@ -173,56 +171,45 @@ class LayerNorm:
         like = {"dtype": dtype, "device": device}
         self.weight = Parameter.of(torch.ones(*lead, *self.in_shape, **like), "weight")
         self.bias = Parameter.of(torch.zeros(*lead, *self.in_shape, **like), "bias")
-        self.size = math.prod(self.in_shape)  # the values one mean is over
+        self.dims = tuple(range(-len(self.in_shape), 0))  # the sample's own dimensions
         self.cache: tuple | None = None
-        self._eps: torch.Tensor | None = None
 
     def affine(self, p: Parameter) -> torch.Tensor:
-        """A scale or shift as the rows see it: (size,), or (runs, 1, size) with runs."""
-        return p.value.reshape(-1) if self.runs is None else p.value.view(self.runs, 1, self.size)
+        if self.runs is None:
+            return p.value
+        batch = (1,) * (1 + len(self.sample_shape) - len(self.in_shape))  # batch (and time)
+        return p.value.view(self.runs, *batch, *self.in_shape)  # (runs, 1, *sample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
             raise ShapeError(
                 f"layernorm was built for per-sample shape {self.in_shape}, got input {tuple(x.shape)}"
             )
-        # Every mean is over one row of `size` values: (rows, size), or (runs, rows, size).
-        lead = () if self.runs is None else (self.runs,)
-        rows = x.reshape(*lead, -1, self.size)
-        # NOTE: few ops, none a mean (a sum, a division and a dtype conversion each): at
-        # batch 1 each op's dispatch costs more than its arithmetic. x - sum / n in one op;
-        # the variance from the row's norm, with no (rows, size) square made.
-        centred = torch.sub(rows, rows.sum(-1, keepdim=True), alpha=1 / self.size)
-        norm = torch.linalg.vector_norm(centred, dim=-1, keepdim=True)  # (..., rows, 1)
-        inv_std = torch.addcmul(self.eps_like(x), norm, norm, value=1 / self.size).rsqrt_()
+        mean = x.mean(dim=self.dims, keepdim=True)  # (..., batch, 1, ...)
+        centred = x - mean
+        inv_std = torch.rsqrt((centred * centred).mean(dim=self.dims, keepdim=True) + self.eps)
         # in place unless autograd records this forward (the kit's oracle), which keeps centred
-        normalised = centred * inv_std if torch.is_grad_enabled() else centred.mul_(inv_std)
+        normalised = centred * inv_std if torch.is_grad_enabled() else centred.mul_(inv_std)  # like x
         self.cache = (normalised, inv_std)
-        return torch.addcmul(self.affine(self.bias), normalised, self.affine(self.weight)).view(x.shape)
-
-    def eps_like(self, x: torch.Tensor) -> torch.Tensor:
-        """eps as a 0-d tensor of x's dtype and device (made once): the variance's addend."""
-        if self._eps is None or self._eps.dtype != x.dtype or self._eps.device != x.device:
-            self._eps = torch.tensor(self.eps, dtype=x.dtype, device=x.device)
-        return self._eps
+        return torch.addcmul(self.affine(self.bias), normalised, self.affine(self.weight))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         if self.cache is None:
             raise StateError("LayerNorm.backward called before forward (each forward allows one backward)")
-        normalised, inv_std = self.cache  # (..., rows, size), (..., rows, 1)
+        normalised, inv_std = self.cache
         self.cache = None  # dropped once used: memory (see plugins/activations.py)
-        g = grad_output.reshape(normalised.shape)  # (..., rows, size)
-        scaled = g * normalised
-        self.weight.grad.view(self.affine(self.weight).shape).add_(scaled.sum(-2, keepdim=self.runs is not None))
-        self.bias.grad.view(self.affine(self.bias).shape).add_(g.sum(-2, keepdim=self.runs is not None))
-        # The input gradient: inv_std (g w - mean(g w) - n mean(g w n)), n the normalised
-        # input; both means as one product with -w / size: (..., rows, 1), no (rows, size)
-        # temporary, no mean op.
+        first = 0 if self.runs is None else 1
+        batch = tuple(range(first, grad_output.dim() - len(self.in_shape)))  # batch (and time)
+        scaled = grad_output * normalised  # like x
+        self.weight.grad += scaled.sum(dim=batch)  # (..., *in_shape)
+        self.bias.grad += grad_output.sum(dim=batch)
         weight = self.affine(self.weight)
-        lead = () if self.runs is None else (self.runs,)
-        down = (weight * (-1 / self.size)).view(*lead, self.size, 1)  # (..., size, 1)
-        out = torch.addcmul(g @ down, g, weight)  # g w - mean(g w)
-        return out.addcmul_(normalised, scaled @ down).mul_(inv_std).view(grad_output.shape)
+        # g = grad_output * weight; the input gradient is inv_std (g - mean(g) - n mean(g n)),
+        # n the normalised input: two new tensors, the rest in place
+        g_n = scaled.mul_(weight).mean(dim=self.dims, keepdim=True)  # mean(g n): (..., batch, 1)
+        g = grad_output * weight
+        g.sub_(g.mean(dim=self.dims, keepdim=True)).addcmul_(normalised, g_n, value=-1)
+        return g.mul_(inv_std)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
