@@ -3,6 +3,7 @@
     python bench/sequences.py                 # every section (a few minutes on a quiet core)
     python bench/sequences.py --only step,generate
     python bench/sequences.py --quick         # a sanity run: fewer steps and repeats
+    python bench/sequences.py --only step --tuned-malloc   # glibc's malloc keeps freed memory
 
 The model (both sides, built from the same weights): embedding + learned positions, 2
 pre-norm transformer blocks of width 64 with 4 heads (attention, then a 4x GELU MLP), a
@@ -15,8 +16,9 @@ Sections:
   equal     20 AdamW steps in float64 from the same weights on the same batches: the largest
             difference between the two sides' parameters
   step      one training step (forward, loss, backward, AdamW) in float32 at batch 32 and 1:
-            the two sides alternating, medians over repeats; and the peak of live tensor
-            memory over 5 steps of each (torch's profiler, as bench/speed.py measures it)
+            the two sides alternating, medians over repeats of wall time and of the
+            thread's CPU time (which a loaded machine's waiting leaves out); and the peak
+            of live tensor memory over 5 steps of each (torch's profiler, as bench/speed.py)
   generate  256 tokens sampled after a short prompt, batch 1, float32: ours with the
             key/value cache, torch.nn with its own cached loop (keys and values kept the
             same way), and ours recomputing the window for every token; tokens per second
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,7 +42,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from images import alternating_medians  # noqa: E402: timed the same way as bench/images.py
+from images import alternating_medians, keep_freed_memory  # noqa: E402: as bench/images.py
 from speed import peak_bytes  # noqa: E402: the same memory measure as bench/speed.py
 
 from core import build_stack, default_registry, no_input_grad, parse_layers  # noqa: E402
@@ -210,8 +214,9 @@ def bench_equal(registry, vocab, train_ids, quick):
 
 def bench_step(registry, vocab, train_ids, quick):
     print("\n## step: one training step, float32, one thread\n")
-    print("| batch | ours (ms) | torch.nn (ms) | speed-up | ours peak MiB | torch.nn peak MiB | memory ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| batch | ours (ms) | torch.nn (ms) | speed-up | CPU-time speed-up | ours peak MiB | torch.nn peak MiB "
+          "| memory ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for batch in (32, 1):
         pair = Pair(registry, vocab, torch.float32)
         (x, y), = batches(train_ids, 1, batch, seed=2)
@@ -226,10 +231,26 @@ def bench_step(registry, vocab, train_ids, quick):
             for _ in range(steps):
                 pair.their_step(x, y)
 
-        a, b = (t / steps for t in alternating_medians((ours, theirs), repeats))
+        (a, b), (ca, cb) = both_clocks((ours, theirs), repeats)
+        a, b = a / steps, b / steps
         pa, pb = peak_bytes(ours, torch.device("cpu")), peak_bytes(theirs, torch.device("cpu"))
-        print(f"| {batch} | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f}x | {pa / 2**20:.2f} | "
+        print(f"| {batch} | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f}x | {cb / ca:.2f}x | {pa / 2**20:.2f} | "
               f"{pb / 2**20:.2f} | {pa / pb:.2f} |", flush=True)
+
+
+def both_clocks(functions, repeats):
+    """alternating_medians on two clocks at once: wall time, and the thread's CPU time
+    (time.thread_time: what a loaded machine's time slices to others leave out)."""
+    for fn in functions:
+        fn()
+    wall, cpu = [[] for _ in functions], [[] for _ in functions]
+    for _ in range(repeats):
+        for fn, w, c in zip(functions, wall, cpu):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            fn()
+            w.append(time.perf_counter() - start)
+            c.append(time.thread_time() - start_cpu)
+    return [statistics.median(t) for t in wall], [statistics.median(t) for t in cpu]
 
 
 def their_sample(twin, prompt, tokens, how: Sampling, generator):
@@ -323,8 +344,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SECTIONS))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="keep freed memory in the process (bench/images.py's keep_freed_memory), both sides")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.tuned_malloc:
+        keep_freed_memory()
     registry = default_registry()
     text = pydoc_text()
     vocab = Vocabulary.of(text)
@@ -332,7 +357,8 @@ def main():
     cut = int(len(ids) * 0.9)
     train_ids, held_ids = ids[:cut], ids[cut:]
     print(f"# bench/sequences.py: pydoc corpus, {len(text):,} characters, vocabulary {len(vocab)}; "
-          f"torch {torch.__version__}, 1 thread")
+          f"torch {torch.__version__}, 1 thread, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"{'tuned' if args.tuned_malloc else 'plain'} malloc, load average {os.getloadavg()[0]:.2f}")
     for name in args.only.split(","):
         if name == "equal":
             bench_equal(registry, len(vocab), train_ids, args.quick)
