@@ -66,6 +66,9 @@ class PlaygroundConfig:
     batch: int = 10  # samples per gradient step
     seed: int = 0  # draws the data, the weights and the shuffling
     grid: int = 100  # heat map cells per side
+    # Inside the network (playground/inspection.py): views the page switches without a reset.
+    diagram: bool = True  # the network diagram: each unit's heat map, the weights as lines
+    onestep: bool = False  # freeze after each batch and show its backward pass
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,6 +188,8 @@ def parse_config(body: Any) -> PlaygroundConfig:
 
 def _coerce(key: str, value: Any) -> Any:
     kind = _TYPES[key]
+    if kind == "bool":
+        return parse_switch(key, value)
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {value!r}")
@@ -205,6 +210,20 @@ def _coerce(key: str, value: Any) -> Any:
     if not math.isfinite(number):
         raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return number
+
+
+_SWITCH_WORDS = {"1": True, "0": False, "true": True, "false": False}
+
+
+def parse_switch(key: str, value: Any) -> bool:
+    """An on/off setting: true or false, 1 or 0 (the URL's "1" and "0" too)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _SWITCH_WORDS:
+        return _SWITCH_WORDS[value.strip().lower()]
+    raise ConfigError(f"{key} must be true or false (or 1 or 0), got {value!r}")
 
 
 def _check_bounds(c: PlaygroundConfig) -> None:

@@ -49,6 +49,7 @@ from core.training.loop import fit
 
 from playground.budget import draw_rows, forward_in_slices, numbers_per_row, run_bytes
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
+from playground.inspection import VIEW_SWITCHES, Inspection
 
 FPS = 15  # frames a second while training (the page needs 10 to look live)
 PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames drop, not epochs
@@ -93,17 +94,27 @@ class Run:
         self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
         self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
                           self.data.x_train.dtype)
+        # Inside the network (playground/inspection.py): a watch on the optimizer's steps,
+        # and the diagram and gradients each frame draws.
+        self.inspection = Inspection(self)
 
     @property
     def epoch(self) -> int:
         return len(self.losses)
 
-    def train_epoch(self, stopped=None) -> bool:
-        """One more epoch; False (and no epoch counted) if `stopped()` ended it early."""
-        losses = fit(
-            self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
-            epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
-        )
+    def train_epoch(self, stopped=None, after_step=None) -> bool:
+        """One more epoch; False (and no epoch counted) if `stopped()` ended it early.
+        `after_step(batch, batches)`, if given, follows every step (one-step mode)."""
+        watch = self.inspection.watch  # the optimizer, passed through: the same steps
+        watch.batch, watch.epochs_done = 0, self.epoch
+        watch.every, watch.after_step = after_step is not None, after_step
+        with self.inspection.taps() if after_step else contextlib.nullcontext() as taps:
+            watch.taps = taps
+            losses = fit(
+                self.model, self.loss, watch, self.data.x_train, self.data.y_train,
+                epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
+            )
+        watch.taps = None
         self.losses += losses
         return bool(losses)
 
@@ -125,6 +136,7 @@ class Run:
         trained_buffers = self.model.buffers()
         for name, buffer in self.view.buffers().items():
             buffer.copy_(trained_buffers[name])
+        self.inspection.sync()  # the gradients of the step that left these weights
 
     def frame(self, epoch: int, stopped=None) -> dict[str, Any] | None:
         """Where the view network stands: losses, errors and the heat map (None if
@@ -136,6 +148,7 @@ class Run:
                                                        stopped)
                 test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test, stopped)
                 classes, strength = self.heatmap(stopped)
+                inside = self.inspection.frame(self.view)  # diagram, gradients, one step
             except _Stopped:
                 return None
             finally:  # a one-row forward: every module's cache shrinks to one row
@@ -144,6 +157,7 @@ class Run:
             "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
             "train_error": train_error, "test_error": test_error,
             "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
+            **inside,
         }
 
     def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
@@ -233,6 +247,11 @@ class Session:
         self.epoch_interval = 1.0 / max_epochs_per_second
         self.playing = False
         self.closed = False
+        # The page's inside views (playground/inspection.py), switched without a reset;
+        # one-step mode freezes training after each batch, mid-epoch, until told to go on.
+        self.switches = {key: getattr(config, key) for key in VIEW_SWITCHES}
+        self._pending: tuple | None = None  # a command the frozen batch took for the loop
+        self._abort = False  # ends a frozen epoch early (reset): the epoch is not counted
         self.ended: str | None = None  # why the server stopped the run, for its page
         self.error: str | None = None
         self.last_command = time.monotonic()  # for the idle limit
@@ -289,9 +308,14 @@ class Session:
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    def switch(self, switches: dict[str, bool]) -> None:
+        """Turn inside views on or off (checked by `playground.inspection.parse_switches`)."""
+        self.last_command = time.monotonic()
+        self._commands.put(("view", dict(switches)))
+
     def _stopped(self) -> bool:
         """Asked before each training batch and each drawing slice."""
-        return self.closed
+        return self.closed or self._abort
 
     def ended_text(self) -> str:
         return f"the run was stopped ({self.ended or 'its tab closed'}); press reset to start again"
@@ -320,7 +344,10 @@ class Session:
         last_frame = next_epoch = time.perf_counter()
         while not self.closed:
             try:
-                action, future = self._commands.get(block=not self.playing)
+                if self._pending is not None:  # taken by a frozen batch (one-step mode)
+                    (action, future), self._pending = self._pending, None
+                else:
+                    action, future = self._commands.get(block=not self.playing)
             except queue.Empty:
                 action, future = None, None
             if action == "close":
@@ -354,6 +381,8 @@ class Session:
         elif action == "step":
             self.playing = False
             self._train_epoch()
+        elif action == "view":
+            self._switch(future)
         elif action == "reset":
             self.playing, self.error = False, None
             self._idle.wait()  # the painter may still be drawing the old run
@@ -366,8 +395,11 @@ class Session:
         if self.error is not None:
             return False
         try:
-            if not self.run.train_epoch(self._stopped):
-                return False  # closed mid-epoch
+            after_step = self._frozen if self.switches["onestep"] else None
+            trained = self.run.train_epoch(self._stopped, after_step)
+            self._abort = False
+            if not trained:
+                return False  # closed (or reset in one-step mode) mid-epoch
             if not math.isfinite(self.run.losses[-1]):
                 raise SettingsError(
                     f"training diverged at epoch {self.run.epoch} (the loss is not finite); "
@@ -387,9 +419,45 @@ class Session:
                 return False
             self._idle.wait()
         self._idle.clear()
+        self.run.inspection.options = dict(self.switches)
         self.run.sync_view()  # the painter draws this copy while training goes on
         self._paintings.put((self.run, setup, self.run.epoch, self.playing, self.error))
         return True
+
+    # -- one-step mode: the worker waits between batches, inside fit ------------------------
+
+    def _switch(self, switches: dict[str, bool]) -> None:
+        """A playing run with one-step mode turned on freezes after its next batch."""
+        self.switches.update(switches)
+
+    def _frozen(self, batch: int, batches: int) -> None:
+        """After each step in one-step mode: show the batch and wait for the next command.
+        The epoch's last batch does not wait: the epoch ends, as `step` leaves it."""
+        if batch == batches or not self.switches["onestep"]:
+            return
+        self.playing = False
+        self._publish()
+        while not self.closed:
+            action, future = self._commands.get()
+            if action in ("close", "step"):
+                return
+            if action == "play":  # training goes on as usual: one-step mode ends
+                self.switches["onestep"], self.playing = False, True
+                return
+            if action == "view":
+                self._switch(future)
+                if not self.switches["onestep"]:
+                    return  # the epoch goes on to its end, then waits there
+                self._publish()
+            elif action == "reset":  # the unfinished epoch is dropped, then the loop resets
+                self._abort, self._pending = True, (action, future)
+                return
+            elif action == "model" and future.set_running_or_notify_cancel():
+                future.set_exception(SessionStateError(
+                    f"the network is in the middle of epoch {self.run.epoch + 1} (one-step "
+                    f"mode, batch {batch} of {batches}); step to the epoch's end or press "
+                    f"play, then download"))
+            # pause: already frozen
 
     # -- the painter: draws frames from the copy, on its own thread -------------------------
 
