@@ -154,13 +154,13 @@ class Taps:
         """d loss / d (each module's output) for the last batch, from the loss back to the
         first module: its norm over the batch, and each shown unit's mean over the batch."""
         found = []
-        for name, tap in reversed(list(zip(self.names, self.taps))):
+        for index, name, tap in reversed(list(zip(range(len(self.taps)), self.names, self.taps))):
             g = tap.grad_output
             if g is None:  # a module backward never reached
                 continue
             per_unit = g.reshape(-1, g.shape[-1]).double()  # (rows, units)
             found.append({
-                "name": name, "units": per_unit.shape[-1],
+                "name": name, "module": index, "units": per_unit.shape[-1],
                 "norm": per_unit.norm().item(),
                 "mean": per_unit[:, :UNITS_SHOWN].mean(0).tolist(),
                 "rms": per_unit[:, :UNITS_SHOWN].square().mean(0).sqrt().tolist(),
@@ -283,6 +283,10 @@ class Inspection:
         if self.options["diagram"]:
             parts["diagram"] = (diagram(view, self.names, self.plane) if self.plane is not None
                                 else {"cells": UNIT_CELLS, "layers": None})
+            if parts["onestep"] and parts["diagram"]["layers"]:  # each unit's own gradient
+                by_module = {f["module"]: f["mean"] for f in r.flow}
+                for layer, group in zip(parts["diagram"]["layers"][1:], layer_groups(self.model)):
+                    layer["grad"] = by_module.get(group[-1])
         return parts
 
 

@@ -263,6 +263,7 @@ class Session:
         self._lock = threading.Lock()  # a request is queued before closing or refused after
         self._idle = threading.Event()  # set while the painter has nothing to draw
         self._idle.set()
+        self.run.inspection.options = dict(self.switches)
         self.run.sync_view()
         self._paint(self.run, True, self.run.epoch, False, None)  # the first frame, at once
         self._threads = [

@@ -19,6 +19,7 @@ function showError(text) { const e = $("error"); e.textContent = text; e.hidden 
 function config() {
   const c = {};
   for (const key of KEYS) c[key] = $(key).value;
+  Object.assign(c, Inside.config());  // the inside views' switches (inside.js)
   return c;
 }
 
@@ -32,6 +33,7 @@ function readHash() {
     }
     el.value = value;
   }
+  Inside.readHash(given, choices.defaults);
 }
 
 function writeHash() {
@@ -73,7 +75,7 @@ async function begin() {
   }
   showError("");
   source = new EventSource(`/api/sessions/${runId}/events`);
-  source.addEventListener("setup", (event) => { setup = JSON.parse(event.data); curve = []; });
+  source.addEventListener("setup", (event) => { setup = JSON.parse(event.data); curve = []; Inside.reset(); });
   source.addEventListener("frame", (event) => draw(JSON.parse(event.data)));
   source.addEventListener("end", (event) => {  // the server stopped the run, and says why
     showError(JSON.parse(event.data).reason);
@@ -121,6 +123,7 @@ function draw(frame) {
   }
   drawHeatmap(frame.heatmap);
   drawCurves();
+  Inside.draw(frame);  // the diagram, the gradients, one step (inside.js)
 }
 
 function bytes(b64) { return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)); }
@@ -246,6 +249,7 @@ async function main() {
   $("download").addEventListener("click", download);
   window.addEventListener("hashchange", () => { readHash(); pickedData(); start(); });
   window.addEventListener("pagehide", stop);
+  Inside.listen({ run: async () => { await starting; return runId; }, post, writeHash, showError });
   await start();
 }
 
