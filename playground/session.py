@@ -396,8 +396,10 @@ class Session:
         if self.error is not None:
             return False
         try:
-            after_step = self._frozen if self.switches["onestep"] else None
-            trained = self.run.train_epoch(self._stopped, after_step)
+            if self.switches["onestep"]:  # frozen after each batch (self._frozen)
+                trained = self.run.train_epoch(self._stopped, after_step=self._frozen)
+            else:
+                trained = self.run.train_epoch(self._stopped)
             self._abort = False
             if not trained:
                 return False  # closed (or reset in one-step mode) mid-epoch

@@ -163,6 +163,8 @@ def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
     for epoch in range(1, 4):
         page.click("#step")
         expect(page.locator("#epoch")).to_have_text(str(epoch), timeout=60_000)
+    # The diagram draws the plugin's layer as a layer of its own (it has parameters).
+    expect(page.locator("#network .layer-name", has_text="prelu")).to_have_count(1)
     assert page.locator("#error").is_hidden()
     page.close()
     wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
