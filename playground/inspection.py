@@ -48,7 +48,9 @@ class StepWatch:
 
     `fit` calls only `zero_grad`, `step` and sets `lr`; everything else reaches the
     optimizer itself. `every` (one-step mode) records each step and calls `after_step`
-    (batch, batches) once the step is taken; otherwise only the epoch's last step is read.
+    (batch, batches) once the step is taken; otherwise only the epoch's last step is read,
+    and only when `armed`: a playing run arms the epochs after which a frame is due, so
+    that the epochs between frames cost what `fit`'s alone cost.
     """
 
     def __init__(self, optimizer, layers: list, steps_per_epoch: int):
@@ -59,6 +61,7 @@ class StepWatch:
         self.batch = 0  # steps taken in the epoch under way
         self.epochs_done = 0
         self.every = False
+        self.armed = True
         self.after_step = None
         self.taps: Taps | None = None
         self.record: StepRecord | None = None  # the latest step read
@@ -77,7 +80,7 @@ class StepWatch:
 
     def step(self) -> None:
         self.batch += 1
-        read = self.every or self.batch == self.steps
+        read = self.every or (self.armed and self.batch == self.steps)
         values = [p.value for m in self.layers for p in m.parameters()]
         before = [v.clone() for v in values] if read else None
         self.optimizer.step()

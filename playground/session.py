@@ -343,6 +343,7 @@ class Session:
 
     def _train_on_command(self) -> None:
         last_frame = next_epoch = time.perf_counter()
+        epoch_seconds = 0.0  # the last epoch's, to know whether a frame follows the next
         while not self.closed:
             try:
                 if self._pending is not None:  # taken by a frozen batch (one-step mode)
@@ -360,7 +361,10 @@ class Session:
             if now < next_epoch:
                 time.sleep(next_epoch - now)
             next_epoch = max(next_epoch, now) + self.epoch_interval
-            trained = self._train_epoch()
+            # The gradients are read only in an epoch after which a frame is due.
+            due = now + epoch_seconds - last_frame >= self.frame_interval
+            trained = self._train_epoch(armed=due)
+            epoch_seconds = time.perf_counter() - now
             # A frame only when the painter is free: a fast network skips frames, not epochs.
             if trained and time.perf_counter() - last_frame >= self.frame_interval:
                 if self._publish(wait=False):
@@ -392,15 +396,18 @@ class Session:
             return
         self._publish()
 
-    def _train_epoch(self) -> bool:
+    def _train_epoch(self, armed: bool = True) -> bool:
         if self.error is not None:
             return False
+        self.run.inspection.watch.armed = armed
         try:
-            if self.switches["onestep"]:  # frozen after each batch (self._frozen)
-                trained = self.run.train_epoch(self._stopped, after_step=self._frozen)
-            else:
-                trained = self.run.train_epoch(self._stopped)
-            self._abort = False
+            try:
+                if self.switches["onestep"]:  # frozen after each batch (self._frozen)
+                    trained = self.run.train_epoch(self._stopped, after_step=self._frozen)
+                else:
+                    trained = self.run.train_epoch(self._stopped)
+            finally:
+                self._abort = False  # the next epoch runs
             if not trained:
                 return False  # closed (or reset in one-step mode) mid-epoch
             if not math.isfinite(self.run.losses[-1]):

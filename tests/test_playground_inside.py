@@ -258,3 +258,19 @@ def test_a_bad_view_switch_is_a_400(client, body, words):
     error = response.json()["error"]
     assert error.startswith(words) and "\n" not in error
     assert client.post("/api/sessions/nope/view", json={"diagram": True}).status_code == 404
+
+
+def test_an_unarmed_epoch_reads_nothing_and_trains_the_same(registry):
+    config = parse_config({**SMALL, "hidden": "5"})
+    run, reference = Run(config, registry), Run(config, registry)
+    run.train_epoch()
+    first = run.inspection.watch.record
+    run.inspection.watch.armed = False  # between frames: no gradient read
+    run.train_epoch()
+    assert run.inspection.watch.record is first and first.epoch == 1
+    run.inspection.watch.armed = True
+    run.train_epoch()
+    assert run.inspection.watch.record.epoch == 3
+    for _ in range(3):
+        reference.train_epoch()
+    assert run.losses == reference.losses
