@@ -80,14 +80,15 @@ class StepWatch:
 
     def step(self) -> None:
         self.batch += 1
-        read = self.every or (self.armed and self.batch == self.steps)
+        if not (self.every or (self.armed and self.batch == self.steps)):
+            self.optimizer.step()  # a step nobody reads: nothing else
+            return
         values = [p.value for m in self.layers for p in m.parameters()]
-        before = [v.clone() for v in values] if read else None
+        before = [v.clone() for v in values]
         self.optimizer.step()
-        if read:
-            self.record = self._read(values, before)
-            if self.after_step is not None:
-                self.after_step(self.batch, self.steps)
+        self.record = self._read(values, before)
+        if self.after_step is not None:
+            self.after_step(self.batch, self.steps)
 
     def _read(self, values: list[torch.Tensor], before: list[torch.Tensor]) -> StepRecord:
         grads = [p.grad for m in self.layers for p in m.parameters()]
