@@ -1,6 +1,6 @@
 """The playground's stream rate and training speed against `nn-cli train`, same settings.
 
-    python bench/playground.py [--repeats 3] [--seconds 8] [--case diagram|report|both]
+    python bench/playground.py [--repeats 3] [--seconds 8] [--case diagram no-diagram report | all]
 
 Starts `nn-cli serve --port 0` as its own process, as a user would, and for each case and
 repeat: opens a run (tanh, bce, Adam at lr 0.04, batch 200, 1000 training and 1000 test
@@ -9,8 +9,9 @@ for `--seconds`, counting frames and the epochs they report; then times `nn-cli 
 the same settings (`--schedule constant`, as the playground trains) at two epoch counts, so
 that the difference cancels the process start-up. Sides alternate; medians over repeats.
 The cases: "diagram", a 2-8-8-1 network with the network diagram on (every unit's heat map
-and the weights in each frame, and the per-layer gradient statistics: issue 25), and
-"report", the report's 2-25-25-25-1 with the diagram off (issue 16's case). The targets: at
+and the weights in each frame, and the per-layer gradient statistics: issue 25), "no-diagram",
+the same with the diagram off (what drawing it costs), and "report", the report's
+2-25-25-25-1 with the diagram off (issue 16's case). The targets: at
 least 10 frames a second, and the server's epochs a second at least 80 % of `nn-cli train`'s.
 Measures the server and its stream, not a browser's drawing (tests/test_playground_browser.py
 watches the page itself draw).
@@ -36,6 +37,7 @@ TRAIN = ["--act", "tanh", "--loss", "bce", "--optimizer", "adam", "--lr", "0.04"
          "--batch-size", "200", "--schedule", "constant", "--seed", "0"]
 CASES = {  # name: (the page's configuration, nn-cli train's --hidden)
     "diagram": ({**BASE, "hidden": "8,8", "diagram": True}, "8,8"),
+    "no-diagram": ({**BASE, "hidden": "8,8", "diagram": False}, "8,8"),  # what the diagram costs
     "report": ({**BASE, "hidden": "25,25,25", "diagram": False}, "25,25,25"),
 }
 
@@ -121,11 +123,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--epochs", type=int, default=2000,
                         help="epochs of the longer nn-cli train run (the shorter has 10)")
-    parser.add_argument("--case", choices=[*CASES, "both"], default="both")
+    parser.add_argument("--case", choices=[*CASES, "all"], nargs="+", default=["all"])
     args = parser.parse_args()
     server, base = start_server()
     try:
-        for case in CASES if args.case == "both" else [args.case]:
+        for case in CASES if "all" in args.case else args.case:
             measure(base, case, args.repeats, args.seconds, args.epochs)
     finally:
         server.terminate()
