@@ -105,7 +105,7 @@ const Diagram = (() => {
         ctx.putImageData(image, 0, 0);
         const grad = layer.grad ? layer.grad[u] : null;  // one-step mode: d loss / d unit
         box.classList.toggle("gradient", grad !== null && grad !== undefined);
-        box.style.outlineColor = grad === null || grad === undefined ? "" : rgb(-grad / gradScale(layer));
+        box.style.outlineColor = grad === null || grad === undefined ? "" : rgb(grad / gradScale(layer));
       });
     });
     let top = 0;
