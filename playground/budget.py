@@ -28,6 +28,10 @@ def numbers_per_row(network, in_features: int, dtype: torch.dtype) -> int:
     module's output (each module keeps about its input or its output for backward)."""
     x = torch.zeros(1, in_features, dtype=dtype)  # (1, in)
     total = x.numel()
+    if getattr(network, "input_shape", None):  # built for images (a CNN): in their layout
+        with torch.set_grad_enabled(False):
+            images = x.view(1, *network.input_shape)  # (1, channels, height, width)
+            return total + sum(out.numel() for out in network.outputs(images))
     with torch.set_grad_enabled(False):
         for module in getattr(network, "modules", [network]):
             x = module.forward(x)
