@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from core.data.dataset import CLASSIFICATION, build_from_factory
+from core.data.dataset import build_from_factory
 from core.errors import NNError, SettingsError
 from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
