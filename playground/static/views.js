@@ -12,6 +12,9 @@ function showView(kind) {
   $("heatmap").hidden = kind === "image";
   $("points-key").hidden = kind === "image";
   $("digit-panel").hidden = kind !== "image";
+  // An image set is a fixed table of its own size (the train share still splits it), and
+  // draws no grid.
+  for (const id of ["size", "grid"]) $(id).disabled = kind === "image";
 }
 
 function drawView(frame) {
@@ -30,9 +33,11 @@ function level(v) {
   return Math.min(bands - 1, Math.max(0, Math.floor(t * bands))) / (bands - 1);
 }
 
+// Orange for the lowest value, white half way, blue for the highest (a diverging map).
 function colourOf(t) {
-  const c = Math.min(1, Math.max(0, t)), mix = (a, b) => Math.round(a + (b - a) * c);
-  return [0, 1, 2].map((k) => mix(LOW_COLOUR[k], HIGH_COLOUR[k]));
+  const c = Math.min(1, Math.max(0, t));
+  const [end, s] = c < 0.5 ? [LOW_COLOUR, 1 - 2 * c] : [HIGH_COLOUR, 2 * c - 1];
+  return end.map((k) => Math.round(255 + (k - 255) * s));
 }
 
 function drawCurveView(values) {
@@ -84,9 +89,9 @@ function drawSurfaceView(values) {
       const c = colourOf((points.value[i] - low) / ((high - low) || 1));
       out.beginPath();
       out.arc(px(points.x[i]), py(points.y[i]), 2.6, 0, 2 * Math.PI);
-      out.fillStyle = filled ? `rgb(${c})` : "rgba(255,255,255,0.9)";
-      out.strokeStyle = filled ? "#fff" : `rgb(${c})`;
-      out.lineWidth = filled ? 0.8 : 1.6;
+      out.fillStyle = `rgb(${c})`;  // a point's own value; ringed thicker when a test point
+      out.strokeStyle = filled ? "#888" : "#333";
+      out.lineWidth = filled ? 0.5 : 1.1;
       out.fill(); out.stroke();
     }
   }
