@@ -177,6 +177,15 @@ def test_the_cnn_is_held_to_the_playground_limits(client):
     response = client.post("/api/sessions", json={**SMALL, **DIGITS, "layers": deep, "size": 5000,
                                                         "batch": 1000})
     assert response.status_code == 400 and "MB" in response.json()["error"]
+    # What a convolution keeps for backward counts too (its padded input: 6400 numbers a row
+    # for 64 channels of 8x8 padded by 1), beyond its output (4096): batches of 600 would
+    # hold about 220 MB (measured: peak resident memory over one epoch), not the 100 MB
+    # that the layers' outputs alone come to.
+    two = "conv2d:out=64,k=3,pad=1,relu,conv2d:out=64,k=3,pad=1,relu,flatten,linear:out=10"
+    body = {**SMALL, **DIGITS, "layers": two, "size": 5000, "ratio": 0.9}
+    response = client.post("/api/sessions", json={**body, "batch": 600})
+    assert response.status_code == 400 and "would hold about" in response.json()["error"]
+    assert client.post("/api/sessions", json={**body, "batch": 200}).status_code == 201
 
 
 def test_speed_is_epochs_per_frame_and_changes_without_a_reset(client, app):
