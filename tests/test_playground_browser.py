@@ -350,6 +350,26 @@ def test_a_drawn_digit_gets_probabilities_that_sum_to_one(server, browser, tmp_p
     wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
 
 
+def test_picking_digits_gives_a_cnn_and_the_canvas_and_back(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    set_value(page, "data", "digits")
+    expect(page.locator("#layers")).to_have_value(DIGITS["layers"])
+    expect(page.locator("#loss")).to_have_value("cross_entropy")
+    expect(page.locator("#noise")).to_be_disabled()
+    expect(page.locator("#digit")).to_be_visible(timeout=30_000)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    assert page.locator("#error").is_hidden()
+    set_value(page, "data", "moons")  # back to points: the CNN goes, the plane returns
+    expect(page.locator("#layers")).to_have_value("")
+    expect(page.locator("#heatmap")).to_be_visible(timeout=30_000)
+    expect(page.locator("#digit")).to_be_hidden()
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
 def test_a_url_with_every_new_control_restores_it(server, browser, tmp_path):
     url, app = server
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -380,10 +400,11 @@ def test_a_url_with_every_new_control_restores_it(server, browser, tmp_path):
     screenshot(page, tmp_path, "playground-controls.png")
 
     # The view switches redraw without a new run; the URL follows them.
-    curves = canvas(page, "curves")
+    curves, heat = canvas(page, "curves"), canvas(page, "heatmap")
     page.locator("#logscale").uncheck()
-    page.locator("#discretize").uncheck()
-    assert canvas(page, "curves") != curves and list(app.state.sessions.runs.values()) == [run]
+    assert canvas(page, "curves") != curves and canvas(page, "heatmap") == heat
+    page.locator("#discretize").uncheck()  # shades by how sure the network is, again
+    assert canvas(page, "heatmap") != heat and list(app.state.sessions.runs.values()) == [run]
     written = parse_qs(page.url.split("#", 1)[1])
     assert written["logscale"] == ["false"] and written["discretize"] == ["false"]
     assert all(written[k] == [CONTROLS[k]] for k in ("penalty", "rate", "speed", "noise"))
