@@ -491,7 +491,7 @@ def _check_memory(run: Run, in_features: int, out_features: int) -> None:
     """Refuse a run whose activations, weights and data would pass the memory limit."""
     c = run.config
     need = run_bytes(
-        run.per_row, batch=min(c.batch, run.config.n_train), cells=c.grid ** 2,
+        run.per_row, batch=min(c.batch, len(run.data.x_train)), cells=c.grid ** 2,
         parameters=sum(p.value.numel() for p in run.model.parameters()),
         points=max(c.size, len(run.raw.x_train) + len(run.raw.x_test)),  # a fixed table's own
         in_features=in_features, out_features=out_features,
