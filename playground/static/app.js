@@ -228,7 +228,8 @@ function fillChoices() {
   const l = choices.limits;
   $("limits").textContent = `Limits: ${l.min_points}-${l.max_points} points, widths up to ${l.max_width}, ` +
     `${l.max_parameters} weights, heat maps up to ${l.max_grid} cells a side, ` +
-    `${l.max_epochs_per_second} epochs a second, ${l.max_sessions} tabs training at once.`;
+    `${l.max_epochs_per_second} epochs a second, ${l.max_sessions} tabs training at once, ` +
+    `a penalty rate up to ${l.max_rate}, up to ${l.max_speed} epochs a frame.`;
 }
 
 async function main() {
