@@ -99,10 +99,11 @@ class Run:
             self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
             self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
                               self.data.x_train.dtype)
-        else:
+        else:  # a curve's axis, a surface's square; no grid for images
             self.domain = views.domain_of(self.kind, torch.cat([self.raw.x_train, self.raw.x_test]))
-            self.grid = views.grid_of(self.kind, self.domain, self.config.grid,
-                                      self.data.preprocessing, self.data.x_train.dtype)
+            self.grid = self.data.x_train[:0] if self.kind == "image" else views.grid_of(
+                self.kind, self.domain, self.config.grid, self.data.preprocessing,
+                self.data.x_train.dtype)
 
     @property
     def epoch(self) -> int:

@@ -58,12 +58,8 @@ def domain_of(kind: str, x: torch.Tensor) -> list[float]:
 
 def grid_of(kind: str, domain: list[float], n: int, preprocessing: dict,
             dtype: torch.dtype) -> torch.Tensor:
-    """The inputs the view draws the network at, preprocessed: n points along a curve's
-    axis (n, 1), n x n cell centres of a surface (row 0 at the top) (n * n, 2), no rows for
-    an image (0, features)."""
-    if kind == "image":
-        width = len(preprocessing.get("standardize", {}).get("mean", [])) or 1
-        return torch.zeros(0, width, dtype=dtype)
+    """The inputs a curve or a surface is drawn at, preprocessed: n points along a curve's
+    axis (n, 1), n x n cell centres of a surface (row 0 at the top) (n * n, 2)."""
     axes = []
     for low, high in zip(domain[::2], domain[1::2]):
         step = (high - low) / n
