@@ -162,7 +162,11 @@ class Taps:
             g = tap.grad_output
             if g is None:  # a module backward never reached
                 continue
-            per_unit = g.reshape(-1, g.shape[-1]).double()  # (rows, units)
+            if g.dim() != 2:  # an image's (channels, height, width) in some layout: the norm
+                found.append({"name": name, "module": index, "units": None,
+                              "norm": g.double().norm().item(), "mean": [], "rms": []})
+                continue
+            per_unit = g.double()  # (batch, units)
             found.append({
                 "name": name, "module": index, "units": per_unit.shape[-1],
                 "norm": per_unit.norm().item(),
