@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from core.data.dataset import CLASSIFICATION, build_from_factory
+from core.data.dataset import build_from_factory
 from core.errors import NNError, SettingsError
 from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
@@ -46,9 +46,12 @@ from core.plugin.registry import Registry
 from core.training.components import make_loss
 from core.training.evaluate import output_errors, predicted_classes
 from core.training.loop import fit
+from core.training.penalty import Penalty
 
 from playground.budget import draw_rows, forward_in_slices, numbers_per_row, run_bytes
+from playground import views
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
+from playground.inspection import VIEW_SWITCHES, Inspection
 
 FPS = 15  # frames a second while training (the page needs 10 to look live)
 PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames drop, not epochs
@@ -90,32 +93,57 @@ class Run:
         self.view_loss = make_loss(self.registry, self.settings)
         self.shuffle = prepared.generators["shuffle"]
         self.losses: list[float] = []  # mean training loss of each epoch, as fit reports it
-        self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
-        self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
-                          self.data.x_train.dtype)
+        self.kind = views.view_kind(self.data.dataset)  # plane, curve, surface or image
+        self.probe: torch.Tensor | None = None  # an image drawn on the page (views.py)
+        self.image = views.image_of(self.raw, self.data.dataset) if self.kind == "image" else None
+        if self.kind == "plane":
+            self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
+            self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
+                              self.data.x_train.dtype)
+        else:  # a curve's axis, a surface's square; no grid for images
+            self.domain = views.domain_of(self.kind, torch.cat([self.raw.x_train, self.raw.x_test]))
+            self.grid = self.data.x_train[:0] if self.kind == "image" else views.grid_of(
+                self.kind, self.domain, self.config.grid, self.data.preprocessing,
+                self.data.x_train.dtype)
+        # Inside the network (playground/inspection.py): a watch on the optimizer's steps,
+        # and the diagram and gradients each frame draws.
+        self.inspection = Inspection(self)
 
     @property
     def epoch(self) -> int:
         return len(self.losses)
 
-    def train_epoch(self, stopped=None) -> bool:
-        """One more epoch; False (and no epoch counted) if `stopped()` ended it early."""
-        losses = fit(
-            self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
-            epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
-        )
+    def train_epoch(self, stopped=None, after_step=None) -> bool:
+        """One more epoch; False (and no epoch counted) if `stopped()` ended it early.
+        `after_step(batch, batches)`, if given, follows every step (one-step mode)."""
+        watch = self.inspection.watch  # the optimizer, passed through: the same steps
+        watch.batch, watch.epochs_done = 0, self.epoch
+        watch.every, watch.after_step = after_step is not None, after_step
+        with self.inspection.taps() if after_step else contextlib.nullcontext() as taps:
+            watch.taps = taps
+            losses = fit(
+                self.model, self.loss, watch, self.data.x_train, self.data.y_train,
+                epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
+                penalty=Penalty(self.settings.l1, self.settings.l2),
+            )
+        watch.taps = None
         self.losses += losses
         return bool(losses)
 
     def setup(self) -> dict[str, Any]:
         """The points and the plotted square: sent once per reset."""
         raw, dataset = self.raw, self.data.dataset
-        return {
+        setup = {
             "domain": self.domain, "grid": self.config.grid, "classes": dataset.n_classes,
             "class_names": list(dataset.class_names), "data": self.settings.data,
-            "train": _points(raw.x_train, raw.y_train), "test": _points(raw.x_test, raw.y_test),
             "config": self.config.to_dict(), "network": [s.to_dict() for s in self.specs],
+            "view": self.kind, "task": dataset.task,
         }
+        if self.kind == "plane":
+            setup.update(train=_points(raw.x_train, raw.y_train), test=_points(raw.x_test, raw.y_test))
+        else:
+            setup.update(views.setup_of(self.kind, raw, dataset))
+        return setup
 
     def sync_view(self) -> None:
         """Copy the trained weights and buffers (running statistics) into the network the
@@ -125,6 +153,7 @@ class Run:
         trained_buffers = self.model.buffers()
         for name, buffer in self.view.buffers().items():
             buffer.copy_(trained_buffers[name])
+        self.inspection.sync()  # the gradients of the step that left these weights
 
     def frame(self, epoch: int, stopped=None) -> dict[str, Any] | None:
         """Where the view network stands: losses, errors and the heat map (None if
@@ -135,15 +164,19 @@ class Run:
                 train_loss, train_error = self.measure(d.x_train, d.y_train, d.labels_train,
                                                        stopped)
                 test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test, stopped)
-                classes, strength = self.heatmap(stopped)
+                if self.kind == "plane":
+                    classes, strength = self.heatmap(stopped)
+                    drawn = {"heatmap": {"classes": _b64(classes), "strength": _b64(strength)}}
+                else:  # a curve, a surface, a drawn digit's probabilities
+                    drawn = views.fitted(self, stopped)
+                inside = self.inspection.frame(self.view)  # diagram, gradients, one step
             except _Stopped:
                 return None
             finally:  # a one-row forward: every module's cache shrinks to one row
-                self.view.forward(self.grid[:1])
+                self.view.forward(d.x_train[:1])
         return {
             "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-            "train_error": train_error, "test_error": test_error,
-            "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
+            "train_error": train_error, "test_error": test_error, **drawn, **inside,
         }
 
     def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
@@ -190,11 +223,15 @@ class Run:
 
 def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
     """Every registered data set that draws its points from the run's generator and
-    builds, with its defaults, into 2-D points labelled by class; with its options and
-    their defaults. Fixed tables (no `generator` parameter) are never built here."""
+    builds, with its defaults, into data the page draws (views.view_kind: 2-D points
+    labelled by class, a curve, a surface); with its options and their defaults. Fixed
+    tables (no `generator` parameter) are built here only when they take no option at all
+    (scikit-learn's shipped ones), and kept only if they are small images (digits)."""
     found = {}
     for entry in registry.entries("dataset"):
-        if "generator" not in constructor_parameters(entry.factory):
+        takes = constructor_parameters(entry.factory)
+        fixed = "generator" not in takes
+        if fixed and any(name not in context_arguments("dataset") for name in takes):
             continue
         try:
             with torch.set_grad_enabled(False):
@@ -202,13 +239,14 @@ def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
                                              context={"n_train": 50, "n_test": 50})
         except Exception:  # it needs an option, a file or a package: not for the page
             continue
-        if dataset.input_shape == (2,) and dataset.task in CLASSIFICATION:
+        kind = views.view_kind(dataset)
+        if kind is not None and (kind == "image" or not fixed):
             options = {name: None if p.default is p.empty else p.default
                        for name, p in constructor_parameters(entry.factory).items()
                        if name not in context_arguments("dataset") and p.kind != p.VAR_KEYWORD}
             found[entry.name] = {"name": entry.name, "summary": entry.summary,
                                  "plugin": entry.plugin, "options": options,
-                                 "classes": dataset.n_classes}
+                                 "classes": dataset.n_classes, "view": kind}
     return found
 
 
@@ -233,6 +271,13 @@ class Session:
         self.epoch_interval = 1.0 / max_epochs_per_second
         self.playing = False
         self.closed = False
+        self.speed = config.speed  # epochs per frame (0: as many as train between frames)
+        self._probe: torch.Tensor | None = None  # the image drawn on the page, kept over resets
+        # The page's inside views (playground/inspection.py), switched without a reset;
+        # one-step mode freezes training after each batch, mid-epoch, until told to go on.
+        self.switches = {key: getattr(config, key) for key in VIEW_SWITCHES}
+        self._pending: tuple | None = None  # a command the frozen batch took for the loop
+        self._abort = False  # ends a frozen epoch early (reset): the epoch is not counted
         self.ended: str | None = None  # why the server stopped the run, for its page
         self.error: str | None = None
         self.last_command = time.monotonic()  # for the idle limit
@@ -244,6 +289,7 @@ class Session:
         self._lock = threading.Lock()  # a request is queued before closing or refused after
         self._idle = threading.Event()  # set while the painter has nothing to draw
         self._idle.set()
+        self.run.inspection.options = dict(self.switches)
         self.run.sync_view()
         self._paint(self.run, True, self.run.epoch, False, None)  # the first frame, at once
         self._threads = [
@@ -260,6 +306,19 @@ class Session:
             raise ConfigError(f"unknown action {action!r}; accepted: play, pause, step, reset")
         self.last_command = time.monotonic()
         self._commands.put((action, None))
+
+    # -- the training controls (issue 25): changed while the run goes on, no reset
+    def set_speed(self, speed: int) -> None:
+        """Epochs per frame from now on (0: as many as the server trains between frames)."""
+        self.last_command = time.monotonic()
+        self.config = replace(self.config, speed=speed)  # a reset keeps it
+        self._commands.put(("speed", speed))
+
+    def set_probe(self, pixels: torch.Tensor) -> None:
+        """An image drawn on the page (views.parse_probe): its class probabilities come
+        with every frame from now on, from the network as it trains."""
+        self.last_command = time.monotonic()
+        self._commands.put(("probe", pixels))
 
     def model_bytes(self) -> Future:
         """The model file, once the worker gets to it; a SessionStateError if the run
@@ -289,9 +348,14 @@ class Session:
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    def switch(self, switches: dict[str, bool]) -> None:
+        """Turn inside views on or off (checked by `playground.inspection.parse_switches`)."""
+        self.last_command = time.monotonic()
+        self._commands.put(("view", dict(switches)))
+
     def _stopped(self) -> bool:
         """Asked before each training batch and each drawing slice."""
-        return self.closed
+        return self.closed or self._abort
 
     def ended_text(self) -> str:
         return f"the run was stopped ({self.ended or 'its tab closed'}); press reset to start again"
@@ -318,9 +382,13 @@ class Session:
 
     def _train_on_command(self) -> None:
         last_frame = next_epoch = time.perf_counter()
+        epoch_seconds = 0.0  # the last epoch's, to know whether a frame follows the next
         while not self.closed:
             try:
-                action, future = self._commands.get(block=not self.playing)
+                if self._pending is not None:  # taken by a frozen batch (one-step mode)
+                    (action, future), self._pending = self._pending, None
+                else:
+                    action, future = self._commands.get(block=not self.playing)
             except queue.Empty:
                 action, future = None, None
             if action == "close":
@@ -332,7 +400,19 @@ class Session:
             if now < next_epoch:
                 time.sleep(next_epoch - now)
             next_epoch = max(next_epoch, now) + self.epoch_interval
-            trained = self._train_epoch()
+            # The gradients are read only in an epoch after which a frame is due.
+            if self.speed:
+                due = (self.run.epoch + 1) % self.speed == 0
+            else:
+                due = now + epoch_seconds - last_frame >= self.frame_interval
+            trained = self._train_epoch(armed=due)
+            epoch_seconds = time.perf_counter() - now
+            if self.speed:  # epochs per frame: every `speed`-th epoch is drawn, at most FPS a second
+                if trained and self.run.epoch % self.speed == 0:
+                    time.sleep(max(0.0, last_frame + self.frame_interval - time.perf_counter()))
+                    self._publish()
+                    last_frame = time.perf_counter()
+                continue
             # A frame only when the painter is free: a fast network skips frames, not epochs.
             if trained and time.perf_counter() - last_frame >= self.frame_interval:
                 if self._publish(wait=False):
@@ -347,6 +427,13 @@ class Session:
             except Exception as e:  # noqa: BLE001  (NNError: 409; anything else: the 500 says what)
                 future.set_exception(e)
             return
+        if action == "speed":
+            self.speed = future  # (the command's argument)
+            return
+        if action == "probe":
+            self._probe = self.run.probe = future  # (the command's argument)
+            self._publish()
+            return
         if action == "play":
             self.playing = self.error is None
         elif action == "pause":
@@ -354,20 +441,31 @@ class Session:
         elif action == "step":
             self.playing = False
             self._train_epoch()
+        elif action == "view":
+            self._switch(future)
         elif action == "reset":
             self.playing, self.error = False, None
             self._idle.wait()  # the painter may still be drawing the old run
             self.run = Run(self.config, self.registry)  # the same seed: the same start
+            self.run.probe = self._probe
             self._publish(setup=True)
             return
         self._publish()
 
-    def _train_epoch(self) -> bool:
+    def _train_epoch(self, armed: bool = True) -> bool:
         if self.error is not None:
             return False
+        self.run.inspection.watch.armed = armed
         try:
-            if not self.run.train_epoch(self._stopped):
-                return False  # closed mid-epoch
+            try:
+                if self.switches["onestep"]:  # frozen after each batch (self._frozen)
+                    trained = self.run.train_epoch(self._stopped, after_step=self._frozen)
+                else:
+                    trained = self.run.train_epoch(self._stopped)
+            finally:
+                self._abort = False  # the next epoch runs
+            if not trained:
+                return False  # closed (or reset in one-step mode) mid-epoch
             if not math.isfinite(self.run.losses[-1]):
                 raise SettingsError(
                     f"training diverged at epoch {self.run.epoch} (the loss is not finite); "
@@ -387,9 +485,47 @@ class Session:
                 return False
             self._idle.wait()
         self._idle.clear()
+        self.run.inspection.options = dict(self.switches)
         self.run.sync_view()  # the painter draws this copy while training goes on
         self._paintings.put((self.run, setup, self.run.epoch, self.playing, self.error))
         return True
+
+    # -- one-step mode: the worker waits between batches, inside fit ------------------------
+
+    def _switch(self, switches: dict[str, bool]) -> None:
+        """A playing run with one-step mode turned on freezes after its next batch."""
+        self.switches.update(switches)
+
+    def _frozen(self, batch: int, batches: int) -> None:
+        """After each step in one-step mode: show the batch and wait for the next command.
+        The epoch's last batch does not wait: the epoch ends, as `step` leaves it."""
+        if batch == batches or not self.switches["onestep"]:
+            return
+        self.playing = False
+        self._publish()
+        while not self.closed:
+            action, future = self._commands.get()
+            if action in ("close", "step"):
+                return
+            if action == "play":  # training goes on as usual: one-step mode ends
+                self.switches["onestep"], self.playing = False, True
+                return
+            if action == "view":
+                self._switch(future)
+                if not self.switches["onestep"]:
+                    return  # the epoch goes on to its end, then waits there
+                self._publish()
+            elif action == "reset":  # the unfinished epoch is dropped, then the loop resets
+                self._abort, self._pending = True, (action, future)
+                return
+            elif action in ("speed", "probe"):  # the training controls: as between epochs
+                self._handle(action, future)
+            elif action == "model" and future.set_running_or_notify_cancel():
+                future.set_exception(SessionStateError(
+                    f"the network is in the middle of epoch {self.run.epoch + 1} (one-step "
+                    f"mode, batch {batch} of {batches}); step to the epoch's end or press "
+                    f"play, then download"))
+            # pause: already frozen
 
     # -- the painter: draws frames from the copy, on its own thread -------------------------
 
@@ -438,8 +574,9 @@ def _check_memory(run: Run, in_features: int, out_features: int) -> None:
     """Refuse a run whose activations, weights and data would pass the memory limit."""
     c = run.config
     need = run_bytes(
-        run.per_row, batch=min(c.batch, run.config.n_train), points=c.size, cells=c.grid ** 2,
+        run.per_row, batch=min(c.batch, len(run.data.x_train)), cells=c.grid ** 2,
         parameters=sum(p.value.numel() for p in run.model.parameters()),
+        points=max(c.size, len(run.raw.x_train) + len(run.raw.x_test)),  # a fixed table's own
         in_features=in_features, out_features=out_features,
         element=run.data.x_train.element_size(),
     )
