@@ -56,6 +56,7 @@ class CausalSelfAttention:
         self.kv: torch.Tensor | None = None  # the key/value cache: (2, batch, heads, context, head_width)
         self.kept = 0  # how many positions the key/value cache holds
         self._mask: torch.Tensor | None = None
+        self._no_mask: torch.Tensor | None = None  # a 0-dim zero while the cache is on
 
     def train(self, mode: bool = True) -> None:
         self.training = mode
@@ -179,28 +180,39 @@ class CausalSelfAttention:
         like = self.qkv_weight.value
         self.kv = like.new_zeros(2, batch * self.heads, self.context, self.head_width)
         self.kept = 0
+        self._no_mask = like.new_zeros(())  # what a single new token's scores get added
 
     def stop_cache(self) -> None:
-        self.kv, self.kept = None, 0
+        self.kv, self.kept, self._no_mask = None, 0, None
 
     def forward_cached(self, x: torch.Tensor) -> torch.Tensor:
-        """The new tokens' outputs, attending over every position kept so far and themselves."""
+        """The new tokens' outputs, attending over every position kept so far and themselves.
+
+        Inference only (nothing kept for a backward): forward's way while the cache is on,
+        and the layer's `decode` (core/network/sampling.py).
+        """
         batch, time, width = x.shape
         start, end = self.kept, self.kept + time
         if end > self.context:
             raise ShapeError(f"attention: the key/value cache holds {self.context} positions, "
                              f"{end} asked for")
         qkv = torch.addmm(self.qkv_bias.value, x.reshape(batch * time, width), self.qkv_weight.value)
-        qkv = self.split_heads(qkv, batch, time)  # (3, bh, time, hw)
-        self.kv[:, :, start:end] = qkv[1:]
+        qkv = self.split_heads(qkv, batch, time)  # (3, bh, time, hw): a view when time is 1
+        # NOTE: narrow, not [:, :, a:b]: one call instead of one per dimension (a token's
+        # whole attention is a few dozen calls, so each counts)
+        self.kv.narrow(2, start, time).copy_(qkv.narrow(0, 1, 2))
         self.kept = end
-        keys, values = self.kv[:, :, :end]  # each (bh, end, hw)
-        mask = self.mask(end, x)[start:end, :end]  # query start + i sees keys 0 .. start + i
+        keys, values = self.kv.narrow(2, 0, end)  # each (bh, end, hw)
+        # query start + i sees keys 0 .. start + i; a single new token sees every key: no mask
+        mask = self._no_mask if time == 1 else self.mask(end, x)[start:end, :end]
         scores = torch.baddbmm(mask, qkv[0], keys.mT, alpha=self.scale * LOG2_E)  # (bh, time, end)
         exps = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()  # as in exponentials()
         heads = torch.bmm(exps, values).div_(exps.sum(dim=-1, keepdim=True))  # (bh, time, hw)
-        merged = self.merge_heads(heads, batch, time)
+        # one position's heads, (batch heads, 1, hw), are already its (batch, width) row
+        merged = heads.view(batch, width) if time == 1 else self.merge_heads(heads, batch, time)
         return torch.addmm(self.out_bias.value, merged, self.out_weight.value).view(batch, time, width)
+
+    decode = forward_cached
 
     def parameters(self) -> list[Parameter]:
         return [self.qkv_weight, self.qkv_bias, self.out_weight, self.out_bias]

@@ -53,9 +53,10 @@ class Embedding:
         self.ids, self.input_like = flat, x
         return self.weight.value.index_select(0, flat).view(*ids.shape, self.width)  # (batch, time, width)
 
-    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
-        """The vectors of int64 ids, without checks or cache: the sampling loop's fast path."""
-        return self.weight.value[ids]
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """forward for sampling (core/network/sampling.py): int64 ids, already known to be in
+        the vocabulary (drawn from its logits), so no check (a sync) and nothing kept."""
+        return self.weight.value.index_select(0, ids.view(-1)).view(*ids.shape, self.width)
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.ids is None:
@@ -119,6 +120,16 @@ class PositionEmbedding:
         time, self.time = self.time, None
         self.weight.grad[:time] += grad_output.reshape(-1, time, self.width).sum(0)  # (time, width)
         return grad_output
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """forward while sampling (core/network/sampling.py): the next positions' vectors added."""
+        start = self.offset or 0
+        end = start + x.shape[-2]
+        if end > self.context:
+            raise ShapeError(f"position: {end} positions, but it was built for a context of {self.context}")
+        if self.offset is not None:
+            self.offset = end
+        return x + self.weight.value[start:end]  # (batch, time, width)
 
     def start_cache(self, batch: int) -> None:
         """Count positions across calls (token by token sampling), from 0."""

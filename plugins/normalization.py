@@ -11,6 +11,7 @@ from __future__ import annotations
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 from core.network.layout import BATCH_FIRST, BATCH_INNERMOST
+from core.network.scalars import scalar
 
 
 class _Modes:
@@ -213,6 +214,14 @@ class LayerNorm:
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """forward while sampling (core/network/sampling.py): the same values, nothing kept."""
+        if self.runs is not None or tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
+            return self.forward(x)  # an ensemble, or a shape forward explains
+        var, mean = torch.var_mean(x, dim=self.dims, correction=0, keepdim=True)  # (..., 1) each
+        normalised = (x - mean).mul_(var.add_(scalar(self.eps, x)).rsqrt_())  # like x
+        return torch.addcmul(self.bias.value, normalised, self.weight.value)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)

@@ -4,6 +4,13 @@ A module that keeps state across calls while sampling has `start_cache(batch)` a
 `stop_cache()` (attention keeps its keys and values, position embeddings count positions):
 with the cache on, each call gets only the new tokens, and the prefix is never recomputed.
 Without it (`cache=False`) every token recomputes the whole window, as a plain forward does.
+
+While the cache is on, a module may also have `decode(x)`: its forward for inference only,
+the same values as `forward`, keeping nothing for a backward. It must not write to its
+input; its output is only read. (A token at a time is a batch of one row: a decoded token
+costs about as many small torch calls as it has layers, so each call saved counts.) Modules
+without one run their `forward`. The embedding's `decode` takes int64 ids without checking
+them: the prompt goes through `forward` (checked), the drawn tokens through `decode`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import torch
 
 from core.errors import SettingsError
 from core.network.protocols import Module, evaluating
+from core.network.residual import Residual
+from core.network.sequential import Sequential
 
 
 def walk(module: Module) -> Iterator[Module]:
@@ -25,17 +34,45 @@ def walk(module: Module) -> Iterator[Module]:
         yield from walk(inner)
 
 
+def stateful(model: Module) -> list[Module]:
+    """The modules that keep state across calls while sampling (see above)."""
+    return [m for m in walk(model) if callable(getattr(m, "start_cache", None))]
+
+
 @contextmanager
 def key_value_cache(model: Module, batch: int = 1):
     """For the block, every module that can keeps its state across calls (see above)."""
-    stateful = [m for m in walk(model) if callable(getattr(m, "start_cache", None))]
-    for m in stateful:
+    keeping = stateful(model)
+    for m in keeping:
         m.start_cache(batch)
     try:
         yield model
     finally:
-        for m in stateful:
+        for m in keeping:
             m.stop_cache()
+
+
+def decoder(module: Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The module's inference forward while a cache is on: each layer's `decode` where it has
+    one, chained directly (no shape bookkeeping a token does not need), `forward` elsewhere."""
+    plain = (isinstance(module, Sequential) and module.input_shape is None
+             and not any(module.conversions) and not module.final_conversion)
+    if not plain:  # a layer, or a stack with image layouts: as it is
+        return getattr(module, "decode", None) or module.forward
+    steps = [decoder(m) for m in module.modules]
+    if isinstance(module, Residual):
+        def residual(x: torch.Tensor) -> torch.Tensor:
+            out = x
+            for step in steps:
+                out = step(out)
+            return out + x  # a new tensor: x is no one else's to overwrite
+        return residual
+
+    def chain(x: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+    return chain
 
 
 @dataclass(frozen=True)
@@ -52,24 +89,33 @@ class Sampling:
                                        or self.top_k < 1):
             raise SettingsError(f"top-k must be an integer >= 1, got {self.top_k!r}")
 
-    def draw(self, logits: torch.Tensor, generator: torch.Generator) -> int:
+    def draw(self, logits: torch.Tensor, generator: torch.Generator | None) -> int:
         """One token id from (vocab,) logits."""
+        return int(self.choose(logits, generator))
+
+    def choose(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """One token id from (vocab,) logits, as a 0-dim int64 tensor (fed back without a copy)."""
         if self.temperature == 0:
-            return int(logits.argmax())
+            return logits.argmax()
         if self.temperature != 1:
             logits = logits / self.temperature  # (vocab,)
         if self.top_k is not None and self.top_k < logits.shape[-1]:
             kth = logits.topk(self.top_k).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         # NOTE: the max is subtracted before exp, so no exp overflows (a stable softmax);
-        # multinomial takes the weights unnormalised (the softmax's sum divides them all alike).
-        weights = (logits - logits.max()).exp_()
-        return int(torch.multinomial(weights, 1, generator=generator))
+        # the weights stay unnormalised (the softmax's sum divides them all alike).
+        weights = (logits - logits.max()).exp_()  # (vocab,)
+        # torch.multinomial(weights, 1)'s own method for one draw (the exponential race:
+        # argmax of w / q, q ~ Exp(1), picks i with probability w_i / sum w), the same
+        # token for the same generator, without its four checks of the weights (each a
+        # reduction and a sync; these weights are finite and >= 0 by construction).
+        race = torch.empty_like(weights).exponential_(generator=generator)
+        return torch.div(weights, race, out=race).argmax()
 
 
 def sample(
     model: Module, prompt: list[int], tokens: int, *, context: int, sampling: Sampling = Sampling(),
-    generator: torch.Generator, cache: bool = True, on_token: Callable[[int], None] | None = None,
+    generator: torch.Generator | None, cache: bool = True, on_token: Callable[[int], None] | None = None,
 ) -> list[int]:
     """`tokens` new token ids after `prompt`, each drawn from the network's next-token logits.
 
@@ -94,27 +140,34 @@ def sample(
                 ids.append(sample_one(run(ids[-context:]), sampling, generator, on_token))
             return ids[len(prompt):]
         with key_value_cache(model, 1):
+            decode = decoder(model)
+            first = next(m for m in walk(model) if not isinstance(m, Sequential))
+            if getattr(first, "decode", None) is None:  # its forward takes ids as the data has them
+                step_ids, decode = decode, lambda ids: step_ids(ids.to(dtype))
             window = ids[-context:]
             kept = len(window)
-            logits = run(window)
+            logits = run(window)  # the prompt through forward: its ids are checked there
             for step in range(tokens):
-                ids.append(sample_one(logits, sampling, generator, on_token))
+                chosen = sampling.choose(logits, generator)  # () int64
+                token = int(chosen)
+                ids.append(token)
+                if on_token is not None:
+                    on_token(token)
                 if step == tokens - 1:
                     break
                 if kept == context:  # full: start again from the last half of the context
-                    for m in walk(model):
-                        if callable(getattr(m, "start_cache", None)):
-                            m.start_cache(1)
+                    for m in stateful(model):
+                        m.start_cache(1)
                     window = ids[-(context // 2 or 1):]
                     kept = len(window)
-                    logits = run(window)
+                    logits = decode(torch.tensor([window], device=device))[0, -1]
                 else:
                     kept += 1
-                    logits = run(ids[-1:])
+                    logits = decode(chosen.view(1, 1)).view(-1)  # (1, 1, vocab) -> (vocab,)
     return ids[len(prompt):]
 
 
-def sample_one(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator,
+def sample_one(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None,
                on_token: Callable[[int], None] | None) -> int:
     token = sampling.draw(logits, generator)
     if on_token is not None:
