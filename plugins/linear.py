@@ -60,11 +60,10 @@ class Linear:
         return (grad_output @ self.weight.value.mT).view(self.shape)  # (..., batch, in)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """forward while sampling (core/network/sampling.py): a sequence's rows, nothing kept."""
-        if x.dim() != 3 or self.weight.value.dim() != 2:  # not (batch, time, in), or an ensemble
+        """forward while sampling (core/network/sampling.py): (rows, in) -> (rows, out), nothing kept."""
+        if x.dim() != 2 or self.weight.value.dim() != 2:  # an ensemble's: as forward has it
             return self.forward(x)
-        out = torch.addmm(self.bias.value, x.reshape(-1, self.in_features), self.weight.value)
-        return out.view(*x.shape[:-1], self.out_features)  # (batch, time, out)
+        return torch.addmm(self.bias.value, x, self.weight.value)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]

@@ -272,6 +272,10 @@ class Dropout(_Modes):
     def parameters(self) -> list[Parameter]:
         return []
 
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """forward while sampling (core/network/sampling.py): in evaluation, x itself."""
+        return x if not self.training or self.p == 0.0 else self.forward(x)
+
 
 @hookimpl
 def register_layers(register):

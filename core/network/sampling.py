@@ -6,11 +6,13 @@ with the cache on, each call gets only the new tokens, and the prefix is never r
 Without it (`cache=False`) every token recomputes the whole window, as a plain forward does.
 
 While the cache is on, a module may also have `decode(x)`: its forward for inference only,
-the same values as `forward`, keeping nothing for a backward. It must not write to its
-input; its output is only read. (A token at a time is a batch of one row: a decoded token
-costs about as many small torch calls as it has layers, so each call saved counts.) Modules
-without one run their `forward`. The embedding's `decode` takes int64 ids without checking
-them: the prompt goes through `forward` (checked), the drawn tokens through `decode`.
+the same values as `forward`, keeping nothing for a backward, on the sequence as rows,
+(batch time, features), the form a linear layer multiplies (a layer that needs the time
+takes the batch from `start_cache`). The first layer's `decode` takes the (batch, time) ids
+as int64, unchecked: the prompt goes through `forward` (checked), the drawn tokens, known to
+be in the vocabulary, through `decode`. It must not write to its input; its output is only
+read. Modules without one run their `forward`. (A token at a time is one row: it costs about
+as many small torch calls as the network has steps, so each call saved counts.)
 """
 
 from __future__ import annotations
@@ -52,27 +54,44 @@ def key_value_cache(model: Module, batch: int = 1):
             m.stop_cache()
 
 
-def decoder(module: Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The module's inference forward while a cache is on: each layer's `decode` where it has
-    one, chained directly (no shape bookkeeping a token does not need), `forward` elsewhere."""
-    plain = (isinstance(module, Sequential) and module.input_shape is None
-             and not any(module.conversions) and not module.final_conversion)
-    if not plain:  # a layer, or a stack with image layouts: as it is
-        return getattr(module, "decode", None) or module.forward
-    steps = [decoder(m) for m in module.modules]
-    if isinstance(module, Residual):
-        def residual(x: torch.Tensor) -> torch.Tensor:
-            out = x
-            for step in steps:
-                out = step(out)
-            return out + x  # a new tensor: x is no one else's to overwrite
-        return residual
+def decoder(model: Module, batch: int, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's inference forward while a cache is on, from (batch, time) int64 ids to
+    (batch time, outputs) rows: each layer's `decode` where it has one, chained directly,
+    its `forward` elsewhere (given and giving (batch, time, features), as it expects)."""
+    leaves: list[Module] = []
 
-    def chain(x: torch.Tensor) -> torch.Tensor:
-        for step in steps:
-            x = step(x)
-        return x
-    return chain
+    def build(module: Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        plain = (isinstance(module, Sequential) and module.input_shape is None
+                 and not any(module.conversions) and not module.final_conversion)
+        if not plain:  # a layer, or a stack with image layouts: one step
+            leaves.append(module)
+            decode = getattr(module, "decode", None)
+            if decode is not None:
+                return decode
+            if len(leaves) == 1:  # the first layer: ids as the data has them
+                return lambda ids: rows(module.forward(ids.to(dtype)))
+            return lambda x: rows(module.forward(x.view(batch, -1, x.shape[-1])))
+        steps = [build(m) for m in module.modules]
+        if isinstance(module, Residual):
+            def residual(x: torch.Tensor) -> torch.Tensor:
+                out = x
+                for step in steps:
+                    out = step(out)
+                return out + x  # a new tensor: x is no one else's to overwrite
+            return residual
+
+        def chain(x: torch.Tensor) -> torch.Tensor:
+            for step in steps:
+                x = step(x)
+            return x
+        return chain
+
+    return build(model)
+
+
+def rows(y: torch.Tensor) -> torch.Tensor:
+    """(batch, time, features) -> (batch time, features): the form decode steps pass on."""
+    return y.reshape(-1, y.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -140,10 +159,7 @@ def sample(
                 ids.append(sample_one(run(ids[-context:]), sampling, generator, on_token))
             return ids[len(prompt):]
         with key_value_cache(model, 1):
-            decode = decoder(model)
-            first = next(m for m in walk(model) if not isinstance(m, Sequential))
-            if getattr(first, "decode", None) is None:  # its forward takes ids as the data has them
-                step_ids, decode = decode, lambda ids: step_ids(ids.to(dtype))
+            decode = decoder(model, 1, dtype)
             window = ids[-context:]
             kept = len(window)
             logits = run(window)  # the prompt through forward: its ids are checked there
@@ -160,10 +176,10 @@ def sample(
                         m.start_cache(1)
                     window = ids[-(context // 2 or 1):]
                     kept = len(window)
-                    logits = decode(torch.tensor([window], device=device))[0, -1]
+                    logits = decode(torch.tensor([window], device=device))[-1]  # (vocab,)
                 else:
                     kept += 1
-                    logits = decode(chosen.view(1, 1)).view(-1)  # (1, 1, vocab) -> (vocab,)
+                    logits = decode(chosen.view(1, 1))[-1]  # (vocab,)
     return ids[len(prompt):]
 
 
