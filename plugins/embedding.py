@@ -56,7 +56,7 @@ class Embedding:
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """forward while sampling (core/network/sampling.py): int64 ids, already known to be in
         the vocabulary (drawn from its logits), so no check (a sync); (batch time, width) rows."""
-        return self.weight.value.index_select(0, ids.view(-1))
+        return self.weight.value.index_select(0, ids.reshape(-1))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.ids is None:
