@@ -106,12 +106,12 @@ class GELU(_Activation):
         # the arithmetic here (its pages are fresh)
         return (x * _INV_SQRT_2).erf_().add_(1).mul_(0.5).mul_(x)
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def decoding(self, batch: int, like: torch.Tensor):
         """forward while sampling (core/network/sampling.py): x Phi(x), nothing kept."""
         if self.approximate == "tanh":
-            return 0.5 * x * (1 + torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-        erf = (x * scalar(_INV_SQRT_2, x)).erf_()
-        return torch.addcmul(x, x, erf).mul_(scalar(0.5, x))  # (x + x erf(x / sqrt 2)) / 2
+            return None  # forward
+        inv_sqrt_2, half, addcmul = scalar(_INV_SQRT_2, like), scalar(0.5, like), torch.addcmul
+        return lambda x: addcmul(x, x, (x * inv_sqrt_2).erf_()).mul_(half)  # (x + x erf(x / sqrt 2)) / 2
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         x = self.cached()

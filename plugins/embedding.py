@@ -53,10 +53,11 @@ class Embedding:
         self.ids, self.input_like = flat, x
         return self.weight.value.index_select(0, flat).view(*ids.shape, self.width)  # (batch, time, width)
 
-    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+    def decoding(self, batch: int, like: torch.Tensor):
         """forward while sampling (core/network/sampling.py): int64 ids, already known to be in
         the vocabulary (drawn from its logits), so no check (a sync); (batch time, width) rows."""
-        return self.weight.value.index_select(0, ids.reshape(-1))
+        table = self.weight.value  # (vocab, width)
+        return lambda ids: table.index_select(0, ids.reshape(-1))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.ids is None:
@@ -101,7 +102,6 @@ class PositionEmbedding:
         self.weight = Parameter.of(table, "weight")
         self.time: int | None = None  # the last forward's length, for backward
         self.offset: int | None = None  # the next position while a cache is on
-        self.batch = 1  # how many sequences, while a cache is on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         time = x.shape[-2]
@@ -122,22 +122,24 @@ class PositionEmbedding:
         self.weight.grad[:time] += grad_output.reshape(-1, time, self.width).sum(0)  # (time, width)
         return grad_output
 
-    def decode(self, rows: torch.Tensor) -> torch.Tensor:
+    def decoding(self, batch: int, like: torch.Tensor):
         """forward while sampling (core/network/sampling.py), on (batch time, width) rows: the
         next positions' vectors added."""
-        start, time = self.offset, rows.shape[0] // self.batch
-        if start + time > self.context:
-            raise ShapeError(f"position: {start + time} positions, but it was built for a "
-                             f"context of {self.context}")
-        self.offset += time
-        table = self.weight.value.narrow(0, start, time)  # (time, width)
-        if self.batch == 1:
-            return rows + table
-        return (rows.view(self.batch, time, self.width) + table).view(-1, self.width)
+        table, width, context = self.weight.value, self.width, self.context
+
+        def decode(rows: torch.Tensor) -> torch.Tensor:
+            start, time = self.offset, rows.shape[0] // batch
+            if start + time > context:
+                raise ShapeError(f"position: {start + time} positions, but it was built for a "
+                                 f"context of {context}")
+            self.offset = start + time
+            here = table.narrow(0, start, time)  # (time, width)
+            return rows + here if batch == 1 else (rows.view(batch, time, width) + here).view(-1, width)
+        return decode
 
     def start_cache(self, batch: int) -> None:
         """Count positions across calls (token by token sampling), from 0."""
-        self.offset, self.batch = 0, batch
+        self.offset = 0
 
     def stop_cache(self) -> None:
         self.offset = None

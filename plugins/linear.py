@@ -59,11 +59,12 @@ class Linear:
             return None
         return (grad_output @ self.weight.value.mT).view(self.shape)  # (..., batch, in)
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def decoding(self, batch: int, like: torch.Tensor):
         """forward while sampling (core/network/sampling.py): (rows, in) -> (rows, out), nothing kept."""
-        if x.dim() != 2 or self.weight.value.dim() != 2:  # an ensemble's: as forward has it
-            return self.forward(x)
-        return torch.addmm(self.bias.value, x, self.weight.value)
+        if self.weight.value.dim() != 2:
+            return None  # an ensemble's: forward
+        weight, bias, addmm = self.weight.value, self.bias.value, torch.addmm
+        return lambda x: addmm(bias, x, weight)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]

@@ -215,13 +215,23 @@ class LayerNorm:
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """forward while sampling (core/network/sampling.py): the same values, nothing kept."""
-        if self.runs is not None or tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
-            return self.forward(x)  # an ensemble, or a shape forward explains
-        var, mean = torch.var_mean(x, dim=self.dims, correction=0, keepdim=True)  # (..., 1) each
-        normalised = (x - mean).mul_(var.add_(scalar(self.eps, x)).rsqrt_())  # like x
-        return torch.addcmul(self.bias.value, normalised, self.weight.value)
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py), on (rows, features), nothing kept."""
+        if self.runs is not None or len(self.in_shape) != 1:
+            return None  # an ensemble's, an image's: forward
+        weight, bias, eps = self.weight.value, self.bias.value, scalar(self.eps, like)
+        var_mean, addcmul = torch.var_mean, torch.addcmul
+
+        def decode(x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] != 1:  # a prompt's rows: as forward (var_mean is slow on many rows)
+                mean = x.mean(dim=-1, keepdim=True)
+                centred = x - mean
+                var = (centred * centred).mean(dim=-1, keepdim=True)
+            else:  # one token's row: one call for both
+                var, mean = var_mean(x, dim=-1, correction=0, keepdim=True)  # (1, 1) each
+                centred = x - mean
+            return addcmul(bias, centred.mul_(var.add_(eps).rsqrt_()), weight)
+        return decode
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
@@ -272,9 +282,9 @@ class Dropout(_Modes):
     def parameters(self) -> list[Parameter]:
         return []
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def decoding(self, batch: int, like: torch.Tensor):
         """forward while sampling (core/network/sampling.py): in evaluation, x itself."""
-        return x if not self.training or self.p == 0.0 else self.forward(x)
+        return (lambda x: x) if not self.training or self.p == 0.0 else None
 
 
 @hookimpl

@@ -5,14 +5,16 @@ A module that keeps state across calls while sampling has `start_cache(batch)` a
 with the cache on, each call gets only the new tokens, and the prefix is never recomputed.
 Without it (`cache=False`) every token recomputes the whole window, as a plain forward does.
 
-While the cache is on, a module may also have `decode(x)`: its forward for inference only,
-the same values as `forward`, keeping nothing for a backward, on the sequence as rows,
-(batch time, features), the form a linear layer multiplies (a layer that needs the time
-takes the batch from `start_cache`). The first layer's `decode` takes the (batch, time) ids
-as int64, unchecked: the prompt goes through `forward` (checked), the drawn tokens, known to
-be in the vocabulary, through `decode`. It must not write to its input; its output is only
-read. Modules without one run their `forward`. (A token at a time is one row: it costs about
-as many small torch calls as the network has steps, so each call saved counts.)
+While the cache is on, a module may also offer `decoding(batch, like)`: it returns its
+forward for inference only (or None: use forward), made once per sampling with what it
+needs at hand (its parameters' tensors, constants of `like`'s dtype and device; no
+optimizer step runs while sampling). That function gives the same values as `forward`,
+keeps nothing for a backward, and takes the sequence as rows, (batch time, features), the
+form a linear layer multiplies. The first layer's takes the (batch, time) ids as int64,
+unchecked: the prompt goes through `forward` (checked), the drawn tokens, known to be in
+the vocabulary, through the decoding. It must not write to its input; its output is only
+read. Modules without one run their `forward`. (A token at a time is one row: it costs
+about as many small torch calls as the network has steps, so each call saved counts.)
 """
 
 from __future__ import annotations
@@ -54,18 +56,21 @@ def key_value_cache(model: Module, batch: int = 1):
             m.stop_cache()
 
 
-def decoder(model: Module, batch: int, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+def decoder(model: Module, batch: int, dtype: torch.dtype,
+            device: torch.device | str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
     """The model's inference forward while a cache is on, from (batch, time) int64 ids to
-    (batch time, outputs) rows: each layer's `decode` where it has one, chained directly,
+    (batch time, outputs) rows: each layer's `decoding` where it has one, chained directly,
     its `forward` elsewhere (given and giving (batch, time, features), as it expects)."""
     leaves: list[Module] = []
+    like = torch.empty(0, dtype=dtype, device=device)  # for the layers' constants
 
     def build(module: Module) -> Callable[[torch.Tensor], torch.Tensor]:
         plain = (isinstance(module, Sequential) and module.input_shape is None
                  and not any(module.conversions) and not module.final_conversion)
         if not plain:  # a layer, or a stack with image layouts: one step
             leaves.append(module)
-            decode = getattr(module, "decode", None)
+            decoding = getattr(module, "decoding", None)
+            decode = decoding(batch, like) if decoding is not None else None
             if decode is not None:
                 return decode
             if len(leaves) == 1:  # the first layer: ids as the data has them
@@ -153,13 +158,15 @@ def sample(
         x = torch.tensor([window], dtype=dtype, device=device)  # (1, time)
         return model.forward(x)[0, -1]  # (vocab,): the logits after the window's last token
 
-    with torch.set_grad_enabled(False), evaluating(model):
+    # NOTE: inference mode, not only no gradients: torch skips the autograd bookkeeping of
+    # every op (version counters, view tracking), about a fifth of a token's time here
+    with torch.inference_mode(), evaluating(model):
         if not cache:
             for _ in range(tokens):
                 ids.append(sample_one(run(ids[-context:]), sampling, generator, on_token))
             return ids[len(prompt):]
         with key_value_cache(model, 1):
-            decode = decoder(model, 1, dtype)
+            decode = decoder(model, 1, dtype, device)
             window = ids[-context:]
             kept = len(window)
             logits = run(window)  # the prompt through forward: its ids are checked there
