@@ -93,3 +93,17 @@ def test_cached_sampling_at_batch_one_draws_what_recomputing_draws():
     plain = sample(model, [1, 2], 14, context=16, sampling=how, generator=torch.Generator().manual_seed(5),
                    cache=False)
     assert cached == plain
+
+
+def test_drawing_ahead_a_block_at_a_time_draws_what_one_at_a_time_draws(monkeypatch):
+    import core.network.sampling as sampling
+
+    monkeypatch.setattr(sampling, "RACE_BLOCK", 3)  # 10 tokens: blocks of 3, 3, 3 and 1
+    model = build(GPT, 16)
+    how, prompt = Sampling(temperature=0.8, top_k=4), [3, 1]
+    drawn = sample(model, prompt, 10, context=16, sampling=how, generator=torch.Generator().manual_seed(2))
+    ids, g = list(prompt), torch.Generator().manual_seed(2)
+    with torch.set_grad_enabled(False):
+        for _ in range(10):
+            ids.append(how.draw(model.forward(torch.tensor([ids], dtype=torch.float64))[0, -1], g))
+    assert drawn == ids[2:]

@@ -117,8 +117,12 @@ class Sampling:
         """One token id from (vocab,) logits."""
         return int(self.choose(logits, generator))
 
-    def choose(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """One token id from (vocab,) logits, as a 0-dim int64 tensor (fed back without a copy)."""
+    def choose(self, logits: torch.Tensor, generator: torch.Generator | None,
+               race: torch.Tensor | None = None) -> torch.Tensor:
+        """One token id from (vocab,) logits, as a 0-dim int64 tensor (fed back without a copy).
+
+        `race`: this draw's (vocab,) Exp(1) numbers if drawn ahead (see `races`), else drawn here.
+        """
         if self.temperature == 0:
             return logits.argmax()
         if self.temperature != 1:
@@ -133,8 +137,23 @@ class Sampling:
         # argmax of w / q, q ~ Exp(1), picks i with probability w_i / sum w), the same
         # token for the same generator, without its four checks of the weights (each a
         # reduction and a sync; these weights are finite and >= 0 by construction).
-        race = torch.empty_like(weights).exponential_(generator=generator)
+        if race is None:
+            race = torch.empty_like(weights).exponential_(generator=generator)
         return torch.div(weights, race, out=race).argmax()
+
+    def races(self, tokens: int, like: torch.Tensor, generator: torch.Generator | None) -> Iterator:
+        """The Exp(1) numbers of `tokens` draws from logits like `like`, drawn a block of draws
+        at a time (one call instead of two per token): the same numbers, in the same order,
+        as drawing them one draw at a time. None for each draw where none are needed (greedy)."""
+        if self.temperature == 0:
+            yield from [None] * tokens
+            return
+        for start in range(0, tokens, RACE_BLOCK):
+            count = min(RACE_BLOCK, tokens - start)
+            yield from like.new_empty(count, like.shape[-1]).exponential_(generator=generator).unbind(0)
+
+
+RACE_BLOCK = 256  # draws whose Exp(1) numbers are drawn at once (memory: 256 x vocab numbers)
 
 
 def sample(
@@ -162,16 +181,19 @@ def sample(
     # every op (version counters, view tracking), about a fifth of a token's time here
     with torch.inference_mode(), evaluating(model):
         if not cache:
-            for _ in range(tokens):
-                ids.append(sample_one(run(ids[-context:]), sampling, generator, on_token))
+            logits = run(ids[-context:])
+            for step, race in enumerate(sampling.races(tokens, logits, generator)):
+                if step:
+                    logits = run(ids[-context:])
+                ids.append(sample_one(logits, sampling, generator, on_token, race))
             return ids[len(prompt):]
         with key_value_cache(model, 1):
             decode = decoder(model, 1, dtype, device)
             window = ids[-context:]
             kept = len(window)
             logits = run(window)  # the prompt through forward: its ids are checked there
-            for step in range(tokens):
-                chosen = sampling.choose(logits, generator)  # () int64
+            for step, race in enumerate(sampling.races(tokens, logits, generator)):
+                chosen = sampling.choose(logits, generator, race)  # () int64
                 token = int(chosen)
                 ids.append(token)
                 if on_token is not None:
@@ -191,8 +213,8 @@ def sample(
 
 
 def sample_one(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None,
-               on_token: Callable[[int], None] | None) -> int:
-    token = sampling.draw(logits, generator)
+               on_token: Callable[[int], None] | None, race: torch.Tensor | None = None) -> int:
+    token = int(sampling.choose(logits, generator, race))
     if on_token is not None:
         on_token(token)
     return token
