@@ -107,3 +107,14 @@ def test_drawing_ahead_a_block_at_a_time_draws_what_one_at_a_time_draws(monkeypa
         for _ in range(10):
             ids.append(how.draw(model.forward(torch.tensor([ids], dtype=torch.float64))[0, -1], g))
     assert drawn == ids[2:]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_diverged_network_is_refused_not_sampled(cache):
+    """The draw skips torch.multinomial's checks, so NaN logits must be caught before it."""
+    from core.errors import DivergenceError
+
+    model = build(GPT, 6)
+    next(iter(model.parameters())).value.fill_(float("nan"))
+    with pytest.raises(DivergenceError, match="not finite"):
+        sample(model, [1, 2], 4, context=6, generator=torch.Generator().manual_seed(0), cache=cache)

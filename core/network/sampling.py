@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.errors import SettingsError
+from core.errors import DivergenceError, SettingsError
 from core.network.protocols import Module, evaluating
 from core.network.residual import Residual
 from core.network.sequential import Sequential
@@ -181,7 +181,7 @@ def sample(
     # every op (version counters, view tracking), about a fifth of a token's time here
     with torch.inference_mode(), evaluating(model):
         if not cache:
-            logits = run(ids[-context:])
+            logits = finite(run(ids[-context:]))
             for step, race in enumerate(sampling.races(tokens, logits, generator)):
                 if step:
                     logits = run(ids[-context:])
@@ -191,7 +191,7 @@ def sample(
             decode = decoder(model, 1, dtype, device)
             window = ids[-context:]
             kept = len(window)
-            logits = run(window)  # the prompt through forward: its ids are checked there
+            logits = finite(run(window))  # the prompt through forward: its ids are checked there
             for step, race in enumerate(sampling.races(tokens, logits, generator)):
                 chosen = sampling.choose(logits, generator, race)  # () int64
                 token = int(chosen)
@@ -210,6 +210,16 @@ def sample(
                     kept += 1
                     logits = decode(chosen.view(1, 1))[-1]  # (vocab,)
     return ids[len(prompt):]
+
+
+def finite(logits: torch.Tensor) -> torch.Tensor:
+    """The prompt's logits, refused if any is NaN or infinite: the draw skips
+    torch.multinomial's checks, and a diverged network would otherwise yield arbitrary ids
+    (one check a sampling, not one a token)."""
+    if not bool(torch.isfinite(logits).all()):
+        raise DivergenceError("the network's logits after the prompt are not finite (NaN or inf): "
+                              "its weights diverged; sample from a model trained without diverging")
+    return logits
 
 
 def sample_one(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None,
