@@ -56,8 +56,9 @@ from core.training.settings import TrainSettings
 
 OBJECTIVES = ("loss", "error")
 # Fewer training rows than this: one 20 % holdout scores a trial on under 200 rows, too few
-# to rank trials (diabetes' 248 rows: 50; its tune reached R^2 0.36 by a holdout, 0.39 by
-# 5 folds, bench/small_tables.py), so k folds score every row, at k times the training.
+# to rank trials (diabetes' 248 rows: 50; its tune reached R^2 0.36 by a holdout, 0.42 by
+# 5 folds picking the epochs, bench/small_tables.py), so k folds score every row, at k
+# times the training.
 CV_BELOW_ROWS = 1000
 DEFAULT_CV = 5
 DEFAULT_HOLDOUT = 0.2
