@@ -5,6 +5,9 @@
     POST   /api/sessions               start a run from a configuration -> {"id": ...}
     GET    /api/sessions/{id}/events   server-sent events: "setup", then "frame"s
     POST   /api/sessions/{id}/control  {"action": "play" | "pause" | "step" | "reset"}
+    POST   /api/sessions/{id}/speed    {"speed": epochs per frame}, while the run goes on
+    POST   /api/sessions/{id}/probe    {"pixels": [...]}: a drawn image, whose class
+                                       probabilities then come with every frame
     GET    /api/sessions/{id}/model    the trained network as a model file
     DELETE /api/sessions/{id}          stop the run
     GET    /api/status                 how many runs are training, and stopping
@@ -42,6 +45,7 @@ from core.plugin.registry import Registry
 from playground.config import LIMITS, PAGE_DEFAULTS, ConfigError, PlaygroundConfig, parse_config
 from playground.guards import JsonOnly, SecurityHeaders, allowed_hosts
 from playground.session import FPS, Session, SessionStateError, playable_datasets
+from playground.views import parse_probe
 
 STATIC = Path(__file__).resolve().parent / "static"
 UNCONNECTED_SECONDS = 15.0  # a run whose page never opens its stream is stopped after this
@@ -156,7 +160,7 @@ def create_app(registry: Registry, *, fps: float = FPS,
     async def start(request: Request) -> Response:
         config = parse_config(await _json_body(request))
         if config.data not in datasets:
-            raise ConfigError(f"unknown data set {config.data!r}; accepted (2-D classification): "
+            raise ConfigError(f"unknown data set {config.data!r}; accepted (those the page draws): "
                               f"{', '.join(datasets)}")
         sessions.reserve()  # on the event loop: no two requests take the last slot
         # Building a run draws its data and weights: off the event loop.
@@ -201,6 +205,7 @@ def create_app(registry: Registry, *, fps: float = FPS,
         Route("/api/sessions", start, methods=["POST"]),
         Route("/api/sessions/{key}/control", control, methods=["POST"]),
         Route("/api/sessions/{key}/model", model),
+        *_training_control_routes(sessions),
         Route("/api/sessions/{key}/events", events),
         Route("/api/sessions/{key}", stop, methods=["DELETE"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -306,3 +311,31 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 async def _crashed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+# -- the training controls that change a run while it goes on (issue 25) -----------------
+
+
+def _training_control_routes(sessions: Sessions) -> list[Route]:
+    """The speed, and the image drawn on the page: neither resets the run."""
+
+    async def speed(request: Request) -> Response:
+        session = sessions.get(request.path_params["key"])
+        body = await _json_body(request)
+        if not isinstance(body, dict) or set(body) != {"speed"}:
+            raise ConfigError('the body must be {"speed": epochs per frame}')
+        config = parse_config({**session.config.to_dict(), "speed": body["speed"]})
+        session.set_speed(config.speed)
+        return JSONResponse({"ok": True, "speed": config.speed})
+
+    async def probe(request: Request) -> Response:
+        session = sessions.get(request.path_params["key"])
+        body = await _json_body(request)
+        run = session.run
+        if run is None:
+            raise SessionStateError(session.ended_text())
+        session.set_probe(parse_probe(body, run.kind, run.image))
+        return JSONResponse({"ok": True})
+
+    return [Route("/api/sessions/{key}/speed", speed, methods=["POST"]),
+            Route("/api/sessions/{key}/probe", probe, methods=["POST"])]

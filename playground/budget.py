@@ -28,11 +28,38 @@ def numbers_per_row(network, in_features: int, dtype: torch.dtype) -> int:
     module's output (each module keeps about its input or its output for backward)."""
     x = torch.zeros(1, in_features, dtype=dtype)  # (1, in)
     total = x.numel()
+    if getattr(network, "input_shape", None):  # built for images (a CNN): in their layout
+        # NOTE: a convolution keeps more than its input for backward (its input padded, or
+        # transformed into tiles), and some of it is per weight, not per row: an image
+        # network is counted by what its outputs and caches grow by from one row to two.
+        def held(rows: int) -> int:
+            images = torch.zeros(rows, *network.input_shape, dtype=dtype)  # (rows, c, h, w)
+            with torch.set_grad_enabled(False):
+                outputs = sum(out.numel() for out in network.outputs(images))
+            return outputs + sum(_held(module) for module in network.modules)
+
+        return total + held(2) - held(1)
     with torch.set_grad_enabled(False):
         for module in getattr(network, "modules", [network]):
             x = module.forward(x)
             total += x.numel()
     return total
+
+
+def _held(value, depth: int = 0) -> int:
+    """The numbers in the tensors a module keeps (its caches), in its attributes and in
+    the tuples, lists and dicts among them; its weights are Parameters, not counted."""
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if depth > 3:
+        return 0
+    if isinstance(value, (tuple, list)):
+        return sum(_held(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return sum(_held(item, depth + 1) for item in value.values())
+    if depth == 0:
+        return _held(vars(value), depth + 1) if hasattr(value, "__dict__") else 0
+    return 0
 
 
 def run_bytes(per_row: int, *, batch: int, parameters: int, points: int, cells: int,

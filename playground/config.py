@@ -41,6 +41,12 @@ LIMITS = {
     "max_run_seconds": 4 * 3600,  # and any run after this long
     "max_body_bytes": 16_384,  # request bodies
 }
+# The training controls' limits (issue 25: penalty, speed).
+LIMITS.update({
+    "max_rate": 10.0,  # the penalty's rate
+    "max_speed": 1000,  # epochs per frame
+})
+PENALTIES = ("none", "l1", "l2")  # the penalty on the weight matrices (core/training/penalty.py)
 
 
 class ConfigError(SettingsError):
@@ -66,6 +72,12 @@ class PlaygroundConfig:
     batch: int = 10  # samples per gradient step
     seed: int = 0  # draws the data, the weights and the shuffling
     grid: int = 100  # heat map cells per side
+    # -- training controls: the penalty and the speed train; the page alone draws the rest
+    penalty: str = "none"  # l1 or l2: `nn-cli train --l1/--l2 RATE` on the weight matrices
+    rate: float = 0.0  # the penalty's rate
+    speed: int = 0  # epochs per frame (0: as many as the server trains between frames)
+    logscale: bool = False  # the loss chart on a log scale (the page's; checked here)
+    discretize: bool = False  # the output drawn as classes or bands (the page's; checked here)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +102,12 @@ class PlaygroundConfig:
             seed=self.seed, n_train=n_train, n_test=self.size - n_train,
             layers=layers, schedule="constant",
             data=self.data_text(takes), test_fraction=round(1 - n_train / self.size, 12),
+            **self.penalty_settings(),
         )
+
+    def penalty_settings(self) -> dict[str, float]:
+        """The framework's l1 and l2 of the chosen penalty at its rate."""
+        return {self.penalty: self.rate} if self.penalty in ("l1", "l2") else {}
 
     def data_text(self, takes: Mapping[str, inspect.Parameter]) -> str:
         """The `--data` text: name, then `n`, `noise` and the other options."""
@@ -185,6 +202,8 @@ def parse_config(body: Any) -> PlaygroundConfig:
 
 def _coerce(key: str, value: Any) -> Any:
     kind = _TYPES[key]
+    if kind == "bool":
+        return _switch(key, value)
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {value!r}")
@@ -207,7 +226,28 @@ def _coerce(key: str, value: Any) -> Any:
     return number
 
 
+def _switch(key: str, value: Any) -> bool:
+    """A switch from JSON (true/false) or from the URL's text ("true"/"false")."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _check_controls(c: PlaygroundConfig) -> None:
+    """The training controls: a known penalty, its rate and the speed within their limits."""
+    if c.penalty not in PENALTIES:
+        raise ConfigError(f"penalty must be one of {', '.join(PENALTIES)}, got {c.penalty!r}")
+    if not 0 <= c.rate <= LIMITS["max_rate"]:
+        raise ConfigError(f"rate must be between 0 and {LIMITS['max_rate']}, got {c.rate!r}")
+    if not 0 <= c.speed <= LIMITS["max_speed"]:
+        raise ConfigError(f"speed must be between 0 (as fast as the server trains) and "
+                          f"{LIMITS['max_speed']} epochs per frame, got {c.speed!r}")
+
+
 def _check_bounds(c: PlaygroundConfig) -> None:
+    _check_controls(c)
     limit = LIMITS
     ranges = [
         ("size", c.size, limit["min_points"], limit["max_points"]),

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from core.data.dataset import CLASSIFICATION, build_from_factory
+from core.data.dataset import build_from_factory
 from core.errors import NNError, SettingsError
 from core.files.model_file import model_file_bytes
 from core.network.protocols import decision_threshold
@@ -46,8 +46,10 @@ from core.plugin.registry import Registry
 from core.training.components import make_loss
 from core.training.evaluate import output_errors, predicted_classes
 from core.training.loop import fit
+from core.training.penalty import Penalty
 
 from playground.budget import draw_rows, forward_in_slices, numbers_per_row, run_bytes
+from playground import views
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
 
 FPS = 15  # frames a second while training (the page needs 10 to look live)
@@ -90,9 +92,18 @@ class Run:
         self.view_loss = make_loss(self.registry, self.settings)
         self.shuffle = prepared.generators["shuffle"]
         self.losses: list[float] = []  # mean training loss of each epoch, as fit reports it
-        self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
-        self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
-                          self.data.x_train.dtype)
+        self.kind = views.view_kind(self.data.dataset)  # plane, curve, surface or image
+        self.probe: torch.Tensor | None = None  # an image drawn on the page (views.py)
+        self.image = views.image_of(self.raw, self.data.dataset) if self.kind == "image" else None
+        if self.kind == "plane":
+            self.domain = _domain(torch.cat([self.raw.x_train, self.raw.x_test]))
+            self.grid = _grid(self.domain, self.config.grid, self.data.preprocessing,
+                              self.data.x_train.dtype)
+        else:  # a curve's axis, a surface's square; no grid for images
+            self.domain = views.domain_of(self.kind, torch.cat([self.raw.x_train, self.raw.x_test]))
+            self.grid = self.data.x_train[:0] if self.kind == "image" else views.grid_of(
+                self.kind, self.domain, self.config.grid, self.data.preprocessing,
+                self.data.x_train.dtype)
 
     @property
     def epoch(self) -> int:
@@ -103,6 +114,7 @@ class Run:
         losses = fit(
             self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
             epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
+            penalty=Penalty(self.settings.l1, self.settings.l2),
         )
         self.losses += losses
         return bool(losses)
@@ -110,12 +122,17 @@ class Run:
     def setup(self) -> dict[str, Any]:
         """The points and the plotted square: sent once per reset."""
         raw, dataset = self.raw, self.data.dataset
-        return {
+        setup = {
             "domain": self.domain, "grid": self.config.grid, "classes": dataset.n_classes,
             "class_names": list(dataset.class_names), "data": self.settings.data,
-            "train": _points(raw.x_train, raw.y_train), "test": _points(raw.x_test, raw.y_test),
             "config": self.config.to_dict(), "network": [s.to_dict() for s in self.specs],
+            "view": self.kind, "task": dataset.task,
         }
+        if self.kind == "plane":
+            setup.update(train=_points(raw.x_train, raw.y_train), test=_points(raw.x_test, raw.y_test))
+        else:
+            setup.update(views.setup_of(self.kind, raw, dataset))
+        return setup
 
     def sync_view(self) -> None:
         """Copy the trained weights and buffers (running statistics) into the network the
@@ -135,15 +152,18 @@ class Run:
                 train_loss, train_error = self.measure(d.x_train, d.y_train, d.labels_train,
                                                        stopped)
                 test_loss, test_error = self.measure(d.x_test, d.y_test, d.labels_test, stopped)
-                classes, strength = self.heatmap(stopped)
+                if self.kind == "plane":
+                    classes, strength = self.heatmap(stopped)
+                    drawn = {"heatmap": {"classes": _b64(classes), "strength": _b64(strength)}}
+                else:  # a curve, a surface, a drawn digit's probabilities
+                    drawn = views.fitted(self, stopped)
             except _Stopped:
                 return None
             finally:  # a one-row forward: every module's cache shrinks to one row
-                self.view.forward(self.grid[:1])
+                self.view.forward(d.x_train[:1])
         return {
             "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-            "train_error": train_error, "test_error": test_error,
-            "heatmap": {"classes": _b64(classes), "strength": _b64(strength)},
+            "train_error": train_error, "test_error": test_error, **drawn,
         }
 
     def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
@@ -190,11 +210,15 @@ class Run:
 
 def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
     """Every registered data set that draws its points from the run's generator and
-    builds, with its defaults, into 2-D points labelled by class; with its options and
-    their defaults. Fixed tables (no `generator` parameter) are never built here."""
+    builds, with its defaults, into data the page draws (views.view_kind: 2-D points
+    labelled by class, a curve, a surface); with its options and their defaults. Fixed
+    tables (no `generator` parameter) are built here only when they take no option at all
+    (scikit-learn's shipped ones), and kept only if they are small images (digits)."""
     found = {}
     for entry in registry.entries("dataset"):
-        if "generator" not in constructor_parameters(entry.factory):
+        takes = constructor_parameters(entry.factory)
+        fixed = "generator" not in takes
+        if fixed and any(name not in context_arguments("dataset") for name in takes):
             continue
         try:
             with torch.set_grad_enabled(False):
@@ -202,13 +226,14 @@ def playable_datasets(registry: Registry) -> dict[str, dict[str, Any]]:
                                              context={"n_train": 50, "n_test": 50})
         except Exception:  # it needs an option, a file or a package: not for the page
             continue
-        if dataset.input_shape == (2,) and dataset.task in CLASSIFICATION:
+        kind = views.view_kind(dataset)
+        if kind is not None and (kind == "image" or not fixed):
             options = {name: None if p.default is p.empty else p.default
                        for name, p in constructor_parameters(entry.factory).items()
                        if name not in context_arguments("dataset") and p.kind != p.VAR_KEYWORD}
             found[entry.name] = {"name": entry.name, "summary": entry.summary,
                                  "plugin": entry.plugin, "options": options,
-                                 "classes": dataset.n_classes}
+                                 "classes": dataset.n_classes, "view": kind}
     return found
 
 
@@ -233,6 +258,8 @@ class Session:
         self.epoch_interval = 1.0 / max_epochs_per_second
         self.playing = False
         self.closed = False
+        self.speed = config.speed  # epochs per frame (0: as many as train between frames)
+        self._probe: torch.Tensor | None = None  # the image drawn on the page, kept over resets
         self.ended: str | None = None  # why the server stopped the run, for its page
         self.error: str | None = None
         self.last_command = time.monotonic()  # for the idle limit
@@ -260,6 +287,19 @@ class Session:
             raise ConfigError(f"unknown action {action!r}; accepted: play, pause, step, reset")
         self.last_command = time.monotonic()
         self._commands.put((action, None))
+
+    # -- the training controls (issue 25): changed while the run goes on, no reset
+    def set_speed(self, speed: int) -> None:
+        """Epochs per frame from now on (0: as many as the server trains between frames)."""
+        self.last_command = time.monotonic()
+        self.config = replace(self.config, speed=speed)  # a reset keeps it
+        self._commands.put(("speed", speed))
+
+    def set_probe(self, pixels: torch.Tensor) -> None:
+        """An image drawn on the page (views.parse_probe): its class probabilities come
+        with every frame from now on, from the network as it trains."""
+        self.last_command = time.monotonic()
+        self._commands.put(("probe", pixels))
 
     def model_bytes(self) -> Future:
         """The model file, once the worker gets to it; a SessionStateError if the run
@@ -333,6 +373,12 @@ class Session:
                 time.sleep(next_epoch - now)
             next_epoch = max(next_epoch, now) + self.epoch_interval
             trained = self._train_epoch()
+            if self.speed:  # epochs per frame: every `speed`-th epoch is drawn, at most FPS a second
+                if trained and self.run.epoch % self.speed == 0:
+                    time.sleep(max(0.0, last_frame + self.frame_interval - time.perf_counter()))
+                    self._publish()
+                    last_frame = time.perf_counter()
+                continue
             # A frame only when the painter is free: a fast network skips frames, not epochs.
             if trained and time.perf_counter() - last_frame >= self.frame_interval:
                 if self._publish(wait=False):
@@ -347,6 +393,13 @@ class Session:
             except Exception as e:  # noqa: BLE001  (NNError: 409; anything else: the 500 says what)
                 future.set_exception(e)
             return
+        if action == "speed":
+            self.speed = future  # (the command's argument)
+            return
+        if action == "probe":
+            self._probe = self.run.probe = future  # (the command's argument)
+            self._publish()
+            return
         if action == "play":
             self.playing = self.error is None
         elif action == "pause":
@@ -358,6 +411,7 @@ class Session:
             self.playing, self.error = False, None
             self._idle.wait()  # the painter may still be drawing the old run
             self.run = Run(self.config, self.registry)  # the same seed: the same start
+            self.run.probe = self._probe
             self._publish(setup=True)
             return
         self._publish()
@@ -438,8 +492,9 @@ def _check_memory(run: Run, in_features: int, out_features: int) -> None:
     """Refuse a run whose activations, weights and data would pass the memory limit."""
     c = run.config
     need = run_bytes(
-        run.per_row, batch=min(c.batch, run.config.n_train), points=c.size, cells=c.grid ** 2,
+        run.per_row, batch=min(c.batch, len(run.data.x_train)), cells=c.grid ** 2,
         parameters=sum(p.value.numel() for p in run.model.parameters()),
+        points=max(c.size, len(run.raw.x_train) + len(run.raw.x_test)),  # a fixed table's own
         in_features=in_features, out_features=out_features,
         element=run.data.x_train.element_size(),
     )

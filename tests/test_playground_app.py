@@ -96,7 +96,8 @@ def test_choices_list_every_registered_component_and_the_limits(client, registry
                       ("optimizer", "optimizers"), ("initializer", "initializers")):
         assert [c["name"] for c in choices[key]] == [e.name for e in registry.entries(kind)]
     offered = {d["name"]: d for d in choices["datasets"]}
-    assert set(offered) == {"disk", "moons", "circles", "xor", "spiral", "gauss"}  # the 2-D ones
+    assert set(offered) == {"disk", "moons", "circles", "xor", "spiral", "gauss",  # the 2-D ones
+                            "sine", "hills", "digits"}  # a curve, a surface, images
     assert offered["spiral"]["options"] == {"n": 1000, "arms": 2, "noise": 0.2}
     assert offered["disk"]["options"] == {}
     assert choices["limits"] == LIMITS
@@ -262,7 +263,7 @@ def test_runs_past_the_limit_are_refused_with_429(client):
     ({"act": "nope"}, "unknown activation 'nope'"),
     ({"loss": "nope"}, "unknown loss 'nope'"),
     ({"optimizer": "nope"}, "unknown optimizer 'nope'"),
-    ({"data": "nope"}, "unknown data set 'nope'; accepted (2-D classification): circles"),
+    ({"data": "nope"}, "unknown data set 'nope'; accepted (those the page draws): circles"),
     ({"data": "file"}, "unknown data set 'file'"),
     ({"data": "disk", "noise": 0.1}, "data set 'disk' has no noise; set noise to 0"),
     ({"options": "n=5"}, "options: give n in its own field"),

@@ -252,3 +252,200 @@ def test_a_diverging_run_says_so_on_the_page(server, browser):
     assert errors == []  # before: the frame's NaN broke JSON.parse, the page froze silently
     page.close()
     wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+# -- regression, digits and the training controls (issue 25, items 3 and 4) ---------------
+
+CURVE = {"data": "sine", "options": "", "noise": "0.1", "loss": "mse", "hidden": "16,16",
+         "act": "tanh", "size": "400", "grid": "100"}
+DIGITS = {"data": "digits", "options": "", "noise": "0", "loss": "cross_entropy", "batch": "32",
+          "layers": "conv2d:out=8,k=3,pad=1,relu,maxpool2d:k=2,flatten,linear:out=10",
+          "lr": "0.01", "ratio": "0.3"}
+CONTROLS = {"penalty": "l2", "rate": "0.003", "speed": "5", "logscale": "true",
+            "discretize": "true", "noise": "0.35"}
+
+
+def screenshot(page, tmp_path, name: str) -> None:
+    """A view's picture, where CI keeps it ($NN_ARTIFACTS)."""
+    shot = Path(os.environ.get("NN_ARTIFACTS") or tmp_path) / name
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def number(page, key: str) -> float:
+    return float(page.locator(f"#{key}").text_content().rstrip("%"))
+
+
+def test_a_regression_plays_and_its_test_error_falls(server, browser, tmp_path):
+    url, app = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "#" + page_hash({k: [v] for k, v in CURVE.items()}))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(page.locator("#test-error")).not_to_have_text("-", timeout=30_000)
+    first, curve = number(page, "test-error"), canvas(page, "heatmap")  # the RMSE at epoch 0
+    page.click("#play")
+    wait_on_page(page, f"parseFloat(document.getElementById('test-error').textContent) < {first / 3}",
+                 timeout=120)
+    assert canvas(page, "heatmap") != curve, "the fitted curve was not redrawn"
+    page.click("#play")
+    expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
+    screenshot(page, tmp_path, "playground-curve.png")
+
+    set_value(page, "data", "hills")  # a surface; picking it keeps the regression loss
+    expect(page.locator("#loss")).to_have_value("mse")
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(page.locator("#epoch")).to_have_text("0", timeout=30_000)
+    first = number(page, "test-error")
+    page.click("#play")
+    wait_on_page(page, f"parseFloat(document.getElementById('test-error').textContent) < {first * 0.7}",
+                 timeout=120)
+    page.click("#play")
+    expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
+    screenshot(page, tmp_path, "playground-surface.png")
+    assert page.locator("#error").is_hidden() and errors == []
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_a_drawn_digit_gets_probabilities_that_sum_to_one(server, browser, tmp_path):
+    url, app = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "#" + page_hash({k: [v] for k, v in DIGITS.items()}))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(page.locator("#digit")).to_be_visible()
+    expect(page.locator("#heatmap")).to_be_hidden()
+    box = page.locator("#digit").bounding_box()
+    # A seven: a bar across the top, then a stroke down to the bottom left.
+    strokes = [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.4, 0.85)]]
+    for stroke in strokes:
+        (x0, y0), (x1, y1) = stroke
+        page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        page.mouse.down()
+        for step in range(1, 11):
+            t = step / 10
+            page.mouse.move(box["x"] + (x0 + (x1 - x0) * t) * box["width"],
+                            box["y"] + (y0 + (y1 - y0) * t) * box["height"])
+        page.mouse.up()
+    probabilities = "document.getElementById('probabilities').dataset.probabilities"
+    wait_on_page(page, f"{probabilities} !== undefined")
+    untrained = page.evaluate(f"JSON.parse({probabilities})")
+    assert len(untrained) == 10 and abs(sum(untrained) - 1) < 1e-9
+    expect(page.locator("#probabilities li")).to_have_count(10)
+    seen = page.evaluate("Array.from(drawnPixels)")  # the 8x8 the server got, at 0-16
+    assert len(seen) == 64 and max(seen) > 8 and min(seen) == 0 and all(0 <= p <= 16 for p in seen)
+    page.click("#play")  # the probabilities of the same drawing, as the network trains
+    wait_on_page(page, "Number(document.getElementById('epoch').textContent) >= 20", timeout=120)
+    trained = page.evaluate(f"JSON.parse({probabilities})")
+    assert trained != untrained and abs(sum(trained) - 1) < 1e-9
+    page.click("#play")
+    expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
+    screenshot(page, tmp_path, "playground-digits.png")
+    assert page.locator("#error").is_hidden() and errors == []
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_picking_digits_gives_a_cnn_and_the_canvas_and_back(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    set_value(page, "data", "digits")
+    expect(page.locator("#layers")).to_have_value(DIGITS["layers"])
+    expect(page.locator("#loss")).to_have_value("cross_entropy")
+    expect(page.locator("#noise")).to_be_disabled()
+    expect(page.locator("#digit")).to_be_visible(timeout=30_000)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    assert page.locator("#error").is_hidden()
+    set_value(page, "data", "moons")  # back to points: the CNN goes, the plane returns
+    expect(page.locator("#layers")).to_have_value("")
+    expect(page.locator("#heatmap")).to_be_visible(timeout=30_000)
+    expect(page.locator("#digit")).to_be_hidden()
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_a_url_with_every_new_control_restores_it(server, browser, tmp_path):
+    url, app = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    state = {**{k: [v] for k, v in NETWORK.items()}, "data": [DATASET],
+             **{k: [v] for k, v in CONTROLS.items()}}
+    page.goto(url + "#" + page_hash(state))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    for key in ("penalty", "rate", "speed", "noise"):
+        expect(page.locator(f"#{key}")).to_have_value(CONTROLS[key])
+    expect(page.locator("#noise-slider")).to_have_value(CONTROLS["noise"])
+    expect(page.locator("#logscale")).to_be_checked()
+    expect(page.locator("#discretize")).to_be_checked()
+    (run,) = app.state.sessions.runs.values()  # the server trains what the URL says
+    assert (run.config.penalty, run.config.rate, run.config.speed, run.config.noise) == (
+        "l2", 0.003, 5, 0.35)
+    assert (run.run.settings.l2, run.run.settings.l1) == (0.003, 0.0)
+    page.click("#play")
+    shown = "['state', 'epoch'].map((id) => document.getElementById(id).textContent)"
+    seen = set()  # the epochs of the frames drawn while training: five epochs a frame
+    wait_until(lambda: seen.add(tuple(page.evaluate(shown))) or
+               len({int(e) for state, e in seen if state == "training"}) >= 4,
+               "fewer than 4 frames while training")
+    page.click("#play")  # (the pause's frame shows the epoch it stopped at, whatever it is)
+    expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
+    assert all(int(epoch) % 5 == 0 for state, epoch in seen if state == "training"), seen
+    screenshot(page, tmp_path, "playground-controls.png")
+
+    # The view switches redraw without a new run; the URL follows them.
+    curves, heat = canvas(page, "curves"), canvas(page, "heatmap")
+    page.locator("#logscale").uncheck()
+    assert canvas(page, "curves") != curves and canvas(page, "heatmap") == heat
+    page.locator("#discretize").uncheck()  # shades by how sure the network is, again
+    assert canvas(page, "heatmap") != heat and list(app.state.sessions.runs.values()) == [run]
+    written = parse_qs(page.url.split("#", 1)[1])
+    assert written["logscale"] == ["false"] and written["discretize"] == ["false"]
+    assert all(written[k] == [CONTROLS[k]] for k in ("penalty", "rate", "speed", "noise"))
+    # The noise slider moves the data set's noise and starts the new run.
+    page.locator("#noise-slider").fill("0.5")
+    page.locator("#noise-slider").dispatch_event("change")
+    expect(page.locator("#noise")).to_have_value("0.5")
+    wait_until(lambda: [r.config.noise for r in app.state.sessions.runs.values()] == [0.5],
+               "the slider's noise did not reach the server")
+    assert errors == []
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("penalty", "l3", "penalty must be one of none, l1, l2, got 'l3'"),
+    ("rate", "-1", "rate must be between 0 and 10.0, got -1.0"),
+    ("speed", "5000", "speed must be between 0 (as fast as the server trains) and 1000"),
+    ("logscale", "maybe", "logscale must be true or false, got 'maybe'"),
+    ("discretize", "2", "discretize must be true or false, got '2'"),
+])
+def test_a_bad_new_control_in_the_url_is_shown_in_words(server, browser, key, value, words):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url + f"#{key}={value}")
+    expect(page.locator("#error")).to_contain_text(words, timeout=30_000)
+    assert runs(app) == 0
+    page.close()
+
+
+def test_a_bad_speed_or_drawing_sent_to_a_run_is_shown_in_words(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url + "#" + page_hash({k: [v] for k, v in DIGITS.items()}))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    set_value(page, "speed", "-3")  # reaches the run as it is: no new run
+    expect(page.locator("#error")).to_contain_text("speed must be between 0", timeout=30_000)
+    set_value(page, "speed", "2")
+    expect(page.locator("#error")).to_be_hidden(timeout=30_000)
+    page.evaluate("drawnPixels = new Array(64).fill(40); resendDigit()")  # past the data's scale
+    expect(page.locator("#error")).to_contain_text(
+        "pixels[0] must be a number between 0 and 16 (the data's scale), got 40", timeout=30_000)
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")

@@ -41,6 +41,8 @@ def test_builtin_components_are_registered_by_their_plugin_modules(registry):
             "breast_cancer", "diabetes", "file")},
         ("dataset", "mnist"): "plugins.image_datasets",
         ("dataset", "denoise"): "plugins.image_datasets",
+        ("dataset", "sine"): "plugins.regression_datasets",
+        ("dataset", "hills"): "plugins.regression_datasets",
         ("layer", "embedding"): "plugins.embedding",
         ("layer", "position"): "plugins.embedding",
         ("layer", "attention"): "plugins.attention",

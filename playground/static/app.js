@@ -4,6 +4,7 @@
 
 const KEYS = ["data", "options", "noise", "size", "ratio", "seed", "hidden", "act", "layers", "loss",
               "init", "optimizer", "lr", "batch", "grid"];
+KEYS.push(...CONTROL_KEYS);  // controls.js: penalty, rate, speed, logscale, discretize
 const SELECTS = { data: "datasets", act: "activations", loss: "losses", init: "initializers",
                   optimizer: "optimizers" };
 // One colour per class (class 0 orange, class 1 blue, as TensorFlow Playground).
@@ -18,7 +19,7 @@ function showError(text) { const e = $("error"); e.textContent = text; e.hidden 
 
 function config() {
   const c = {};
-  for (const key of KEYS) c[key] = $(key).value;
+  for (const key of KEYS) c[key] = fieldValue($(key));
   return c;
 }
 
@@ -30,7 +31,7 @@ function readHash() {
     if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) {
       el.add(new Option(value + " (not registered)", value));  // the server says why
     }
-    el.value = value;
+    setField(el, value);
   }
 }
 
@@ -73,7 +74,10 @@ async function begin() {
   }
   showError("");
   source = new EventSource(`/api/sessions/${runId}/events`);
-  source.addEventListener("setup", (event) => { setup = JSON.parse(event.data); curve = []; });
+  source.addEventListener("setup", (event) => {
+    setup = JSON.parse(event.data); curve = [];
+    resendDigit();  // draw.js: a new run sees the drawing too
+  });
   source.addEventListener("frame", (event) => draw(JSON.parse(event.data)));
   source.addEventListener("end", (event) => {  // the server stopped the run, and says why
     showError(JSON.parse(event.data).reason);
@@ -110,8 +114,9 @@ function draw(frame) {
   setPlaying(frame.playing);
   if (frame.error) showError(frame.error);
   $("epoch").textContent = frame.epoch;
-  $("train-error").textContent = percent(frame.train_error);
-  $("test-error").textContent = percent(frame.test_error);
+  lastFrame = frame;
+  $("train-error").textContent = errorText(frame.train_error);  // views.js: RMSE or a share
+  $("test-error").textContent = errorText(frame.test_error);
   $("train-loss").textContent = fixed(frame.train_loss);
   $("test-loss").textContent = fixed(frame.test_loss);
   $("state").textContent = frame.error ? "stopped: see the message above" : frame.playing ? "training" : "paused";
@@ -119,7 +124,7 @@ function draw(frame) {
   if (finite && (!curve.length || curve[curve.length - 1][0] !== frame.epoch)) {
     curve.push([frame.epoch, frame.train_loss, frame.test_loss]);
   }
-  drawHeatmap(frame.heatmap);
+  if (frame.heatmap) { showView("plane"); drawHeatmap(frame.heatmap); } else drawView(frame);
   drawCurves();
 }
 
@@ -130,7 +135,7 @@ function drawHeatmap(heatmap) {
   const cells = new OffscreenCanvas(n, n), ctx = cells.getContext("2d");
   const image = ctx.createImageData(n, n);
   for (let i = 0; i < n * n; i++) {
-    const colour = PALETTE[classes[i] % PALETTE.length], a = 0.15 + 0.6 * strength[i] / 255;
+    const colour = PALETTE[classes[i] % PALETTE.length], a = shade(strength[i]);
     for (let k = 0; k < 3; k++) image.data[4 * i + k] = Math.round(255 + (colour[k] - 255) * a);
     image.data[4 * i + 3] = 255;
   }
@@ -159,18 +164,20 @@ function drawCurves() {
   ctx.clearRect(0, 0, w, h);
   if (curve.length < 1) return;
   const last = Math.max(1, curve[curve.length - 1][0]);
-  const top = Math.max(...curve.map((p) => Math.max(p[1], p[2]))) || 1;
+  const axis = lossAxis(curve, h);  // controls.js: linear or log
   ctx.strokeStyle = "#ddd"; ctx.strokeRect(0.5, 0.5, w - 1, h - 1);
   for (const [index, colour] of [[1, "#0877bd"], [2, "#f59322"]]) {
     ctx.beginPath(); ctx.strokeStyle = colour; ctx.lineWidth = 1.5;
     curve.forEach((p, i) => {
-      const x = 4 + (w - 8) * p[0] / last, y = h - 4 - (h - 8) * p[index] / top;
+      const x = 4 + (w - 8) * p[0] / last, y = axis.y(p[index]);
+      if (!Number.isFinite(y)) return;
       if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });
     ctx.stroke();
   }
   ctx.fillStyle = "#555"; ctx.font = "11px system-ui";
-  ctx.fillText(top.toPrecision(3), 6, 14); ctx.fillText("epoch " + last, w - 70, 14);
+  ctx.fillText(axis.top, 6, 14); ctx.fillText(axis.bottom, 6, h - 6);
+  ctx.fillText("epoch " + last, w - 70, 14);
 }
 
 async function download() {
@@ -221,7 +228,8 @@ function fillChoices() {
   const l = choices.limits;
   $("limits").textContent = `Limits: ${l.min_points}-${l.max_points} points, widths up to ${l.max_width}, ` +
     `${l.max_parameters} weights, heat maps up to ${l.max_grid} cells a side, ` +
-    `${l.max_epochs_per_second} epochs a second, ${l.max_sessions} tabs training at once.`;
+    `${l.max_epochs_per_second} epochs a second, ${l.max_sessions} tabs training at once, ` +
+    `a penalty rate up to ${l.max_rate}, up to ${l.max_speed} epochs a frame.`;
 }
 
 async function main() {
@@ -234,12 +242,17 @@ async function main() {
   fillChoices();
   readHash();
   pickedData();
+  const followNoise = wireNoiseSlider();  // controls.js
+  followNoise();
+  wireDigitCanvas();  // draw.js
   $("data").addEventListener("change", () => {
     const { picked, takesNoise } = pickedData();
     $("noise").value = takesNoise ? String(picked.options.noise) : "0";
     $("options").value = "";
+    fitViewToData(picked);  // controls.js: a loss (and a CNN) for a curve, a surface, images
+    followNoise();
   }, true);  // before the run restarts with the new set
-  for (const key of KEYS) $(key).addEventListener("change", start);
+  for (const key of KEYS) $(key).addEventListener("change", onControlChange(key, start));
   $("play").addEventListener("click", () => control(playing ? "pause" : "play"));
   $("step").addEventListener("click", () => control("step"));
   $("reset").addEventListener("click", () => (runId ? control("reset") : start()));
