@@ -19,7 +19,12 @@ Sections:
             memory over 5 steps of each (torch's profiler, as bench/speed.py measures it)
   generate  256 tokens sampled after a short prompt, batch 1, float32: ours with the
             key/value cache, torch.nn with its own cached loop (keys and values kept the
-            same way), and ours recomputing the window for every token; tokens per second
+            same way; drawing with softmax + torch.multinomial as nanoGPT does, and again
+            with our draw, to tell the network's time from the draw's), and ours recomputing
+            the window for every token; tokens per second. Twice: the model above (context
+            64: no window is longer than 64), and one of `nn-cli train --data pydoc`'s size
+            (width 128, 3 blocks) with a context of 256, which holds the prompt and all but
+            the last 4 tokens (then, on both sides, one restart from the last 128)
   quality   both sides trained the same number of steps on the same batches (float32):
             held-out bits per character on the last 10%
 """
@@ -30,6 +35,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,26 +55,41 @@ CONTEXT, WIDTH, HEADS, BLOCKS = 64, 64, 4, 2
 LR, DECAY = 1e-3, 0.01
 
 
-def gpt_text(vocab: int) -> str:
-    return (f"embedding:vocab={vocab},width={WIDTH},position,{BLOCKS}*transformer_block:heads={HEADS},"
-            f"layernorm,linear:out={vocab}")
+@dataclass(frozen=True)
+class Shape:
+    """The GPT's size, the same on both sides."""
+
+    context: int = CONTEXT
+    width: int = WIDTH
+    heads: int = HEADS
+    blocks: int = BLOCKS
+
+
+SMALL = Shape()  # the issue's reference model, every section's
+LONG = Shape(context=256, width=128, heads=4, blocks=3)  # `nn-cli train --data pydoc`'s size, a 256-token context
+
+
+def gpt_text(vocab: int, shape: Shape = SMALL) -> str:
+    return (f"embedding:vocab={vocab},width={shape.width},position,"
+            f"{shape.blocks}*transformer_block:heads={shape.heads},layernorm,linear:out={vocab}")
 
 
 # -- the torch.nn side ------------------------------------------------------------------------
 
 class TorchAttention(nn.Module):
-    def __init__(self):
+    def __init__(self, shape=SMALL):
         super().__init__()
-        self.c_attn, self.c_proj = nn.Linear(WIDTH, 3 * WIDTH), nn.Linear(WIDTH, WIDTH)
+        self.width, self.n_heads = shape.width, shape.heads
+        self.c_attn, self.c_proj = nn.Linear(self.width, 3 * self.width), nn.Linear(self.width, self.width)
         self.k = self.v = None  # the key/value cache while sampling
         self.kept = 0
 
     def heads(self, t, batch, time):
-        return t.view(batch, time, HEADS, WIDTH // HEADS).transpose(1, 2)  # (batch, heads, time, hw)
+        return t.view(batch, time, self.n_heads, self.width // self.n_heads).transpose(1, 2)  # (b, h, t, hw)
 
     def forward(self, x):
         batch, time, _ = x.shape
-        q, k, v = (self.heads(t, batch, time) for t in self.c_attn(x).split(WIDTH, dim=2))
+        q, k, v = (self.heads(t, batch, time) for t in self.c_attn(x).split(self.width, dim=2))
         if self.k is not None:  # sampling: keep this call's keys and values, attend to all kept
             start, self.kept = self.kept, self.kept + time
             self.k[:, :, start:self.kept], self.v[:, :, start:self.kept] = k, v
@@ -77,14 +98,15 @@ class TorchAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and time > 1)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).reshape(batch, time, WIDTH))
+        return self.c_proj(y.transpose(1, 2).reshape(batch, time, self.width))
 
 
 class TorchBlock(nn.Module):
-    def __init__(self):
+    def __init__(self, shape=SMALL):
         super().__init__()
-        self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(WIDTH), TorchAttention(), nn.LayerNorm(WIDTH)
-        self.mlp = nn.Sequential(nn.Linear(WIDTH, 4 * WIDTH), nn.GELU(), nn.Linear(4 * WIDTH, WIDTH))
+        width = shape.width
+        self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(width), TorchAttention(shape), nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -92,11 +114,12 @@ class TorchBlock(nn.Module):
 
 
 class TorchGPT(nn.Module):
-    def __init__(self, vocab):
+    def __init__(self, vocab, shape=SMALL):
         super().__init__()
-        self.wte, self.wpe = nn.Embedding(vocab, WIDTH), nn.Embedding(CONTEXT, WIDTH)
-        self.blocks = nn.ModuleList(TorchBlock() for _ in range(BLOCKS))
-        self.ln_f, self.head = nn.LayerNorm(WIDTH), nn.Linear(WIDTH, vocab)
+        self.shape = shape
+        self.wte, self.wpe = nn.Embedding(vocab, shape.width), nn.Embedding(shape.context, shape.width)
+        self.blocks = nn.ModuleList(TorchBlock(shape) for _ in range(shape.blocks))
+        self.ln_f, self.head = nn.LayerNorm(shape.width), nn.Linear(shape.width, vocab)
         self.offset = 0
 
     def forward(self, ids):
@@ -111,14 +134,15 @@ class TorchGPT(nn.Module):
 
     def start_cache(self, batch):
         self.offset = 0
+        s = self.shape
         for block in self.blocks:
-            shape = (batch, HEADS, CONTEXT, WIDTH // HEADS)
+            shape = (batch, s.heads, s.context, s.width // s.heads)
             block.attn.k, block.attn.v, block.attn.kept = torch.zeros(shape), torch.zeros(shape), 0
 
 
-def torch_twin(ours, vocab, dtype):
+def torch_twin(ours, vocab, dtype, shape=SMALL):
     """torch.nn's GPT holding our network's weights (ours: linear weights are (in, out))."""
-    twin = TorchGPT(vocab).to(dtype)
+    twin = TorchGPT(vocab, shape).to(dtype)
     emb, pos, *blocks, ln_f, head = ours.modules
     with torch.no_grad():
         twin.wte.weight.copy_(emb.weight.value)
@@ -158,11 +182,11 @@ def torch_params(twin):
 class Pair:
     """Our GPT and torch.nn's from the same weights, each with its AdamW."""
 
-    def __init__(self, registry, vocab, dtype, seed=0):
+    def __init__(self, registry, vocab, dtype, seed=0, shape=SMALL):
         self.vocab = vocab
-        self.ours = build_stack(registry, parse_layers(gpt_text(vocab), registry), (CONTEXT,), init="xavier",
-                                generator=torch.Generator().manual_seed(seed), dtype=dtype)
-        self.theirs = torch_twin(self.ours, vocab, dtype)
+        self.ours = build_stack(registry, parse_layers(gpt_text(vocab, shape), registry), (shape.context,),
+                                init="xavier", generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        self.theirs = torch_twin(self.ours, vocab, dtype, shape)
         self.loss = registry.create("loss", "token_cross_entropy")
         self.optimizer = registry.create("optimizer", "adamw", parameters=self.ours.parameters(), lr=LR,
                                          weight_decay=DECAY)
@@ -232,25 +256,30 @@ def bench_step(registry, vocab, train_ids, quick):
               f"{pb / 2**20:.2f} | {pa / pb:.2f} |", flush=True)
 
 
-def their_sample(twin, prompt, tokens, how: Sampling, generator):
+def multinomial_draw(logits, how: Sampling, generator):
+    """nanoGPT's draw: softmax of the scaled (top-k) logits, torch.multinomial."""
+    scaled = logits / how.temperature
+    if how.top_k is not None:
+        kth = torch.topk(scaled, how.top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    return int(torch.multinomial(F.softmax(scaled, dim=-1), 1, generator=generator))
+
+
+def their_sample(twin, prompt, tokens, how: Sampling, generator, draw=multinomial_draw):
     """torch.nn's cached sampling loop: the prompt once, then a token at a time."""
-    ids = list(prompt)
+    ids, context = list(prompt), twin.shape.context
     with torch.inference_mode():
         twin.eval()
         twin.start_cache(1)
-        logits = twin(torch.tensor([ids[-CONTEXT:]]))[0, -1]
-        kept = min(len(ids), CONTEXT)
+        logits = twin(torch.tensor([ids[-context:]]))[0, -1]
+        kept = min(len(ids), context)
         for step in range(tokens):
-            scaled = logits / how.temperature
-            if how.top_k is not None:
-                kth = torch.topk(scaled, how.top_k).values[-1]
-                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-            ids.append(int(torch.multinomial(F.softmax(scaled, dim=-1), 1, generator=generator)))
+            ids.append(draw(logits, how, generator))
             if step == tokens - 1:
                 break
-            if kept == CONTEXT:  # full: start again from the last half, as ours does
+            if kept == context:  # full: start again from the last half, as ours does
                 twin.start_cache(1)
-                window = ids[-CONTEXT // 2:]
+                window = ids[-context // 2:]
                 kept = len(window)
                 logits = twin(torch.tensor([window]))[0, -1]
             else:
@@ -261,27 +290,34 @@ def their_sample(twin, prompt, tokens, how: Sampling, generator):
 
 def bench_generate(registry, vocab_obj, train_ids, quick):
     vocab = len(vocab_obj)
-    pair = Pair(registry, vocab, torch.float32)
     prompt, tokens, how = vocab_obj.encode("The "), 256, Sampling(temperature=1.0, top_k=None)
     repeats = 3 if quick else 9
+    print(f"\n## generate: {tokens} tokens after {len(prompt)} prompt tokens, batch 1, float32, tokens per second\n")
+    print("| model | ours, key/value cache | torch.nn, its cached loop | torch.nn's loop, our draw "
+          "| ours, no cache | ours vs torch.nn | ours vs torch.nn (our draw) | ours vs no cache |")
+    print("|---|---|---|---|---|---|---|---|")
+    for shape in (SMALL, LONG):
+        pair = Pair(registry, vocab, torch.float32, shape=shape)
 
-    def ours_cached():
-        sample(pair.ours, prompt, tokens, context=CONTEXT, sampling=how, generator=torch.Generator().manual_seed(0))
+        def ours_cached():
+            sample(pair.ours, prompt, tokens, context=shape.context, sampling=how,
+                   generator=torch.Generator().manual_seed(0))
 
-    def ours_plain():
-        sample(pair.ours, prompt, tokens, context=CONTEXT, sampling=how, generator=torch.Generator().manual_seed(0),
-               cache=False)
+        def ours_plain():
+            sample(pair.ours, prompt, tokens, context=shape.context, sampling=how,
+                   generator=torch.Generator().manual_seed(0), cache=False)
 
-    def theirs_cached():
-        their_sample(pair.theirs, prompt, tokens, how, torch.Generator().manual_seed(0))
+        def theirs_cached():
+            their_sample(pair.theirs, prompt, tokens, how, torch.Generator().manual_seed(0))
 
-    a, b, c = alternating_medians((ours_cached, theirs_cached, ours_plain), repeats)
-    print(f"\n## generate: {tokens} tokens after {len(prompt)} prompt tokens, batch 1, float32\n")
-    print("| | tokens/s | ours (cached) is |\n|---|---|---|")
-    print(f"| ours, key/value cache | {tokens / a:.0f} | |")
-    print(f"| torch.nn, its own cached loop | {tokens / b:.0f} | {b / a:.2f}x faster |")
-    print(f"| ours, no cache (the window recomputed per token) | {tokens / c:.0f} | {c / a:.2f}x faster |",
-          flush=True)
+        def theirs_our_draw():
+            their_sample(pair.theirs, prompt, tokens, how, torch.Generator().manual_seed(0),
+                         draw=lambda logits, how, g: how.draw(logits, g))
+
+        a, b, c, d = alternating_medians((ours_cached, theirs_cached, theirs_our_draw, ours_plain), repeats)
+        print(f"| context {shape.context}, width {shape.width}, {shape.blocks} blocks, {shape.heads} heads "
+              f"| {tokens / a:.0f} | {tokens / b:.0f} | {tokens / c:.0f} | {tokens / d:.0f} "
+              f"| {b / a:.2f}x | {c / a:.2f}x | {d / a:.2f}x |", flush=True)
 
 
 def held_out_bits(forward, held_ids):

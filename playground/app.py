@@ -5,6 +5,7 @@
     POST   /api/sessions               start a run from a configuration -> {"id": ...}
     GET    /api/sessions/{id}/events   server-sent events: "setup", then "frame"s
     POST   /api/sessions/{id}/control  {"action": "play" | "pause" | "step" | "reset"}
+    POST   /api/sessions/{id}/view     {"diagram": bool, "onestep": bool}: switch inside views
     POST   /api/sessions/{id}/speed    {"speed": epochs per frame}, while the run goes on
     POST   /api/sessions/{id}/probe    {"pixels": [...]}: a drawn image, whose class
                                        probabilities then come with every frame
@@ -44,6 +45,7 @@ from core.plugin.registry import Registry
 
 from playground.config import LIMITS, PAGE_DEFAULTS, ConfigError, PlaygroundConfig, parse_config
 from playground.guards import JsonOnly, SecurityHeaders, allowed_hosts
+from playground.inspection import parse_switches
 from playground.session import FPS, Session, SessionStateError, playable_datasets
 from playground.views import parse_probe
 
@@ -175,6 +177,11 @@ def create_app(registry: Registry, *, fps: float = FPS,
         session.command(body["action"] if isinstance(body["action"], str) else repr(body["action"]))
         return JSONResponse({"ok": True})
 
+    async def view(request: Request) -> Response:  # inside views: no reset (inspection.py)
+        session = sessions.get(request.path_params["key"])
+        session.switch(parse_switches(await _json_body(request)))
+        return JSONResponse({"ok": True})
+
     async def model(request: Request) -> Response:
         session = sessions.get(request.path_params["key"])
         data = await asyncio.wrap_future(session.model_bytes())
@@ -204,6 +211,7 @@ def create_app(registry: Registry, *, fps: float = FPS,
         Route("/api/status", status),
         Route("/api/sessions", start, methods=["POST"]),
         Route("/api/sessions/{key}/control", control, methods=["POST"]),
+        Route("/api/sessions/{key}/view", view, methods=["POST"]),
         Route("/api/sessions/{key}/model", model),
         *_training_control_routes(sessions),
         Route("/api/sessions/{key}/events", events),

@@ -78,6 +78,9 @@ class PlaygroundConfig:
     speed: int = 0  # epochs per frame (0: as many as the server trains between frames)
     logscale: bool = False  # the loss chart on a log scale (the page's; checked here)
     discretize: bool = False  # the output drawn as classes or bands (the page's; checked here)
+    # Inside the network (playground/inspection.py): views the page switches without a reset.
+    diagram: bool = True  # the network diagram: each unit's heat map, the weights as lines
+    onestep: bool = False  # freeze after each batch and show its backward pass
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,7 +206,7 @@ def parse_config(body: Any) -> PlaygroundConfig:
 def _coerce(key: str, value: Any) -> Any:
     kind = _TYPES[key]
     if kind == "bool":
-        return _switch(key, value)
+        return parse_switch(key, value)
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be text, got {value!r}")
@@ -226,7 +229,7 @@ def _coerce(key: str, value: Any) -> Any:
     return number
 
 
-def _switch(key: str, value: Any) -> bool:
+def parse_switch(key: str, value: Any) -> bool:
     """A switch from JSON (true/false) or from the URL's text ("true"/"false")."""
     if isinstance(value, bool):
         return value

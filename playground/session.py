@@ -51,6 +51,7 @@ from core.training.penalty import Penalty
 from playground.budget import draw_rows, forward_in_slices, numbers_per_row, run_bytes
 from playground import views
 from playground.config import LIMITS, ConfigError, PlaygroundConfig
+from playground.inspection import VIEW_SWITCHES, Inspection
 
 FPS = 15  # frames a second while training (the page needs 10 to look live)
 PAINTER_NICENESS = 5  # on a busy machine, drawing yields to training: frames drop, not epochs
@@ -104,18 +105,28 @@ class Run:
             self.grid = self.data.x_train[:0] if self.kind == "image" else views.grid_of(
                 self.kind, self.domain, self.config.grid, self.data.preprocessing,
                 self.data.x_train.dtype)
+        # Inside the network (playground/inspection.py): a watch on the optimizer's steps,
+        # and the diagram and gradients each frame draws.
+        self.inspection = Inspection(self)
 
     @property
     def epoch(self) -> int:
         return len(self.losses)
 
-    def train_epoch(self, stopped=None) -> bool:
-        """One more epoch; False (and no epoch counted) if `stopped()` ended it early."""
-        losses = fit(
-            self.model, self.loss, self.optimizer, self.data.x_train, self.data.y_train,
-            epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
-            penalty=Penalty(self.settings.l1, self.settings.l2),
-        )
+    def train_epoch(self, stopped=None, after_step=None) -> bool:
+        """One more epoch; False (and no epoch counted) if `stopped()` ended it early.
+        `after_step(batch, batches)`, if given, follows every step (one-step mode)."""
+        watch = self.inspection.watch  # the optimizer, passed through: the same steps
+        watch.batch, watch.epochs_done = 0, self.epoch
+        watch.every, watch.after_step = after_step is not None, after_step
+        with self.inspection.taps() if after_step else contextlib.nullcontext() as taps:
+            watch.taps = taps
+            losses = fit(
+                self.model, self.loss, watch, self.data.x_train, self.data.y_train,
+                epochs=1, batch_size=self.config.batch, generator=self.shuffle, stop=stopped,
+                penalty=Penalty(self.settings.l1, self.settings.l2),
+            )
+        watch.taps = None
         self.losses += losses
         return bool(losses)
 
@@ -142,6 +153,7 @@ class Run:
         trained_buffers = self.model.buffers()
         for name, buffer in self.view.buffers().items():
             buffer.copy_(trained_buffers[name])
+        self.inspection.sync()  # the gradients of the step that left these weights
 
     def frame(self, epoch: int, stopped=None) -> dict[str, Any] | None:
         """Where the view network stands: losses, errors and the heat map (None if
@@ -157,13 +169,14 @@ class Run:
                     drawn = {"heatmap": {"classes": _b64(classes), "strength": _b64(strength)}}
                 else:  # a curve, a surface, a drawn digit's probabilities
                     drawn = views.fitted(self, stopped)
+                inside = self.inspection.frame(self.view)  # diagram, gradients, one step
             except _Stopped:
                 return None
             finally:  # a one-row forward: every module's cache shrinks to one row
                 self.view.forward(d.x_train[:1])
         return {
             "epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-            "train_error": train_error, "test_error": test_error, **drawn,
+            "train_error": train_error, "test_error": test_error, **drawn, **inside,
         }
 
     def measure(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor,
@@ -260,6 +273,11 @@ class Session:
         self.closed = False
         self.speed = config.speed  # epochs per frame (0: as many as train between frames)
         self._probe: torch.Tensor | None = None  # the image drawn on the page, kept over resets
+        # The page's inside views (playground/inspection.py), switched without a reset;
+        # one-step mode freezes training after each batch, mid-epoch, until told to go on.
+        self.switches = {key: getattr(config, key) for key in VIEW_SWITCHES}
+        self._pending: tuple | None = None  # a command the frozen batch took for the loop
+        self._abort = False  # ends a frozen epoch early (reset): the epoch is not counted
         self.ended: str | None = None  # why the server stopped the run, for its page
         self.error: str | None = None
         self.last_command = time.monotonic()  # for the idle limit
@@ -271,6 +289,7 @@ class Session:
         self._lock = threading.Lock()  # a request is queued before closing or refused after
         self._idle = threading.Event()  # set while the painter has nothing to draw
         self._idle.set()
+        self.run.inspection.options = dict(self.switches)
         self.run.sync_view()
         self._paint(self.run, True, self.run.epoch, False, None)  # the first frame, at once
         self._threads = [
@@ -329,9 +348,14 @@ class Session:
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    def switch(self, switches: dict[str, bool]) -> None:
+        """Turn inside views on or off (checked by `playground.inspection.parse_switches`)."""
+        self.last_command = time.monotonic()
+        self._commands.put(("view", dict(switches)))
+
     def _stopped(self) -> bool:
         """Asked before each training batch and each drawing slice."""
-        return self.closed
+        return self.closed or self._abort
 
     def ended_text(self) -> str:
         return f"the run was stopped ({self.ended or 'its tab closed'}); press reset to start again"
@@ -358,9 +382,13 @@ class Session:
 
     def _train_on_command(self) -> None:
         last_frame = next_epoch = time.perf_counter()
+        epoch_seconds = 0.0  # the last epoch's, to know whether a frame follows the next
         while not self.closed:
             try:
-                action, future = self._commands.get(block=not self.playing)
+                if self._pending is not None:  # taken by a frozen batch (one-step mode)
+                    (action, future), self._pending = self._pending, None
+                else:
+                    action, future = self._commands.get(block=not self.playing)
             except queue.Empty:
                 action, future = None, None
             if action == "close":
@@ -372,7 +400,13 @@ class Session:
             if now < next_epoch:
                 time.sleep(next_epoch - now)
             next_epoch = max(next_epoch, now) + self.epoch_interval
-            trained = self._train_epoch()
+            # The gradients are read only in an epoch after which a frame is due.
+            if self.speed:
+                due = (self.run.epoch + 1) % self.speed == 0
+            else:
+                due = now + epoch_seconds - last_frame >= self.frame_interval
+            trained = self._train_epoch(armed=due)
+            epoch_seconds = time.perf_counter() - now
             if self.speed:  # epochs per frame: every `speed`-th epoch is drawn, at most FPS a second
                 if trained and self.run.epoch % self.speed == 0:
                     time.sleep(max(0.0, last_frame + self.frame_interval - time.perf_counter()))
@@ -407,6 +441,8 @@ class Session:
         elif action == "step":
             self.playing = False
             self._train_epoch()
+        elif action == "view":
+            self._switch(future)
         elif action == "reset":
             self.playing, self.error = False, None
             self._idle.wait()  # the painter may still be drawing the old run
@@ -416,12 +452,20 @@ class Session:
             return
         self._publish()
 
-    def _train_epoch(self) -> bool:
+    def _train_epoch(self, armed: bool = True) -> bool:
         if self.error is not None:
             return False
+        self.run.inspection.watch.armed = armed
         try:
-            if not self.run.train_epoch(self._stopped):
-                return False  # closed mid-epoch
+            try:
+                if self.switches["onestep"]:  # frozen after each batch (self._frozen)
+                    trained = self.run.train_epoch(self._stopped, after_step=self._frozen)
+                else:
+                    trained = self.run.train_epoch(self._stopped)
+            finally:
+                self._abort = False  # the next epoch runs
+            if not trained:
+                return False  # closed (or reset in one-step mode) mid-epoch
             if not math.isfinite(self.run.losses[-1]):
                 raise SettingsError(
                     f"training diverged at epoch {self.run.epoch} (the loss is not finite); "
@@ -441,9 +485,47 @@ class Session:
                 return False
             self._idle.wait()
         self._idle.clear()
+        self.run.inspection.options = dict(self.switches)
         self.run.sync_view()  # the painter draws this copy while training goes on
         self._paintings.put((self.run, setup, self.run.epoch, self.playing, self.error))
         return True
+
+    # -- one-step mode: the worker waits between batches, inside fit ------------------------
+
+    def _switch(self, switches: dict[str, bool]) -> None:
+        """A playing run with one-step mode turned on freezes after its next batch."""
+        self.switches.update(switches)
+
+    def _frozen(self, batch: int, batches: int) -> None:
+        """After each step in one-step mode: show the batch and wait for the next command.
+        The epoch's last batch does not wait: the epoch ends, as `step` leaves it."""
+        if batch == batches or not self.switches["onestep"]:
+            return
+        self.playing = False
+        self._publish()
+        while not self.closed:
+            action, future = self._commands.get()
+            if action in ("close", "step"):
+                return
+            if action == "play":  # training goes on as usual: one-step mode ends
+                self.switches["onestep"], self.playing = False, True
+                return
+            if action == "view":
+                self._switch(future)
+                if not self.switches["onestep"]:
+                    return  # the epoch goes on to its end, then waits there
+                self._publish()
+            elif action == "reset":  # the unfinished epoch is dropped, then the loop resets
+                self._abort, self._pending = True, (action, future)
+                return
+            elif action in ("speed", "probe"):  # the training controls: as between epochs
+                self._handle(action, future)
+            elif action == "model" and future.set_running_or_notify_cancel():
+                future.set_exception(SessionStateError(
+                    f"the network is in the middle of epoch {self.run.epoch + 1} (one-step "
+                    f"mode, batch {batch} of {batches}); step to the epoch's end or press "
+                    f"play, then download"))
+            # pause: already frozen
 
     # -- the painter: draws frames from the copy, on its own thread -------------------------
 

@@ -6,6 +6,7 @@ import math
 
 from core import Parameter, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.scalars import scalar
 
 
 class _Activation:
@@ -104,6 +105,13 @@ class GELU(_Activation):
         # NOTE: x Phi(x) in one new tensor: each new one of batch x hidden costs more than
         # the arithmetic here (its pages are fresh)
         return (x * _INV_SQRT_2).erf_().add_(1).mul_(0.5).mul_(x)
+
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py): x Phi(x), nothing kept."""
+        if self.approximate == "tanh":
+            return None  # forward
+        inv_sqrt_2, half, addcmul = scalar(_INV_SQRT_2, like), scalar(0.5, like), torch.addcmul
+        return lambda x: addcmul(x, x, (x * inv_sqrt_2).erf_()).mul_(half)  # (x + x erf(x / sqrt 2)) / 2
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
         x = self.cached()

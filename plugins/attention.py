@@ -16,6 +16,7 @@ import math
 
 from core import Initializer, Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
+from core.network.scalars import scalar
 
 LOG2_E = 1 / math.log(2)  # exp(x) = 2 ** (x log2(e))
 
@@ -184,23 +185,44 @@ class CausalSelfAttention:
         self.kv, self.kept = None, 0
 
     def forward_cached(self, x: torch.Tensor) -> torch.Tensor:
-        """The new tokens' outputs, attending over every position kept so far and themselves."""
+        """forward while the cache is on: (batch, time, width), as `decoding` computes it."""
         batch, time, width = x.shape
-        start, end = self.kept, self.kept + time
-        if end > self.context:
-            raise ShapeError(f"attention: the key/value cache holds {self.context} positions, "
-                             f"{end} asked for")
-        qkv = torch.addmm(self.qkv_bias.value, x.reshape(batch * time, width), self.qkv_weight.value)
-        qkv = self.split_heads(qkv, batch, time)  # (3, bh, time, hw)
-        self.kv[:, :, start:end] = qkv[1:]
-        self.kept = end
-        keys, values = self.kv[:, :, :end]  # each (bh, end, hw)
-        mask = self.mask(end, x)[start:end, :end]  # query start + i sees keys 0 .. start + i
-        scores = torch.baddbmm(mask, qkv[0], keys.mT, alpha=self.scale * LOG2_E)  # (bh, time, end)
-        exps = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()  # as in exponentials()
-        heads = torch.bmm(exps, values).div_(exps.sum(dim=-1, keepdim=True))  # (bh, time, hw)
-        merged = self.merge_heads(heads, batch, time)
-        return torch.addmm(self.out_bias.value, merged, self.out_weight.value).view(batch, time, width)
+        return self.decoding(batch, x)(x.reshape(batch * time, width)).view(batch, time, width)
+
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py): the new tokens' outputs, attending
+        over every position kept so far and themselves; (batch time, width) rows, nothing kept."""
+        heads, head_width, width, context = self.heads, self.head_width, self.width, self.context
+        qkv_weight, qkv_bias = self.qkv_weight.value, self.qkv_bias.value
+        out_weight, out_bias = self.out_weight.value, self.out_bias.value
+        alpha, no_mask = self.scale * LOG2_E, scalar(0.0, like)
+        addmm, baddbmm, bmm = torch.addmm, torch.baddbmm, torch.bmm
+
+        def decode(rows: torch.Tensor) -> torch.Tensor:
+            time = rows.shape[0] // batch
+            start, end = self.kept, self.kept + time
+            if end > context:
+                raise ShapeError(f"attention: the key/value cache holds {context} positions, {end} asked for")
+            qkv = addmm(qkv_bias, rows, qkv_weight)  # (batch time, 3 width)
+            if batch * time == 1:  # one row: q | k | v by head is already its layout
+                qkv = qkv.view(3, heads, 1, head_width)
+            else:
+                qkv = self.split_heads(qkv, batch, time)  # (3, bh, time, hw)
+            # NOTE: narrow, not [:, :, a:b]: one call instead of one per dimension (a token's
+            # whole attention is a few dozen calls, so each counts)
+            kv = self.kv
+            kv.narrow(2, start, time).copy_(qkv.narrow(0, 1, 2))
+            self.kept = end
+            keys, values = kv.narrow(2, 0, end)  # each (bh, end, hw)
+            # query start + i sees keys 0 .. start + i; a single new token sees every key
+            mask = no_mask if time == 1 else self.mask(end, rows)[start:end, :end]
+            scores = baddbmm(mask, qkv[0], keys.mT, alpha=alpha)  # (bh, time, end)
+            exps = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp2_()  # as in exponentials()
+            out = bmm(exps, values).div_(exps.sum(dim=-1, keepdim=True))  # (bh, time, hw)
+            # one position's heads, (batch heads, 1, hw), are already its (batch, width) row
+            merged = out.view(batch, width) if time == 1 else self.merge_heads(out, batch, time)
+            return addmm(out_bias, merged, out_weight)  # (batch time, width)
+        return decode
 
     def parameters(self) -> list[Parameter]:
         return [self.qkv_weight, self.qkv_bias, self.out_weight, self.out_bias]

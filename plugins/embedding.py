@@ -53,9 +53,11 @@ class Embedding:
         self.ids, self.input_like = flat, x
         return self.weight.value.index_select(0, flat).view(*ids.shape, self.width)  # (batch, time, width)
 
-    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
-        """The vectors of int64 ids, without checks or cache: the sampling loop's fast path."""
-        return self.weight.value[ids]
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py): int64 ids, already known to be in
+        the vocabulary (drawn from its logits), so no check (a sync); (batch time, width) rows."""
+        table = self.weight.value  # (vocab, width)
+        return lambda ids: table.index_select(0, ids.reshape(-1))
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor | None:
         if self.ids is None:
@@ -119,6 +121,21 @@ class PositionEmbedding:
         time, self.time = self.time, None
         self.weight.grad[:time] += grad_output.reshape(-1, time, self.width).sum(0)  # (time, width)
         return grad_output
+
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py), on (batch time, width) rows: the
+        next positions' vectors added."""
+        table, width, context = self.weight.value, self.width, self.context
+
+        def decode(rows: torch.Tensor) -> torch.Tensor:
+            start, time = self.offset, rows.shape[0] // batch
+            if start + time > context:
+                raise ShapeError(f"position: {start + time} positions, but it was built for a "
+                                 f"context of {context}")
+            self.offset = start + time
+            here = table.narrow(0, start, time)  # (time, width)
+            return rows + here if batch == 1 else (rows.view(batch, time, width) + here).view(-1, width)
+        return decode
 
     def start_cache(self, batch: int) -> None:
         """Count positions across calls (token by token sampling), from 0."""

@@ -59,6 +59,13 @@ class Linear:
             return None
         return (grad_output @ self.weight.value.mT).view(self.shape)  # (..., batch, in)
 
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py): (rows, in) -> (rows, out), nothing kept."""
+        if self.weight.value.dim() != 2:
+            return None  # an ensemble's: forward
+        weight, bias, addmm = self.weight.value, self.bias.value, torch.addmm
+        return lambda x: addmm(bias, x, weight)
+
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 

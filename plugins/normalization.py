@@ -11,6 +11,7 @@ from __future__ import annotations
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 from core.network.layout import BATCH_FIRST, BATCH_INNERMOST
+from core.network.scalars import scalar
 
 
 class _Modes:
@@ -214,6 +215,24 @@ class LayerNorm:
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py), on (rows, features), nothing kept."""
+        if self.runs is not None or len(self.in_shape) != 1:
+            return None  # an ensemble's, an image's: forward
+        weight, bias, eps = self.weight.value, self.bias.value, scalar(self.eps, like)
+        var_mean, addcmul = torch.var_mean, torch.addcmul
+
+        def decode(x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] != 1:  # a prompt's rows: as forward (var_mean is slow on many rows)
+                mean = x.mean(dim=-1, keepdim=True)
+                centred = x - mean
+                var = (centred * centred).mean(dim=-1, keepdim=True)
+            else:  # one token's row: one call for both
+                var, mean = var_mean(x, dim=-1, correction=0, keepdim=True)  # (1, 1) each
+                centred = x - mean
+            return addcmul(bias, centred.mul_(var.add_(eps).rsqrt_()), weight)
+        return decode
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
@@ -262,6 +281,10 @@ class Dropout(_Modes):
 
     def parameters(self) -> list[Parameter]:
         return []
+
+    def decoding(self, batch: int, like: torch.Tensor):
+        """forward while sampling (core/network/sampling.py): in evaluation, x itself."""
+        return (lambda x: x) if not self.training or self.p == 0.0 else None
 
 
 @hookimpl

@@ -163,6 +163,8 @@ def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
     for epoch in range(1, 4):
         page.click("#step")
         expect(page.locator("#epoch")).to_have_text(str(epoch), timeout=60_000)
+    # The diagram draws the plugin's layer as a layer of its own (it has parameters).
+    expect(page.locator("#network .layer-name", has_text="prelu")).to_have_count(1)
     assert page.locator("#error").is_hidden()
     page.close()
     wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
@@ -447,5 +449,136 @@ def test_a_bad_speed_or_drawing_sent_to_a_run_is_shown_in_words(server, browser)
     page.evaluate("drawnPixels = new Array(64).fill(40); resendDigit()")  # past the data's scale
     expect(page.locator("#error")).to_contain_text(
         "pixels[0] must be a number between 0 and 16 (the data's scale), got 40", timeout=30_000)
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+# -- inside the network (issue 25): the diagram, the gradients, one step ---------------------
+
+INSIDE = {"data": "spiral", "options": "arms=3", "hidden": "8,8", "act": "tanh",
+          "loss": "cross_entropy", "lr": "0.03", "batch": "10", "grid": "100"}
+HIDDEN_UNITS = "#network canvas.unit[data-layer='1'], #network canvas.unit[data-layer='2']"
+
+
+def artifact(tmp_path, name: str) -> Path:
+    shot = Path(os.environ.get("NN_ARTIFACTS") or tmp_path) / name
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    return shot
+
+
+def unit_pictures(page) -> list[str]:
+    return page.evaluate(
+        "[...document.querySelectorAll(\"#network canvas.unit[data-layer='1'], "
+        "#network canvas.unit[data-layer='2']\")].map((c) => c.toDataURL())")
+
+
+def epoch_on(page) -> int:
+    return int(page.locator("#epoch").text_content())
+
+
+def test_the_diagram_draws_every_hidden_unit_and_the_gradients_per_layer_live(server, browser, tmp_path):
+    url, app = server
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "#" + page_hash({k: [v] for k, v in {**INSIDE, "diagram": "true"}.items()}))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(page.locator(HIDDEN_UNITS)).to_have_count(16)  # one heat map per hidden unit
+    expect(page.locator("#network canvas.unit")).to_have_count(2 + 16 + 3)
+    expect(page.locator("#network line.weight")).to_have_count(2 * 8 + 8 * 8 + 8 * 3)
+    page.click("#play")
+    wait_on_page(page, "Number(document.getElementById('epoch').textContent) >= 2")
+    maps, norms, ratios = unit_pictures(page), canvas(page, "grad-norms"), canvas(page, "update-ratios")
+    seen = epoch_on(page)
+    assert page.locator("#grad-norms").get_attribute("data-lines") == "3"  # one line per layer
+    assert page.locator("#update-ratios").get_attribute("data-lines") == "3"
+    expect(page.locator("#layer-key li")).to_have_count(3)
+    wait_on_page(page, f"Number(document.getElementById('epoch').textContent) > {seen + 3}")
+    later = unit_pictures(page)
+    assert all(a != b for a, b in zip(maps, later)), "a hidden unit's map did not change"
+    assert canvas(page, "grad-norms") != norms and canvas(page, "update-ratios") != ratios
+    page.click("#play")  # pause, then hover a unit and a line
+    expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
+    page.hover("#network canvas.unit[data-layer='1'][data-unit='0']")
+    expect(page.locator("#tip")).to_contain_text("unit 1", timeout=5_000)
+    expect(page.locator("#tip")).to_contain_text("bias")
+    # lines cross: the mouse goes to the middle of one, and whichever line is on top there answers
+    page.locator("#network line.weight-hit").nth(20).hover(force=True)
+    expect(page.locator("#tip")).to_contain_text("weight")
+    page.mouse.move(1275, 5)  # off the diagram, however the page scrolls for a picture
+    page.screenshot(path=str(artifact(tmp_path, "playground-diagram.png")), full_page=True)
+    page.locator("#inside").screenshot(path=str(artifact(tmp_path, "playground-inside.png")))
+    page.locator("#gradient-view").screenshot(path=str(artifact(tmp_path, "playground-gradients.png")))
+    assert page.locator("#error").is_hidden() and errors == []
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_a_wide_layer_is_drawn_in_part_with_a_count_of_the_rest(server, browser):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url + "#" + page_hash({k: [v] for k, v in {**INSIDE, "hidden": "30"}.items()}))
+    expect(page.locator("#network canvas.unit[data-layer='1']")).to_have_count(8, timeout=30_000)
+    expect(page.locator("#network .more").nth(1)).to_have_text("+22 more")
+    page.close()
+    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+
+
+def test_one_step_shows_the_batch_flowing_back_and_the_url_keeps_the_switches(server, browser, tmp_path):
+    url, app = server
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "#" + page_hash({k: [v] for k, v in {**INSIDE, "onestep": "true"}.items()}))
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(page.locator("#onestep")).to_be_checked()
+    expect(page.locator("#diagram")).to_be_checked()  # the default
+    for batch in (1, 2):
+        page.click("#step")
+        expect(page.locator("#flow")).to_contain_text(f"Epoch 1, batch {batch} of 50", timeout=30_000)
+    expect(page.locator("#epoch")).to_have_text("0")  # frozen mid-epoch
+    # linear, tanh, linear, tanh, linear: each module's output gradient, from the loss back
+    expect(page.locator("#flow .flow-row")).to_have_count(5)
+    expect(page.locator("#flow .flow-row").first).to_contain_text("linear (module 5)")
+    expect(page.locator("#network canvas.unit.gradient")).to_have_count(8 + 8 + 3)
+    page.wait_for_timeout(1200)  # the rows' reveal, from the output back
+    page.mouse.move(1275, 5)
+    page.locator("#inside").screenshot(path=str(artifact(tmp_path, "playground-one-step.png")))
+
+    page.locator("#diagram").uncheck()  # no reset: the run stays frozen where it was
+    expect(page.locator("#network")).to_be_hidden()
+    state = parse_qs(page.url.split("#", 1)[1])
+    assert state["onestep"] == ["true"] and state["diagram"] == ["false"]
+    assert runs(app) == 1 and page.locator("#flow").is_visible()
+    page.close()
+
+    again = browser.new_page(viewport={"width": 1280, "height": 1100})
+    again.goto(url + "#" + page_hash(state))
+    expect(again.locator("#state")).to_have_text("paused", timeout=30_000)
+    expect(again.locator("#onestep")).to_be_checked()
+    expect(again.locator("#diagram")).not_to_be_checked()
+    expect(again.locator("#network")).to_be_hidden()
+    again.click("#step")
+    expect(again.locator("#flow")).to_contain_text("batch 1 of 50", timeout=30_000)
+    again.click("#play")  # play ends one-step mode, and the URL says so
+    expect(again.locator("#onestep")).not_to_be_checked(timeout=30_000)
+    wait_on_page(again, "Number(document.getElementById('epoch').textContent) >= 2")
+    assert parse_qs(again.url.split("#", 1)[1])["onestep"] == ["false"]
+    assert again.locator("#flow").is_hidden() and errors == []
+    again.close()
+    wait_until(lambda: runs(app) == 0, "closing the tabs did not stop their runs")
+
+
+@pytest.mark.parametrize("key, value", [("diagram", "maybe"), ("onestep", "1")])
+def test_a_bad_switch_in_the_url_is_shown_in_words(server, browser, key, value):
+    url, app = server
+    page = browser.new_page()
+    page.goto(url + f"#hidden=8&{key}={value}")
+    expect(page.locator("#error")).to_contain_text(
+        f"{key} must be true or false, got '{value}'", timeout=30_000)
+    page.locator(f"#{key}").click()  # switching it sends a good value: the run starts
+    page.locator("#reset").click()
+    expect(page.locator("#error")).to_be_hidden(timeout=30_000)
+    expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
     page.close()
     wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")

@@ -20,6 +20,7 @@ function showError(text) { const e = $("error"); e.textContent = text; e.hidden 
 function config() {
   const c = {};
   for (const key of KEYS) c[key] = fieldValue($(key));
+  Object.assign(c, Inside.config());  // the inside views' switches (inside.js)
   return c;
 }
 
@@ -33,6 +34,7 @@ function readHash() {
     }
     setField(el, value);
   }
+  Inside.readHash(given, choices.defaults);
 }
 
 function writeHash() {
@@ -77,6 +79,7 @@ async function begin() {
   source.addEventListener("setup", (event) => {
     setup = JSON.parse(event.data); curve = [];
     resendDigit();  // draw.js: a new run sees the drawing too
+    Inside.reset();  // inside.js: the gradient history starts again
   });
   source.addEventListener("frame", (event) => draw(JSON.parse(event.data)));
   source.addEventListener("end", (event) => {  // the server stopped the run, and says why
@@ -126,6 +129,7 @@ function draw(frame) {
   }
   if (frame.heatmap) { showView("plane"); drawHeatmap(frame.heatmap); } else drawView(frame);
   drawCurves();
+  Inside.draw(frame);  // the diagram, the gradients, one step (inside.js)
 }
 
 function bytes(b64) { return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)); }
@@ -259,6 +263,7 @@ async function main() {
   $("download").addEventListener("click", download);
   window.addEventListener("hashchange", () => { readHash(); pickedData(); start(); });
   window.addEventListener("pagehide", stop);
+  Inside.listen({ run: async () => { await starting; return runId; }, post, writeHash, showError });
   await start();
 }
 
