@@ -301,6 +301,8 @@ def test_a_regression_plays_and_its_test_error_falls(server, browser, tmp_path):
     page.click("#play")
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     screenshot(page, tmp_path, "playground-curve.png")
+    expect(page.locator("#points-key")).to_contain_text("Black line: the network's output")
+    expect(page.locator("#diagram-view figcaption")).to_be_hidden()  # no diagram of a 1-D input
 
     set_value(page, "data", "hills")  # a surface; picking it keeps the regression loss
     expect(page.locator("#loss")).to_have_value("mse")
@@ -313,6 +315,7 @@ def test_a_regression_plays_and_its_test_error_falls(server, browser, tmp_path):
     page.click("#play")
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     screenshot(page, tmp_path, "playground-surface.png")
+    expect(page.locator("#points-key")).to_contain_text("Colour: the network's output, orange at")
     assert page.locator("#error").is_hidden() and errors == []
     close(page, app)
 
@@ -541,6 +544,7 @@ def test_one_step_shows_the_batch_flowing_back_and_the_url_keeps_the_switches(se
     expect(page.locator("#flow .flow-row")).to_have_count(5)
     expect(page.locator("#flow .flow-row").first).to_contain_text("linear (module 5)")
     expect(page.locator("#network canvas.unit.gradient")).to_have_count(8 + 8 + 3)
+    expect(page.locator("#diagram-view figcaption")).to_contain_text("each unit's ring is the loss's gradient")
     page.wait_for_timeout(1200)  # the rows' reveal, from the output back
     page.mouse.move(1275, 5)
     page.locator("#inside").screenshot(path=str(artifact(tmp_path, "playground-one-step.png")))
