@@ -308,10 +308,11 @@ def test_a_regression_plays_and_its_test_error_falls(server, browser, tmp_path):
     expect(page.locator("#loss")).to_have_value("mse")
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
     expect(page.locator("#epoch")).to_have_text("0", timeout=30_000)
-    first = number(page, "test-error")
+    first, surface = number(page, "test-error"), canvas(page, "heatmap")
     page.click("#play")
     wait_on_page(page, f"parseFloat(document.getElementById('test-error').textContent) < {first * 0.7}",
                  timeout=120)
+    assert canvas(page, "heatmap") != surface, "the fitted surface was not redrawn"
     page.click("#play")
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     screenshot(page, tmp_path, "playground-surface.png")
