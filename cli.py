@@ -829,8 +829,8 @@ def tune(
     target: TargetOpt = None,
     trials: Annotated[int, typer.Option(help="Trials to finish (complete or pruned), over the whole study.")] = 50,
     timeout: Annotated[Optional[float], typer.Option(help="Stop searching after this many seconds.")] = None,
-    cv: Annotated[Optional[int], typer.Option(metavar="K", help="Score each trial by K-fold cross-validation on the training rows.")] = None,
-    holdout: Annotated[float, typer.Option(help="Without --cv: the share of the training rows each trial is scored on.")] = 0.2,
+    cv: Annotated[Optional[int], typer.Option(metavar="K", help="Score each trial by K-fold cross-validation on the training rows (default: 5 below 1000 training rows).")] = None,
+    holdout: Annotated[Optional[float], typer.Option(metavar="F", help="Score each trial on this share of the training rows (default: 0.2 from 1000 training rows).")] = None,
     objective: Annotated[str, typer.Option(help="What to minimise on the held-out rows: loss or error (regression: RMSE).")] = "loss",
     prune: Annotated[bool, typer.Option(help="Stop trials whose held-out loss lags the median's.")] = True,
     study: Annotated[Optional[str], typer.Option(help="The study's name (default: tune-DATA); the same name goes on with it.")] = None,
@@ -863,10 +863,12 @@ def tune(
     given |= {"hidden"} if "depth" in given else set()
     given |= {"optimizer_args"} if any(n.startswith("opt") for n in given) else set()
     name = study or "tune-" + _data_stem(data)
+    base = resolve(base, registry, given).settings
+    scoring = tuning.choose_scoring(base, space, registry, cv, holdout)  # folds below 1000 rows
     request = tuning.TuneRequest(
-        resolve(base, registry, given).settings, space, trials=trials, timeout=timeout, cv=cv,
-        holdout=holdout, objective=objective, study=name,
-        storage=storage or tuning.default_storage(name), pruning=prune)
+        base, space, trials=trials, timeout=timeout, cv=scoring.cv, holdout=scoring.holdout,
+        epochs_by_folds=scoring.epochs_by_folds, why=scoring.why, objective=objective,
+        study=name, storage=storage or tuning.default_storage(name), pruning=prune)
     tuning.check_request(request, registry)  # every corner of the space, before any trial
     worker = os.environ.get(tuning.RANK_ENV, "0") != "0"
     command = [str(Path(__file__).resolve()), *_given_options(ctx.find_root()), ctx.info_name,
@@ -882,6 +884,7 @@ def tune(
             error = (f"RMSE {row['error']:.4g}" if "r2" in row
                      else f"error {row['error']:.2%}")
             what = f"{objective} {row['value']:.4g}  {error}"
+            what += f" at epoch {row['epochs']}" if "epochs" in row else ""
         print(f"trial {row['number']} ({done}/{wanted} done): {what}  {format_params(row['params'])}"
               f"  {row['seconds'] or 0:.1f} s", file=out, flush=True)
 

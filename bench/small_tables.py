@@ -21,7 +21,8 @@ For iris, wine, breast_cancer (error: fraction of held-out rows misclassified) a
    ours trains on 75 % of train.csv: its own test split is held out of it; scikit-learn
    fits all of train.csv). scikit-learn's MLP with its defaults, as in 1.
 3. On the files of 2: `nn-cli tune --data train.csv --trials T --save m` (the space below,
-   a held-out share of 20 % as the objective; run as a command, its wall time measured),
+   scored as tune chooses: 5 folds below 1000 training rows, the folds picking the epochs;
+   `--cv K` or `--holdout F` passed on; run as a command, its wall time measured),
    then `nn-cli evaluate m --input held_out.csv`; against GridSearchCV (5 folds) over
    MLP's penalty `alpha` and width, and on diabetes RidgeCV.
 
@@ -154,7 +155,8 @@ def ours_on_files(name, seed, train_csv, held_out, folder, registry) -> float:
     return held_out_score(name, model, held_out, registry)
 
 
-def tune_on_files(name, seed, train_csv, held_out, folder, registry, trials, cv=None) -> tuple[float, float]:
+def tune_on_files(name, seed, train_csv, held_out, folder, registry, trials, cv=None,
+                  holdout=None) -> tuple[float, float]:
     """(held-out score, wall seconds) of `nn-cli tune ... --save m`, then evaluate."""
     model = folder / f"{name}_{seed}_tuned.safetensors"
     command = [sys.executable, str(ROOT / "cli.py"), "tune", "--data", str(train_csv),
@@ -164,6 +166,8 @@ def tune_on_files(name, seed, train_csv, held_out, folder, registry, trials, cv=
         command += ["--param", p]
     if cv:
         command += ["--cv", str(cv)]
+    if holdout:
+        command += ["--holdout", str(holdout)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -185,14 +189,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--only", action="append", choices=SETS)
     parser.add_argument("--skip-tune", action="store_true")
-    parser.add_argument("--cv", type=int, help="Score tune's trials by K folds (default: a 20%% holdout).")
+    parser.add_argument("--cv", type=int, help="Score tune's trials by K folds (default: tune's choice).")
+    parser.add_argument("--holdout", type=float, help="Score tune's trials on this share instead.")
     parser.add_argument("--json", metavar="FILE", help="Also write every figure here.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     registry = default_registry()
     names = args.only or SETS
     seeds = range(args.seeds)
-    record: dict = {"seeds": args.seeds, "trials": args.trials, "cv": args.cv, "space": SPACE, "grid": {
+    record: dict = {"seeds": args.seeds, "trials": args.trials, "cv": args.cv,
+                    "holdout": args.holdout, "space": SPACE, "grid": {
         k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in GRID.items()}, "sets": {}}
     folder = Path(tempfile.mkdtemp(prefix="nn-small-tables-"))
     print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
@@ -211,7 +217,7 @@ def main() -> None:
             rows["files_sklearn"].append(sklearn_mlp(name, seed, *data))
             if not args.skip_tune:
                 score, seconds = tune_on_files(name, seed, train_csv, held_out, folder, registry,
-                                               args.trials, args.cv)
+                                               args.trials, args.cv, args.holdout)
                 rows["tune"].append(score)
                 rows["tune_seconds"].append(seconds)
                 grid_score, grid_seconds, _ = sklearn_grid(name, seed, *data)

@@ -19,7 +19,7 @@ from cli import app
 from postgres_server import postgres_url  # noqa: F401  (the fixture: a throwaway server)
 from core import TrainSettings, default_registry
 from core.pipeline.search_space import SearchSpaceError, parse_space
-from core.pipeline.tune import make_folds
+from core.pipeline.tune import CV_BELOW_ROWS, at_best_mean_epoch, choose_scoring, make_folds
 
 optuna = pytest.importorskip("optuna")
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +129,63 @@ def test_folds_hold_out_disjoint_rows_of_the_training_rows_only(cv):
         assert set().union(*held) == rows and sum(map(len, held)) == len(rows)
 
 
+# -- scoring: k folds for a small table, unless told ----------------------------------------
+
+def test_a_small_table_is_scored_by_five_folds_that_pick_the_epochs(tmp_path):
+    report = tune_json(tmp_path, "--data", "iris", "--param", "lr=0.005..0.1:log",
+                       "--param", "epochs=40", "--trials", "3", "--no-prune", "--study", "small")
+    scoring, best = report["scoring"], report["best"]
+    assert scoring["cv"] == 5 and scoring["holdout"] is None and scoring["epochs_by_folds"]
+    assert "112 training rows, fewer than 1000" in scoring["why"]
+    # the refit: the epochs the folds chose, on every training row (no validation share)
+    assert 1 <= best["epochs"] <= 40 and best["settings"]["epochs"] == best["epochs"]
+    assert "val_fraction" not in best["settings"] and "patience" not in best["settings"]
+    assert f"--epochs {best['epochs']}" in report["command"]
+    assert "--val-fraction 0" in report["command"]
+    text = invoke("tune", "--data", "iris", "--param", "lr=0.005..0.1:log", "--param",
+                  "epochs=40", "--trials", "3", "--study", "small",
+                  "--storage", f"sqlite:///{tmp_path}/s.db").stdout
+    assert "scored by 5-fold cross-validation: 112 training rows" in text
+
+
+@pytest.mark.parametrize(("choice", "cv", "holdout"), [
+    (["--holdout", "0.3"], None, 0.3), (["--cv", "3"], 3, None)])
+def test_an_explicit_cv_or_holdout_wins(tmp_path, choice, cv, holdout):
+    report = tune_json(tmp_path, *FAST, "--trials", "2", "--no-prune", *choice)
+    assert (report["scoring"]["cv"], report["scoring"]["holdout"]) == (cv, holdout)
+    assert "as asked" in report["scoring"]["why"]
+    assert report["scoring"]["epochs_by_folds"] is (cv is not None)
+    study = optuna.load_study(study_name="tune-iris", storage=f"sqlite:///{tmp_path}/s.db")
+    assert (study.user_attrs["nn_tune"]["cv"], study.user_attrs["nn_tune"]["holdout"]) == (cv, holdout)
+
+
+def test_cv_and_holdout_together_are_refused(tmp_path):
+    result = invoke("tune", *FAST, "--cv", "3", "--holdout", "0.2",
+                    "--storage", f"sqlite:///{tmp_path}/s.db")
+    assert result.exit_code == 2 and "not both" in result.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_the_rows_decide_folds_or_a_holdout_and_a_searched_validation_share_keeps_its_stopping():
+    registry = default_registry()
+    iris = TrainSettings(data="iris", val_fraction=0.15, patience=30)
+    moons, disk = TrainSettings(data="moons"), TrainSettings(data="disk")  # 750, 1000 rows
+    assert choose_scoring(moons, parse_space(["lr=0.01..0.1"]), registry).cv == 5
+    assert not choose_scoring(moons, parse_space(["lr=0.01..0.1"]), registry).epochs_by_folds
+    wide = choose_scoring(disk, parse_space(["lr=0.01..0.1"]), registry)
+    assert (wide.cv, wide.holdout) == (None, 0.2) and "1000 training rows" in wide.why
+    assert CV_BELOW_ROWS == 1000
+    kept = choose_scoring(iris, parse_space(["lr=0.01..0.1", "val-fraction=0.1|0.2"]), registry)
+    assert kept.cv == 5 and not kept.epochs_by_folds  # the validation share was asked for
+
+
+def test_the_epoch_is_the_lowest_mean_over_the_folds_a_stopped_fold_at_its_last():
+    folds = [{"loss": [3.0, 1.0, 2.0], "error": [0.3, 0.1, 0.2]},
+             {"loss": [3.0, 2.0, 1.5, 0.5, 0.9], "error": [0.5, 0.4, 0.3, 0.2, 0.25]}]
+    epoch, at = at_best_mean_epoch(folds)  # means 3, 1.5, 1.75, 1.25 (2.0 + 0.5), 1.45
+    assert epoch == 4 and at == [{"loss": 2.0, "error": 0.2}, {"loss": 0.5, "error": 0.2}]
+
+
 # -- a whole tune -------------------------------------------------------------------------
 
 def test_tune_ranks_trials_and_prints_the_command_that_trains_the_best(tmp_path):
@@ -207,7 +264,8 @@ def nn_cli(*args, cwd):
 
 SLOW = ["tune", "--data", "iris", "--param", "epochs=150", "--param", "batch-size=8",
         "--param", "val-fraction=0",  # no early stopping: every trial its epochs
-        "--param", "lr=0.005..0.1:log", "--param", "hidden=4..16", "--no-prune"]
+        "--param", "lr=0.005..0.1:log", "--param", "hidden=4..16", "--no-prune",
+        "--holdout", "0.2"]  # one training a trial (iris alone would take 5 folds)
 
 
 def test_a_killed_tune_resumes_and_finishes_the_same_number_of_trials(tmp_path):
