@@ -130,8 +130,7 @@ def test_pick_data_and_network_play_and_watch_it_learn(server, browser, tmp_path
     for key, value in NETWORK.items():
         expect(again.locator(f"#{key}")).to_have_value(value)
     expect(again.locator("#data")).to_have_value(DATASET)
-    again.close()
-    wait_until(lambda: runs(app) == 0, "closing the tabs did not stop their runs")
+    close(again, app, "closing the tabs did not stop their runs")
 
 
 def test_a_bad_request_is_shown_in_words(server, browser):
@@ -143,8 +142,7 @@ def test_a_bad_request_is_shown_in_words(server, browser):
     set_value(page, "hidden", "8")  # fixing it clears the error and starts a run
     expect(page.locator("#error")).to_be_hidden(timeout=30_000)
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
@@ -166,8 +164,17 @@ def test_a_plugin_layer_is_among_the_choices_and_trains_there(server, browser):
     # The diagram draws the plugin's layer as a layer of its own (it has parameters).
     expect(page.locator("#network .layer-name", has_text="prelu")).to_have_count(1)
     assert page.locator("#error").is_hidden()
+    close(page, app)
+
+
+def close(page, app, message: str = "closing the tab did not stop its run") -> None:
+    """Close the tab once the runs it started have started, and wait for its run to stop.
+    A tab closed while a start's request is on its way leaves a run that no page will ever
+    connect to: it holds its slot until the server reaps it (15-20 s), failing the next test
+    that counts runs; under load, `runs(app) == 0` could even hold before it appeared."""
+    page.evaluate("starting")  # app.js: the chain of starts (a promise, awaited here)
     page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    wait_until(lambda: runs(app) == 0, message)
 
 
 def page_hash(state: dict[str, list[str]]) -> str:
@@ -252,8 +259,7 @@ def test_a_diverging_run_says_so_on_the_page(server, browser):
     expect(page.locator("#state")).to_contain_text("stopped")
     expect(page.locator("#train-loss")).to_have_text("\u2013")
     assert errors == []  # before: the frame's NaN broke JSON.parse, the page froze silently
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 # -- regression, digits and the training controls (issue 25, items 3 and 4) ---------------
@@ -295,21 +301,24 @@ def test_a_regression_plays_and_its_test_error_falls(server, browser, tmp_path):
     page.click("#play")
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     screenshot(page, tmp_path, "playground-curve.png")
+    expect(page.locator("#points-key")).to_contain_text("Black line: the network's output")
+    expect(page.locator("#diagram-view figcaption")).to_be_hidden()  # no diagram of a 1-D input
 
     set_value(page, "data", "hills")  # a surface; picking it keeps the regression loss
     expect(page.locator("#loss")).to_have_value("mse")
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
     expect(page.locator("#epoch")).to_have_text("0", timeout=30_000)
-    first = number(page, "test-error")
+    first, surface = number(page, "test-error"), canvas(page, "heatmap")
     page.click("#play")
     wait_on_page(page, f"parseFloat(document.getElementById('test-error').textContent) < {first * 0.7}",
                  timeout=120)
+    assert canvas(page, "heatmap") != surface, "the fitted surface was not redrawn"
     page.click("#play")
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     screenshot(page, tmp_path, "playground-surface.png")
+    expect(page.locator("#points-key")).to_contain_text("Colour: the network's output, orange at")
     assert page.locator("#error").is_hidden() and errors == []
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 def test_a_drawn_digit_gets_probabilities_that_sum_to_one(server, browser, tmp_path):
@@ -348,8 +357,7 @@ def test_a_drawn_digit_gets_probabilities_that_sum_to_one(server, browser, tmp_p
     expect(page.locator("#state")).to_have_text("paused", timeout=10_000)
     screenshot(page, tmp_path, "playground-digits.png")
     assert page.locator("#error").is_hidden() and errors == []
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 def test_picking_digits_gives_a_cnn_and_the_canvas_and_back(server, browser):
@@ -368,8 +376,7 @@ def test_picking_digits_gives_a_cnn_and_the_canvas_and_back(server, browser):
     expect(page.locator("#layers")).to_have_value("")
     expect(page.locator("#heatmap")).to_be_visible(timeout=30_000)
     expect(page.locator("#digit")).to_be_hidden()
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 def test_a_url_with_every_new_control_restores_it(server, browser, tmp_path):
@@ -410,15 +417,15 @@ def test_a_url_with_every_new_control_restores_it(server, browser, tmp_path):
     written = parse_qs(page.url.split("#", 1)[1])
     assert written["logscale"] == ["false"] and written["discretize"] == ["false"]
     assert all(written[k] == [CONTROLS[k]] for k in ("penalty", "rate", "speed", "noise"))
-    # The noise slider moves the data set's noise and starts the new run.
+    # The noise slider moves the data set's noise and starts the new run. (Playwright's fill
+    # fires the range's input and change events, as a drag does: one change, one new run.)
     page.locator("#noise-slider").fill("0.5")
-    page.locator("#noise-slider").dispatch_event("change")
     expect(page.locator("#noise")).to_have_value("0.5")
-    wait_until(lambda: [r.config.noise for r in app.state.sessions.runs.values()] == [0.5],
+    key = page.evaluate("starting.then(() => runId)")  # the run the page ended up with
+    wait_until(lambda: [(k, r.config.noise) for k, r in app.state.sessions.runs.items()] == [(key, 0.5)],
                "the slider's noise did not reach the server")
     assert errors == []
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 @pytest.mark.parametrize("key, value, words", [
@@ -449,8 +456,7 @@ def test_a_bad_speed_or_drawing_sent_to_a_run_is_shown_in_words(server, browser)
     page.evaluate("drawnPixels = new Array(64).fill(40); resendDigit()")  # past the data's scale
     expect(page.locator("#error")).to_contain_text(
         "pixels[0] must be a number between 0 and 16 (the data's scale), got 40", timeout=30_000)
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 # -- inside the network (issue 25): the diagram, the gradients, one step ---------------------
@@ -510,8 +516,7 @@ def test_the_diagram_draws_every_hidden_unit_and_the_gradients_per_layer_live(se
     page.locator("#inside").screenshot(path=str(artifact(tmp_path, "playground-inside.png")))
     page.locator("#gradient-view").screenshot(path=str(artifact(tmp_path, "playground-gradients.png")))
     assert page.locator("#error").is_hidden() and errors == []
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 def test_a_wide_layer_is_drawn_in_part_with_a_count_of_the_rest(server, browser):
@@ -520,8 +525,7 @@ def test_a_wide_layer_is_drawn_in_part_with_a_count_of_the_rest(server, browser)
     page.goto(url + "#" + page_hash({k: [v] for k, v in {**INSIDE, "hidden": "30"}.items()}))
     expect(page.locator("#network canvas.unit[data-layer='1']")).to_have_count(8, timeout=30_000)
     expect(page.locator("#network .more").nth(1)).to_have_text("+22 more")
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)
 
 
 def test_one_step_shows_the_batch_flowing_back_and_the_url_keeps_the_switches(server, browser, tmp_path):
@@ -541,6 +545,7 @@ def test_one_step_shows_the_batch_flowing_back_and_the_url_keeps_the_switches(se
     expect(page.locator("#flow .flow-row")).to_have_count(5)
     expect(page.locator("#flow .flow-row").first).to_contain_text("linear (module 5)")
     expect(page.locator("#network canvas.unit.gradient")).to_have_count(8 + 8 + 3)
+    expect(page.locator("#diagram-view figcaption")).to_contain_text("each unit's ring is the loss's gradient")
     page.wait_for_timeout(1200)  # the rows' reveal, from the output back
     page.mouse.move(1275, 5)
     page.locator("#inside").screenshot(path=str(artifact(tmp_path, "playground-one-step.png")))
@@ -565,8 +570,7 @@ def test_one_step_shows_the_batch_flowing_back_and_the_url_keeps_the_switches(se
     wait_on_page(again, "Number(document.getElementById('epoch').textContent) >= 2")
     assert parse_qs(again.url.split("#", 1)[1])["onestep"] == ["false"]
     assert again.locator("#flow").is_hidden() and errors == []
-    again.close()
-    wait_until(lambda: runs(app) == 0, "closing the tabs did not stop their runs")
+    close(again, app, "closing the tabs did not stop their runs")
 
 
 @pytest.mark.parametrize("key, value", [("diagram", "maybe"), ("onestep", "1")])
@@ -580,5 +584,4 @@ def test_a_bad_switch_in_the_url_is_shown_in_words(server, browser, key, value):
     page.locator("#reset").click()
     expect(page.locator("#error")).to_be_hidden(timeout=30_000)
     expect(page.locator("#state")).to_have_text("paused", timeout=30_000)
-    page.close()
-    wait_until(lambda: runs(app) == 0, "closing the tab did not stop its run")
+    close(page, app)

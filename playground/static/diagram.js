@@ -9,6 +9,10 @@ const Diagram = (() => {
   const SVG = "http://www.w3.org/2000/svg";
   let shape = "", units = [], lines = [], more = [];
   let current = null;  // the diagram last drawn, for the tooltip
+  const CAPTION = "Each unit's output over the plotted square (orange below 0, blue above); " +
+    "lines: the weights (colour: sign, width: size). Hover for values.";
+  const RINGS = " One step: each unit's ring is the loss's gradient with respect to its output " +
+    "(the batch's mean, against the layer's largest; orange below 0, blue above).";
 
   // -1 .. 1 -> orange .. white .. blue
   function colour(v) {
@@ -86,11 +90,15 @@ const Diagram = (() => {
 
   function draw(root, diagram) {
     current = diagram;
+    const caption = root.parentElement.querySelector("figcaption");
     if (!diagram || !diagram.layers) {
       root.replaceChildren(); shape = "";
       root.textContent = diagram ? "The diagram draws networks of 2-D inputs with plain layers only." : "";
+      caption.hidden = true;  // it explains a diagram that is not there
       return;
     }
+    caption.hidden = false;
+    caption.textContent = CAPTION + (diagram.layers.some((l) => l.grad) ? RINGS : "");
     const key = diagram.layers.map((l) => `${l.name}:${l.units}:${l.weights ? l.weights.length : 0}`).join("|");
     if (key !== shape) { build(root, diagram); shape = key; }
     const n = diagram.cells, cells = n * n;

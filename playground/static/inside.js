@@ -24,6 +24,7 @@ const Inside = (() => {
 
   function show() {
     document.getElementById("network").hidden = !box("diagram").checked;
+    document.querySelector("#diagram-view figcaption").hidden = !box("diagram").checked;
     document.getElementById("step").title = box("onestep").checked
       ? "one batch, then freeze and show its backward pass" : "one epoch";
   }

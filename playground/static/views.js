@@ -11,10 +11,24 @@ function floats(b64) { return new Float32Array(bytes(b64).buffer); }
 function showView(kind) {
   $("heatmap").hidden = kind === "image";
   $("points-key").hidden = kind === "image";
+  $("points-key").textContent = pointsKey(kind);
   $("digit-panel").hidden = kind !== "image";
   // An image set is a fixed table of its own size (the train share still splits it), and
   // draws no grid.
   for (const id of ["size", "grid"]) $(id).disabled = kind === "image";
+}
+
+// What the colours and dots of the square mean, for the view shown.
+function pointsKey(kind) {
+  if (kind === "curve") {
+    return "Black line: the network's output; filled dots: training points; ringed dots: test points.";
+  }
+  if (kind === "surface") {
+    const [low, high] = setup.range.map((v) => v.toPrecision(3));
+    return `Colour: the network's output, orange at ${low}, white half way, blue at ${high}; ` +
+      "dots: the points' own values (thick dark ring: test points).";
+  }
+  return "Filled dots: training points; ringed dots: test points.";
 }
 
 function drawView(frame) {
