@@ -6,7 +6,6 @@ import math
 
 from core import Parameter, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
-from core.network.scalars import scalar
 
 
 class _Activation:
@@ -110,7 +109,7 @@ class GELU(_Activation):
         """forward while sampling (core/network/sampling.py): x Phi(x), nothing kept."""
         if self.approximate == "tanh":
             return None  # forward
-        inv_sqrt_2, half, addcmul = scalar(_INV_SQRT_2, like), scalar(0.5, like), torch.addcmul
+        inv_sqrt_2, half, addcmul = like.new_tensor(_INV_SQRT_2), like.new_tensor(0.5), torch.addcmul
         return lambda x: addcmul(x, x, (x * inv_sqrt_2).erf_()).mul_(half)  # (x + x erf(x / sqrt 2)) / 2
 
     def backward(self, grad_output: torch.Tensor) -> torch.Tensor:

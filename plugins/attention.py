@@ -16,7 +16,6 @@ import math
 
 from core import Initializer, Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
-from core.network.scalars import scalar
 
 LOG2_E = 1 / math.log(2)  # exp(x) = 2 ** (x log2(e))
 
@@ -195,7 +194,7 @@ class CausalSelfAttention:
         heads, head_width, width, context = self.heads, self.head_width, self.width, self.context
         qkv_weight, qkv_bias = self.qkv_weight.value, self.qkv_bias.value
         out_weight, out_bias = self.out_weight.value, self.out_bias.value
-        alpha, no_mask = self.scale * LOG2_E, scalar(0.0, like)
+        alpha, no_mask = self.scale * LOG2_E, like.new_tensor(0.0)
         addmm, baddbmm, bmm = torch.addmm, torch.baddbmm, torch.bmm
 
         def decode(rows: torch.Tensor) -> torch.Tensor:

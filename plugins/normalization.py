@@ -13,7 +13,6 @@ import math
 from core import Parameter, ShapeError, StateError, hookimpl
 from core.lazy import torch  # imported on first use: listing plugins stays fast
 from core.network.layout import BATCH_FIRST, BATCH_INNERMOST
-from core.network.scalars import scalar
 
 
 class _Modes:
@@ -225,7 +224,7 @@ class LayerNorm:
         """forward while sampling (core/network/sampling.py), on (rows, features), nothing kept."""
         if self.runs is not None or len(self.in_shape) != 1:
             return None  # an ensemble's, an image's: forward
-        weight, bias, eps = self.weight.value, self.bias.value, scalar(self.eps, like)
+        weight, bias, eps = self.weight.value, self.bias.value, like.new_tensor(self.eps)
         var_mean, addcmul = torch.var_mean, torch.addcmul
 
         def decode(x: torch.Tensor) -> torch.Tensor:
